@@ -1,0 +1,371 @@
+"""Repair benchmark on HumanEvalFix (Python): a one-shot baseline vs. tracefix's trace + verify loop.
+
+Per task a tiny project is built: solution.py (declaration + buggy body) and test_example.py (the
+task's visible example test as a pytest test). The model sees only those; what an arm offers is
+scored with the task's hidden `test`, run in a fresh interpreter outside the project.
+
+Arms, same model server, same reply parser (tracefix.refining.replies.parse_reply):
+  tracefix  trace the failing test (tracing.capture), then refining.engine.refine: rounds of
+            candidates, each verified on the visible test in a shadow copy; offers only a verified one.
+  baseline  "fix this function, here is the failing pytest output"; calls one at a time until a reply
+            parses, offered unverified. Its budget is the number of model calls tracefix made on the
+            same task (--calls when tracefix does not run).
+
+    python bench/repair.py --model qwen-coder-1.5b --limit 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.models import MODELS, LlamaServer, model_path  # noqa: E402
+from tracefix.refining.engine import refine  # noqa: E402
+from tracefix.refining.llm import LLMSettings, ModelClient, ModelError, temperatures  # noqa: E402
+from tracefix.refining.prompt import FixRequest  # noqa: E402
+from tracefix.refining.replies import Candidate, Target, parse_reply  # noqa: E402
+from tracefix.running.process import Limits  # noqa: E402
+from tracefix.running.runner import run_tests  # noqa: E402
+from tracefix.tracing import capture  # noqa: E402
+
+DATASET = ROOT.parent / "shared" / "datasets" / "humanevalfix-python.jsonl"
+SOLUTION, TEST_FILE = "solution.py", "test_example.py"
+NODEID = f"{TEST_FILE}::test_example"
+TEST_TIMEOUT = 20.0  # HumanEval tests take well under a second; some buggy bodies loop forever
+
+
+# ---------------------------------------------------------------- tasks and projects
+
+
+def load_tasks(path: Path, ids: list[str] | None, limit: int | None) -> list[dict]:
+    tasks = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if ids:
+        by_id = {t["task_id"]: t for t in tasks}
+        tasks = [by_id[i] for i in ids]
+    return tasks[:limit] if limit else tasks
+
+
+def visible_test(task: dict) -> str:
+    """The example `check(fn)` as a pytest test, so pytest reports the failing assert with values."""
+    check = task["example_test"].rstrip().splitlines()[:-1]  # drop the module-level `check(fn)` call
+    fn = task["entry_point"]
+    return f"from solution import {fn}\n\n\n" + "\n".join(check) + f"\n\n\ndef test_example():\n    check({fn})\n"
+
+
+def make_project(task: dict, directory: Path, solution: str | None = None) -> Path:
+    directory.mkdir(parents=True)
+    (directory / SOLUTION).write_text(solution or task["declaration"] + task["buggy_solution"])
+    (directory / TEST_FILE).write_text(visible_test(task))
+    # Keeps pytest-asyncio's deprecation warning (if the interpreter has it) out of what the model reads.
+    (directory / "pytest.ini").write_text("[pytest]\naddopts = -p no:asyncio\n")
+    return directory
+
+
+def run_visible(python: str, project: Path) -> tuple[bool, str]:
+    """(passed, pytest's output) for the visible test: what a developer would see and paste."""
+    try:
+        proc = subprocess.run(
+            [python, "-m", "pytest", "-q", "--tb=short", "--no-header", "-p", "no:cacheprovider", TEST_FILE],
+            cwd=project, capture_output=True, text=True, timeout=TEST_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"pytest was killed after {TEST_TIMEOUT:g} s: the test does not finish"
+    return proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def passes_hidden(python: str, task: dict, solution: str) -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "hidden.py"
+        script.write_text(solution + "\n\n" + task["test"] + "\n")
+        try:
+            proc = subprocess.run([python, str(script)], cwd=tmp, capture_output=True, timeout=TEST_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return False
+    return proc.returncode == 0
+
+
+def fix_request(task: dict, project: Path, python: str) -> FixRequest:
+    """The request for the entry point, without failure details: what both arms need to parse replies."""
+    text = (project / SOLUTION).read_text()
+    node = next(n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef) and n.name == task["entry_point"])
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    lines = text.splitlines(keepends=True)
+    return FixRequest(
+        root=project, python=python, path=SOLUTION, qualname=node.name,
+        function_source="".join(lines[start - 1 : node.end_lineno]),
+        function_start_line=start, function_end_line=node.end_lineno,
+        signature=lines[node.lineno - 1].rstrip(),
+        test_nodeid=NODEID,
+        # The whole file, not just test_example(): the asserts live in its check() helper.
+        test_source=(project / TEST_FILE).read_text(),
+        failure_message="",
+        test_timeout=TEST_TIMEOUT,
+    )
+
+
+# ---------------------------------------------------------------- arms
+
+
+@dataclass
+class Attempt:
+    solution: str | None = None  # the offered solution.py, None when the arm offers nothing
+    calls: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    note: str = ""
+    visible_pass: bool | None = None
+    hidden_pass: bool | None = None
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    task: dict
+    project: Path  # a pristine copy for this arm
+    output: str  # pytest's output for the buggy code
+    budget: int  # model calls the baseline may make
+    settings: LLMSettings
+    python: str
+
+
+BASELINE_SYSTEM = (
+    "You fix bugs in Python code. Reply with the complete corrected function in one ```python block."
+)
+BASELINE_PROMPT = """The test in {test_file} fails. Fix the function `{name}` in {solution_file}.
+
+{solution_file}:
+```python
+{solution}```
+
+{test_file}:
+```python
+{test}```
+
+pytest output:
+```
+{output}
+```"""
+
+
+async def baseline(ctx: Context) -> Attempt:
+    request = fix_request(ctx.task, ctx.project, ctx.python)
+    target = Target.from_request(request)
+    prompt = BASELINE_PROMPT.format(
+        name=request.name, solution_file=SOLUTION, solution=request.file_text(),
+        test_file=TEST_FILE, test=request.test_source, output=ctx.output.strip(),
+    )
+    messages = [{"role": "system", "content": BASELINE_SYSTEM}, {"role": "user", "content": prompt}]
+    attempt, reasons = Attempt(), []
+    client = ModelClient(ctx.settings)
+    started = time.monotonic()
+    try:
+        # The same temperature schedule as tracefix's candidates, one call at a time.
+        for temperature in temperatures(ctx.settings.temperature, ctx.budget):
+            try:
+                [completion] = await client.complete(messages, n=1, temperature=temperature)
+            except ModelError as exc:
+                reasons.append(str(exc))
+                continue
+            attempt.tokens += completion.tokens_in + completion.tokens_out
+            parsed = parse_reply(completion.text, target)
+            if isinstance(parsed, Candidate):
+                attempt.solution = parsed.file_text
+                break
+            reasons.append(parsed.reason)
+    finally:
+        attempt.calls = client.calls
+        await client.close()
+    attempt.seconds = time.monotonic() - started
+    attempt.note = "offered (unverified)" if attempt.solution else "no usable reply"
+    attempt.detail = {"rejected": reasons}
+    return attempt
+
+
+async def tracefix(ctx: Context) -> Attempt:
+    request = fix_request(ctx.task, ctx.project, ctx.python)
+    # The failing result a developer already has in the editor; its run is not counted as fix time.
+    run = await run_tests(ctx.project, ctx.python, [NODEID], limits=Limits(timeout=TEST_TIMEOUT))
+    failure = run.failed[0] if run.failed else None
+    if failure:
+        request.failure_message, request.expected, request.actual = failure.message, failure.expected, failure.actual
+    else:
+        request.failure_message = run.message
+    started = time.monotonic()
+    trace = await capture(ctx.project, ctx.python, NODEID, timeout=TEST_TIMEOUT)
+    request.trace_text = trace.render()
+    outcome = await refine(request, ctx.settings)
+    attempt = Attempt(
+        solution=outcome.best.file_text if outcome.best else None,
+        calls=outcome.model_calls,
+        tokens=outcome.tokens_in + outcome.tokens_out,
+        seconds=time.monotonic() - started,
+    )
+    attempt.note = "offered (verified)" if outcome.best else outcome.error or "no verified candidate"
+    attempt.detail = {
+        "trace_error": trace.error,
+        "evidence": outcome.evidence,
+        "attempts": [f"r{a.round}c{a.index} t={a.temperature} {a.verdict}: {a.reason}" for a in outcome.attempts],
+        # Offered in the editor only as clearly unverified; scored here for information, not as a fix.
+        "unverified_hidden_pass": (
+            passes_hidden(ctx.python, ctx.task, outcome.unverified.file_text) if outcome.unverified else None
+        ),
+    }
+    return attempt
+
+
+ARMS = {"tracefix": tracefix, "baseline": baseline}
+
+
+# ---------------------------------------------------------------- running and reporting
+
+
+async def run_task(task: dict, args: argparse.Namespace, settings: LLMSettings, workdir: Path) -> dict:
+    row: dict = {"task_id": task["task_id"], "bug_type": task["bug_type"], "arms": {}}
+    if not task["example_test"].strip():
+        row["skipped"] = "no visible example test"
+        return row
+    base = workdir / task["task_id"].replace("/", "_")
+    passed, output = run_visible(args.python, make_project(task, base / "buggy"))
+    if passed:
+        row["skipped"] = "visible test already passes on the buggy code"
+        return row
+    budget = args.calls
+    for arm in args.arms:
+        # Each arm gets a pristine copy, so one arm's edits can never leak into the other's.
+        ctx = Context(task, make_project(task, base / arm), output, budget, settings, args.python)
+        attempt = await ARMS[arm](ctx)
+        if arm == "tracefix":
+            budget = max(attempt.calls, 1)  # the baseline may spend what tracefix spent, no more
+        if attempt.solution is not None:
+            attempt.visible_pass = run_visible(args.python, make_project(task, base / f"{arm}-offered", attempt.solution))[0]
+            attempt.hidden_pass = passes_hidden(args.python, task, attempt.solution)
+        row["arms"][arm] = asdict(attempt)
+        print(f"{task['task_id']:>12} {arm:>9}: {attempt.note[:60]:<60} hidden={attempt.hidden_pass} "
+              f"calls={attempt.calls} tokens={attempt.tokens} {attempt.seconds:.0f}s", flush=True)
+    return row
+
+
+def summarize(rows: list[dict], arms: list[str]) -> dict:
+    attempted = [r for r in rows if "skipped" not in r]
+    summary: dict = {
+        "tasks": len(rows),
+        "attempted": len(attempted),
+        "skipped": {r["task_id"]: r["skipped"] for r in rows if "skipped" in r},
+    }
+    for arm in arms:
+        results = [r["arms"][arm] for r in attempted if arm in r["arms"]]
+        offered = [a for a in results if a["solution"] is not None]
+        fixed = sum(bool(a["hidden_pass"]) for a in offered)
+        tokens = sum(a["tokens"] for a in results)
+        seconds = sum(a["seconds"] for a in results)
+        summary[arm] = {
+            "attempted": len(results),
+            "offered": len(offered),
+            "fixed": fixed,
+            "fix_rate": fixed / len(results) if results else 0.0,
+            "offered_pass_visible": sum(bool(a["visible_pass"]) for a in offered),
+            "offered_fail_hidden": len(offered) - fixed,
+            "calls": sum(a["calls"] for a in results),
+            "tokens": tokens,
+            "seconds": round(seconds, 1),
+            "tokens_per_fix": round(tokens / fixed) if fixed else None,
+            "seconds_per_fix": round(seconds / fixed, 1) if fixed else None,
+        }
+    return summary
+
+
+def markdown(summary: dict, arms: list[str]) -> str:
+    lines = [
+        "| arm | attempted | offered | fixed (hidden test passes) | fix rate | offered, visible test passes "
+        "| offered, hidden test fails | model calls | tokens | tokens per fix | wall s | wall s per fix |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for arm in arms:
+        s = summary[arm]
+        lines.append(
+            f"| {arm} | {s['attempted']} | {s['offered']} | {s['fixed']} | {s['fix_rate']:.0%} | "
+            f"{s['offered_pass_visible']} | {s['offered_fail_hidden']} | {s['calls']} | {s['tokens']} | "
+            f"{s['tokens_per_fix'] or '–'} | {s['seconds']:.0f} | {s['seconds_per_fix'] or '–'} |"
+        )
+    skipped = summary["skipped"]
+    for reason in sorted(set(skipped.values())):
+        ids = [t for t, r in skipped.items() if r == reason]
+        lines.append(f"\nNot attempted, {reason}: {len(ids)} ({', '.join(ids)})")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", type=Path, default=DATASET)
+    p.add_argument("--tasks", help="comma-separated task ids, e.g. Python/0,Python/3")
+    p.add_argument("--limit", type=int, help="the first N tasks (of --tasks, if given)")
+    p.add_argument("--model", choices=sorted(MODELS), help="start a local llama.cpp server with this model")
+    p.add_argument("--base-url", help="a running OpenAI-compatible server, instead of --model")
+    p.add_argument("--model-name", help="the model to request from --base-url")
+    p.add_argument("--arms", default="tracefix,baseline", help="comma-separated, from: tracefix,baseline")
+    p.add_argument("--candidates", type=int, default=LLMSettings.candidates, help="tracefix: candidates per round")
+    p.add_argument("--rounds", type=int, default=LLMSettings.rounds, help="tracefix: rounds")
+    p.add_argument("--calls", type=int, default=1, help="baseline's budget when tracefix does not run")
+    p.add_argument("--temperature", type=float, default=LLMSettings.temperature)
+    p.add_argument("--n-ctx", type=int, default=8192, help="context size of the local server")
+    p.add_argument("--python", default=sys.executable, help="interpreter with pytest that runs the tests")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"repair-{dt.date.today()}.json")
+    args = p.parse_args(argv)
+    if bool(args.model) == bool(args.base_url):
+        p.error("give one of --model or --base-url")
+    if args.base_url and not args.model_name:
+        p.error("--base-url needs --model-name")
+    arms = args.arms.split(",")
+    if unknown := set(arms) - set(ARMS):
+        p.error(f"unknown arms {sorted(unknown)}")
+    args.arms = [a for a in ARMS if a in arms]  # tracefix first: its call count is the baseline's budget
+    return args
+
+
+async def run_all(args: argparse.Namespace, tasks: list[dict], base_url: str, model: str) -> list[dict]:
+    settings = LLMSettings(
+        model=model, base_url=base_url, timeout=600.0,  # a 2-core CPU server queues the parallel candidates
+        candidates=args.candidates, rounds=args.rounds, temperature=args.temperature,
+    )
+    with tempfile.TemporaryDirectory(prefix="tracefix-repair-") as tmp:
+        return [await run_task(task, args, settings, Path(tmp)) for task in tasks]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    tasks = load_tasks(args.dataset, args.tasks.split(",") if args.tasks else None, args.limit)
+    server = LlamaServer(model_path(args.model), n_ctx=args.n_ctx) if args.model else None
+    started = time.monotonic()
+    with server or nullcontext(args.base_url) as base_url:
+        rows = asyncio.run(run_all(args, tasks, base_url, server.model_name if server else args.model_name))
+    summary = summarize(rows, args.arms)
+    result = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/repair.py", *argv]),
+        "model": args.model or args.model_name,
+        "settings": {k: getattr(args, k) for k in ("candidates", "rounds", "calls", "temperature", "n_ctx")},
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "summary": summary,
+        "tasks": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print("\n" + markdown(summary, args.arms) + f"\n\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

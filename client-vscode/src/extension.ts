@@ -1,0 +1,75 @@
+import * as vscode from "vscode";
+import { registerServerCommands } from "./commands";
+import { onDidChangeInterpreter } from "./python";
+import { Server } from "./server";
+import { statusView } from "./status";
+import { TestingView } from "./testing";
+import { TraceDocuments } from "./traces";
+
+let server: Server | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  const log = vscode.window.createOutputChannel("tracefix", { log: true });
+  const statusBar = vscode.window.createStatusBarItem("tracefix.status", vscode.StatusBarAlignment.Left);
+  statusBar.name = "tracefix";
+  const traces = new TraceDocuments();
+
+  const testing = new TestingView(async (nodeids) => {
+    if (nodeids === undefined) {
+      await vscode.commands.executeCommand("tracefix.runAll");
+      return;
+    }
+    for (const nodeid of nodeids) {
+      await vscode.commands.executeCommand("tracefix.rerunTest", nodeid);
+    }
+  });
+
+  server = new Server(log, {
+    status(status) {
+      const view = statusView(status);
+      statusBar.text = view.text;
+      statusBar.tooltip = view.tooltip;
+      statusBar.command = view.command;
+      statusBar.backgroundColor = view.alert ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+      statusBar.show();
+    },
+    testResults: (params) => testing.update(params),
+    stopped: () => testing.endRuns(),
+  });
+  const restart = () => server?.restart();
+
+  context.subscriptions.push(
+    log,
+    statusBar,
+    testing,
+    traces,
+    server,
+    vscode.workspace.registerTextDocumentContentProvider(TraceDocuments.scheme, traces),
+    vscode.commands.registerCommand("tracefix.restartServer", restart),
+    vscode.commands.registerCommand("tracefix.showLogs", () => log.show()),
+    ...registerServerCommands(server, testing, traces),
+    vscode.workspace.onDidChangeConfiguration((event) => {
+      if (event.affectsConfiguration("tracefix.server")) {
+        void restart();
+      }
+    }),
+    // The server was told at start that it may not run tests.
+    vscode.workspace.onDidGrantWorkspaceTrust(restart),
+  );
+  // A configured command does not depend on the selected interpreter.
+  const interpreterChanges = await onDidChangeInterpreter(() => {
+    if (!vscode.workspace.getConfiguration("tracefix").get<string[]>("server.command")?.length) {
+      void restart();
+    }
+  });
+  if (interpreterChanges) {
+    context.subscriptions.push(interpreterChanges);
+  }
+
+  // Not awaited: a slow server must not hold up activation.
+  void server.start();
+}
+
+export async function deactivate(): Promise<void> {
+  await server?.stop();
+}

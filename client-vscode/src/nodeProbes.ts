@@ -1,0 +1,33 @@
+// The parts of server discovery that touch the file system and processes.
+import { execFile } from "node:child_process";
+import { access, constants } from "node:fs/promises";
+import * as path from "node:path";
+
+export function hasTracefix(python: string): Promise<boolean> {
+  // find_spec instead of importing: cheap and free of import side effects.
+  const script = "import importlib.util, sys; sys.exit(importlib.util.find_spec('tracefix') is None)";
+  return new Promise((resolve) => {
+    execFile(python, ["-c", script], { timeout: 15000 }, (error) => resolve(!error));
+  });
+}
+
+export async function which(
+  name: string,
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+): Promise<string | undefined> {
+  const dirs = (env.PATH ?? "").split(path.delimiter).filter(Boolean);
+  const extensions = platform === "win32" ? (env.PATHEXT ?? ".EXE;.CMD;.BAT").split(";") : [""];
+  for (const dir of dirs) {
+    for (const ext of extensions) {
+      const candidate = path.join(dir, name + ext);
+      try {
+        await access(candidate, constants.X_OK);
+        return candidate;
+      } catch {
+        // not here; keep looking
+      }
+    }
+  }
+  return undefined;
+}

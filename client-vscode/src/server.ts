@@ -1,0 +1,173 @@
+// Starting, stopping and talking to the tracefix language server.
+import * as vscode from "vscode";
+import {
+  DynamicFeature,
+  ExecuteCommandRequest,
+  LanguageClient,
+  LanguageClientOptions,
+  State,
+  StaticFeature,
+} from "vscode-languageclient/node";
+import { hasTracefix, which } from "./nodeProbes";
+import { activeInterpreter } from "./python";
+import { resolveServerCommand } from "./serverCommand";
+import { ClientState, ServerStatus } from "./status";
+import { TestResultsParams } from "./testResults";
+
+/**
+ * The extension registers the tracefix.* commands itself: they must exist in
+ * the palette before the server runs, and they prompt for missing arguments.
+ * The built-in executeCommand feature would register the server-advertised ids
+ * a second time and fail with "command already exists", so it is left out.
+ */
+class TracefixClient extends LanguageClient {
+  override registerFeature(feature: StaticFeature | DynamicFeature<unknown>): void {
+    if ("registrationType" in feature && feature.registrationType.method === ExecuteCommandRequest.method) {
+      return;
+    }
+    super.registerFeature(feature);
+  }
+}
+
+export interface ServerEvents {
+  status(status: ServerStatus | ClientState): void;
+  testResults(params: TestResultsParams): void;
+  stopped(): void;
+}
+
+export class Server implements vscode.Disposable {
+  private client: TracefixClient | undefined;
+  /** Start/stop/restart run one after the other, never interleaved. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly log: vscode.LogOutputChannel,
+    private readonly events: ServerEvents,
+  ) {}
+
+  start(): Promise<void> {
+    return this.enqueue(() => this.doStart());
+  }
+
+  stop(): Promise<void> {
+    return this.enqueue(() => this.doStop());
+  }
+
+  restart(): Promise<void> {
+    return this.enqueue(async () => {
+      await this.doStop();
+      await this.doStart();
+    });
+  }
+
+  async executeCommand(command: string, args: unknown[]): Promise<unknown> {
+    const client = this.client;
+    if (!client || client.state !== State.Running) {
+      throw new Error("the tracefix server is not running");
+    }
+    return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args });
+  }
+
+  /** Converts VS Code positions and URIs to their LSP form. */
+  get converter() {
+    return this.client?.code2ProtocolConverter;
+  }
+
+  dispose(): void {
+    void this.stop();
+  }
+
+  private enqueue(step: () => Promise<void>): Promise<void> {
+    const next = this.queue.then(step, step);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async doStart(): Promise<void> {
+    this.events.status("starting");
+    const config = vscode.workspace.getConfiguration("tracefix");
+    const resolution = await resolveServerCommand(config.get<string[]>("server.command"), {
+      interpreter: () => activeInterpreter(this.log),
+      hasTracefix,
+      which,
+    });
+    if ("error" in resolution) {
+      this.log.error(`${resolution.error} ${resolution.fix}`);
+      this.events.status("stopped");
+      void offerHelp(`tracefix: ${resolution.error} ${resolution.fix}`);
+      return;
+    }
+    const [command, ...args] = resolution.argv;
+    this.log.info(`Starting the server (${resolution.source}): ${resolution.argv.join(" ")}`);
+
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [
+        { scheme: "file", language: "python" },
+        { scheme: "untitled", language: "python" },
+      ],
+      synchronize: { configurationSection: "tracefix" },
+      initializationOptions: {
+        settings: vscode.workspace.getConfiguration().get("tracefix"),
+        trusted: vscode.workspace.isTrusted,
+      },
+      outputChannel: this.log,
+    };
+    const client = new TracefixClient(
+      "tracefix",
+      "tracefix",
+      // stdio without `transport`: TransportKind.stdio would append --stdio to the argv.
+      { command, args, options: { cwd: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath } },
+      clientOptions,
+    );
+    let reported = false;
+    client.onNotification("tracefix/status", (params: ServerStatus) => {
+      reported = true;
+      this.events.status(params);
+    });
+    client.onNotification("tracefix/testResults", (params: TestResultsParams) => this.events.testResults(params));
+    client.onDidChangeState(({ newState }) => {
+      if (newState === State.Stopped) {
+        this.events.status("stopped");
+        this.events.stopped();
+      }
+    });
+    this.client = client;
+    try {
+      await client.start();
+    } catch (error) {
+      this.log.error(`The server did not start: ${error}`);
+      this.events.status("stopped");
+      void offerHelp(`tracefix: the server did not start (${resolution.argv.join(" ")}): ${error}`);
+      return;
+    }
+    // Until the server reports its state, say whether it will run tests at all.
+    if (reported) {
+      return;
+    }
+    this.events.status({
+      state: vscode.workspace.isTrusted ? "idle" : "untrusted",
+      running: 0,
+      failed: 0,
+      message: "",
+    });
+  }
+
+  private async doStop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client?.needsStop()) {
+      await client.stop().catch((error) => this.log.warn(`Stopping the server: ${error}`));
+    }
+  }
+}
+
+async function offerHelp(message: string): Promise<void> {
+  const settings = "Open Settings";
+  const logs = "Show Logs";
+  const choice = await vscode.window.showErrorMessage(message, settings, logs);
+  if (choice === settings) {
+    await vscode.commands.executeCommand("workbench.action.openSettings", "tracefix.server");
+  } else if (choice === logs) {
+    await vscode.commands.executeCommand("tracefix.showLogs");
+  }
+}

@@ -1,0 +1,173 @@
+"""The headless loop: changes → selection → run → report (`tracefix check`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from argparse import Namespace
+from dataclasses import asdict
+
+from tracefix.project import Project
+from tracefix.running.runner import InterpreterError, RunReport, check_python
+from tracefix.selection.select import Changed, Selected, explain_skipped
+from tracefix.selection.select import select as select_tests
+
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Style:
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.enabled else text
+
+
+def _changes(project: Project, args: Namespace) -> tuple[list[Changed] | None, str]:
+    """(changes, how they were found); None means run everything."""
+    if args.all:
+        return None, "--all"
+    if args.since:
+        changes = project.changes_since_rev(args.since)
+        if changes is None:
+            raise ValueError(f"--since {args.since}: not a git revision in {project.root}")
+        return changes, f"since {args.since}"
+    if project.snapshot:
+        return project.changes_since_snapshot(), "since the last run"
+    changes = project.changes_since_rev("HEAD")
+    if changes is not None:
+        return changes, "since git HEAD (uncommitted changes)"
+    return None, "no earlier run and no git history"
+
+
+async def check(args: Namespace) -> int:
+    out = sys.stdout
+    style = Style(args.format == "text" and out.isatty() and "NO_COLOR" not in os.environ)
+    root = args.path
+    if not root.is_dir():
+        print(f"tracefix: {root} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    project = Project(root)
+    try:
+        for warning in project.warnings:
+            print(f"tracefix: warning: {warning}", file=sys.stderr)
+        try:
+            changes, how = _changes(project, args)
+        except ValueError as exc:
+            print(f"tracefix: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        mode = "all" if changes is None else project.settings.selection
+        selected = select_tests(project.index, changes or [], mode)
+        if changes is None:
+            selected = [Selected(s.nodeid, f"running all tests ({how})") for s in selected]
+        report = RunReport()
+        if not args.no_run and selected:
+            try:
+                python = project.python()
+            except InterpreterError as exc:
+                print(f"tracefix: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            problem = check_python(python)
+            if problem:
+                print(f"tracefix: {problem}", file=sys.stderr)
+                return EXIT_USAGE
+            if args.format == "text":
+                print(style(f"Running {len(selected)} of {len(project.index.tests())} tests ({how}) with {python}", "1"), file=out)
+            report = await project.run([s.nodeid for s in selected])
+            project.record(report)
+        elif not args.no_run:
+            project.record(report)  # nothing to run: the current state is the new baseline
+        diagnostics = project.diagnostics(report.results)
+        traces = {}
+        if report.failed and not args.no_trace and not args.no_run:
+            traces = await _traces(project, report)
+        if args.format == "json":
+            print(json.dumps(_json(project, changes, selected, report, diagnostics, traces, args.explain), indent=2), file=out)
+        else:
+            _text(out, style, project, changes, how, selected, report, diagnostics, traces, args)
+        if report.status not in ("ok",) and not report.results:
+            return EXIT_USAGE
+        return EXIT_FAILED if report.failed else EXIT_PASSED
+    finally:
+        project.close()
+
+
+async def _traces(project: Project, report: RunReport) -> dict[str, object]:
+    from tracefix.tracing import capture
+
+    traces = {}
+    for result in report.failed[:3]:  # tracing re-runs the test; a few are enough to act on
+        if result.outcome not in ("failed", "error"):
+            continue
+        try:
+            traces[result.nodeid] = await capture(project.root, project.python(), result.nodeid,
+                                                  timeout=project.settings.timeout)
+        except Exception as exc:  # a trace is extra information; its failure must not hide results
+            traces[result.nodeid] = f"(no trace: {exc})"
+    return traces
+
+
+def _json(project, changes, selected, report, diagnostics, traces, explain) -> dict:
+    data = {
+        "changed": [{"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line}
+                    for c in changes or []],
+        "selected": [s.nodeid for s in selected],
+        "results": [
+            {"nodeid": r.nodeid, "outcome": r.outcome, "duration": r.duration, "message": r.message,
+             "location": asdict(r.location) if r.location else ({"path": r.path, "line": r.line} if r.path else None),
+             "frame": asdict(r.frame) if r.frame else None, "expected": r.expected, "actual": r.actual}
+            for r in report.results
+        ],
+        "diagnostics": [d.to_dict() for d in diagnostics],
+        "status": report.status,
+        "summary": report.summary(),
+    }
+    if report.message:
+        data["message"] = report.message
+    if traces:
+        data["traces"] = {n: t.to_dict() if hasattr(t, "to_dict") else {"error": str(t)} for n, t in traces.items()}
+    if explain:
+        data["explain"] = {s.nodeid: s.reason for s in selected + explain_skipped(project.index, selected)}
+    return data
+
+
+def _text(out, style, project, changes, how, selected, report, diagnostics, traces, args) -> None:
+    if changes:
+        print(style(f"Changed ({how}):", "1"), file=out)
+        for c in changes:
+            print(f"  {c.path}:{c.line}  {c.qualname}  [{c.what}]", file=out)
+    elif changes is not None:
+        print(f"No changes {how}.", file=out)
+    if args.explain or args.no_run:
+        print(style("Selection:", "1"), file=out)
+        for s in selected:
+            print(f"  {style('run ', '32')} {s.nodeid}: {s.reason}", file=out)
+        if args.explain:
+            for s in explain_skipped(project.index, selected):
+                print(f"  {style('skip', '2')} {s.nodeid}: {s.reason}", file=out)
+    if args.no_run:
+        print(f"--no-run: would run {len(selected)} test(s) with {_python_or_error(project)}; ran nothing.", file=out)
+        return
+    colours = {"passed": "32", "failed": "31", "error": "31", "timeout": "31", "crashed": "31", "skipped": "33"}
+    for r in report.results:
+        if r.outcome != "passed" or args.explain:
+            print(f"  {style(r.outcome.upper(), colours.get(r.outcome, '0'))} {r.nodeid}", file=out)
+    for d in diagnostics:
+        print(f"{style(f'{d.path}:{d.line}', '1')}: {style('error', '31')}: {d.message} [{d.nodeid}]", file=out)
+        for rel in d.related:
+            print(f"    {rel.path}:{rel.line}: {rel.message}", file=out)
+    for nodeid, trace in traces.items():
+        print(style(f"\nFailing trace of {nodeid}:", "1"), file=out)
+        print(trace.render() if hasattr(trace, "render") else str(trace), file=out)
+    if report.message:
+        print(style(f"tracefix: {report.message}", "31"), file=out)
+    summary = report.summary() if report.results else "no tests selected"
+    print(style(summary, "31" if report.failed else "32"), file=out)
+
+
+def _python_or_error(project: Project) -> str:
+    try:
+        return project.python()
+    except Exception as exc:
+        return f"<{exc}>"

@@ -1,0 +1,128 @@
+"""The `.tracefix/` SQLite store: parsed file facts, the last-tested snapshot and test results.
+
+WAL mode so a CLI and a server can use it at once; a corrupt or foreign-version file is moved
+aside and rebuilt with a warning, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from tracefix import __version__
+
+SCHEMA = 1
+GITIGNORE = "# created by tracefix: local state, never commit\n*\n"
+
+_TABLES = """
+create table if not exists meta (key text primary key, value text not null);
+create table if not exists files (
+    path text primary key, mtime_ns integer, size integer, digest text, facts text not null);
+create table if not exists snapshot (path text primary key, symbols text not null);
+create table if not exists results (
+    nodeid text primary key, outcome text not null, duration real, data text not null, run_at real);
+create table if not exists kv (key text primary key, value text not null);
+"""
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.dir = root / ".tracefix"
+        self.path = self.dir / "index.sqlite"
+        self.warnings: list[str] = []
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ignore = self.dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text(GITIGNORE, encoding="utf-8")
+        self.db = self._open()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
+        db.execute("pragma journal_mode=wal")
+        db.execute("pragma synchronous=normal")
+        db.executescript(_TABLES)
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = self._connect()
+            row = db.execute("select value from meta where key='schema'").fetchone()
+            if row is None:
+                self._stamp(db)
+                return db
+            if row[0] == str(SCHEMA):
+                db.execute("pragma quick_check").fetchone()
+                return db
+            db.close()
+            reason = f"it was written by another tracefix version (schema {row[0]})"
+        except sqlite3.DatabaseError as exc:
+            reason = f"it is corrupt ({exc})"
+        aside = self.path.with_name(f"index.sqlite.broken-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                src.replace(Path(str(aside) + suffix))
+        self.warnings.append(f"rebuilt the tracefix index: {reason}; the old file is at {aside.name}")
+        db = self._connect()
+        self._stamp(db)
+        return db
+
+    def _stamp(self, db: sqlite3.Connection) -> None:
+        db.executemany(
+            "insert or replace into meta values (?, ?)",
+            [("schema", str(SCHEMA)), ("version", __version__)],
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # file facts
+    def load_files(self) -> dict[str, tuple[int, int, str, dict]]:
+        rows = self.db.execute("select path, mtime_ns, size, digest, facts from files")
+        return {p: (m, s, d, json.loads(f)) for p, m, s, d, f in rows}
+
+    def save_files(self, rows: list[tuple[str, int, int, str, dict]], removed: list[str]) -> None:
+        with self.db:
+            self.db.execute("begin")
+            self.db.executemany(
+                "insert or replace into files values (?, ?, ?, ?, ?)",
+                [(p, m, s, d, json.dumps(f)) for p, m, s, d, f in rows],
+            )
+            self.db.executemany("delete from files where path = ?", [(p,) for p in removed])
+
+    # the symbols as they were when their tests last ran
+    def snapshot(self) -> dict[str, list]:
+        return {p: json.loads(s) for p, s in self.db.execute("select path, symbols from snapshot")}
+
+    def save_snapshot(self, symbols: dict[str, list]) -> None:
+        with self.db:
+            self.db.execute("begin")
+            self.db.executemany(
+                "insert or replace into snapshot values (?, ?)",
+                [(p, json.dumps(s)) for p, s in symbols.items()],
+            )
+
+    def has_snapshot(self) -> bool:
+        return self.db.execute("select 1 from snapshot limit 1").fetchone() is not None
+
+    # test results
+    def save_results(self, results: list[dict]) -> None:
+        now = time.time()
+        with self.db:
+            self.db.execute("begin")
+            self.db.executemany(
+                "insert or replace into results values (?, ?, ?, ?, ?)",
+                [(r["nodeid"], r["outcome"], r.get("duration", 0.0), json.dumps(r), now) for r in results],
+            )
+
+    def results(self) -> dict[str, dict]:
+        return {n: json.loads(d) for n, d in self.db.execute("select nodeid, data from results")}
+
+    def get(self, key: str, default=None):
+        row = self.db.execute("select value from kv where key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def put(self, key: str, value) -> None:
+        self.db.execute("insert or replace into kv values (?, ?)", (key, json.dumps(value)))

@@ -1,0 +1,115 @@
+"""The language server: state lives here and changes only on the event loop; features are
+registered by one module each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path, to_fs_path
+
+from tracefix import __version__
+from tracefix.parsing.document import Document
+from tracefix.project import Project
+
+log = logging.getLogger(__name__)
+
+
+class TracefixServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("tracefix", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.projects: dict[Path, Project] = {}
+        self.docs: dict[str, Document] = {}  # open buffers by uri
+        self.versions: dict[str, int] = {}
+        self.editor_settings: dict = {}
+        self.trusted = True
+        self.ready = asyncio.Event()
+        self.background: set[asyncio.Task] = set()
+        from tracefix.lsp.diagnostics import Publisher
+        from tracefix.lsp.runs import Runs
+
+        self.publisher = Publisher(self)
+        self.runs = Runs(self)
+
+    # logging to the client; never a popup for our own errors
+    def log(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        log.log(logging.WARNING if kind <= types.MessageType.Warning else logging.INFO, message)
+        try:
+            self.window_log_message(types.LogMessageParams(type=kind, message=message))
+        except Exception:  # no client yet, or it went away: the file log has it
+            pass
+
+    def warn(self, message: str) -> None:
+        self.log(message, types.MessageType.Warning)
+
+    def report_server_error(self, error: Exception, source) -> None:
+        log.error("handler failed: %r", error, exc_info=error)
+        self.log(f"tracefix internal error (the server keeps running): {error!r}", types.MessageType.Error)
+
+    def spawn(self, coro, name: str) -> asyncio.Task:
+        """Background work whose failure is logged, never lost and never fatal."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.background.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self.background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                self.report_server_error(t.exception(), None)
+
+        task.add_done_callback(done)
+        return task
+
+    def notify(self, method: str, params) -> None:
+        self.protocol.notify(method, params)
+
+    # paths
+    def project_for(self, path: Path) -> Project | None:
+        best = None
+        for root, project in self.projects.items():
+            if path == root or root in path.parents:
+                if best is None or len(root.parts) > len(best.root.parts):
+                    best = project
+        return best
+
+    def locate(self, uri: str) -> tuple[Project, str] | None:
+        """(project, path relative to its root) for a file uri inside a workspace folder."""
+        fs = to_fs_path(uri) if uri.startswith("file:") else None
+        if fs is None:
+            return None
+        path = Path(fs).resolve()
+        project = self.project_for(path)
+        if project is None:
+            return None
+        return project, path.relative_to(project.root).as_posix()
+
+    @staticmethod
+    def uri(project: Project, rel: str) -> str:
+        return from_fs_path(str(project.root / rel))
+
+    def text_of(self, project: Project, rel: str) -> str | None:
+        """The open buffer's text if there is one (buffers win over disk), else the file's."""
+        doc = self.docs.get(self.uri(project, rel))
+        if doc is not None:
+            return doc.text
+        try:
+            return (project.root / rel).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+
+
+server = TracefixServer()
+
+
+def _register() -> None:
+    from tracefix.lsp import code_actions, commands, documents, hover, lifecycle, watching  # noqa: F401
+
+
+def serve(tcp: tuple[str, int] | None = None) -> None:
+    _register()
+    if tcp:
+        server.start_tcp(*tcp)
+    else:
+        server.start_io()

@@ -1,0 +1,1 @@
+"""Parsing: tree-sitter documents, symbols and symbol-level diffs."""

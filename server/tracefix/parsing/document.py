@@ -1,0 +1,128 @@
+"""A Python buffer kept parsed with tree-sitter, re-parsed incrementally on every edit."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+
+import tree_sitter_python
+from tree_sitter import Language, Node, Parser, Tree
+
+PYTHON = Language(tree_sitter_python.language())
+
+
+def parse(source: bytes, old: Tree | None = None) -> Tree:
+    # A Parser is cheap and not thread-safe; one per call keeps background indexing safe.
+    return Parser(PYTHON).parse(source, old) if old is not None else Parser(PYTHON).parse(source)
+
+
+@dataclass(frozen=True)
+class SyntaxProblem:
+    line: int  # 0-based
+    column: int  # 0-based, code points
+    end_line: int
+    end_column: int
+    message: str
+
+
+class Document:
+    """Text + tree. Positions are (line, column) with columns in code points, 0-based."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.source = text.encode("utf-8", "surrogatepass")
+        self.tree = parse(self.source)
+        self._starts: list[int] | None = None
+
+    def _line_starts(self) -> list[int]:
+        # Offsets (in str) where each line begins; rebuilt lazily after an edit.
+        if self._starts is None:
+            starts = [0]
+            find = self.text.find
+            i = find("\n")
+            while i != -1:
+                starts.append(i + 1)
+                i = find("\n", i + 1)
+            self._starts = starts
+        return self._starts
+
+    def offset(self, line: int, column: int) -> int:
+        """str offset of a position, clamped into the text (clients send out-of-range positions)."""
+        starts = self._line_starts()
+        if line < 0:
+            return 0
+        if line >= len(starts):
+            return len(self.text)
+        end = starts[line + 1] - 1 if line + 1 < len(starts) else len(self.text)
+        return min(starts[line] + max(column, 0), end)
+
+    def position(self, offset: int) -> tuple[int, int]:
+        starts = self._line_starts()
+        line = bisect_right(starts, offset) - 1
+        return line, offset - starts[line]
+
+    def _point(self, offset: int) -> tuple[int, int]:
+        line, _ = self.position(offset)
+        start = self._line_starts()[line]
+        return line, len(self.text[start:offset].encode("utf-8", "surrogatepass"))
+
+    def _byte(self, offset: int) -> int:
+        line, column = self._point(offset)
+        start = self._line_starts()[line]
+        return len(self.text[:start].encode("utf-8", "surrogatepass")) + column
+
+    def edit(self, start: tuple[int, int], end: tuple[int, int], new_text: str) -> None:
+        """Replace the range [start, end) and re-parse incrementally."""
+        lo, hi = self.offset(*start), self.offset(*end)
+        if hi < lo:
+            lo, hi = hi, lo
+        start_byte, start_point = self._byte(lo), self._point(lo)
+        old_end_byte, old_end_point = self._byte(hi), self._point(hi)
+        self.text = self.text[:lo] + new_text + self.text[hi:]
+        self._starts = None
+        new_hi = lo + len(new_text)
+        new_end_byte, new_end_point = self._byte(new_hi), self._point(new_hi)
+        self.source = self.text.encode("utf-8", "surrogatepass")
+        self.tree.edit(start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
+        self.tree = parse(self.source, self.tree)
+
+    def replace(self, text: str) -> None:
+        self.text = text
+        self.source = text.encode("utf-8", "surrogatepass")
+        self._starts = None
+        self.tree = parse(self.source)
+
+    def syntax_problems(self, limit: int = 50) -> list[SyntaxProblem]:
+        problems: list[SyntaxProblem] = []
+        stack = [self.tree.root_node]
+        while stack and len(problems) < limit:
+            node = stack.pop()
+            if node.is_missing:
+                problems.append(self._problem(node, f"missing {node.type!r}"))
+            elif node.is_error:
+                problems.append(self._problem(node, _describe_error(node)))
+            elif node.has_error:
+                stack.extend(reversed(node.children))
+        return problems
+
+    def _problem(self, node: Node, message: str) -> SyntaxProblem:
+        line, col = self._column(node.start_point)
+        end_line, end_col = self._column(node.end_point)
+        if (end_line, end_col) == (line, col):
+            end_col += 1
+        return SyntaxProblem(line, col, end_line, end_col, message)
+
+    def _column(self, point) -> tuple[int, int]:
+        """tree-sitter's (row, byte column) → (line, code-point column)."""
+        row, byte_col = point
+        starts = self._line_starts()
+        if row >= len(starts):
+            return row, 0
+        line_text = self.text[starts[row]:starts[row] + byte_col + 1]
+        return row, len(line_text.encode("utf-8", "surrogatepass")[:byte_col].decode("utf-8", "ignore"))
+
+
+def _describe_error(node: Node) -> str:
+    text = (node.text or b"").decode("utf-8", "replace").strip().splitlines()
+    snippet = text[0][:40] if text else ""
+    return f"syntax error near {snippet!r}" if snippet else "syntax error"

@@ -1,0 +1,181 @@
+"""One workspace folder: index, store, selection, runs. Shared by `tracefix check` and the server."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from tracefix import settings as settings_mod
+from tracefix.index import pytestconfig
+from tracefix.index.graph import ProjectIndex, is_ignored_dir
+from tracefix.index.store import Store
+from tracefix.parsing.document import parse
+from tracefix.parsing.symbols import Symbol, diff, outline
+from tracefix.reporting.diagnostics import Diagnostic, diagnose
+from tracefix.running.process import Limits
+from tracefix.running.runner import RunReport, TestResult, find_python, run_tests
+from tracefix.selection.select import Changed, Selected, select
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILES = {"pyproject.toml", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"}
+NOT_DATA = (".md", ".rst", ".pyc", ".orig", ".rej", ".swp")
+
+
+def _symbols_json(symbols: list[Symbol]) -> list:
+    return [[s.qualname, s.kind, s.digest, s.start_line] for s in symbols]
+
+
+def _symbols_from_json(rows: list) -> list[Symbol]:
+    return [Symbol(q, k, line, line, line, d) for q, k, d, line in rows]
+
+
+def is_relevant_file(rel: str) -> bool:
+    """A file whose change can change test outcomes (and is not ours or a tool's)."""
+    parts = rel.split("/")
+    if any(is_ignored_dir(p) or p.startswith(".") for p in parts[:-1]):
+        return False
+    return not rel.endswith(NOT_DATA) and not parts[-1].startswith(".")
+
+
+class Project:
+    def __init__(self, root: Path, editor_settings: dict | None = None):
+        self.root = root.resolve()
+        self.settings, self.warnings = settings_mod.load(self.root, editor_settings)
+        self.store = Store(self.root)
+        self.warnings += self.store.warnings
+        config, more = pytestconfig.load(self.root)
+        self.warnings += more
+        self.index = ProjectIndex(self.root, config)
+        rows, removed = self.index.load(self.store.load_files())
+        self.store.save_files(rows, removed)
+        self.snapshot: dict[str, list] = self.store.snapshot()
+
+    def reconfigure(self, editor_settings: dict | None) -> list[str]:
+        self.settings, warnings = settings_mod.load(self.root, editor_settings)
+        return warnings
+
+    def rel(self, path: Path | str) -> str | None:
+        try:
+            return Path(path).resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+
+    # changes
+    def changes_in(self, rel: str, text: str | None) -> list[Changed]:
+        """What differs in `rel` (given text, or None if deleted) from the last-tested snapshot."""
+        if not rel.endswith(".py"):
+            return [Changed(rel, rel, "file", "changed", 1)]
+        old = _symbols_from_json(self.snapshot.get(rel, []))
+        if text is None:
+            new: list[Symbol] = []
+        else:
+            data = text.encode("utf-8", "surrogatepass")
+            new = outline(parse(data), data)
+        return [Changed(rel, c.qualname, c.kind, c.what, c.line) for c in diff(old, new)]
+
+    def changes_since_snapshot(self) -> list[Changed]:
+        changes: list[Changed] = []
+        for rel in sorted(set(self.snapshot) | set(self.index.files)):
+            entry = self.index.files.get(rel)
+            current = entry.facts.symbols if entry else []
+            old = _symbols_from_json(self.snapshot.get(rel, []))
+            changes += [Changed(rel, c.qualname, c.kind, c.what, c.line) for c in diff(old, current)]
+        return changes
+
+    def changes_since_rev(self, rev: str) -> list[Changed] | None:
+        """Changes of the working tree (uncommitted and untracked too) against a git revision.
+
+        None if this is not a git checkout or the revision is unknown."""
+        top = _git(self.root, "rev-parse", "--show-toplevel")
+        if top is None or _git(self.root, "rev-parse", "--verify", rev + "^{commit}") is None:
+            return None
+        top_path = Path(top.strip())
+        names = (_git(self.root, "diff", "--name-only", "--no-renames", rev, "--", ".") or "").split("\n")
+        untracked = (_git(self.root, "ls-files", "--others", "--exclude-standard", "--", ".") or "").split("\n")
+        changes: list[Changed] = []
+        prefix = self.root.relative_to(top_path).as_posix()
+        for name in sorted(set(filter(None, names))):
+            rel = self.rel(top_path / name)
+            if rel is None or not is_relevant_file(rel):
+                continue
+            if not rel.endswith(".py"):
+                changes.append(Changed(rel, rel, "file", "changed", 1))
+                continue
+            git_path = name if prefix == "." else f"{prefix}/{rel}"
+            old_text = _git(self.root, "show", f"{rev}:{git_path}")
+            old = outline(parse(old_text.encode()), old_text.encode()) if old_text is not None else []
+            path = self.root / rel
+            new_data = path.read_bytes() if path.exists() else None
+            new = outline(parse(new_data), new_data) if new_data is not None else []
+            changes += [Changed(rel, c.qualname, c.kind, c.what, c.line) for c in diff(old, new)]
+        for rel in filter(None, untracked):  # ls-files prints paths relative to the root
+            if not is_relevant_file(rel):
+                continue
+            if rel.endswith(".py"):
+                changes += self.changes_in(rel, (self.root / rel).read_text("utf-8", "replace"))
+            else:
+                changes.append(Changed(rel, rel, "file", "added", 1))
+        return changes
+
+    # selection and runs
+    def select(self, changes: list[Changed]) -> list[Selected]:
+        return select(self.index, changes, self.settings.selection)
+
+    def select_all(self) -> list[Selected]:
+        return select(self.index, [], "all")
+
+    def python(self) -> str:
+        return find_python(self.root, self.settings.python)
+
+    async def run(self, nodeids: list[str], on_result: Callable[[TestResult], None] | None = None) -> RunReport:
+        ordered = self._order(nodeids)
+        return await run_tests(self.root, self.python(), ordered,
+                               limits=Limits(timeout=self.settings.timeout), on_result=on_result)
+
+    def _order(self, nodeids: list[str]) -> list[str]:
+        # likely failures first: tests that failed last time, then the fastest
+        previous = self.store.results()
+
+        def key(nodeid: str):
+            last = previous.get(nodeid, {})
+            return (last.get("outcome") not in ("failed", "error", "timeout", "crashed"), last.get("duration", 0.0))
+
+        return sorted(nodeids, key=key)
+
+    def record(self, report: RunReport, paths: list[str] | None = None) -> None:
+        """Store results; the files the run covered become the new baseline (all if paths is None)."""
+        self.store.save_results([asdict(r) for r in report.results if r.outcome != "not run"])
+        if report.status not in ("ok",):
+            return
+        covered = self.index.files if paths is None else paths
+        update = {}
+        for rel in covered:
+            entry = self.index.files.get(rel)
+            if entry is not None:
+                update[rel] = _symbols_json(entry.facts.symbols)
+        self.snapshot.update(update)
+        self.store.save_snapshot(update)
+
+    def baseline_everything(self) -> None:
+        """First contact: what is on disk now is the baseline for later saves."""
+        if not self.snapshot:
+            self.snapshot = {rel: _symbols_json(e.facts.symbols) for rel, e in self.index.files.items()}
+            self.store.save_snapshot(self.snapshot)
+
+    def diagnostics(self, results: list[TestResult]) -> list[Diagnostic]:
+        return diagnose(results, self.index, self.root)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None

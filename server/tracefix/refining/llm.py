@@ -1,0 +1,383 @@
+"""Model settings and a small client over any OpenAI-compatible chat endpoint.
+
+Every fault of the endpoint becomes a ModelError whose message tells the user what happened
+and what to change; callers never see a half-read reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field, fields
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlparse
+
+import openai
+
+log = logging.getLogger(__name__)
+
+DOCS = "docs/models.md"
+PREFIX = "tracefix.llm."
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+MAX_TEMPERATURE = 1.2
+
+DEFAULT_REDACT = [
+    r"sk-[A-Za-z0-9_\-]{16,}",  # OpenAI and Anthropic style keys
+    r"AKIA[0-9A-Z]{16}",  # AWS access key ids
+    r"gh[pousr]_[A-Za-z0-9]{20,}",  # GitHub tokens
+    r"xox[abposr]-[A-Za-z0-9\-]{10,}",  # Slack tokens
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+    # the quoted value of an assignment to a secret-looking name: password = "..."
+    r"""(?i)\b\w*(?:password|passwd|secret|api_?key|token)\w*["']?\s*[:=]\s*["'](?P<secret>[^"'\n]{4,})["']""",
+]
+
+
+class ModelError(Exception):
+    """The model could not give a usable reply; the message is meant for the user."""
+
+
+@dataclass
+class LLMSettings:
+    model: str | None = None
+    base_url: str | None = None  # else $OPENAI_BASE_URL, else OpenAI
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 60.0
+    candidates: int = 3
+    rounds: int = 2
+    temperature: float = 0.2
+    allow_remote: bool = True
+    redact: list[str] = field(default_factory=lambda: list(DEFAULT_REDACT))
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> tuple[LLMSettings, list[str]]:
+        """Settings from the client's `tracefix.llm` object (camelCase or snake_case keys).
+
+        Wrong values fall back to the default with a warning; this never raises.
+        """
+        settings, warnings = cls(), []
+        if data is None:
+            return settings, warnings
+        if not isinstance(data, dict):
+            return settings, [f"{PREFIX[:-1]} should be an object, got {type(data).__name__}; using defaults"]
+        known = {f.name for f in fields(cls)}
+        for key, value in data.items():
+            name = _snake(key)
+            if name not in known:
+                warnings.append(f"unknown setting {PREFIX}{key} is ignored")
+                continue
+            problem = _check(name, value)
+            if problem:
+                warnings.append(f"{PREFIX}{_camel(name)} {problem}; using {getattr(settings, name)!r}")
+            elif name == "redact":
+                # user patterns add to the defaults, so setting one never drops the built-in ones
+                settings.redact = settings.redact + [p for p in value if p not in settings.redact]
+            else:
+                setattr(settings, name, float(value) if name in ("timeout", "temperature") else value)
+        return settings, warnings
+
+    def endpoint(self, env: dict[str, str] | None = None) -> str:
+        env = os.environ if env is None else env
+        return (self.base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(name: str, value) -> str | None:
+    """Why `value` is wrong for setting `name`, or None."""
+    if name == "model":
+        ok = value is None or (isinstance(value, str) and value.strip())
+        return None if ok else "should be a model name"
+    if name == "base_url":
+        if value is None:
+            return None
+        parsed = urlparse(value) if isinstance(value, str) else None
+        ok = parsed is not None and parsed.scheme in ("http", "https") and parsed.hostname
+        return None if ok else "should be an http(s) URL such as http://127.0.0.1:8080/v1"
+    if name == "api_key_env":
+        ok = isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)
+        return None if ok else "should be the name of an environment variable, not the key itself"
+    if name == "timeout":
+        return None if _number(value) and value > 0 else "should be a positive number of seconds"
+    if name in ("candidates", "rounds"):
+        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10
+        return None if ok else "should be a whole number from 1 to 10"
+    if name == "temperature":
+        return None if _number(value) and 0 <= value <= 2 else "should be a number from 0 to 2"
+    if name == "allow_remote":
+        return None if isinstance(value, bool) else "should be true or false"
+    if name == "redact":
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            return "should be a list of regular expressions"
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                return f"has an invalid regular expression {pattern!r} ({exc})"
+    return None
+
+
+def not_configured_message() -> str:
+    return (
+        "No model is configured for fixes. Set tracefix.llm.model to a model name, and "
+        "tracefix.llm.baseUrl (or the OPENAI_BASE_URL environment variable) to an "
+        "OpenAI-compatible endpoint such as http://127.0.0.1:11434/v1 for Ollama; the API key is "
+        "read from the environment variable named by tracefix.llm.apiKeyEnv (default "
+        f"OPENAI_API_KEY), local servers need none. Examples for OpenAI, Azure OpenAI, Ollama, "
+        f"vLLM, llama.cpp and LM Studio: {DOCS}"
+    )
+
+
+def is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def temperatures(base: float, n: int) -> list[float]:
+    """n diverse temperatures from `base` up in steps of 0.4, capped: diversity finds more fixes."""
+    cap = max(base, MAX_TEMPERATURE)
+    return [round(min(base + 0.4 * i, cap), 2) for i in range(n)]
+
+
+class Redactor:
+    """Replaces secrets in text sent to the model with placeholders and puts them back in replies.
+
+    Putting them back keeps a candidate from replacing a real secret with a placeholder.
+    """
+
+    def __init__(self, patterns: list[str], literals: tuple[str, ...] = ()) -> None:
+        self._patterns = [re.compile(p) for p in patterns]
+        self._literals = [s for s in literals if len(s) >= 4]
+        self._secrets: dict[str, str] = {}  # placeholder -> secret
+
+    def _placeholder(self, secret: str) -> str:
+        for placeholder, known in self._secrets.items():
+            if known == secret:
+                return placeholder
+        placeholder = f"REDACTED_{len(self._secrets) + 1}"
+        self._secrets[placeholder] = secret
+        return placeholder
+
+    def _sub(self, match: re.Match) -> str:
+        if "secret" not in match.re.groupindex or match.group("secret") is None:
+            return self._placeholder(match.group(0))
+        start, end = (i - match.start() for i in match.span("secret"))  # keep the code around it
+        whole = match.group(0)
+        return whole[:start] + self._placeholder(match.group("secret")) + whole[end:]
+
+    def redact(self, text: str) -> str:
+        for literal in self._literals:
+            text = text.replace(literal, self._placeholder(literal))
+        for pattern in self._patterns:
+            text = pattern.sub(self._sub, text)
+        return text
+
+    def restore(self, text: str) -> str:
+        # longest placeholder first, so REDACTED_1 never eats the head of REDACTED_12
+        for placeholder in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(placeholder, self._secrets[placeholder])
+        return text
+
+
+@dataclass
+class Completion:
+    text: str
+    temperature: float
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class ModelClient:
+    """One chat request per candidate: llama.cpp and others ignore n > 1."""
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        *,
+        env: dict[str, str] | None = None,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_wait: float = 30.0,
+    ) -> None:
+        env = os.environ if env is None else env
+        if not settings.model:
+            raise ModelError(not_configured_message())
+        self.settings = settings
+        self.base_url = settings.endpoint(env)
+        if not settings.allow_remote and not is_loopback(self.base_url):
+            raise ModelError(
+                f"tracefix.llm.allowRemote is false, and the model endpoint {self.base_url} is not on "
+                "this machine, so no code is sent to it. Point tracefix.llm.baseUrl at a local server "
+                f"(127.0.0.1, localhost or ::1) or set tracefix.llm.allowRemote to true; see {DOCS}"
+            )
+        self.key_set = bool(env.get(settings.api_key_env))
+        self.api_key = env.get(settings.api_key_env) or "not-needed"  # local servers want any key
+        self.retries, self.backoff, self.max_wait = retries, backoff, max_wait
+        self.calls = 0  # HTTP requests made, retries included
+        self._client = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self.api_key, timeout=settings.timeout, max_retries=0
+        )
+
+    @property
+    def name(self) -> str:
+        return f"model {self.settings.model} at {self.base_url}"
+
+    async def complete(self, messages: list[dict], *, n: int, temperature: float) -> list[Completion]:
+        """n completions at diverse temperatures from `temperature` up.
+
+        Requests that fail are dropped; ModelError (the first failure's) only if all fail.
+        """
+        results = await asyncio.gather(
+            *(self._one(messages, t) for t in temperatures(temperature, n)), return_exceptions=True
+        )
+        completions = [r for r in results if isinstance(r, Completion)]
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, ModelError):
+                raise result
+        if not completions:
+            raise next(r for r in results if isinstance(r, ModelError))
+        return completions
+
+    async def _one(self, messages: list[dict], temperature: float) -> Completion:
+        for attempt in itertools.count():
+            self.calls += 1
+            try:
+                response = await self._client.chat.completions.create(
+                    model=self.settings.model, messages=messages, temperature=temperature
+                )
+            except openai.APIStatusError as exc:
+                wait = self._retry_wait(exc, attempt)
+                if wait is None:
+                    raise self._error(exc, attempt) from None
+                log.info("%s answered %d; retrying in %.1f s", self.base_url, exc.status_code, wait)
+                await asyncio.sleep(wait)
+            except (openai.OpenAIError, ValueError) as exc:
+                raise self._error(exc, attempt) from None
+            else:
+                return self._completion(response, temperature)
+        raise AssertionError("itertools.count() does not end")
+
+    def _retry_wait(self, exc: openai.APIStatusError, attempt: int) -> float | None:
+        """Seconds to wait before retrying a 429 or 5xx; None to give up."""
+        if attempt >= self.retries or not (exc.status_code == 429 or exc.status_code >= 500):
+            return None
+        asked = _retry_after(exc.response)
+        if asked > self.max_wait:
+            return None
+        return asked if asked >= 0 else self.backoff * 2**attempt
+
+    def _error(self, exc: Exception, attempt: int) -> ModelError:
+        """The user's words for a failed request."""
+        tries = f" after {attempt + 1} tries" if attempt else ""
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelError(
+                f"The {self.name} did not answer within {self.settings.timeout:g} s; raise "
+                "tracefix.llm.timeout for slow local models"
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelError(
+                f"Cannot reach the {self.name} ({_cause(exc)}). Is the server running, and is "
+                "tracefix.llm.baseUrl right?"
+            )
+        if isinstance(exc, openai.RateLimitError):
+            asked = _retry_after(exc.response)
+            wait = f" and asks to wait {asked:.0f} s" if asked > self.max_wait else ""
+            return ModelError(
+                f"The {self.name} is rate limiting requests (429){wait}{tries}; try again later. "
+                f"{_detail(exc)}".rstrip()
+            )
+        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            env = self.settings.api_key_env
+            key = f"the key in ${env}" if self.key_set else f"no key: ${env} is not set"
+            return ModelError(
+                f"The {self.name} refused the request ({exc.status_code}: {key}). Set the environment "
+                "variable named by tracefix.llm.apiKeyEnv to a valid key and restart the editor."
+            )
+        if isinstance(exc, openai.NotFoundError):
+            return ModelError(
+                f"The {self.name} answered 404: check tracefix.llm.model (for Azure, the deployment "
+                f"name) and tracefix.llm.baseUrl (usually ends in /v1). {_detail(exc)}".rstrip()
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return ModelError(f"The {self.name} failed with HTTP {exc.status_code}{tries}. {_detail(exc)}".rstrip())
+        return ModelError(f"The {self.name} sent a malformed reply ({type(exc).__name__}).")
+
+    def _completion(self, response, temperature: float) -> Completion:
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise ModelError(f"The {self.name} sent a reply without choices; is it a chat model?")
+        choice = choices[0]
+        text = getattr(getattr(choice, "message", None), "content", None)
+        if choice.finish_reason == "length":
+            raise ModelError(
+                f"The reply from the {self.name} was cut off at its token limit, so no edit is offered; "
+                "raise the server's max tokens or context size"
+            )
+        if not isinstance(text, str) or not text.strip():
+            raise ModelError(f"The {self.name} sent an empty reply.")
+        usage = getattr(response, "usage", None)
+        return Completion(
+            text=text,
+            temperature=temperature,
+            tokens_in=getattr(usage, "prompt_tokens", 0) or 0,
+            tokens_out=getattr(usage, "completion_tokens", 0) or 0,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _retry_after(response) -> float:
+    """Seconds the server asks us to wait (Retry-After, seconds or HTTP date), -1 if it doesn't say."""
+    value = response.headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if value is None:
+        return -1.0
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return -1.0
+
+
+def _detail(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    message = body.get("message") if isinstance(body, dict) else None
+    return f"The server said: {str(message)[:300]}" if message else ""
+
+
+def _cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,237 @@
+"""All of a workspace's review comments, from every source, anchored in its current text."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from .anchor import CONTEXT_LINES, relocate
+from .github import export_items, github_comments
+from .inline import mentions_review, parse
+from .jsonl import jsonl_comments
+from .model import Comment, Source
+from .store import load, save
+from .syntax import Module
+
+log = logging.getLogger(__name__)
+
+REVIEWS_DIR = Path(".tracefix") / "reviews"
+STATE_FILE = "state.json"
+# Directories whose .py files are not the project's own (build/ and dist/ hold copies of it,
+# whose comments would show twice), besides hidden ones and virtualenvs.
+_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist"}
+
+
+class ReviewSet:
+    """The review comments of the workspace at `root`.
+
+    Comment files are every *.json (GitHub export) and *.jsonl in .tracefix/reviews/, plus
+    `extra_paths`: files, directories searched the same way, or glob patterns (`**` too),
+    relative to the root or absolute.
+    """
+
+    def __init__(self, root: Path | str, extra_paths: Iterable[Path | str] = ()):
+        self.root = Path(root).resolve()
+        self.extra_paths = list(extra_paths)
+        self.state_path = self.root / REVIEWS_DIR / STATE_FILE
+
+    @classmethod
+    def from_settings(cls, root: Path | str, review: Mapping) -> ReviewSet:
+        """From the `review` settings table, whose `paths` are the extra paths."""
+        paths = review.get("paths", [])
+        if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+            log.warning("review.paths should be a list of paths or glob patterns; ignored")
+            paths = []
+        return cls(root, paths)
+
+    def collect(self, texts: Mapping[str, str] | None = None) -> list[Comment]:
+        """Every comment, sorted by place; `texts` holds unsaved buffers by path or URI.
+
+        Resolved ones are included with state "resolved", so a listing can show them.
+        """
+        files = _Files(self.root, {self.relative(key): text for key, text in (texts or {}).items()})
+        state = load(self.state_path)
+        comments = [c for path in files.python_paths() for _, c in parse(path, files.module(path))]
+        for path in self.review_files():
+            comments += self._read(path, files)
+        comments += [_editor_comment(entry, files.module(entry["path"])) for entry in state.comments]
+        unique = {}
+        for comment in comments:  # an export listed twice must not list its comments twice
+            unique.setdefault(comment.id, comment)
+            if comment.id in state.resolved:
+                comment.state = "resolved"
+        return sorted(unique.values(), key=lambda c: (c.path, c.start_line, c.id))
+
+    def add(
+        self,
+        path: str,
+        start_line: int,
+        end_line: int,
+        body: str,
+        *,
+        author: str | None = None,
+        source: Source = "editor",
+        text: str | None = None,
+    ) -> Comment:
+        """Record a comment on lines start_line..end_line (1-based) of `path` (relative, absolute
+        or a file URI); `text` is the buffer's content if it differs from the disk."""
+        path = self.relative(path)
+        module = Module(text) if text is not None else _Files(self.root, {}).module(path)
+        if module is None:
+            raise FileNotFoundError(self.root / path)
+        # An editor range may end on the line after the last one (column 0), or the file be empty.
+        last = max(1, len(module.lines))
+        start_line = min(max(1, start_line), last)
+        end_line = min(max(start_line, end_line), last)
+        symbol = module.symbol_at(start_line)
+        comment = Comment(
+            f"{source}:{uuid.uuid4().hex[:12]}", path, start_line, end_line, body, symbol, author, source
+        )
+        state = load(self.state_path)
+        state.comments.append(
+            {
+                "id": comment.id,
+                "path": path,
+                "start_line": start_line,
+                "end_line": end_line,
+                "body": body,
+                "author": author,
+                "source": source,
+                "symbol": symbol,
+                "anchor": module.lines[start_line - 1 : end_line],
+                "context": module.lines[max(0, start_line - 1 - CONTEXT_LINES) : start_line - 1],
+            }
+        )
+        save(self.state_path, state)
+        return comment
+
+    def resolve(self, comment_id: str) -> None:
+        """Mark a comment of any source resolved; it stays listed but is no longer open."""
+        state = load(self.state_path)
+        if comment_id not in state.resolved:
+            state.resolved.add(comment_id)
+            save(self.state_path, state)
+
+    def review_files(self) -> list[Path]:
+        """The *.json and *.jsonl files in .tracefix/reviews/, then those `extra_paths` name."""
+        found = _review_files(self.root / REVIEWS_DIR)
+        for pattern in self.extra_paths:
+            matches = sorted(glob.glob(str(pattern), root_dir=self.root, recursive=True))
+            files = [file for match in matches for file in _review_files(self.root / match)]
+            if not files:
+                log.warning("review path %s matches no .json or .jsonl file", pattern)
+            found += files
+        return [path for path in found if path != self.state_path]
+
+    def relative(self, path: str | Path) -> str:
+        """`path` (relative, absolute or file URI) as a posix path relative to the root."""
+        if isinstance(path, str) and path.startswith("file:"):
+            path = unquote(urlparse(path).path)
+        path = Path(path)
+        if path.is_absolute():
+            try:
+                path = path.resolve().relative_to(self.root)
+            except ValueError:
+                return path.as_posix()  # outside the workspace: kept, no file will match it
+        return path.as_posix()
+
+    def _read(self, path: Path, files: _Files) -> list[Comment]:
+        try:
+            text = path.read_text(encoding="utf-8")
+            if path.suffix == ".jsonl":
+                return jsonl_comments(text, files.module, str(path))
+            return github_comments(export_items(text), files.module)
+        # Unreadable, not JSON, or JSON of another shape: one bad file must not hide the rest.
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            log.warning("review file %s skipped: %s", path, error)
+            return []
+
+
+def collect(
+    root: Path | str, texts: Mapping[str, str] | None = None, extra_paths: Iterable[Path | str] = ()
+) -> list[Comment]:
+    """ReviewSet(root, extra_paths).collect(texts), for a one-off listing."""
+    return ReviewSet(root, extra_paths).collect(texts)
+
+
+def comments_for_symbol(comments: Iterable[Comment], path: str, qualname: str | None) -> list[Comment]:
+    """The open comments on `qualname` in `path`, including those on definitions nested in it."""
+    return [c for c in comments if c.state == "open" and c.path == path and _within(c.symbol, qualname)]
+
+
+def _within(symbol: str | None, qualname: str | None) -> bool:
+    if qualname is None:
+        return symbol is None
+    return symbol == qualname or (symbol or "").startswith(qualname + ".")
+
+
+def _editor_comment(entry: dict, module: Module | None) -> Comment:
+    comment = Comment(
+        entry["id"],
+        entry["path"],
+        entry["start_line"],
+        entry["end_line"],
+        entry["body"],
+        entry.get("symbol"),
+        entry.get("author"),
+        entry["source"],
+    )
+    anchor = entry.get("anchor") or []
+    found = None
+    if module is not None and anchor:
+        found = relocate(
+            module, anchor, line=comment.start_line, context=entry.get("context") or [], symbol=comment.symbol
+        )
+    if found is None:
+        comment.state = "outdated"
+    else:
+        comment.start_line, comment.end_line = found, found + len(anchor) - 1
+        comment.symbol = module.symbol_at(found)
+    return comment
+
+
+class _Files:
+    """The workspace's files as the editor sees them: open buffers over the disk, parsed once."""
+
+    def __init__(self, root: Path, overlay: dict[str, str]):
+        self.root = root
+        self.overlay = overlay
+        self.cache: dict[str, Module | None] = {}
+
+    def module(self, path: str) -> Module | None:
+        if path not in self.cache:
+            text = self.overlay[path] if path in self.overlay else _disk_text(self.root / path)
+            self.cache[path] = None if text is None else Module(text)
+        return self.cache[path]
+
+    def python_paths(self) -> list[str]:
+        """Project .py files that mention a review comment, buffers included."""
+        paths = {p for p in self.overlay if p.endswith(".py")}
+        for folder, dirs, names in os.walk(self.root):
+            dirs[:] = [d for d in dirs if not _skipped(Path(folder, d))]
+            for name in names:
+                if name.endswith(".py"):
+                    paths.add(Path(folder, name).relative_to(self.root).as_posix())
+        return sorted(p for p in paths if (m := self.module(p)) is not None and mentions_review(m.text))
+
+
+def _skipped(folder: Path) -> bool:
+    return folder.name.startswith(".") or folder.name in _SKIP_DIRS or (folder / "pyvenv.cfg").exists()
+
+
+def _disk_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _review_files(path: Path) -> list[Path]:
+    """`path` if it is a review file, the review files in it if it is a directory."""
+    candidates = sorted(path.iterdir()) if path.is_dir() else [path]
+    return [file for file in candidates if file.suffix in (".json", ".jsonl") and file.is_file()]

@@ -1,0 +1,140 @@
+"""pytest plugin that streams one JSON record per test to the fd in TRACEFIX_REPORT_FD.
+
+Runs inside the user's test process: Python >= 3.9, stdlib and pytest only.
+Records: {"kind": "start"|"result"|"collect_error"|"done", ...}.
+"""
+
+import json
+import os
+import sys
+import time
+
+_out = None
+_root = None
+_last_compare = None
+_SKIP_DIRS = ("site-packages", "dist-packages", os.sep + ".venv" + os.sep, os.sep + "venv" + os.sep)
+
+
+def _emit(record):
+    if _out is None:
+        return
+    _out.write(json.dumps(record, default=repr) + "\n")
+    _out.flush()
+
+
+def _rel(path):
+    try:
+        return os.path.relpath(str(path), _root).replace(os.sep, "/")
+    except ValueError:
+        return str(path)
+
+
+def _short(value, limit=200):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_workspace_code(path, test_files):
+    path = str(path)
+    if not path.startswith(_root + os.sep) or any(d in path for d in _SKIP_DIRS):
+        return False
+    name = os.path.basename(path)
+    return path not in test_files and name != "conftest.py"
+
+
+def pytest_configure(config):
+    global _out, _root
+    fd = os.environ.get("TRACEFIX_REPORT_FD")
+    if fd is None:
+        return
+    _out = os.fdopen(int(fd), "w", encoding="utf-8", buffering=1)
+    _root = str(config.rootpath)
+    _emit({"kind": "session", "root": _root, "python": sys.version.split()[0]})
+
+
+def pytest_assertrepr_compare(config, op, left, right):
+    # Keep the operands of the failing comparison; return None so pytest still explains it.
+    global _last_compare
+    _last_compare = {"op": op, "left": _short(left), "right": _short(right)}
+    return None
+
+
+def pytest_runtest_logstart(nodeid, location):
+    global _last_compare
+    _last_compare = None
+    _emit({"kind": "start", "nodeid": nodeid, "time": time.time()})
+
+
+def _failure_locations(item, excinfo):
+    """The last traceback entry in the test's file, and the deepest in workspace non-test code."""
+    test_file = str(item.path) if hasattr(item, "path") else str(item.fspath)
+    test_files = {test_file}
+    in_test = frame = None
+    for entry in excinfo.traceback:
+        path = str(entry.path)
+        place = {"path": _rel(path), "line": entry.lineno + 1, "function": entry.name}
+        if path == test_file:
+            in_test = place
+        elif _is_workspace_code(path, test_files):
+            frame = place
+    return in_test, frame
+
+
+def _message(report, excinfo):
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message
+    if excinfo is not None:
+        return excinfo.exconly()
+    return str(report.longrepr)[-2000:] if report.longrepr else ""
+
+
+_state = {}
+
+
+def _pytest_hookwrapper():
+    import pytest
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(item, call):
+        outcome = yield
+        report = outcome.get_result()
+        entry = _state.setdefault(item.nodeid, {"duration": 0.0, "outcome": "passed"})
+        entry["duration"] += report.duration
+        if report.when == "call" and report.skipped and hasattr(report, "wasxfail"):
+            entry["outcome"] = "xfailed"
+        elif report.skipped and entry["outcome"] == "passed":
+            entry["outcome"] = "skipped"
+            entry["message"] = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        elif report.failed:
+            entry["outcome"] = "failed" if report.when == "call" else "error"
+            entry["when"] = report.when
+            entry["message"] = _message(report, call.excinfo)
+            if call.excinfo is not None:
+                entry["location"], entry["frame"] = _failure_locations(item, call.excinfo)
+                entry["exception"] = call.excinfo.typename
+            if _last_compare is not None and report.when == "call":
+                entry["compare"] = _last_compare
+
+    return pytest_runtest_makereport
+
+
+pytest_runtest_makereport = _pytest_hookwrapper()
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    entry = _state.pop(nodeid, {"outcome": "passed", "duration": 0.0})
+    test_path, test_line, _ = location
+    entry.update(kind="result", nodeid=nodeid, path=test_path.replace(os.sep, "/"), line=(test_line or 0) + 1)
+    _emit(entry)
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = crash.message if crash is not None else str(report.longrepr)[-2000:]
+        _emit({"kind": "collect_error", "nodeid": report.nodeid, "message": message})
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _emit({"kind": "done", "exitstatus": int(exitstatus)})

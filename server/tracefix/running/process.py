@@ -1,0 +1,180 @@
+"""Run a child in its own process group, stream its JSON records, bound it, kill it whole.
+
+Everything that executes user or model code goes through `run_streaming`, so the limits
+(timeout, output cap, rlimits, process-group kill) are the same for test runs, traces and
+candidate verification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+PLUGIN_DIR = Path(__file__).parent / "plugin"
+OUTPUT_CAP = 1_000_000  # bytes of stdout/stderr kept; the rest is drained and dropped
+
+
+@dataclass
+class Limits:
+    timeout: float = 120.0
+    cpu_seconds: int | None = None
+    memory_bytes: int | None = None
+    processes: int | None = None
+    file_bytes: int | None = None
+
+
+@dataclass
+class ProcessResult:
+    returncode: int | None
+    timed_out: bool = False
+    cancelled: bool = False
+    output: str = ""
+    output_truncated: bool = False
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def signal(self) -> int | None:
+        if self.returncode is not None and self.returncode < 0:
+            return -self.returncode
+        return None
+
+
+def _limit_child(limits: Limits) -> Callable[[], None] | None:
+    import resource
+
+    pairs = [
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_AS, limits.memory_bytes),
+        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_FSIZE, limits.file_bytes),
+    ]
+    pairs = [(r, v) for r, v in pairs if v]
+    if not pairs:
+        return None
+
+    def apply() -> None:
+        for res, value in pairs:
+            try:
+                _, hard = resource.getrlimit(res)
+                if hard != resource.RLIM_INFINITY:
+                    value = min(value, hard)
+                resource.setrlimit(res, (value, hard))
+            except (ValueError, OSError):
+                pass  # a limit the OS refuses is skipped, the timeout still bounds the run
+
+    return apply
+
+
+def kill_group(proc: asyncio.subprocess.Process) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def plugin_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment that lets any interpreter with pytest load our plugins from PLUGIN_DIR."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_DIR), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    return env
+
+
+async def _read_records(reader: asyncio.StreamReader, on_record, records: list[dict]) -> None:
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a torn last line from a killed child
+        records.append(record)
+        if on_record is not None:
+            on_record(record)
+
+
+async def _drain(reader: asyncio.StreamReader, sink: bytearray) -> bool:
+    truncated = False
+    while chunk := await reader.read(65536):
+        room = OUTPUT_CAP - len(sink)
+        if room > 0:
+            sink += chunk[:room]
+        if len(chunk) > room:
+            truncated = True
+    return truncated
+
+
+async def run_streaming(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    limits: Limits,
+    on_record: Callable[[dict], None] | None = None,
+) -> ProcessResult:
+    """Run argv; the child writes JSON lines to the fd named by TRACEFIX_REPORT_FD.
+
+    Cancelling the awaiting task kills the whole process group.
+    """
+    read_fd, write_fd = os.pipe()
+    env = dict(env, TRACEFIX_REPORT_FD=str(write_fd))
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            preexec_fn=_limit_child(limits),
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    result = ProcessResult(returncode=None)
+    output = bytearray()
+    work = asyncio.gather(
+        _read_records(reader, on_record, result.records), _drain(proc.stdout, output), proc.wait()
+    )
+    try:
+        _, result.output_truncated, _ = await asyncio.wait_for(asyncio.shield(work), limits.timeout)
+    except asyncio.TimeoutError:
+        result.timed_out = True
+    except asyncio.CancelledError:
+        result.cancelled = True
+        kill_group(proc)
+        transport.close()
+        work.cancel()
+        work.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody awaits it now
+        raise
+    finally:
+        if result.timed_out:
+            kill_group(proc)
+            try:
+                await asyncio.wait_for(work, 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                work.cancel()
+        elif not result.cancelled:
+            kill_group(proc)  # grandchildren a test left behind die with the run
+        transport.close()
+    result.returncode = proc.returncode
+    result.output = output.decode("utf-8", "replace")
+    return result
+

@@ -1,0 +1,124 @@
+"""Changed symbols → the tests that can be affected, each with the reason it was chosen.
+
+Sources of evidence are pluggable (`Evidence`): the static name graph today; per-test coverage
+plugs in beside it as another source without changing callers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from tracefix.index.graph import Node, ProjectIndex
+from tracefix.parsing.symbols import MODULE
+
+
+@dataclass(frozen=True)
+class Changed:
+    path: str
+    qualname: str
+    kind: str  # module | class | function | method | file
+    what: str  # changed | added | removed
+    line: int
+
+    def label(self) -> str:
+        name = PurePosixPath(self.path).stem if self.qualname == MODULE else self.qualname
+        where = "module-level code" if self.qualname == MODULE else name
+        return f"{where} ({self.what} at {self.path}:{self.line})"
+
+
+@dataclass(frozen=True)
+class Selected:
+    nodeid: str
+    reason: str
+
+
+class Evidence(Protocol):
+    def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
+        """nodeid → reason for every test this source says the changes can affect."""
+
+
+def _name(node: Node) -> str:
+    path, qualname = node
+    stem = PurePosixPath(path).stem
+    return stem if qualname == MODULE else f"{stem}.{qualname}"
+
+
+class StaticNames:
+    """Tests that can reach a changed name through imports and uses."""
+
+    def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
+        reasons: dict[str, str] = {}
+        by_node = {}
+        for c in changes:
+            if c.kind == "file":
+                continue
+            # a removed symbol is gone from the graph; its module stands for it
+            node = (c.path, MODULE if c.what == "removed" else c.qualname)
+            by_node.setdefault(node, c)
+        if not by_node:
+            return reasons
+        for nodeid, chain in index.tests_reaching(set(by_node)).items():
+            change = by_node[chain[-1]]
+            if len(chain) == 1:
+                reasons[nodeid] = f"the test itself {change.what} ({change.path}:{change.line})"
+            else:
+                via = " → ".join(_name(n) for n in chain[1:-1])
+                path = f" via {via}" if via else ""
+                reasons[nodeid] = f"reaches {change.label()}{path}"
+        return reasons
+
+
+class ConftestScope:
+    """A changed conftest.py can change any test below its directory."""
+
+    def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
+        reasons: dict[str, str] = {}
+        for c in changes:
+            if PurePosixPath(c.path).name != "conftest.py":
+                continue
+            scope = str(PurePosixPath(c.path).parent)
+            prefix = "" if scope == "." else scope + "/"
+            for test in index.tests():
+                if test.path.startswith(prefix):
+                    reasons.setdefault(test.nodeid, f"in the scope of {c.path}, which changed ({c.label()})")
+        return reasons
+
+
+class NonPythonFiles:
+    """Static analysis cannot see which tests read a data or config file: run them all."""
+
+    def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
+        files = [c for c in changes if c.kind == "file"]
+        if not files:
+            return {}
+        reason = f"{files[0].path} changed and tests may read it"
+        return {t.nodeid: reason for t in index.tests()}
+
+
+DEFAULT_EVIDENCE: tuple[Evidence, ...] = (StaticNames(), ConftestScope(), NonPythonFiles())
+
+
+def select(index: ProjectIndex, changes: list[Changed], mode: str = "precise",
+           evidence: tuple[Evidence, ...] = DEFAULT_EVIDENCE) -> list[Selected]:
+    """Tests to run, in file order, each with the first reason found."""
+    if mode == "all":
+        return [Selected(t.nodeid, "selection is set to run all tests") for t in index.tests()]
+    reasons: dict[str, str] = {}
+    for source in evidence:
+        for nodeid, reason in source.select(index, changes).items():
+            reasons.setdefault(nodeid, reason)
+    if mode == "conservative" and reasons:
+        # every test in a file that has one selected test: guards against dynamic dispatch
+        files = {n.split("::")[0] for n in reasons}
+        for t in index.tests():
+            if t.path in files:
+                reasons.setdefault(t.nodeid, "conservative: shares a file with a selected test")
+    order = {t.nodeid: i for i, t in enumerate(index.tests())}
+    return [Selected(n, r) for n, r in sorted(reasons.items(), key=lambda kv: order.get(kv[0], 1 << 30))]
+
+
+def explain_skipped(index: ProjectIndex, selected: list[Selected]) -> list[Selected]:
+    chosen = {s.nodeid for s in selected}
+    return [Selected(t.nodeid, "skipped: no path from the change") for t in index.tests() if t.nodeid not in chosen]

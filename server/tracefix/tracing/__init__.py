@@ -1,0 +1,11 @@
+"""Tracing: block-level execution traces of one test (values per basic block, condensed loops),
+rendered for people and for fix prompts, and queried for inline values.
+
+Pure core: nothing here knows about LSP; lines are 1-based, paths relative to the workspace root.
+The recording itself happens in the user's interpreter, in running/plugin/tracefix_trace.py.
+"""
+
+from .capture import capture
+from .model import Block, Call, Trace
+
+__all__ = ["Block", "Call", "Trace", "capture"]

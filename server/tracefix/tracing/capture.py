@@ -1,0 +1,57 @@
+"""Run one test under the tracing plugin and turn its records into a Trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..running.process import Limits, ProcessResult, plugin_env, run_streaming
+from .model import Trace
+
+OUTPUT_TAIL = 1500  # characters of pytest's output quoted when no trace came back
+
+
+async def capture(root: Path, python: str, nodeid: str, *, timeout: float = 60) -> Trace:
+    """Trace the test nodeid with the interpreter python (which needs pytest, not tracefix).
+
+    Never raises for a test run that went wrong: a timeout, a crash or a test pytest could not
+    run gives a Trace whose error says so, with whatever partial trace the plugin wrote first.
+    """
+    env = plugin_env()
+    env["TRACEFIX_TRACE_ROOT"] = str(root)
+    # xdist workers would not inherit the report fd, so the test must run in this process.
+    argv = [python, "-m", "pytest", "-p", "tracefix_trace", "-p", "no:cacheprovider", "-p", "no:xdist",
+            "-q", nodeid]
+    result = await run_streaming(argv, cwd=root, env=env, limits=Limits(timeout=timeout))
+    record = _pick([r for r in result.records if r.get("kind") == "trace"], nodeid)
+    trace = Trace.from_dict(record) if record else Trace(nodeid=nodeid)
+    trace.error = _error(result, record, nodeid, timeout)
+    return trace
+
+
+def _pick(records: list[dict], nodeid: str) -> dict | None:
+    """The final record of the requested test; a nodeid that selects several picks the first
+    failure. A later record of a test replaces its partial one."""
+    latest: dict[str, dict] = {}
+    for record in records:
+        latest[record["nodeid"]] = record
+    if nodeid in latest:
+        return latest[nodeid]
+    failed = [r for r in latest.values() if r.get("outcome") in ("failed", "error")]
+    return (failed or list(latest.values()) or [None])[0]
+
+
+def _error(result: ProcessResult, record: dict | None, nodeid: str, timeout: float) -> str | None:
+    partial = record is not None and record.get("partial")
+    if result.timed_out:
+        found = "; the trace shows what ran until its step budget was spent" if partial else ""
+        return f"the test run timed out after {timeout:g}s{found}"
+    if record is not None and not partial:
+        return None
+    if result.signal is not None:
+        ended = f"was killed by signal {result.signal}"
+    else:
+        ended = f"exited with code {result.returncode}"
+    if partial:
+        return f"pytest {ended} before {nodeid} finished; the trace stops where its step budget was spent"
+    tail = result.output[-OUTPUT_TAIL:].strip()
+    return f"pytest {ended} without running {nodeid}" + (f":\n{tail}" if tail else "")

@@ -1,0 +1,73 @@
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, client_capabilities
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "shop"
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    """A private copy of the bundled example project (its bulk_discount has a bug)."""
+    root = tmp_path / "shop"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".tracefix", "__pycache__"))
+    return root
+
+
+@pytest.fixture
+def fixed_shop(shop: Path) -> Path:
+    """The example with its bug fixed: every test passes."""
+    pricing = shop / "shop" / "pricing.py"
+    pricing.write_text(pricing.read_text().replace("if quantity > 50:", "if quantity >= 50:"))
+    return shop
+
+
+async def start_client(root: Path, settings: dict | None = None, trusted: bool = True,
+                       spec: str = "visual-studio-code"):
+    config = ClientServerConfig(server_command=[sys.executable, "-m", "tracefix", "serve", *(["--verbose", "--log-file", os.environ["TRACEFIX_TEST_LOG"]] if os.environ.get("TRACEFIX_TEST_LOG") else [])])
+    client = await config.start()
+    client.tracefix_status, client.tracefix_results = [], []
+    client.feature("tracefix/status")(lambda ls, params: client.tracefix_status.append(plain(params)))
+    client.feature("tracefix/testResults")(lambda ls, params: client.tracefix_results.append(plain(params)))
+    client.set_configuration({"tracefix": settings or {}} if settings else {})
+    await client.initialize_session(types.InitializeParams(
+        capabilities=client_capabilities(spec),
+        root_uri=root.as_uri(),
+        workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
+        initialization_options={"settings": settings or {}, "trusted": trusted},
+    ))
+    await wait_until(lambda: client.tracefix_status)  # indexed and ready
+    return client
+
+
+def plain(value):
+    """pygls hands custom notifications' params over as namedtuples; tests read dicts."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+async def wait_until(predicate, timeout=60.0, step=0.05):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(step)
+
+
+@pytest_asyncio.fixture
+async def lsp(fixed_shop: Path):
+    client = await start_client(fixed_shop)
+    yield client
+    await client.shutdown_session()
+    await client.stop()

@@ -324,6 +324,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--python", default=sys.executable, help="interpreter with pytest that runs the tests")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"repair-{dt.date.today()}.json")
     args = p.parse_args(argv)
+    args.argv = argv  # recorded in the results, to reproduce them
     if bool(args.model) == bool(args.base_url):
         p.error("give one of --model or --base-url")
     if args.base_url and not args.model_name:
@@ -340,31 +341,36 @@ async def run_all(args: argparse.Namespace, tasks: list[dict], base_url: str, mo
         model=model, base_url=base_url, timeout=600.0,  # a 2-core CPU server queues the parallel candidates
         candidates=args.candidates, rounds=args.rounds, temperature=args.temperature,
     )
-    with tempfile.TemporaryDirectory(prefix="tracefix-repair-") as tmp:
-        return [await run_task(task, args, settings, Path(tmp)) for task in tasks]
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    tasks = load_tasks(args.dataset, args.tasks.split(",") if args.tasks else None, args.limit)
-    server = LlamaServer(model_path(args.model), n_ctx=args.n_ctx) if args.model else None
+    rows: list[dict] = []
     started = time.monotonic()
-    with server or nullcontext(args.base_url) as base_url:
-        rows = asyncio.run(run_all(args, tasks, base_url, server.model_name if server else args.model_name))
-    summary = summarize(rows, args.arms)
+    with tempfile.TemporaryDirectory(prefix="tracefix-repair-") as tmp:
+        for task in tasks:
+            rows.append(await run_task(task, args, settings, Path(tmp)))
+            save(args, rows, time.monotonic() - started)  # after each task: a long run that dies keeps its rows
+    return rows
+
+
+def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/repair.py", *argv]),
+        "command": " ".join(["python", "bench/repair.py", *args.argv]),
         "model": args.model or args.model_name,
         "settings": {k: getattr(args, k) for k in ("candidates", "rounds", "calls", "temperature", "n_ctx")},
-        "wall_seconds": round(time.monotonic() - started, 1),
-        "summary": summary,
+        "wall_seconds": round(seconds, 1),
+        "summary": summarize(rows, args.arms),
         "tasks": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print("\n" + markdown(summary, args.arms) + f"\n\nwrote {args.out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    tasks = load_tasks(args.dataset, args.tasks.split(",") if args.tasks else None, args.limit)
+    server = LlamaServer(model_path(args.model), n_ctx=args.n_ctx) if args.model else None
+    with server or nullcontext(args.base_url) as base_url:
+        rows = asyncio.run(run_all(args, tasks, base_url, server.model_name if server else args.model_name))
+    print("\n" + markdown(summarize(rows, args.arms), args.arms) + f"\n\nwrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ EXAMPLE = REPO / "examples" / "shop"
 def shop(tmp_path: Path) -> Path:
     """A private copy of the bundled example project (its bulk_discount has a bug)."""
     root = tmp_path / "shop"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".tracefix", "__pycache__"))
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".tracefix", "__pycache__", ".pytest_cache"))
     return root
 
 

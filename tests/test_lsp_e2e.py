@@ -38,16 +38,15 @@ async def test_break_save_diagnose_fix_clear(lsp, fixed_shop):
     await open_file(lsp, pricing)
     await edit_and_save(lsp, pricing, "price * (1 - percent / 100)", "price * (1 + percent / 100)", 2)
 
-    await wait_until(lambda: errors(lsp, test_file) and errors(lsp, pricing))
-    on_test = errors(lsp, test_file)
-    assert on_test[0].range.start.line == 4  # `assert apply_discount(200, 25) == 150`
-    assert "test_apply_discount failed" in on_test[0].message
-    assert on_test[0].related_information[0].location.uri == pricing.as_uri()
-    on_code = errors(lsp, pricing)
-    assert on_code[0].range.start.line == 5  # def apply_discount
-    assert on_code[0].related_information[0].location.uri == test_file.as_uri()
-
+    await wait_until(lambda: errors(lsp, test_file) and errors(lsp, pricing))  # streamed before the end
     await wait_until(lambda: any(r["done"] for r in results))
+    on_test = {d.range.start.line: d for d in errors(lsp, test_file)}
+    assert "test_apply_discount failed" in on_test[4].message  # `assert apply_discount(200, 25) == 150`
+    assert on_test[4].related_information[0].location.uri == pricing.as_uri()
+    on_code = {d.range.start.line: d for d in errors(lsp, pricing)}
+    assert "apply_discount gives a wrong result" in on_code[5].message  # def apply_discount
+    assert on_code[5].related_information[0].location.uri == test_file.as_uri()
+
     ran = {r["nodeid"] for n in results for r in n["results"]}
     assert "tests/test_text.py::test_money" not in ran  # cannot reach apply_discount
     assert "tests/test_pricing.py::test_apply_discount" in ran

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sys
 import textwrap
 import time
@@ -104,7 +105,7 @@ def project(tmp_path: Path) -> Path:
 def snapshot(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file()
+        for p in sorted(root.rglob("*")) if p.is_file() and not p.is_fifo()
     }
 
 
@@ -575,11 +576,16 @@ def test_crlf_files_keep_their_line_endings(tmp_path):
     candidate = parse_reply(fenced(RIGHT), Target.from_request(request))
     assert isinstance(candidate, Candidate)
     assert "\r\n" in candidate.file_text and "\n" not in candidate.file_text.replace("\r\n", "")
+    edit = "<<<<<<< SEARCH\n    return sum(values) / (len(values) + 1)\n=======\n    return 0\n>>>>>>> REPLACE\n"
+    edited = parse_reply(edit, Target.from_request(request))
+    assert isinstance(edited, Candidate) and edited.function_source.endswith("    return 0\r\n")
 
 
 def test_target_checks_the_request_against_the_file(project):
     with pytest.raises(TargetError, match="has 12 lines"):
         Target.from_request(fix_request(project, function_end_line=99))
+    with pytest.raises(TargetError, match="cannot read gone.py"):
+        Target.from_request(fix_request(project, path="gone.py"))
 
 
 # --- prompt ----------------------------------------------------------------------------------
@@ -617,15 +623,20 @@ async def test_shadow_skips_environments_and_never_writes_through_links(project,
     outside = tmp_path / "outside.py"
     outside.write_text("x = 1\n")
     (project / "linked.py").symlink_to(outside)
+    (project / "linked_dir").symlink_to(tmp_path)
+    os.mkfifo(project / "pipe")
     before = snapshot(project), outside.read_text()
 
     async with Shadow(project, sys.executable) as shadow:
         names = {p.name for p in shadow.root.iterdir()}
         assert {"stats.py", "tests", "linked.py"} <= names
-        assert not names & {".git", "env-3.11", "node_modules"}
+        assert not names & {".git", "env-3.11", "node_modules", "pipe"}
         assert (shadow.root / "linked.py").is_symlink()
         shadow.write("linked.py", "x = 2\n")
         assert (shadow.root / "linked.py").read_text() == "x = 2\n"
+        with pytest.raises(TargetError, match="symlink that leaves the workspace"):
+            shadow.write("linked_dir/new/escape.py", "x = 3\n")
+        assert not (tmp_path / "new").exists()
         shadow.write("stats.py", "broken(")
         shadow.reset("stats.py")
         assert (shadow.root / "stats.py").read_text() == STATS

@@ -311,6 +311,7 @@ async def test_huge_loop_stays_bounded(tmp_path):
     # without line events the raising block is still recorded, with the final values
     assert call.blocks[-1] == Block(9, 9, {"total": "250000000000", "i": "999999"})
     assert ("i", "999999") in trace.values_at("big.py", 9)
+    assert trace.values_at("big.py", 1) == [("n", "1000000")]
 
     text = trace.render(max_chars=700)
     assert len(text) <= 700

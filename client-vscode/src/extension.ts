@@ -32,11 +32,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       statusBar.command = view.command;
       statusBar.backgroundColor = view.alert ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
       statusBar.show();
+      // A run the server gives up (a newer save supersedes it) never reports
+      // `done`; once nothing is running, no run is open either.
+      if (typeof status === "object" && status.running === 0) {
+        testing.endRuns();
+      }
     },
     testResults: (params) => testing.update(params),
     stopped: () => testing.endRuns(),
   });
-  const restart = () => server?.restart();
+  // Restarts for changes that may change how the server is started.
+  const refresh = () => server?.refresh();
 
   context.subscriptions.push(
     log,
@@ -45,23 +51,18 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     traces,
     server,
     vscode.workspace.registerTextDocumentContentProvider(TraceDocuments.scheme, traces),
-    vscode.commands.registerCommand("tracefix.restartServer", restart),
+    vscode.commands.registerCommand("tracefix.restartServer", () => server?.restart()),
     vscode.commands.registerCommand("tracefix.showLogs", () => log.show()),
     ...registerServerCommands(server, testing, traces),
     vscode.workspace.onDidChangeConfiguration((event) => {
       if (event.affectsConfiguration("tracefix.server")) {
-        void restart();
+        void refresh();
       }
     }),
     // The server was told at start that it may not run tests.
-    vscode.workspace.onDidGrantWorkspaceTrust(restart),
+    vscode.workspace.onDidGrantWorkspaceTrust(refresh),
   );
-  // A configured command does not depend on the selected interpreter.
-  const interpreterChanges = await onDidChangeInterpreter(() => {
-    if (!vscode.workspace.getConfiguration("tracefix").get<string[]>("server.command")?.length) {
-      void restart();
-    }
-  });
+  const interpreterChanges = await onDidChangeInterpreter(refresh);
   if (interpreterChanges) {
     context.subscriptions.push(interpreterChanges);
   }

@@ -10,7 +10,7 @@ import {
 } from "vscode-languageclient/node";
 import { hasTracefix, which } from "./nodeProbes";
 import { activeInterpreter } from "./python";
-import { resolveServerCommand } from "./serverCommand";
+import { Resolution, resolveServerCommand } from "./serverCommand";
 import { ClientState, ServerStatus } from "./status";
 import { TestResultsParams } from "./testResults";
 
@@ -37,6 +37,8 @@ export interface ServerEvents {
 
 export class Server implements vscode.Disposable {
   private client: TracefixClient | undefined;
+  /** How the running server was started. */
+  private launched: { argv: string[]; trusted: boolean } | undefined;
   /** Start/stop/restart run one after the other, never interleaved. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -46,7 +48,7 @@ export class Server implements vscode.Disposable {
   ) {}
 
   start(): Promise<void> {
-    return this.enqueue(() => this.doStart());
+    return this.enqueue(async () => this.doStart(await this.resolve()));
   }
 
   stop(): Promise<void> {
@@ -56,7 +58,29 @@ export class Server implements vscode.Disposable {
   restart(): Promise<void> {
     return this.enqueue(async () => {
       await this.doStop();
-      await this.doStart();
+      await this.doStart(await this.resolve());
+    });
+  }
+
+  /**
+   * Restarts only if the server would now start differently: another command,
+   * or trust granted. Granting trust also unlocks workspace settings, and the
+   * two events should make one restart.
+   */
+  refresh(): Promise<void> {
+    return this.enqueue(async () => {
+      const resolution = await this.resolve();
+      const launched = this.launched;
+      if (
+        launched &&
+        "argv" in resolution &&
+        launched.trusted === vscode.workspace.isTrusted &&
+        launched.argv.join("\0") === resolution.argv.join("\0")
+      ) {
+        return;
+      }
+      await this.doStop();
+      await this.doStart(resolution);
     });
   }
 
@@ -83,14 +107,13 @@ export class Server implements vscode.Disposable {
     return next;
   }
 
-  private async doStart(): Promise<void> {
+  private resolve(): Promise<Resolution> {
+    const configured = vscode.workspace.getConfiguration("tracefix").get<string[]>("server.command");
+    return resolveServerCommand(configured, { interpreter: () => activeInterpreter(this.log), hasTracefix, which });
+  }
+
+  private async doStart(resolution: Resolution): Promise<void> {
     this.events.status("starting");
-    const config = vscode.workspace.getConfiguration("tracefix");
-    const resolution = await resolveServerCommand(config.get<string[]>("server.command"), {
-      interpreter: () => activeInterpreter(this.log),
-      hasTracefix,
-      which,
-    });
     if ("error" in resolution) {
       this.log.error(`${resolution.error} ${resolution.fix}`);
       this.events.status("stopped");
@@ -98,6 +121,7 @@ export class Server implements vscode.Disposable {
       return;
     }
     const [command, ...args] = resolution.argv;
+    const trusted = vscode.workspace.isTrusted;
     this.log.info(`Starting the server (${resolution.source}): ${resolution.argv.join(" ")}`);
 
     const clientOptions: LanguageClientOptions = {
@@ -108,7 +132,7 @@ export class Server implements vscode.Disposable {
       synchronize: { configurationSection: "tracefix" },
       initializationOptions: {
         settings: vscode.workspace.getConfiguration().get("tracefix"),
-        trusted: vscode.workspace.isTrusted,
+        trusted,
       },
       outputChannel: this.log,
     };
@@ -127,6 +151,9 @@ export class Server implements vscode.Disposable {
     client.onNotification("tracefix/testResults", (params: TestResultsParams) => this.events.testResults(params));
     client.onDidChangeState(({ newState }) => {
       if (newState === State.Stopped) {
+        if (this.client === client) {
+          this.launched = undefined; // crashed: any refresh may start it again
+        }
         this.events.status("stopped");
         this.events.stopped();
       }
@@ -140,12 +167,13 @@ export class Server implements vscode.Disposable {
       void offerHelp(`tracefix: the server did not start (${resolution.argv.join(" ")}): ${error}`);
       return;
     }
+    this.launched = { argv: resolution.argv, trusted };
     // Until the server reports its state, say whether it will run tests at all.
     if (reported) {
       return;
     }
     this.events.status({
-      state: vscode.workspace.isTrusted ? "idle" : "untrusted",
+      state: trusted ? "idle" : "untrusted",
       running: 0,
       failed: 0,
       message: "",
@@ -155,6 +183,7 @@ export class Server implements vscode.Disposable {
   private async doStop(): Promise<void> {
     const client = this.client;
     this.client = undefined;
+    this.launched = undefined;
     if (client?.needsStop()) {
       await client.stop().catch((error) => this.log.warn(`Stopping the server: ${error}`));
     }

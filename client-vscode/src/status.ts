@@ -24,10 +24,10 @@ const SHOW_LOGS = "tracefix.showLogs";
 
 export function statusView(status: ServerStatus | ClientState): StatusView {
   if (status === "starting") {
-    return { text: "$(sync~spin) tracefix", tooltip: "tracefix: starting the server", command: SHOW_LOGS, alert: false };
+    return { text: "$(sync~spin) tracefix starting", tooltip: "tracefix: starting the server", command: SHOW_LOGS, alert: false };
   }
   if (status === "stopped") {
-    return { text: "$(circle-slash) tracefix", tooltip: "tracefix: server not running", command: SHOW_LOGS, alert: true };
+    return { text: "$(circle-slash) tracefix stopped", tooltip: "tracefix: server not running", command: SHOW_LOGS, alert: true };
   }
   const detail = status.message ? `\n${status.message}` : "";
   switch (status.state) {

@@ -48,7 +48,7 @@ export class TestingView implements vscode.Disposable {
     }
   }
 
-  /** Ends the runs a stopped server will not finish. */
+  /** Ends the runs the server will not finish. */
   endRuns(): void {
     for (const run of this.runs.values()) {
       run.end();

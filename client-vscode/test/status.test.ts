@@ -32,3 +32,8 @@ test("an unknown state from a newer server reads as idle", () => {
   const view = statusView(status({ state: "indexing" as ServerStatus["state"] }));
   assert.equal(view.text, "$(beaker) tracefix");
 });
+
+test("the client's own states say so in words", () => {
+  assert.equal(statusView("starting").text, "$(sync~spin) tracefix starting");
+  assert.equal(statusView("stopped").text, "$(circle-slash) tracefix stopped");
+});

@@ -6,6 +6,7 @@ from lsprotocol import types
 
 from tracefix.lsp.commands import RERUN_TEST
 from tracefix.lsp.server import TracefixServer, server
+from tracefix.lsp.traces import SHOW_TRACE
 from tracefix.reporting.diagnostics import SOURCE, test_name
 
 
@@ -31,5 +32,9 @@ def code_actions(ls: TracefixServer, params: types.CodeActionParams) -> list[typ
         actions.append(types.CodeAction(
             title=f"Rerun {name}", kind=types.CodeActionKind.QuickFix, diagnostics=[diagnostic],
             command=types.Command(title=f"Rerun {name}", command=RERUN_TEST, arguments=[nodeid]),
+        ))
+        actions.append(types.CodeAction(
+            title=f"Show failing trace of {name}", kind=types.CodeActionKind.Empty, diagnostics=[diagnostic],
+            command=types.Command(title="Show failing trace", command=SHOW_TRACE, arguments=[nodeid]),
         ))
     return actions

@@ -38,7 +38,11 @@ def run_all(ls: TracefixServer, *args) -> dict:
 
 
 @server.command(RERUN_TEST)
-def rerun_test(ls: TracefixServer, nodeid: str, root: str | None = None) -> dict:
+def rerun_test(ls: TracefixServer, *args) -> dict:
+    """Arguments: [nodeid, root?]."""
+    nodeid, root = (list(args) + [None, None])[:2]
+    if not isinstance(nodeid, str):
+        raise ValueError("tracefix.rerunTest needs a test node id")
     for project in ls.projects.values():
         if root is None or str(project.root) == root:
             if project.index.test_for(nodeid) is not None:

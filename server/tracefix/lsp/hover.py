@@ -1,10 +1,11 @@
-"""Hover on a test: why it ran (or would be skipped) and its last result."""
+"""Hover on a test: why it ran and its last result; on traced code: its values in the failing run."""
 
 from __future__ import annotations
 
 from lsprotocol import types
 
 from tracefix.lsp.server import TracefixServer, server
+from tracefix.lsp.traces import traces_covering
 
 
 @server.feature(types.TEXT_DOCUMENT_HOVER)
@@ -26,5 +27,16 @@ def hover(ls: TracefixServer, params: types.HoverParams) -> types.Hover | None:
             if result.failing and result.message:
                 lines.append("```\n" + result.message.strip()[:1500] + "\n```")
         lines.append(f"selected: {reason}" if reason else "not run since the server started")
-        return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value="\n\n".join(lines)))
+        return _markdown(lines)
+    for trace in traces_covering(project, rel, line)[:1]:
+        values = trace.values_at(rel, line)
+        if values:
+            call = trace.failing_call(rel, line)
+            rows = "\n".join(f"{name} = {value}" for name, value in values)
+            return _markdown([f"**In the failing run of {trace.nodeid}** ({call.qualname}, call #{call.index})",
+                              f"```python\n{rows}\n```"])
     return None
+
+
+def _markdown(lines: list[str]) -> types.Hover:
+    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value="\n\n".join(lines)))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from tracefix.lsp import traces
 from tracefix.running.runner import InterpreterError, RunReport, TestResult, check_python
 from tracefix.selection.select import Changed, Selected
 
@@ -167,6 +168,7 @@ class Runs:
         summary = report.summary() if report.status == "ok" else f"{report.message}; {report.summary()}"
         if report.status != "ok":
             ls.warn(f"test run {run_id}: {summary}\n{report.output[-4000:]}")
+        traces.after_run(ls, project, report.results)
         self._notify(project, run_id, late, True, report, time.monotonic() - started)
         progress.end(summary)
         self.publish_status()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -14,6 +15,10 @@ from pygls.uris import from_fs_path, to_fs_path
 from tracefix import __version__
 from tracefix.parsing.document import Document
 from tracefix.project import Project
+
+if TYPE_CHECKING:
+    from tracefix.lsp.diagnostics import Publisher
+    from tracefix.lsp.runs import Runs
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +33,8 @@ class TracefixServer(LanguageServer):
         self.trusted = True
         self.ready = asyncio.Event()
         self.background: set[asyncio.Task] = set()
-        from tracefix.lsp.diagnostics import Publisher
-        from tracefix.lsp.runs import Runs
-
-        self.publisher = Publisher(self)
-        self.runs = Runs(self)
+        self.publisher: Publisher  # set by _register: feature modules import this one
+        self.runs: Runs
 
     # logging to the client; never a popup for our own errors
     def log(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
@@ -104,7 +106,12 @@ server = TracefixServer()
 
 
 def _register() -> None:
-    from tracefix.lsp import code_actions, commands, documents, hover, lifecycle, watching  # noqa: F401
+    from tracefix.lsp import code_actions, commands, documents, hover, lifecycle, traces, watching  # noqa: F401
+    from tracefix.lsp.diagnostics import Publisher
+    from tracefix.lsp.runs import Runs
+
+    server.publisher = Publisher(server)
+    server.runs = Runs(server)
 
 
 def serve(tcp: tuple[str, int] | None = None) -> None:

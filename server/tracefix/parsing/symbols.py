@@ -53,9 +53,13 @@ class Change:
 
 
 def _digest(parts: list[bytes]) -> str:
+    # blank lines and trailing spaces carry no meaning; dropping them keeps a neighbour's
+    # insertion or removal from "changing" the enclosing class or module
     h = hashlib.blake2b(digest_size=12)
     for part in parts:
-        h.update(part)
+        for line in part.splitlines():
+            if line.strip():
+                h.update(line.rstrip() + b"\n")
     return h.hexdigest()
 
 
@@ -195,7 +199,8 @@ def _params(node: Node, spans, result: Facts) -> None:
         target = p if p.type == "identifier" else p.child_by_field_name("name") or (p.named_children[0] if p.named_children else None)
         if target is not None and target.type == "identifier":
             names.append(target.text.decode("utf-8", "replace"))
-    result.params[_owner(node.start_point[0] + 1, spans)] = tuple(names)
+    # walked outer-first: a nested def's parameters never replace its owner's
+    result.params.setdefault(_owner(node.start_point[0] + 1, spans), tuple(names))
 
 
 def _dotted(node: Node) -> str:

@@ -14,6 +14,17 @@ SEARCH_REPLACE = re.compile(
     r"^<{5,9} ?SEARCH[^\n]*\n(.*?)^={5,9}[ \t]*\n(.*?)^>{5,9} ?REPLACE[^\n]*$", re.S | re.M
 )
 FUNCTION = (ast.FunctionDef, ast.AsyncFunctionDef)
+# Lines as editors count them; str.splitlines also splits at form feeds and other separators.
+LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def lines_of(text: str) -> list[str]:
+    """The lines of text, each with its line ending."""
+    return LINE.findall(text)
+
+
+def _same_code(a: str, b: str) -> bool:
+    return [line.rstrip() for line in lines_of(a.strip())] == [line.rstrip() for line in lines_of(b.strip())]
 
 
 class TargetError(Exception):
@@ -34,13 +45,16 @@ class Target:
 
     @classmethod
     def from_request(cls, request: FixRequest) -> Target:
-        text = request.file_text()
-        lines = text.splitlines(keepends=True)
+        try:
+            text = request.file_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TargetError(f"cannot read {request.path}: {exc}") from None
+        lines = lines_of(text)
         start, end = request.function_start_line, request.function_end_line
         if not 1 <= start <= end <= len(lines):
             raise TargetError(f"{request.path} has {len(lines)} lines, the request names lines {start}-{end}")
         source = "".join(lines[start - 1 : end])
-        if source.strip() != request.function_source.strip():
+        if not _same_code(source, request.function_source):
             raise TargetError(
                 f"{request.qualname} in {request.path} lines {start}-{end} differs from the request's "
                 "function source; the file changed since the request was made"
@@ -58,7 +72,7 @@ class Target:
 
     @property
     def source(self) -> str:
-        return "".join(self.file_text.splitlines(keepends=True)[self.start - 1 : self.end])
+        return "".join(lines_of(self.file_text)[self.start - 1 : self.end])
 
 
 @dataclass
@@ -84,7 +98,7 @@ class Rejected:
 
 def parse_reply(text: str, target: Target, *, allow_signature_change: bool = False) -> Candidate | Rejected:
     edits = SEARCH_REPLACE.findall(text)
-    found = _apply_edits(target.source, edits) if edits else _function_from_blocks(text, target.name)
+    found = _apply_edits(target.source.replace("\r\n", "\n"), edits) if edits else _function_from_blocks(text, target.name)
     if isinstance(found, Rejected):
         return found
     source, def_column = found
@@ -108,7 +122,7 @@ def _function_from_blocks(text: str, name: str) -> tuple[str, int] | Rejected:
         node = _find_def(tree, name)
         if node is not None:
             first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            return "".join(code.splitlines(keepends=True)[first - 1 : node.end_lineno]), node.col_offset
+            return "".join(lines_of(code)[first - 1 : node.end_lineno]), node.col_offset
     if not fenced:
         return Rejected(f"the reply has no ```python block with {name}")
     if syntax_error is not None:
@@ -118,7 +132,7 @@ def _function_from_blocks(text: str, name: str) -> tuple[str, int] | Rejected:
 
 def _dedent_block(block: str) -> str:
     """Strip the indentation common to all lines, so a method quoted alone parses."""
-    lines = block.splitlines(keepends=True)
+    lines = lines_of(block)
     widths = [len(line) - len(line.lstrip(" \t")) for line in lines if line.strip()]
     cut = min(widths, default=0)
     return "".join(line[cut:] if line.strip() else line.lstrip(" \t") for line in lines)
@@ -141,14 +155,15 @@ def _apply_edits(source: str, edits: list[tuple[str, str]]) -> tuple[str, int] |
             where = "does not match" if count == 0 else f"matches {count} places in"
             return Rejected(f"a SEARCH block {where} the function")
         source = source.replace(search, replace, 1)
-    first = source.splitlines()[0] if source.strip() else ""
+    first = lines_of(source)[0] if source.strip() else ""
     return source, len(first) - len(first.lstrip())
 
 
 def _reindent(source: str, column: int, indent: str) -> str:
     """Move the function from `column` to `indent`, lines inside strings included."""
     out = []
-    for line in source.splitlines():
+    for line in lines_of(source):
+        line = line.rstrip("\r\n")
         if not line.strip():
             out.append("")
             continue
@@ -161,24 +176,31 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     return f"{type(node).__name__} {node.name} {ast.dump(node.args)}"
 
 
+def _parse_def(source: str, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    return _find_def(ast.parse(_dedent_block(source)), name)
+
+
 def _candidate(function: str, target: Target, allow_signature_change: bool) -> Candidate | Rejected:
     try:
-        new_node = _find_def(ast.parse(_dedent_block(function)), target.name)
+        new_node = _parse_def(function, target.name)
     except SyntaxError as exc:
         return Rejected(f"the fixed function does not parse: {exc.msg} (line {exc.lineno})")
     if new_node is None:
         return Rejected(f"the reply does not define {target.name}")
-    old_node = _find_def(ast.parse(_dedent_block(target.source)), target.name)
+    try:
+        old_node = _parse_def(target.source, target.name)
+    except SyntaxError:
+        old_node = None  # an unsaved buffer in the middle of an edit: nothing to compare with
     if not allow_signature_change and old_node is not None and _signature(old_node) != _signature(new_node):
         return Rejected(
             f"the reply changes the signature of {target.name} (name, parameters or defaults), "
             "which is not allowed for this fix"
         )
-    lines = target.file_text.splitlines(keepends=True)
+    lines = lines_of(target.file_text)
     old = "".join(lines[target.start - 1 : target.end])
     if not old.endswith(("\n", "\r")):
         function = function.rstrip("\r\n")  # the function was the file's unterminated last line
-    if function.strip() == old.strip():
+    if _same_code(function, old):
         return Rejected("the reply repeats the function unchanged")
     new_text = "".join(lines[: target.start - 1]) + function + "".join(lines[target.end :])
     try:
@@ -187,7 +209,7 @@ def _candidate(function: str, target: Target, allow_signature_change: bool) -> C
         if _parses(target.file_text):  # an unsaved buffer that is already broken is not our fault
             return Rejected(f"the file does not parse with the fix: {exc.msg} (line {exc.lineno})")
     diff = "".join(difflib.unified_diff(
-        target.file_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+        lines_of(target.file_text), lines_of(new_text),
         fromfile=f"a/{target.path}", tofile=f"b/{target.path}",
     ))
     return Candidate(function, new_text, diff, (target.start, target.end))

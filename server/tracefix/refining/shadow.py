@@ -14,6 +14,7 @@ import math
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -58,8 +59,16 @@ def sandbox_prefix() -> tuple[str, ...]:
 
 def _ignore(directory: str, names: list[str]) -> set[str]:
     skipped = {n for n in names if n in SKIP_DIRS}
-    for name in names:
-        if name not in skipped and os.path.isfile(os.path.join(directory, name, "pyvenv.cfg")):
+    for name in set(names) - skipped:
+        path = os.path.join(directory, name)
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            skipped.add(name)  # vanished meanwhile
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            skipped.add(name)  # sockets and fifos: copying a fifo would block
+        elif stat.S_ISDIR(mode) and os.path.isfile(os.path.join(path, "pyvenv.cfg")):
             skipped.add(name)  # a virtualenv under any name
     return skipped
 
@@ -120,17 +129,26 @@ class Shadow:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _copy(self) -> None:
-        shutil.copytree(self.source, self.root, symlinks=True, ignore=_ignore)
+        try:
+            shutil.copytree(self.source, self.root, symlinks=True, ignore=_ignore)
+        except shutil.Error as exc:
+            source, _, why = exc.args[0][0]
+            raise TargetError(f"cannot copy the workspace to test fixes there: {source}: {why}") from None
         for path, text in self.overlay.items():
             self._put(path, text)
         (self.dir / "home").mkdir()
         (self.dir / "tmp").mkdir()
 
-    def _put(self, path: str, text: str) -> None:
+    def _path(self, path: str) -> Path:
+        """root/path, refused if reaching it leaves the copy (.., a link to a directory outside)."""
         target = self.root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
         if not target.parent.resolve().is_relative_to(self.dir.resolve()):
             raise TargetError(f"{path} is reached through a symlink that leaves the workspace; not testing there")
+        return target
+
+    def _put(self, path: str, text: str) -> None:
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink():
             target.unlink()  # write a file of our own, never through a link into the user's tree
         target.write_text(text, encoding="utf-8", newline="")
@@ -146,7 +164,7 @@ class Shadow:
     def write(self, path: str, text: str) -> None:
         """Put a candidate's text at `path` (relative posix); reset() undoes it."""
         if path not in self._originals:
-            self._originals[path] = (self.root / path).read_bytes()
+            self._originals[path] = self._path(path).read_bytes()
         self._put(path, text)
         root = self._import_root(path)
         if root not in self._import_roots:

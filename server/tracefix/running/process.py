@@ -8,6 +8,7 @@ candidate verification.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -163,6 +164,8 @@ async def run_streaming(
         transport.close()
         work.cancel()
         work.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody awaits it now
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(proc.wait(), 5)  # reap it: no zombie outlives the run
         raise
     finally:
         if result.timed_out:

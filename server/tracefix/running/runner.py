@@ -150,7 +150,7 @@ def parse_record(record: dict) -> TestResult | None:
 def pytest_argv(python: str, nodeids: list[str], extra: tuple[str, ...] = ()) -> list[str]:
     return [
         python, "-m", "pytest", "-p", "tracefix_pytest", "-p", "no:cacheprovider",
-        "-q", "--no-header", "-rN", "--color=no", *extra, "--", *nodeids,
+        "-q", "--no-header", "-rN", "--color=no", "--continue-on-collection-errors", *extra, "--", *nodeids,
     ]
 
 

@@ -16,6 +16,7 @@ async def capture(root: Path, python: str, nodeid: str, *, timeout: float = 60) 
     Never raises for a test run that went wrong: a timeout, a crash or a test pytest could not
     run gives a Trace whose error says so, with whatever partial trace the plugin wrote first.
     """
+    root = Path(root).resolve()
     env = plugin_env()
     env["TRACEFIX_TRACE_ROOT"] = str(root)
     # xdist workers would not inherit the report fd, so the test must run in this process.

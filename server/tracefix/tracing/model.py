@@ -45,7 +45,7 @@ class Call:
     def state_after(self, line: int) -> dict[str, str] | None:
         """Locals after the last execution of the block holding line; None if it never ran."""
         state = dict(self.args)
-        body = min((b.start_line for b in self.blocks), default=self.first_line + 1)
+        body = min((b.start_line for b in self.blocks if not b.note), default=self.first_line + 1)
         found = dict(state) if line < body else None  # the signature: the arguments
         for block in self.blocks:
             state.update(block.changed)

@@ -97,6 +97,7 @@ try {
   await page.waitForSelector(".monaco-workbench", { timeout: 60_000 });
   step("workbench loaded");
 
+  await serverStarted();
   await openFile(source);
   step(`breaking ${source}`);
   await editLine(source, original, broken);
@@ -159,6 +160,22 @@ function prepareProject() {
   writeJson(path.join(dirs.project, ".vscode/settings.json"), {
     "tracefix.server.command": [python, "-m", "tracefix", "serve"],
   });
+}
+
+/** Waits for the status bar to leave "starting"; a save before that reaches no server. */
+async function serverStarted() {
+  const status = await page.waitForFunction(
+    () => {
+      const text = document.getElementById("tracefix.tracefix.tracefix.status")?.textContent;
+      return text && !text.includes("starting") && text;
+    },
+    { timeout: 60_000, polling: 250 },
+  );
+  const text = await status.jsonValue();
+  if (text.includes("stopped")) {
+    throw new Error("the tracefix server did not start; see artifacts/logs/**/tracefix.log");
+  }
+  step(`server started: ${text.trim()}`);
 }
 
 async function openFile(relative) {

@@ -69,10 +69,10 @@ def _describe(exc):
 
 
 class LoopSpec:
-    __slots__ = ("head", "entry", "first", "last")
+    __slots__ = ("head", "first", "last")  # header block, and the lines of header and body
 
-    def __init__(self, head, entry, first, last):
-        self.head, self.entry, self.first, self.last = head, entry, first, last
+    def __init__(self, head, first, last):
+        self.head, self.first, self.last = head, first, last
 
 
 class Plan:
@@ -122,7 +122,7 @@ class Plan:
                 head = self._header(node.lineno, node)
                 entry = len(self.blocks)
                 self._visit(node.body)
-                spec = LoopSpec(head, entry, node.lineno, max(s.end_lineno for s in node.body))
+                spec = LoopSpec(head, node.lineno, max(s.end_lineno for s in node.body))
                 self.heads[head] = spec
                 if entry < len(self.blocks):
                     self.entries[entry] = spec
@@ -218,8 +218,7 @@ class Scope:
         path = os.path.realpath(filename)
         rel = os.path.relpath(path, self.root)
         parts = rel.split(os.sep)
-        inside = not rel.startswith(os.pardir) and not os.path.isabs(rel)
-        if inside and not SKIP_DIRS.intersection(parts) and os.path.isfile(path) \
+        if parts[0] != os.pardir and not SKIP_DIRS.intersection(parts) and os.path.isfile(path) \
                 and not any(path == p or path.startswith(p + os.sep) for p in self.excluded):
             try:
                 with tokenize.open(path) as f:

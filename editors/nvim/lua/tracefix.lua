@@ -1,0 +1,153 @@
+-- tracefix for Neovim 0.7+: starts one `tracefix serve` per project root, keeps its status for
+-- the statusline, shows traces and adds :TracefixRunAll and :TracefixAddReview. See docs/neovim.md.
+local M = {}
+
+local defaults = {
+  cmd = { 'tracefix', 'serve' },
+  root_markers = { 'pyproject.toml', 'setup.cfg', '.git' },
+  settings = vim.empty_dict(), -- the `tracefix` section; an empty table must still encode as {}
+  trusted = true, -- false: tracefix indexes and answers but runs no tests
+  start = true, -- false: leave starting to vim.lsp.enable('tracefix') (0.11+)
+}
+
+local clients = {} -- project root → client id
+local last_status -- params of the latest tracefix/status
+
+local function project_root(path, markers)
+  local dir = vim.fn.fnamemodify(path, ':p:h')
+  while true do
+    for _, marker in ipairs(markers) do
+      if vim.loop.fs_stat(dir .. '/' .. marker) then
+        return dir
+      end
+    end
+    local parent = vim.fn.fnamemodify(dir, ':h')
+    if parent == dir then
+      return nil
+    end
+    dir = parent
+  end
+end
+
+-- vim.lsp.start_client rather than vim.lsp.start: the one call that works from 0.7 on.
+local function attach(buf, opts)
+  local root = project_root(vim.api.nvim_buf_get_name(buf), opts.root_markers)
+  if not root then
+    return
+  end
+  if not clients[root] then
+    clients[root] = vim.lsp.start_client({
+      name = 'tracefix',
+      cmd = opts.cmd,
+      root_dir = root,
+      settings = { tracefix = opts.settings },
+      -- read before the first index, ahead of the settings Neovim sends after start-up
+      init_options = { settings = opts.settings, trusted = opts.trusted },
+      on_exit = function()
+        clients[root] = nil
+      end,
+    })
+  end
+  vim.lsp.buf_attach_client(buf, clients[root])
+end
+
+local function tracefix_clients(buf)
+  local found = {}
+  for _, client in pairs((vim.lsp.get_clients or vim.lsp.get_active_clients)()) do
+    if client.name == 'tracefix' and (buf == nil or vim.lsp.buf_is_attached(buf, client.id)) then
+      table.insert(found, client)
+    end
+  end
+  return found
+end
+
+local function execute(client, command, arguments, on_result)
+  local params = { command = command, arguments = arguments }
+  client.request('workspace/executeCommand', params, function(err, result)
+    if err then
+      vim.notify('tracefix: ' .. err.message, vim.log.levels.ERROR)
+    elseif on_result then
+      on_result(result)
+    end
+  end)
+end
+
+-- tracefix.showTrace answers with the trace as text, which Neovim would drop: show it in a split.
+local function show_trace(trace)
+  local name = 'tracefix://trace/' .. trace.nodeid
+  local shown = vim.fn.bufnr(name)
+  if shown ~= -1 then
+    vim.api.nvim_buf_delete(shown, { force = true })
+  end
+  vim.cmd('new')
+  local buf = vim.api.nvim_get_current_buf()
+  vim.bo[buf].buftype = 'nofile'
+  vim.bo[buf].bufhidden = 'wipe'
+  vim.api.nvim_buf_set_name(buf, name)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, true, vim.split(trace.content, '\n'))
+  vim.bo[buf].modifiable = false
+end
+
+--- The latest tracefix/status in a few words, for the statusline ('' before the server is ready).
+function M.status()
+  local s = last_status
+  if not s then
+    return ''
+  elseif s.state == 'running' then
+    return ('tracefix: running %d'):format(s.running)
+  elseif s.state == 'failed' then
+    return ('tracefix: %d failed'):format(s.failed)
+  elseif s.state == 'idle' then
+    return 'tracefix: ok'
+  end
+  return 'tracefix: ' .. (s.message ~= '' and s.message or s.state)
+end
+
+local function on_status(_, status)
+  last_status = status
+  vim.cmd('redrawstatus')
+end
+
+local function run_all()
+  for _, client in ipairs(tracefix_clients()) do
+    execute(client, 'tracefix.runAll', {})
+  end
+end
+
+-- A review comment on the given lines of the current buffer, typed into vim.ui.input.
+local function add_review(args)
+  local buf = vim.api.nvim_get_current_buf()
+  local client = tracefix_clients(buf)[1]
+  if not client then
+    vim.notify('tracefix is not attached to this buffer', vim.log.levels.WARN)
+    return
+  end
+  local range = { start = { line = args.line1 - 1, character = 0 }, ['end'] = { line = args.line2, character = 0 } }
+  vim.ui.input({ prompt = 'Review comment: ' }, function(text)
+    if text and text ~= '' then
+      execute(client, 'tracefix.addReviewComment', { vim.uri_from_bufnr(buf), range, text })
+    end
+  end)
+end
+
+function M.setup(opts)
+  opts = vim.tbl_extend('force', defaults, opts or {})
+  vim.lsp.handlers['tracefix/status'] = on_status
+  vim.lsp.commands['tracefix.showTrace'] = function(command, ctx) -- the code action of that name
+    execute(vim.lsp.get_client_by_id(ctx.client_id), command.command, command.arguments, show_trace)
+  end
+  vim.api.nvim_create_user_command('TracefixRunAll', run_all, { desc = 'Run every test with tracefix' })
+  vim.api.nvim_create_user_command('TracefixAddReview', add_review,
+    { range = true, desc = 'Add a tracefix review comment on these lines' })
+  if opts.start then
+    vim.api.nvim_create_autocmd('FileType', {
+      group = vim.api.nvim_create_augroup('tracefix', {}),
+      pattern = 'python',
+      callback = function(args)
+        attach(args.buf, opts)
+      end,
+    })
+  end
+end
+
+return M

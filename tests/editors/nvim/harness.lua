@@ -1,0 +1,97 @@
+-- Shared by the scenarios: named waits, a record of a client's notifications, and the outcome
+-- handed to test_neovim.py as JSON (with Neovim's messages, which pytest prints on failure).
+local M = {}
+
+M.shop = vim.env.TRACEFIX_SHOP
+
+function M.wait(what, condition, timeout)
+  if not vim.wait(timeout or 40000, condition, 50) then
+    error('timed out waiting for ' .. what, 2)
+  end
+end
+
+--- The tracefix client attached to buf, once it has initialized (Neovim lists it from then).
+function M.client(buf)
+  local found
+  M.wait('tracefix to attach to ' .. vim.api.nvim_buf_get_name(buf), function()
+    local attached = vim.lsp.get_clients and vim.lsp.get_clients({ bufnr = buf }) or vim.lsp.buf_get_clients(buf)
+    for _, client in pairs(attached) do
+      if client.name == 'tracefix' then
+        found = client
+      end
+    end
+    return found
+  end)
+  return found
+end
+
+--- Opens a file of the example project; returns its buffer.
+function M.open(rel)
+  vim.cmd('edit ' .. vim.fn.fnameescape(M.shop .. '/' .. rel))
+  return vim.api.nvim_get_current_buf()
+end
+
+--- The buffer Neovim keeps a closed file's diagnostics in.
+function M.closed(rel)
+  return vim.uri_to_bufnr(vim.uri_from_fname(M.shop .. '/' .. rel))
+end
+
+--- A list that fills with the params of each `method` notification, ahead of its handler.
+function M.record(client, method)
+  local seen = {}
+  local handler = client.handlers[method] or vim.lsp.handlers[method]
+  client.handlers[method] = function(err, result, ctx, config)
+    table.insert(seen, result)
+    if handler then
+      return handler(err, result, ctx, config)
+    end
+  end
+  return seen
+end
+
+--- The results of the first finished run in a tracefix/testResults record, nil before it ends.
+function M.finished(notifications)
+  local results = {}
+  for _, notification in ipairs(notifications) do
+    vim.list_extend(results, notification.results)
+    if notification.done then
+      return results
+    end
+  end
+end
+
+--- tracefix's errors on a buffer, as {line (0-based), message}.
+function M.errors(buf)
+  local found = {}
+  for _, d in ipairs(vim.diagnostic.get(buf, { severity = vim.diagnostic.severity.ERROR })) do
+    if d.source == 'tracefix' then
+      table.insert(found, { line = d.lnum, message = d.message })
+    end
+  end
+  return found
+end
+
+--- Types `new` over the first `old` in the buffer.
+function M.replace(buf, old, new)
+  for i, line in ipairs(vim.api.nvim_buf_get_lines(buf, 0, -1, true)) do
+    local at = line:find(old, 1, true)
+    if at then
+      vim.api.nvim_buf_set_lines(buf, i - 1, i, true, { line:sub(1, at - 1) .. new .. line:sub(at + #old) })
+      return
+    end
+  end
+  error(old .. ' is not in the buffer', 2)
+end
+
+function M.run(scenario)
+  local outcome = {}
+  local ok, err = xpcall(scenario, debug.traceback, outcome)
+  outcome.error = not ok and err or nil
+  outcome.messages = vim.fn.execute('messages')
+  local file = assert(io.open(vim.env.TRACEFIX_OUTCOME, 'w'))
+  file:write(vim.fn.json_encode(outcome))
+  file:close()
+  vim.cmd(ok and 'qall!' or 'cquit!')
+end
+
+return M

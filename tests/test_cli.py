@@ -1,0 +1,128 @@
+"""`tracefix check` end to end: a real subprocess, a real git repository, real pytest runs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracefix.settings import merge
+
+
+def tracefix(*args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "tracefix", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return proc
+
+
+def check_json(root: Path, *args):
+    proc = tracefix("check", str(root), "--format", "json", "--no-trace", *args)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def git(root: Path, *args):
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(fixed_shop: Path) -> Path:
+    git(fixed_shop, "init", "-q")
+    git(fixed_shop, "add", ".")
+    git(fixed_shop, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    return fixed_shop
+
+
+def test_first_run_without_history_runs_everything_and_reports_the_failure(shop):
+    code, data = check_json(shop)
+    assert code == 1
+    assert len(data["selected"]) == 8
+    failed = [r for r in data["results"] if r["outcome"] == "failed"]
+    assert [r["nodeid"] for r in failed] == ["tests/test_pricing.py::test_bulk_discount_tiers"]
+    assert failed[0]["location"] == {"path": "tests/test_pricing.py", "line": 11, "function": "test_bulk_discount_tiers"}
+    kinds = {(d["path"], d["line"], d["kind"]) for d in data["diagnostics"]}
+    assert kinds == {("tests/test_pricing.py", 11, "assert"), ("shop/pricing.py", 11, "frame")}
+    assert all(d["source"] == "tracefix" and d["severity"] == "error" for d in data["diagnostics"])
+
+
+def test_uncommitted_change_against_git_head(repo):
+    pricing = repo / "shop" / "pricing.py"
+    pricing.write_text(pricing.read_text().replace("return price * (1 - percent / 100)", "return price * (1 + percent / 100)"))
+    code, data = check_json(repo)
+    assert code == 1
+    assert data["changed"] == [{"path": "shop/pricing.py", "symbol": "apply_discount", "kind": "function",
+                                "what": "changed", "line": 6}]
+    assert "tests/test_text.py::test_money" not in data["selected"]
+    assert "tests/test_pricing.py::test_apply_discount" in data["selected"]
+    assert {r["nodeid"] for r in data["results"]} == set(data["selected"])
+    # the run is recorded: with nothing changed since, nothing runs
+    code, data = check_json(repo)
+    assert (code, data["selected"], data["changed"]) == (0, [], [])
+
+
+def test_since_revision_and_explain(repo):
+    text = repo / "shop" / "text.py"
+    text.write_text(text.read_text().replace('EUR"', 'USD"'))
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "usd")
+    code, data = check_json(repo, "--since", "HEAD~1", "--explain")
+    assert code == 1
+    assert data["selected"] == ["tests/test_text.py::test_money", "tests/test_text.py::test_receipt_line_width"]
+    assert data["explain"]["tests/test_text.py::test_money"].startswith("reaches money (changed at shop/text.py:4)")
+    assert data["explain"]["tests/test_cart.py::test_cart_total_with_tax"] == "skipped: no path from the change"
+
+
+def test_no_run_says_what_would_run(shop):
+    proc = tracefix("check", str(shop), "--no-run", "--all")
+    assert proc.returncode == 0
+    assert "would run 8 test(s)" in proc.stdout
+    assert not (shop / ".pytest_cache").exists()
+
+
+def test_text_report(shop):
+    proc = tracefix("check", str(shop), "--no-trace")
+    assert proc.returncode == 1
+    assert "tests/test_pricing.py:11: error: test_bulk_discount_tiers failed: assert 5 == 10" in proc.stdout
+    assert "shop/pricing.py:11: error: bulk_discount gives a wrong result" in proc.stdout
+    assert "\033[" not in proc.stdout  # not a terminal: no colour
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "/no/such/dir"], "is not a directory"),
+    (["check", "--since"], "expected one argument"),
+    (["check", "--format", "xml"], "invalid choice"),
+])
+def test_usage_errors_exit_2(args, message):
+    proc = tracefix(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_bad_revision_and_bad_interpreter(repo):
+    proc = tracefix("check", str(repo), "--since", "no-such-rev")
+    assert proc.returncode == 2 and "not a git revision" in proc.stderr
+    (repo / "pyproject.toml").write_text('[tool.tracefix]\npython = "/no/python"\ntimeout = "soon"\n')
+    proc = tracefix("check", str(repo), "--all")
+    assert proc.returncode == 2
+    assert "does not exist" in proc.stderr
+    assert "tracefix.timeout = 'soon' is not a number" in proc.stderr
+
+
+def test_version():
+    proc = tracefix("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("tracefix ")
+
+
+@pytest.mark.parametrize("layers, field, value, warned", [
+    ([{"timeout": 5}], "timeout", 5.0, False),
+    ([{"timeout": -1}], "timeout", 120.0, True),
+    ([{"selection": "all"}, {"selection": "precise"}], "selection", "precise", False),
+    ([{"selection": "some"}], "selection", "precise", True),
+    ([{"runOnSave": "yes"}], "run_on_save", True, True),
+    ([{"fix": {"offerUnverified": True}}], "offer_unverified", True, False),
+    ([{"nope": 1}], "timeout", 120.0, True),
+    (["not a table"], "timeout", 120.0, True),
+])
+def test_settings_validation(layers, field, value, warned):
+    settings, warnings = merge(*layers)
+    assert getattr(settings, field) == value
+    assert bool(warnings) == warned

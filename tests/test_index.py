@@ -1,0 +1,151 @@
+"""Project index: pytest config, test discovery, module resolution, the static graph, the store."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tracefix.index.graph import ProjectIndex
+from tracefix.index.pytestconfig import PytestConfig, load
+from tracefix.index.store import Store
+from tracefix.parsing.symbols import MODULE
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def index_of(root: Path, config: PytestConfig | None = None) -> ProjectIndex:
+    idx = ProjectIndex(root, config or load(root)[0])
+    idx.load({})
+    return idx
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"pytest.ini": "[pytest]\ntestpaths = checks\npython_files = check_*.py\n"},
+     dict(testpaths=("checks",), python_files=("check_*.py",))),
+    ({"pyproject.toml": "[tool.pytest.ini_options]\npython_functions = ['should_*']\n"},
+     dict(python_functions=("should_*",))),
+    ({"setup.cfg": "[tool:pytest]\npython_classes = Check Test\n"}, dict(python_classes=("Check", "Test"))),
+    ({"tox.ini": "[pytest]\npythonpath = src lib\n"}, dict(pythonpath=("src", "lib"))),
+    ({"pyproject.toml": "[project]\nname='x'\n", "tox.ini": "[pytest]\ntestpaths = t\n"}, dict(testpaths=("t",))),
+])
+def test_pytest_config(tmp_path, files, expected):
+    config, warnings = load(write(tmp_path, files))
+    assert not warnings
+    for key, value in expected.items():
+        assert getattr(config, key) == value
+
+
+def test_broken_pytest_config_warns_and_defaults(tmp_path):
+    config, warnings = load(write(tmp_path, {"pyproject.toml": "[tool.pytest.ini_options\n"}))
+    assert config == PytestConfig()
+    assert "pyproject.toml" in warnings[0]
+
+
+def test_discovery_follows_pytest_rules(tmp_path):
+    write(tmp_path, {
+        "tests/test_a.py": (
+            "import pytest, unittest\n"
+            "def test_one(): pass\n"
+            "def helper(): pass\n"
+            "@pytest.fixture\ndef test_data(): return 1\n"
+            "class TestGroup:\n    def test_two(self): pass\n    def other(self): pass\n"
+            "class TestWithInit:\n    def __init__(self): pass\n    def test_skipped(self): pass\n"
+            "class Legacy(unittest.TestCase):\n    def test_three(self): pass\n"
+        ),
+        "tests/b_test.py": "def test_four(): pass\n",
+        "tests/helpers.py": "def test_not_collected(): pass\n",
+        "build/test_x.py": "def test_in_build(): pass\n",
+    })
+    nodeids = [t.nodeid for t in index_of(tmp_path).tests()]
+    assert nodeids == [
+        "tests/b_test.py::test_four",
+        "tests/test_a.py::test_one",
+        "tests/test_a.py::TestGroup::test_two",
+        "tests/test_a.py::Legacy::test_three",
+    ]
+
+
+def test_configured_names_and_testpaths(tmp_path):
+    write(tmp_path, {
+        "pytest.ini": "[pytest]\ntestpaths = checks\npython_files = check_*.py\npython_functions = should_*\n",
+        "checks/check_x.py": "def should_work(): pass\ndef test_ignored(): pass\n",
+        "tests/test_y.py": "def test_outside_testpaths(): pass\n",
+    })
+    assert [t.nodeid for t in index_of(tmp_path).tests()] == ["checks/check_x.py::should_work"]
+
+
+PROJECT = {
+    "src/app/__init__.py": "",
+    "src/app/core.py": "from .util import clamp\n\ndef compute(x):\n    return clamp(x) * 2\n\ndef unused():\n    return 0\n",
+    "src/app/util.py": "def clamp(x):\n    return max(0, x)\n",
+    "src/app/models.py": "class Item:\n    def price(self):\n        return 1\n",
+    "tests/test_core.py": "from app.core import compute\n\ndef test_compute():\n    assert compute(1) == 2\n",
+    "tests/test_models.py": "import app.models\n\ndef test_item():\n    assert app.models.Item().price() == 1\n",
+    "tests/test_star.py": "from app.util import *\n\ndef test_clamp():\n    assert clamp(-1) == 0\n",
+}
+
+
+def test_modules_resolve_src_layout(tmp_path):
+    idx = index_of(write(tmp_path, PROJECT))
+    assert idx.modules()["app.core"] == "src/app/core.py"
+    assert idx.modules()["app"] == "src/app/__init__.py"
+
+
+@pytest.mark.parametrize("target, tests", [
+    (("src/app/util.py", "clamp"), ["tests/test_core.py::test_compute", "tests/test_star.py::test_clamp"]),
+    (("src/app/core.py", "unused"), []),
+    (("src/app/models.py", "Item.price"), ["tests/test_models.py::test_item"]),
+    (("src/app/core.py", MODULE), ["tests/test_core.py::test_compute"]),
+    (("tests/test_core.py", "test_compute"), ["tests/test_core.py::test_compute"]),
+])
+def test_reachability(tmp_path, target, tests):
+    idx = index_of(write(tmp_path, PROJECT))
+    assert sorted(idx.tests_reaching({target})) == tests
+
+
+def test_graph_follows_incremental_updates(tmp_path):
+    idx = index_of(write(tmp_path, PROJECT))
+    assert "tests/test_models.py::test_item" not in idx.tests_reaching({("src/app/util.py", "clamp")})
+    idx.update("src/app/models.py", b"from app.util import clamp\n\nclass Item:\n    def price(self):\n        return clamp(1)\n")
+    assert "tests/test_models.py::test_item" in idx.tests_reaching({("src/app/util.py", "clamp")})
+
+
+def test_store_round_trip_and_reuse(tmp_path):
+    write(tmp_path, PROJECT)
+    store = Store(tmp_path)
+    idx = ProjectIndex(tmp_path, PytestConfig())
+    rows, removed = idx.load(store.load_files())
+    assert len(rows) == len(PROJECT) and not removed
+    store.save_files(rows, removed)
+    store.close()
+    assert (tmp_path / ".tracefix" / ".gitignore").read_text().strip().endswith("*")
+    again = ProjectIndex(tmp_path, PytestConfig())
+    rows, _ = again.load(Store(tmp_path).load_files())
+    assert rows == []  # nothing re-parsed
+    assert [t.nodeid for t in again.tests()] == [t.nodeid for t in idx.tests()]
+
+
+def test_corrupt_store_is_rebuilt_with_a_warning(tmp_path):
+    (tmp_path / ".tracefix").mkdir()
+    (tmp_path / ".tracefix" / "index.sqlite").write_bytes(b"not a database" * 100)
+    store = Store(tmp_path)
+    assert "corrupt" in store.warnings[0]
+    store.put("k", 1)
+    assert store.get("k") == 1
+    assert list((tmp_path / ".tracefix").glob("index.sqlite.broken-*"))
+
+
+def test_store_from_another_version_is_rebuilt(tmp_path):
+    Store(tmp_path).close()
+    db = sqlite3.connect(tmp_path / ".tracefix" / "index.sqlite")
+    db.execute("update meta set value='999' where key='schema'")
+    db.commit()
+    db.close()
+    store = Store(tmp_path)
+    assert "another tracefix version" in store.warnings[0]

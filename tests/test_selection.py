@@ -1,0 +1,92 @@
+"""Selection v1: changed symbols → tests, each with its reason."""
+
+from pathlib import Path
+
+import pytest
+
+from tracefix.project import Project
+from tracefix.selection.select import Changed, explain_skipped, select
+
+
+@pytest.fixture
+def project(shop: Path):
+    p = Project(shop)
+    p.baseline_everything()
+    yield p
+    p.close()
+
+
+def edit(project: Project, rel: str, old: str, new: str) -> list[Changed]:
+    text = (project.root / rel).read_text()
+    assert old in text
+    return project.changes_in(rel, text.replace(old, new, 1))
+
+
+CASES = [
+    # (file, old, new, tests expected, a word from the reason)
+    ("shop/pricing.py", "return price * (1 - percent / 100)", "return price", {
+        "tests/test_pricing.py::test_apply_discount",
+        "tests/test_pricing.py::test_line_total_uses_bulk_discount",
+        "tests/test_cart.py::test_empty_cart_totals_zero",
+        "tests/test_cart.py::test_cart_total_with_tax",
+        "tests/test_cart.py::test_rejects_zero_quantity",
+    }, "apply_discount"),
+    ("shop/text.py", "return f\"{amount:,.2f} EUR\"", "return ''", {
+        "tests/test_text.py::test_money", "tests/test_text.py::test_receipt_line_width",
+    }, "money"),
+    ("shop/cart.py", "raise ValueError", "raise TypeError", {
+        "tests/test_cart.py::test_empty_cart_totals_zero",
+        "tests/test_cart.py::test_cart_total_with_tax",
+        "tests/test_cart.py::test_rejects_zero_quantity",
+    }, "Cart.add"),
+    ("tests/test_text.py", "== 36", "== 37", {"tests/test_text.py::test_receipt_line_width"}, "the test itself"),
+    ("shop/pricing.py", "TAX_RATE = 0.2", "TAX_RATE = 0.25", {
+        "tests/test_pricing.py::test_apply_discount", "tests/test_pricing.py::test_bulk_discount_tiers",
+        "tests/test_pricing.py::test_line_total_uses_bulk_discount",
+        "tests/test_cart.py::test_empty_cart_totals_zero", "tests/test_cart.py::test_cart_total_with_tax",
+        "tests/test_cart.py::test_rejects_zero_quantity",
+    }, "module-level"),
+]
+
+
+@pytest.mark.parametrize("rel, old, new, expected, word", CASES)
+def test_selection(project, rel, old, new, expected, word):
+    selected = project.select(edit(project, rel, old, new))
+    assert {s.nodeid for s in selected} == expected
+    assert all(word in s.reason for s in selected), [s.reason for s in selected]
+
+
+def test_reason_names_the_path(project):
+    selected = project.select(edit(project, "shop/pricing.py", "return 0\n", "return 1\n"))
+    by_id = {s.nodeid: s.reason for s in selected}
+    assert by_id["tests/test_cart.py::test_cart_total_with_tax"] == (
+        "reaches bulk_discount (changed at shop/pricing.py:11) via cart.Cart → cart.Cart.subtotal → pricing.line_total"
+    )
+    skipped = {s.nodeid for s in explain_skipped(project.index, selected)}
+    assert skipped == {"tests/test_pricing.py::test_apply_discount", "tests/test_text.py::test_money",
+                       "tests/test_text.py::test_receipt_line_width"}
+
+
+def test_conftest_change_selects_its_scope(project):
+    (project.root / "tests" / "conftest.py").write_text("import pytest\n")
+    project.index.update_from_disk("tests/conftest.py")
+    changes = project.changes_in("tests/conftest.py", "import pytest\n\n@pytest.fixture\ndef x():\n    return 1\n")
+    assert len(project.select(changes)) == 8
+
+
+def test_data_file_change_selects_everything(project):
+    changes = project.changes_in("tests/data.json", "{}")
+    assert changes[0].kind == "file"
+    assert len(project.select(changes)) == 8
+
+
+def test_modes(project):
+    changes = edit(project, "shop/text.py", "return f\"{amount:,.2f} EUR\"", "return ''")
+    assert len(select(project.index, changes, "all")) == 8
+    assert len(select(project.index, changes, "conservative")) == 2  # both tests are in one file
+    assert select(project.index, [], "precise") == []
+
+
+def test_comment_only_edit_in_a_function_still_counts(project):
+    # comments can hide code (a commented-out line); tracefix errs on the side of running
+    assert project.select(edit(project, "shop/text.py", "def money(amount):\n", "def money(amount):\n    # hi\n"))

@@ -21,6 +21,7 @@ import ast
 import asyncio
 import datetime as dt
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -368,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     tasks = load_tasks(args.dataset, args.tasks.split(",") if args.tasks else None, args.limit)
     server = LlamaServer(model_path(args.model), n_ctx=args.n_ctx) if args.model else None
+    # `kill` unwinds like Ctrl-C, so the `with` below stops the model server instead of orphaning it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with server or nullcontext(args.base_url) as base_url:
         rows = asyncio.run(run_all(args, tasks, base_url, server.model_name if server else args.model_name))
     print("\n" + markdown(summarize(rows, args.arms), args.arms) + f"\n\nwrote {args.out}")

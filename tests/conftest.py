@@ -71,3 +71,6 @@ async def lsp(fixed_shop: Path):
     yield client
     await client.shutdown_session()
     await client.stop()
+
+
+pytest_plugins = ["tests.support.fixtures"]

@@ -8,12 +8,15 @@ import sys
 from argparse import Namespace
 from dataclasses import asdict
 
+from tracefix.fixing import FixError, address_review, fix_test
 from tracefix.project import Project
+from tracefix.reviews import ReviewSet
 from tracefix.running.runner import InterpreterError, RunReport, check_python
 from tracefix.selection.select import Changed, Selected, explain_skipped
 from tracefix.selection.select import select as select_tests
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_FIXES = 3  # each fix costs model calls and test runs
 
 
 class Style:
@@ -45,6 +48,9 @@ async def check(args: Namespace) -> int:
     out = sys.stdout
     style = Style(args.format == "text" and out.isatty() and "NO_COLOR" not in os.environ)
     root = args.path
+    if args.apply and not args.fix:
+        print("tracefix: --apply goes with --fix", file=sys.stderr)
+        return EXIT_USAGE
     if not root.is_dir():
         print(f"tracefix: {root} is not a directory", file=sys.stderr)
         return EXIT_USAGE
@@ -82,10 +88,19 @@ async def check(args: Namespace) -> int:
         traces = {}
         if report.failed and not args.no_trace and not args.no_run:
             traces = await _traces(project, report)
+        comments = ReviewSet.from_settings(project.root, project.settings.review).collect() if args.reviews else []
+        fixes = await _fixes(project, report, comments, args, style) if args.fix and not args.no_run else []
         if args.format == "json":
-            print(json.dumps(_json(project, changes, selected, report, diagnostics, traces, args.explain), indent=2), file=out)
+            data = _json(project, changes, selected, report, diagnostics, traces, args.explain)
+            if args.reviews:
+                data["reviews"] = [asdict(c) for c in comments]
+            if args.fix:
+                data["fixes"] = fixes
+            print(json.dumps(data, indent=2), file=out)
         else:
             _text(out, style, project, changes, how, selected, report, diagnostics, traces, args)
+            _text_reviews(out, style, comments)
+            _text_fixes(out, style, fixes)
         if report.status not in ("ok",) and not report.results:
             return EXIT_USAGE
         return EXIT_FAILED if report.failed else EXIT_PASSED
@@ -106,6 +121,70 @@ async def _traces(project: Project, report: RunReport) -> dict[str, object]:
         except Exception as exc:  # a trace is extra information; its failure must not hide results
             traces[result.nodeid] = f"(no trace: {exc})"
     return traces
+
+
+async def _fixes(project: Project, report: RunReport, comments, args, style) -> list[dict]:
+    """Fix failing tests (and open reviews with --reviews); --apply writes verified ones."""
+    jobs = [(r.nodeid, fix_test(project, r, {}, _progress(args, style))) for r in report.failed[:MAX_FIXES]
+            if r.outcome in ("failed", "error")]
+    jobs += [(f"review {c.id}", address_review(project, c, {}, _progress(args, style)))
+             for c in comments if c.state == "open"][:MAX_FIXES]
+    found = []
+    for subject, job in jobs:
+        try:
+            fix = await job
+        except FixError as exc:
+            found.append({"subject": subject, "verified": False, "error": str(exc)})
+            continue
+        entry = {"subject": subject, "path": fix.path, "verified": fix.verified, "evidence": fix.evidence,
+                 "diff": fix.diff, "applied": False, "model_calls": fix.outcome.model_calls,
+                 "tokens": fix.outcome.tokens_in + fix.outcome.tokens_out}
+        if args.apply and fix.verified:
+            entry["applied"] = _apply(project, fix)
+        found.append(entry)
+    return found
+
+
+def _apply(project: Project, fix) -> bool:
+    """Write a verified fix, only if the file is still what the fix was computed from."""
+    path = project.root / fix.path
+    if project.text(fix.path) != fix.before:
+        return False
+    tmp = path.with_name(f".{path.name}.tracefix-tmp")
+    tmp.write_text(fix.after, encoding="utf-8")
+    os.replace(tmp, path)
+    if fix.comment is not None and fix.comment.source != "inline":
+        ReviewSet.from_settings(project.root, project.settings.review).resolve(fix.comment.id)
+    return True
+
+
+def _progress(args, style):
+    if args.format != "text":
+        return None
+    return lambda message: print(style(f"  fix: {message}", "2"), file=sys.stderr)
+
+
+def _text_reviews(out, style, comments) -> None:
+    if not comments:
+        return
+    print(style("Review comments:", "1"), file=out)
+    for c in comments:
+        who = f" @{c.author}" if c.author else ""
+        where = f"{c.path}:{c.start_line}" + (f"-{c.end_line}" if c.end_line != c.start_line else "")
+        symbol = f" ({c.symbol})" if c.symbol else ""
+        print(f"  [{c.state}] {where}{symbol}{who}: {c.body.splitlines()[0] if c.body else ''}  <{c.id}>", file=out)
+
+
+def _text_fixes(out, style, fixes: list[dict]) -> None:
+    for f in fixes:
+        if "error" in f:
+            print(style(f"No fix for {f['subject']}: {f['error']}", "33"), file=out)
+            continue
+        label = style("Verified fix", "32") if f["verified"] else style("UNVERIFIED suggestion", "33")
+        print(f"{label} for {f['subject']} in {f['path']} ({f['evidence']}):", file=out)
+        print(f["diff"], file=out)
+        if f["applied"]:
+            print(style(f"  applied to {f['path']}", "32"), file=out)
 
 
 def _json(project, changes, selected, report, diagnostics, traces, explain) -> dict:

@@ -38,6 +38,11 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--explain", action="store_true", help="say why each test was selected or skipped")
     check.add_argument("--no-run", action="store_true", help="only say what would run; run nothing")
     check.add_argument("--no-trace", action="store_true", help="do not trace failing tests")
+    check.add_argument("--fix", action="store_true",
+                       help="ask the configured model for fixes of failing tests (and, with --reviews, of "
+                            "open review comments); print the verified diffs")
+    check.add_argument("--apply", action="store_true", help="with --fix: write verified fixes to the files")
+    check.add_argument("--reviews", action="store_true", help="list open review comments with their anchors")
     return p
 
 

@@ -64,6 +64,12 @@ class Project:
         except ValueError:
             return None
 
+    def text(self, rel: str) -> str | None:
+        try:
+            return (self.root / rel).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+
     # changes
     def changes_in(self, rel: str, text: str | None) -> list[Changed]:
         """What differs in `rel` (given text, or None if deleted) from the last-tested snapshot."""

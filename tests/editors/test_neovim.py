@@ -1,5 +1,8 @@
 """Neovim as a tracefix client: the configurations in docs/neovim.md, run as written in a real
-headless Neovim (0.7+) against `tracefix serve`, driven by the Lua scenarios in nvim/."""
+headless Neovim against `tracefix serve`, driven by the Lua scenarios in nvim/.
+
+The Neovim is $TRACEFIX_NVIM, else `nvim` on PATH; each configuration runs on the versions it
+is written for and skips on the others."""
 
 import json
 import os
@@ -14,7 +17,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).parent / "nvim"
-NVIM = shutil.which("nvim")
+NVIM = os.environ.get("TRACEFIX_NVIM") or shutil.which("nvim")
+VERSIONS = {  # doc snippet → the Neovim versions it is written for, [from, to)
+    "start_client": ((0, 7), (0, 11)),
+    "start": ((0, 8), None),
+    "enable": ((0, 11), None),
+    "shipped": ((0, 11), None),
+    "plugin": ((0, 7), None),
+    "status": ((0, 7), None),
+}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -25,27 +36,34 @@ def doc_snippets() -> dict[str, str]:
     return dict(re.findall(r"<!-- tested: (\w+) -->\n```lua\n(.*?)```", text, re.S))
 
 
-def nvim_version() -> tuple[int, ...]:
+def nvim_version() -> tuple[int, int]:
     first = subprocess.run([NVIM, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    return tuple(int(n) for n in re.search(r"v(\d+)\.(\d+)", first).groups())
+    major, minor = re.search(r"v(\d+)\.(\d+)", first).groups()
+    return int(major), int(minor)
 
 
 def run_nvim(tmp_path: Path, shop: Path, snippets: list[str], scenario: str) -> dict:
     """Runs the named doc snippets, then the scenario; returns the outcome it wrote."""
     if NVIM is None:
-        pytest.skip("nvim is not installed (apt-get install neovim)")
-    if nvim_version() < (0, 7):
-        pytest.skip(f"Neovim 0.7+ is needed; {NVIM} is {nvim_version()}")
-    # The docs start `tracefix serve` from PATH; make that this interpreter's tracefix.
+        pytest.skip("no nvim on PATH (apt-get install neovim) and TRACEFIX_NVIM is not set")
+    version = nvim_version()
+    for name in snippets:
+        low, high = VERSIONS[name]
+        if version < low or (high and version >= high):
+            pytest.skip(f"the {name!r} snippet is not for Neovim {version[0]}.{version[1]}")
+    # The docs start `tracefix serve` from PATH: make that this interpreter's tracefix.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "tracefix").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m tracefix \"$@\"\n")
     (bin_dir / "tracefix").chmod(0o755)
+    runtimepath = [REPO / "editors" / "nvim"] + ([REPO] if "shipped" in snippets else [])  # REPO: lsp/
+    command = [NVIM, "--headless", "-u", "NONE", "-i", "NONE",
+               "--cmd", "set runtimepath+=" + ",".join(map(str, runtimepath))]
     docs = doc_snippets()
-    setup = []
     for name in snippets:
         (tmp_path / f"{name}.lua").write_text(docs[name])
-        setup += ["-c", f"luafile {tmp_path / f'{name}.lua'}"]
+        command += ["-c", f"luafile {tmp_path / f'{name}.lua'}"]
+    command += ["-c", f"luafile {SCENARIOS / scenario}"]
     outcome_file = tmp_path / "outcome.json"
     env = {
         **os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
@@ -53,21 +71,18 @@ def run_nvim(tmp_path: Path, shop: Path, snippets: list[str], scenario: str) -> 
         "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
         "TRACEFIX_SHOP": str(shop.resolve()), "TRACEFIX_OUTCOME": str(outcome_file),
     }
-    command = [NVIM, "--headless", "-u", "NONE", "-i", "NONE",
-               "--cmd", f"set runtimepath+={REPO / 'editors' / 'nvim'}",
-               *setup, "-c", f"luafile {SCENARIOS / scenario}"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=100)
-    lsp_log = tmp_path / "cache" / "nvim" / "lsp.log"
-    report = (f"nvim exited {done.returncode}\n{done.stdout}{done.stderr}"
-              + (f"\nlsp.log:\n{lsp_log.read_text()[-4000:]}" if lsp_log.exists() else ""))
+    logs = "".join(f"\n{log.name}:\n{log.read_text()[-4000:]}" for log in tmp_path.glob("*/nvim/lsp.log"))
+    report = f"nvim exited {done.returncode}\n{done.stdout}{done.stderr}{logs}"
     assert outcome_file.exists(), report
     outcome = json.loads(outcome_file.read_text())
     assert outcome.get("error") is None, f"{outcome['error']}\nmessages:\n{outcome['messages']}\n{report}"
     return outcome
 
 
-def test_break_save_rerun_fix(tmp_path, fixed_shop):
-    outcome = run_nvim(tmp_path, fixed_shop, ["start_client", "status"], "edit_cycle.lua")
+@pytest.mark.parametrize("configuration", ["start_client", "start", "enable", "shipped"])
+def test_break_save_rerun_fix(tmp_path, fixed_shop, configuration):
+    outcome = run_nvim(tmp_path, fixed_shop, [configuration, "status"], "edit_cycle.lua")
 
     on_test = outcome["failing"]["tests"]
     assert on_test[0]["line"] == 4  # `assert apply_discount(200, 25) == 150`
@@ -85,7 +100,7 @@ def test_break_save_rerun_fix(tmp_path, fixed_shop):
     assert "idle" in outcome["cleared_statusline"]
 
 
-def test_helper_module_runs_all_and_shows_status(tmp_path, shop):
+def test_helper_module_runs_all_shows_status_and_traces(tmp_path, shop):
     outcome = run_nvim(tmp_path, shop, ["plugin"], "plugin.lua")
 
     assert outcome["ready"] == "tracefix: ok"

@@ -10,7 +10,7 @@ local defaults = {
   start = true, -- false: leave starting to vim.lsp.enable('tracefix') (0.11+)
 }
 
-local clients = {} -- project root → client id
+local clients = {} -- project root → client id, on 0.7
 local last_status -- params of the latest tracefix/status
 
 local function project_root(path, markers)
@@ -29,24 +29,28 @@ local function project_root(path, markers)
   end
 end
 
--- vim.lsp.start_client rather than vim.lsp.start: the one call that works from 0.7 on.
 local function attach(buf, opts)
   local root = project_root(vim.api.nvim_buf_get_name(buf), opts.root_markers)
   if not root then
     return
   end
+  local config = {
+    name = 'tracefix',
+    cmd = opts.cmd,
+    root_dir = root,
+    settings = { tracefix = opts.settings },
+    -- read before the first index, ahead of the settings Neovim sends after start-up
+    init_options = { settings = opts.settings, trusted = opts.trusted },
+  }
+  if vim.lsp.start then -- 0.8+: reuses the client with this name and root
+    vim.lsp.start(config, { bufnr = buf })
+    return
+  end
   if not clients[root] then
-    clients[root] = vim.lsp.start_client({
-      name = 'tracefix',
-      cmd = opts.cmd,
-      root_dir = root,
-      settings = { tracefix = opts.settings },
-      -- read before the first index, ahead of the settings Neovim sends after start-up
-      init_options = { settings = opts.settings, trusted = opts.trusted },
-      on_exit = function()
-        clients[root] = nil
-      end,
-    })
+    config.on_exit = function()
+      clients[root] = nil
+    end
+    clients[root] = vim.lsp.start_client(config)
   end
   vim.lsp.buf_attach_client(buf, clients[root])
 end
@@ -63,13 +67,18 @@ end
 
 local function execute(client, command, arguments, on_result)
   local params = { command = command, arguments = arguments }
-  client.request('workspace/executeCommand', params, function(err, result)
+  local function on_response(err, result)
     if err then
       vim.notify('tracefix: ' .. err.message, vim.log.levels.ERROR)
     elseif on_result then
       on_result(result)
     end
-  end)
+  end
+  if vim.fn.has('nvim-0.11') == 1 then -- a method from 0.11, a plain function before
+    client:request('workspace/executeCommand', params, on_response)
+  else
+    client.request('workspace/executeCommand', params, on_response)
+  end
 end
 
 -- tracefix.showTrace answers with the trace as text, which Neovim would drop: show it in a split.

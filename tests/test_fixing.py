@@ -1,0 +1,87 @@
+"""Fixes end to end through `tracefix check --fix` against a scripted OpenAI-compatible server:
+only what the tests verify is offered as verified, and only --apply writes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+WRONG = "Sure! Here it is:\n```python\ndef bulk_discount(quantity):\n    if quantity > 49:\n        return 10\n    return 5\n```\n"
+RIGHT = (
+    "The boundary is wrong.\n```python\ndef bulk_discount(quantity):\n"
+    '    """Percent off for buying many: 5 % from 10 items, 10 % from 50."""\n'
+    "    if quantity >= 50:\n        return 10\n    if quantity >= 10:\n        return 5\n    return 0\n```"
+)
+
+
+def configure(root: Path, base_url: str, **llm):
+    settings = {"model": "fake-model", "baseUrl": base_url, "candidates": 1, "rounds": 2, **llm}
+    table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    with (root / "pyproject.toml").open("a") as f:
+        f.write(f"\n[tool.tracefix.llm]\n{table}\n")
+
+
+def check(root: Path, *args):
+    proc = subprocess.run([sys.executable, "-m", "tracefix", "check", str(root), "--all", "--format", "json", *args],
+                          capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(root)})
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_wrong_then_right_only_the_right_one_is_verified(shop, fake_openai):
+    fake = fake_openai([WRONG, RIGHT])
+    configure(shop, fake.base_url)
+    before = (shop / "shop" / "pricing.py").read_text()
+    data = check(shop, "--fix")
+    [fix] = data["fixes"]
+    assert fix["verified"] and fix["subject"] == "tests/test_pricing.py::test_bulk_discount_tiers"
+    assert "+    if quantity >= 50:" in fix["diff"] and "> 49" not in fix["diff"]
+    assert fix["evidence"].startswith("verified: ")
+    assert fix["model_calls"] == 2 and not fix["applied"]
+    assert (shop / "shop" / "pricing.py").read_text() == before  # --fix alone writes nothing
+    first, second = fake.chat_requests
+    assert "quantity=50" in first.prompt  # the block trace is in the prompt
+    assert "Earlier attempt 1 did not work" in second.prompt
+
+
+def test_apply_writes_the_verified_fix(shop, fake_openai):
+    configure(shop, fake_openai([RIGHT]).base_url, rounds=1)
+    data = check(shop, "--fix", "--apply")
+    assert data["fixes"][0]["applied"]
+    assert "if quantity >= 50:" in (shop / "shop" / "pricing.py").read_text()
+    assert check(shop)["summary"].startswith("8 passed")
+
+
+def test_a_fix_that_breaks_other_tests_is_never_verified(shop, fake_openai):
+    configure(shop, fake_openai([WRONG, WRONG]).base_url)
+    data = check(shop, "--fix", "--apply")
+    [fix] = data["fixes"]
+    assert not fix["verified"] and not fix["applied"]
+    assert fix["evidence"].startswith("not verified")
+
+
+def test_without_a_model_it_says_how_to_configure_one(shop):
+    data = check(shop, "--fix")
+    assert "tracefix.llm.model" in data["fixes"][0]["error"]
+
+
+NAMED = (
+    "```python\ndef receipt_line(name, amount):\n    name_width, amount_width = 20, 16\n"
+    "    return f\"{name:<{name_width}}{money(amount):>{amount_width}}\"\n```"
+)
+
+
+def test_review_comment_addressed_and_removed_by_the_same_edit(fixed_shop, fake_openai):
+    text = fixed_shop / "shop" / "text.py"
+    text.write_text(text.read_text().replace(
+        "def receipt_line(name, amount):\n",
+        "def receipt_line(name, amount):\n    # review(@ana): name the column widths instead of magic numbers\n"))
+    fake = fake_openai([NAMED])
+    configure(fixed_shop, fake.base_url, rounds=1)
+    data = check(fixed_shop, "--reviews", "--fix", "--apply")
+    assert [c["body"] for c in data["reviews"]] == ["name the column widths instead of magic numbers"]
+    [fix] = data["fixes"]
+    assert fix["verified"] and fix["applied"], fix
+    after = text.read_text()
+    assert "name_width, amount_width = 20, 16" in after and "# review" not in after
+    assert "Change type:" in fake.chat_requests[0].prompt

@@ -285,6 +285,12 @@ def summarize(rows: list[dict], arms: list[str]) -> dict:
             "tokens_per_fix": round(tokens / fixed) if fixed else None,
             "seconds_per_fix": round(seconds / fixed, 1) if fixed else None,
         }
+    if set(ARMS) <= set(arms):
+        fixed_by = [tuple(bool(r["arms"][a]["hidden_pass"]) for a in ARMS) for r in attempted]
+        summary["paired"] = {
+            "both": fixed_by.count((True, True)), "tracefix only": fixed_by.count((True, False)),
+            "baseline only": fixed_by.count((False, True)), "neither": fixed_by.count((False, False)),
+        }
     return summary
 
 
@@ -301,6 +307,8 @@ def markdown(summary: dict, arms: list[str]) -> str:
             f"{s['offered_pass_visible']} | {s['offered_fail_hidden']} | {s['calls']} | {s['tokens']} | "
             f"{s['tokens_per_fix'] or '–'} | {s['seconds']:.0f} | {s['seconds_per_fix'] or '–'} |"
         )
+    if "paired" in summary:
+        lines.append("\nFixed by: " + ", ".join(f"{k} {v}" for k, v in summary["paired"].items()))
     skipped = summary["skipped"]
     for reason in sorted(set(skipped.values())):
         ids = [t for t, r in skipped.items() if r == reason]
@@ -324,8 +332,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--n-ctx", type=int, default=8192, help="context size of the local server")
     p.add_argument("--python", default=sys.executable, help="interpreter with pytest that runs the tests")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"repair-{dt.date.today()}.json")
+    p.add_argument("--table", type=Path, metavar="RESULTS", help="only print the table of a results file "
+                   "(also of a run that was stopped: results are saved after each task)")
     args = p.parse_args(argv)
     args.argv = argv  # recorded in the results, to reproduce them
+    if args.table:
+        return args
     if bool(args.model) == bool(args.base_url):
         p.error("give one of --model or --base-url")
     if args.base_url and not args.model_name:
@@ -367,6 +379,12 @@ def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.table:
+        result = json.loads(args.table.read_text())
+        arms = [a for a in ARMS if a in result["summary"]]
+        print(f"{result['command']}\n{len(result['tasks'])} tasks, {result['wall_seconds']:.0f} s\n")
+        print(markdown(summarize(result["tasks"], arms), arms))
+        return
     tasks = load_tasks(args.dataset, args.tasks.split(",") if args.tasks else None, args.limit)
     server = LlamaServer(model_path(args.model), n_ctx=args.n_ctx) if args.model else None
     # `kill` unwinds like Ctrl-C, so the `with` below stops the model server instead of orphaning it.

@@ -5,58 +5,82 @@ import { Server } from "./server";
 import { TestingView } from "./testing";
 import { TraceDocuments } from "./traces";
 
+interface Context {
+  server: Server;
+  testing: TestingView;
+  traces: TraceDocuments;
+}
+
 interface Forwarded {
   id: string;
   /** Arguments for a call without any; undefined when the user cancels. */
-  ask?: () => Promise<unknown[] | undefined>;
+  ask?: (context: Context) => Promise<unknown[] | undefined>;
   /** Shows the server's answer. */
-  show?: (args: unknown[], result: unknown) => Promise<void>;
+  show?: (context: Context, args: unknown[], result: unknown) => Promise<void>;
 }
 
-export function registerServerCommands(
-  server: Server,
-  testing: TestingView,
-  traces: TraceDocuments,
-): vscode.Disposable[] {
-  const commands: Forwarded[] = [
-    { id: "tracefix.runAffected", ask: async () => activeUri(server) },
-    { id: "tracefix.runAll" },
-    {
-      id: "tracefix.showTrace",
-      ask: () => pickTest(testing.failing(), "Failing test whose trace to show"),
-      show: (args, result) => traces.show(String(args[0]), result),
-    },
-    { id: "tracefix.fixTest", ask: () => pickTest(testing.failing(), "Failing test to fix") },
-    { id: "tracefix.rerunTest", ask: () => pickTest(testing.known(), "Test to run again") },
-    { id: "tracefix.addReviewComment", ask: () => askReviewComment(server) },
-    {
-      id: "tracefix.resolveReviewComment",
-      ask: async () => {
-        const id = await vscode.window.showInputBox({ prompt: "Id of the review comment to resolve" });
-        return id ? [id] : undefined;
-      },
-    },
-  ];
+const NO_FAILURES = "no test is failing.";
 
-  return commands.map(({ id, ask, show }) =>
+/** The commands in the palette (package.json lists the same ids). */
+const PALETTE: Forwarded[] = [
+  { id: "tracefix.runAffected", ask: async ({ server }) => activeUri(server) },
+  { id: "tracefix.runAll" },
+  {
+    id: "tracefix.showTrace",
+    ask: ({ testing }) => pickTest(testing.failing(), "Failing test whose trace to show", NO_FAILURES),
+    show: ({ traces }, args, result) => traces.show(result, String(args[0] ?? "trace")),
+  },
+  { id: "tracefix.fixTest", ask: ({ testing }) => pickTest(testing.failing(), "Failing test to fix", NO_FAILURES) },
+  { id: "tracefix.rerunTest", ask: ({ testing }) => pickTest(testing.known(), "Test to run again", "no test has run yet.") },
+  { id: "tracefix.addReviewComment", ask: ({ server }) => askReviewComment(server) },
+  {
+    id: "tracefix.resolveReviewComment",
+    ask: async () => {
+      const id = await vscode.window.showInputBox({ prompt: "Id of the review comment to resolve" });
+      return id ? [id] : undefined;
+    },
+  },
+];
+
+export function registerPaletteCommands(context: Context): vscode.Disposable[] {
+  return PALETTE.map(({ id, ask, show }) =>
     vscode.commands.registerCommand(id, async (...given: unknown[]) => {
-      const args = given.length === 0 && ask ? await ask() : given;
-      if (!args) {
-        return;
-      }
-      try {
-        const result = await server.executeCommand(id, args);
-        await show?.(args, result);
-      } catch (error) {
-        void vscode.window.showErrorMessage(`tracefix: ${id} failed: ${error instanceof Error ? error.message : error}`);
+      const args = given.length === 0 && ask ? await ask(context) : given;
+      if (args) {
+        await forward(context.server, id, args, (result) => show?.(context, args, result));
       }
     }),
   );
 }
 
-async function pickTest(tests: string[], placeHolder: string): Promise<unknown[] | undefined> {
+/**
+ * Registers the server's other commands, those only its code actions use,
+ * as plain forwards. `advertised` is its executeCommandProvider list.
+ */
+export function registerAdvertised(server: Server, advertised: string[]): vscode.Disposable[] {
+  const palette = new Set(PALETTE.map(({ id }) => id));
+  return advertised
+    .filter((id) => !palette.has(id))
+    .map((id) => vscode.commands.registerCommand(id, (...args: unknown[]) => forward(server, id, args)));
+}
+
+async function forward(
+  server: Server,
+  id: string,
+  args: unknown[],
+  show?: (result: unknown) => Promise<void> | undefined,
+): Promise<void> {
+  try {
+    const result = await server.executeCommand(id, args);
+    await show?.(result);
+  } catch (error) {
+    void vscode.window.showErrorMessage(`tracefix: ${id} failed: ${error instanceof Error ? error.message : error}`);
+  }
+}
+
+async function pickTest(tests: string[], placeHolder: string, none: string): Promise<unknown[] | undefined> {
   if (tests.length === 0) {
-    void vscode.window.showInformationMessage("tracefix: no test results yet. Save a Python file or run all tests.");
+    void vscode.window.showInformationMessage(`tracefix: ${none}`);
     return undefined;
   }
   const nodeid = await vscode.window.showQuickPick(tests, { placeHolder });

@@ -1,5 +1,5 @@
 import * as vscode from "vscode";
-import { registerServerCommands } from "./commands";
+import { registerAdvertised, registerPaletteCommands } from "./commands";
 import { onDidChangeInterpreter } from "./python";
 import { Server } from "./server";
 import { statusView } from "./status";
@@ -24,7 +24,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }
   });
 
-  server = new Server(log, {
+  let advertised: vscode.Disposable[] = [];
+  const forgetAdvertised = () => advertised.splice(0).forEach((command) => command.dispose());
+
+  const tracefix = new Server(log, {
     status(status) {
       const view = statusView(status);
       statusBar.text = view.text;
@@ -39,21 +42,30 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     },
     testResults: (params) => testing.update(params),
-    stopped: () => testing.endRuns(),
+    started(commands) {
+      forgetAdvertised();
+      advertised = registerAdvertised(tracefix, commands);
+    },
+    stopped() {
+      testing.endRuns();
+      forgetAdvertised();
+    },
   });
+  server = tracefix;
   // Restarts for changes that may change how the server is started.
-  const refresh = () => server?.refresh();
+  const refresh = () => tracefix.refresh();
 
   context.subscriptions.push(
     log,
     statusBar,
     testing,
     traces,
-    server,
+    tracefix,
+    { dispose: forgetAdvertised },
     vscode.workspace.registerTextDocumentContentProvider(TraceDocuments.scheme, traces),
-    vscode.commands.registerCommand("tracefix.restartServer", () => server?.restart()),
+    vscode.commands.registerCommand("tracefix.restartServer", () => tracefix.restart()),
     vscode.commands.registerCommand("tracefix.showLogs", () => log.show()),
-    ...registerServerCommands(server, testing, traces),
+    ...registerPaletteCommands({ server: tracefix, testing, traces }),
     vscode.workspace.onDidChangeConfiguration((event) => {
       if (event.affectsConfiguration("tracefix.server")) {
         void refresh();
@@ -68,7 +80,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   }
 
   // Not awaited: a slow server must not hold up activation.
-  void server.start();
+  void tracefix.start();
 }
 
 export async function deactivate(): Promise<void> {

@@ -32,6 +32,8 @@ class TracefixClient extends LanguageClient {
 export interface ServerEvents {
   status(status: ServerStatus | ClientState): void;
   testResults(params: TestResultsParams): void;
+  /** Running, also after an automatic restart; with the commands the server advertises. */
+  started(commands: string[]): void;
   stopped(): void;
 }
 
@@ -150,7 +152,9 @@ export class Server implements vscode.Disposable {
     });
     client.onNotification("tracefix/testResults", (params: TestResultsParams) => this.events.testResults(params));
     client.onDidChangeState(({ newState }) => {
-      if (newState === State.Stopped) {
+      if (newState === State.Running) {
+        this.events.started(client.initializeResult?.capabilities.executeCommandProvider?.commands ?? []);
+      } else if (newState === State.Stopped) {
         if (this.client === client) {
           this.launched = undefined; // crashed: any refresh may start it again
         }

@@ -1,7 +1,7 @@
 // The `tracefix/testResults` notification and how its results map onto the
 // Testing view. Pure, so it is unit-tested without VS Code.
 
-export type Outcome = "passed" | "failed" | "error" | "skipped" | "timeout" | "crashed" | "not run";
+export type Outcome = "passed" | "failed" | "error" | "skipped" | "xfailed" | "timeout" | "crashed" | "not run";
 
 export interface TestResult {
   nodeid: string;
@@ -22,7 +22,16 @@ export interface TestResultsParams {
   runId: string;
   results: TestResult[];
   done: boolean;
-  summary: { passed: number; failed: number; errors: number; skipped: number; duration: number } | null;
+  summary: {
+    passed: number;
+    failed: number;
+    errors: number;
+    skipped: number;
+    duration: number;
+    /** "ok", or how the run ended early: "timeout", "crashed", "error". */
+    status?: string;
+    message?: string;
+  } | null;
 }
 
 /** The TestRun method that records an outcome. */
@@ -35,6 +44,7 @@ export function runState(outcome: Outcome): RunState {
     case "failed":
       return "failed";
     case "skipped":
+    case "xfailed": // an expected failure is not a failure
     case "not run":
       return "skipped";
     default: // error, timeout, crashed: the test did not get to a verdict
@@ -73,5 +83,6 @@ export function summaryText(summary: NonNullable<TestResultsParams["summary"]>):
   const parts = [`${summary.passed} passed`, `${summary.failed} failed`];
   if (summary.errors) parts.push(`${summary.errors} errors`);
   if (summary.skipped) parts.push(`${summary.skipped} skipped`);
-  return `${parts.join(", ")} in ${summary.duration.toFixed(1)}s`;
+  const text = `${parts.join(", ")} in ${summary.duration.toFixed(1)}s`;
+  return summary.status && summary.status !== "ok" ? `${text} (${summary.status}: ${summary.message ?? ""})` : text;
 }

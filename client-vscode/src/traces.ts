@@ -12,8 +12,8 @@ export class TraceDocuments implements vscode.TextDocumentContentProvider {
   }
 
   /** Shows what the server answered: `{content}` in a virtual document, or a bare `{uri}`. */
-  async show(nodeid: string, result: unknown): Promise<void> {
-    const { uri, content } = (result ?? {}) as { uri?: string; content?: string };
+  async show(result: unknown, requested: string): Promise<void> {
+    const { uri, content, nodeid = requested } = (result ?? {}) as { uri?: string; content?: string; nodeid?: string };
     if (typeof content === "string") {
       const doc = vscode.Uri.from({ scheme: TraceDocuments.scheme, path: `/${nodeid}.trace` });
       this.contents.set(doc.toString(), content);

@@ -8,13 +8,14 @@ test("outcomes map onto TestRun states", () => {
   for (const outcome of ["error", "timeout", "crashed"] as const) {
     assert.equal(runState(outcome), "errored");
   }
-  assert.equal(runState("skipped"), "skipped");
-  assert.equal(runState("not run"), "skipped");
+  for (const outcome of ["skipped", "xfailed", "not run"] as const) {
+    assert.equal(runState(outcome), "skipped");
+  }
 });
 
 test("failures are failed and errored tests, not skipped ones", () => {
   assert.deepEqual(
-    (["passed", "failed", "error", "skipped", "timeout", "crashed", "not run"] as const).filter(isFailure),
+    (["passed", "failed", "error", "skipped", "xfailed", "timeout", "crashed", "not run"] as const).filter(isFailure),
     ["failed", "error", "timeout", "crashed"],
   );
 });
@@ -41,5 +42,9 @@ test("the summary leaves out zero errors and skips", () => {
   assert.equal(
     summaryText({ passed: 0, failed: 0, errors: 2, skipped: 1, duration: 0 }),
     "0 passed, 0 failed, 2 errors, 1 skipped in 0.0s",
+  );
+  assert.equal(
+    summaryText({ passed: 1, failed: 0, errors: 0, skipped: 0, duration: 120, status: "timeout", message: "stopped after 120 s" }),
+    "1 passed, 0 failed in 120.0s (timeout: stopped after 120 s)",
   );
 });

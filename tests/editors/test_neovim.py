@@ -30,10 +30,12 @@ VERSIONS = {  # doc snippet → the Neovim versions it is written for, [from, to
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
+DOCS = REPO / "docs" / "neovim.md"
+
+
 def doc_snippets() -> dict[str, str]:
     """The Lua blocks of docs/neovim.md marked `<!-- tested: NAME -->`, by name."""
-    text = (REPO / "docs" / "neovim.md").read_text()
-    return dict(re.findall(r"<!-- tested: (\w+) -->\n```lua\n(.*?)```", text, re.S))
+    return dict(re.findall(r"<!-- tested: (\w+) -->\n```lua\n(.*?)```", DOCS.read_text(), re.S))
 
 
 def nvim_version() -> tuple[int, int]:
@@ -42,11 +44,15 @@ def nvim_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def run_nvim(tmp_path: Path, shop: Path, snippets: list[str], scenario: str) -> dict:
-    """Runs the named doc snippets, then the scenario; returns the outcome it wrote."""
+def need_nvim() -> tuple[int, int]:
     if NVIM is None:
         pytest.skip("no nvim on PATH (apt-get install neovim) and TRACEFIX_NVIM is not set")
-    version = nvim_version()
+    return nvim_version()
+
+
+def run_nvim(tmp_path: Path, shop: Path, snippets: list[str], scenario: str) -> dict:
+    """Runs the named doc snippets, then the scenario; returns the outcome it wrote."""
+    version = need_nvim()
     for name in snippets:
         low, high = VERSIONS[name]
         if version < low or (high and version >= high):
@@ -86,6 +92,7 @@ def test_break_save_rerun_fix(tmp_path, fixed_shop, configuration):
 
     on_test = outcome["failing"]["tests"]
     assert on_test[0]["line"] == 4  # `assert apply_discount(200, 25) == 150`
+    assert on_test[0]["severity"] == 1  # vim.diagnostic.severity.ERROR
     assert "test_apply_discount failed" in on_test[0]["message"]
     assert outcome["failing"]["code"][0]["line"] == 5  # def apply_discount
     assert "failed" in outcome["statusline"]
@@ -93,14 +100,14 @@ def test_break_save_rerun_fix(tmp_path, fixed_shop, configuration):
     assert "last run: failed" in outcome["hover"]
 
     assert "Rerun test_apply_discount" in outcome["actions"]
-    assert outcome["chosen"] == "Rerun test_apply_discount"
+    assert "Show failing trace of test_apply_discount" in outcome["actions"]
     rerun = [(r["nodeid"], r["outcome"]) for r in outcome["rerun"]]
     assert rerun == [("tests/test_pricing.py::test_apply_discount", "failed")]
 
     assert "idle" in outcome["cleared_statusline"]
 
 
-def test_helper_module_runs_all_shows_status_and_traces(tmp_path, shop):
+def test_helper_module(tmp_path, shop):
     outcome = run_nvim(tmp_path, shop, ["plugin"], "plugin.lua")
 
     assert outcome["ready"] == "tracefix: ok"
@@ -111,3 +118,23 @@ def test_helper_module_runs_all_shows_status_and_traces(tmp_path, shop):
     assert "tracefix: 1 failed" in outcome["statusline"]
     assert outcome["trace_name"] == "tracefix://trace/tests/test_pricing.py::test_bulk_discount_tiers"
     assert outcome["trace"][0].startswith("Trace of tests/test_pricing.py::test_bulk_discount_tiers")
+
+    [review] = outcome["review"]
+    assert review["line"] == 12  # if quantity > 50:
+    assert review["message"] == "review: from 50, as the docstring says"
+    assert review["severity"] == 3  # vim.diagnostic.severity.INFO
+    assert "Resolve this review comment" in outcome["review_actions"]
+
+
+def test_every_lua_block_in_the_docs_compiles(tmp_path):
+    """Also the blocks no scenario runs (nvim-lspconfig, the review request)."""
+    need_nvim()
+    blocks = re.findall(r"```lua\n(.*?)```", DOCS.read_text(), re.S)
+    for number, block in enumerate(blocks):
+        (tmp_path / f"{number}.lua").write_text(block)
+    check = (f"lua for _, f in ipairs(vim.fn.glob('{tmp_path}/*.lua', 0, 1)) do "
+             "local ok, err = loadfile(f) if not ok then io.stderr:write(err, '\\n') end end")
+    done = subprocess.run([NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-c", check, "-c", "qall!"],
+                          capture_output=True, text=True, timeout=30)
+    assert blocks
+    assert done.stderr == ""

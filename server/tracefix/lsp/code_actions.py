@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from lsprotocol import types
 
+from tracefix.lsp import fixes
 from tracefix.lsp.commands import RERUN_TEST
+from tracefix.lsp.reviews import REVIEW_SOURCE
 from tracefix.lsp.server import TracefixServer, server
 from tracefix.lsp.traces import SHOW_TRACE
 from tracefix.reporting.diagnostics import SOURCE, test_name
 
 
-def _failing_tests(params: types.CodeActionParams) -> list[tuple[types.Diagnostic, str]]:
-    found, seen = [], set()
-    for d in params.context.diagnostics:
-        data = d.data if isinstance(d.data, dict) else {}
-        nodeid = data.get("nodeid")
-        if d.source == SOURCE and nodeid and nodeid not in seen:
-            seen.add(nodeid)
-            found.append((d, nodeid))
-    return found
+def _data(d: types.Diagnostic) -> dict:
+    return d.data if isinstance(d.data, dict) else {}
 
 
 @server.feature(
@@ -26,15 +21,32 @@ def _failing_tests(params: types.CodeActionParams) -> list[tuple[types.Diagnosti
     types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=False),
 )
 def code_actions(ls: TracefixServer, params: types.CodeActionParams) -> list[types.CodeAction]:
-    actions = []
-    for diagnostic, nodeid in _failing_tests(params):
-        name = test_name(nodeid)
-        actions.append(types.CodeAction(
-            title=f"Rerun {name}", kind=types.CodeActionKind.QuickFix, diagnostics=[diagnostic],
-            command=types.Command(title=f"Rerun {name}", command=RERUN_TEST, arguments=[nodeid]),
-        ))
-        actions.append(types.CodeAction(
-            title=f"Show failing trace of {name}", kind=types.CodeActionKind.Empty, diagnostics=[diagnostic],
-            command=types.Command(title="Show failing trace", command=SHOW_TRACE, arguments=[nodeid]),
-        ))
+    located = ls.locate(params.text_document.uri)
+    if located is None:
+        return []
+    project = located[0]
+    root = str(project.root)
+    actions, seen = [], set()
+    for d in params.context.diagnostics:
+        data = _data(d)
+        nodeid, comment_id = data.get("nodeid"), data.get("comment")
+        if d.source == SOURCE and nodeid and nodeid not in seen:
+            seen.add(nodeid)
+            name = test_name(nodeid)
+            actions += fixes.actions(ls, project, nodeid, f"Fix {name} with tracefix", d,
+                                     fixes.FIX_TEST, [nodeid, root])
+            actions.append(types.CodeAction(
+                title=f"Rerun {name}", kind=types.CodeActionKind.QuickFix, diagnostics=[d],
+                command=types.Command(title=f"Rerun {name}", command=RERUN_TEST, arguments=[nodeid, root])))
+            actions.append(types.CodeAction(
+                title=f"Show failing trace of {name}", kind=types.CodeActionKind.Empty, diagnostics=[d],
+                command=types.Command(title="Show failing trace", command=SHOW_TRACE, arguments=[nodeid, root])))
+        elif d.source == REVIEW_SOURCE and comment_id and comment_id not in seen:
+            seen.add(comment_id)
+            short = fixes.short(data.get("body", ""))
+            actions += fixes.actions(ls, project, f"review {comment_id}", f"Address review: {short}", d,
+                                     fixes.ADDRESS_REVIEW, [comment_id, root])
+            actions.append(types.CodeAction(
+                title="Resolve this review comment", kind=types.CodeActionKind.Empty, diagnostics=[d],
+                command=types.Command(title="Resolve", command=fixes.RESOLVE_REVIEW, arguments=[comment_id, root])))
     return actions

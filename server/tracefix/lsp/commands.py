@@ -43,9 +43,8 @@ def rerun_test(ls: TracefixServer, *args) -> dict:
     nodeid, root = (list(args) + [None, None])[:2]
     if not isinstance(nodeid, str):
         raise ValueError("tracefix.rerunTest needs a test node id")
-    for project in ls.projects.values():
-        if root is None or str(project.root) == root:
-            if project.index.test_for(nodeid) is not None:
-                ls.runs.request(project, Pending(nodeids={nodeid}))
-                return {"scheduled": nodeid}
+    for project in [ls.project_named(root)] if root else list(ls.projects.values()):
+        if project.index.test_for(nodeid) is not None:
+            ls.runs.request(project, Pending(nodeids={nodeid}))
+            return {"scheduled": nodeid}
     raise ValueError(f"no test {nodeid!r} in this workspace")

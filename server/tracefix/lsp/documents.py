@@ -6,8 +6,10 @@ import asyncio
 
 from lsprotocol import types
 
+from tracefix.lsp import reviews
 from tracefix.lsp.server import TracefixServer, server
 from tracefix.parsing.document import Document
+from tracefix.reviews.inline import mentions_review
 
 _pending_syntax: dict[str, asyncio.TimerHandle] = {}
 
@@ -47,6 +49,9 @@ def _schedule_syntax(ls: TracefixServer, uri: str, delay: float) -> None:
         doc = ls.docs.get(uri)
         if doc is not None:
             ls.publisher.set_syntax(uri, doc.syntax_problems())
+            located = ls.locate(uri)
+            if located is not None and mentions_review(doc.text):
+                reviews.refresh(ls, located[0])  # inline comments in the unsaved buffer
 
     _pending_syntax[uri] = asyncio.get_running_loop().call_later(delay, publish)
 
@@ -110,3 +115,4 @@ async def did_save(ls: TracefixServer, params: types.DidSaveTextDocumentParams) 
     doc = ls.docs.get(uri)
     text = doc.text if doc is not None else ls.text_of(project, rel)
     ls.runs.file_changed(project, rel, text)
+    reviews.refresh(ls, project)

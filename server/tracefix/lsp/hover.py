@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 
+from tracefix.lsp import reviews
 from tracefix.lsp.server import TracefixServer, server
 from tracefix.lsp.traces import traces_covering
 
@@ -28,6 +29,9 @@ def hover(ls: TracefixServer, params: types.HoverParams) -> types.Hover | None:
                 lines.append("```\n" + result.message.strip()[:1500] + "\n```")
         lines.append(f"selected: {reason}" if reason else "not run since the server started")
         return _markdown(lines)
+    threads = [reviews.thread(c) for c in reviews.at(project, rel, line)]
+    if threads:
+        return _markdown(threads)
     for trace in traces_covering(project, rel, line)[:1]:
         values = trace.values_at(rel, line)
         if values:

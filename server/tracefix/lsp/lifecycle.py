@@ -8,6 +8,7 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
+from tracefix.lsp import reviews, watching
 from tracefix.lsp.server import TracefixServer, server
 from tracefix.project import Project
 
@@ -51,6 +52,7 @@ async def open_project(ls: TracefixServer, root: Path) -> None:
         ls.warn(warning)
     project.baseline_everything()
     ls.publisher.restore(project)
+    reviews.refresh(ls, project)
     ls.log(f"indexed {root}: {len(project.index.files)} Python files, {len(project.index.tests())} tests")
 
 
@@ -60,8 +62,6 @@ async def initialized(ls: TracefixServer, params: types.InitializedParams) -> No
     for root in _roots(ls):
         await open_project(ls, root)
     ls.ready.set()
-    from tracefix.lsp import watching
-
     await watching.start(ls)
     ls.runs.publish_status()
 
@@ -92,5 +92,8 @@ async def configuration_changed(ls: TracefixServer, params: types.DidChangeConfi
 @server.feature(types.SHUTDOWN)
 def shutdown(ls: TracefixServer, params) -> None:
     ls.runs.cancel_all()
+    for task in list(ls.background):
+        task.cancel()  # traces and fixes in flight would write to a closed connection
+    watching.stop()
     for project in ls.projects.values():
         project.close()

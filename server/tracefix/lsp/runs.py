@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from tracefix.lsp import traces
+from tracefix.lsp.progress import Progress
 from tracefix.running.runner import InterpreterError, RunReport, TestResult, check_python
 from tracefix.selection.select import Changed, Selected
 
@@ -204,34 +205,3 @@ class Runs:
                 state = "running" if self.running else ("failed" if failed else "idle")
         self.ls.notify("tracefix/status", {"state": state, "running": self.running, "failed": failed,
                                             "message": message})
-
-
-class Progress:
-    """$/progress for one run, or nothing when the client does not support it."""
-
-    def __init__(self, ls: TracefixServer, token: str | None):
-        self.ls, self.token = ls, token
-
-    @classmethod
-    async def start(cls, ls: TracefixServer, title: str) -> "Progress":
-        ls.log(title)
-        window = ls.client_capabilities.window
-        if not (window and window.work_done_progress):
-            return cls(ls, None)
-        token = f"tracefix-{next(_ids)}"
-        try:
-            await asyncio.wait_for(ls.work_done_progress.create_async(token), 5)
-        except Exception:
-            return cls(ls, None)
-        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title, cancellable=False, percentage=0))
-        return cls(ls, token)
-
-    def report(self, message: str, percentage: int) -> None:
-        if self.token:
-            self.ls.work_done_progress.report(self.token, types.WorkDoneProgressReport(message=message, percentage=percentage))
-
-    def end(self, message: str) -> None:
-        self.ls.log(message)
-        if self.token:
-            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
-            self.token = None

@@ -76,6 +76,13 @@ class TracefixServer(LanguageServer):
                     best = project
         return best
 
+    def project_named(self, root: str | None) -> Project:
+        """The workspace folder whose root is `root`, or the first one when root is None."""
+        for project in self.projects.values():
+            if root is None or str(project.root) == root:
+                return project
+        raise ValueError(f"no workspace folder {root!r}")
+
     def locate(self, uri: str) -> tuple[Project, str] | None:
         """(project, path relative to its root) for a file uri inside a workspace folder."""
         fs = to_fs_path(uri) if uri.startswith("file:") else None
@@ -94,19 +101,15 @@ class TracefixServer(LanguageServer):
     def text_of(self, project: Project, rel: str) -> str | None:
         """The open buffer's text if there is one (buffers win over disk), else the file's."""
         doc = self.docs.get(self.uri(project, rel))
-        if doc is not None:
-            return doc.text
-        try:
-            return (project.root / rel).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
+        return doc.text if doc is not None else project.text(rel)
 
 
 server = TracefixServer()
 
 
 def _register() -> None:
-    from tracefix.lsp import code_actions, commands, documents, hover, lifecycle, traces, watching  # noqa: F401
+    from tracefix.lsp import (  # noqa: F401
+        code_actions, commands, documents, fixes, hover, lifecycle, progress, reviews, traces, watching)
     from tracefix.lsp.diagnostics import Publisher
     from tracefix.lsp.runs import Runs
 

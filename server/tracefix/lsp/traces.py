@@ -58,9 +58,7 @@ async def show_trace(ls: TracefixServer, *args) -> dict:
     nodeid, root = (list(args) + [None, None])[:2]
     if not ls.trusted:
         raise ValueError("this workspace is not trusted: tracefix runs no code in it")
-    for project in ls.projects.values():
-        if root is not None and str(project.root) != root:
-            continue
+    for project in [ls.project_named(root)] if root else list(ls.projects.values()):
         failing = [r.nodeid for r in ls.publisher.failing(project)]
         target = nodeid or (failing[0] if failing else None)
         if target is None or project.index.test_for(target) is None:

@@ -16,6 +16,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from tracefix.index.graph import digest_bytes
+from tracefix.lsp import reviews
 from tracefix.lsp.server import TracefixServer, server
 from tracefix.project import is_relevant_file
 
@@ -96,6 +97,9 @@ def file_event(ls: TracefixServer, path: Path, exists: bool) -> None:
     if project is None:
         return
     rel = project.rel(path)
+    if rel is not None and rel.startswith(".tracefix/reviews/"):
+        reviews.refresh(ls, project)
+        return
     if rel is None or not is_relevant_file(rel):
         return
     if ls.uri(project, rel) in ls.docs:

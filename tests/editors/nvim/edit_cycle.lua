@@ -9,12 +9,15 @@ h.run(function(outcome)
   local client = h.client(code)
   local results = h.record(client, 'tracefix/testResults')
   h.wait('tracefix to be ready', function() return vim.g.tracefix_status ~= nil end)
+  local function failing()
+    return { tests = h.diagnostics(tests, 'tracefix'), code = h.diagnostics(code, 'tracefix') }
+  end
 
   h.replace(code, 'price * (1 - percent / 100)', 'price * (1 + percent / 100)')
   vim.cmd('write')
-  h.wait('failures in both files', function() return #h.errors(tests) > 0 and #h.errors(code) > 0 end)
+  h.wait('failures in both files', function() return #failing().tests > 0 and #failing().code > 0 end)
   h.wait('a failed status', function() return vim.g.tracefix_status.state == 'failed' end)
-  outcome.failing = { tests = h.errors(tests), code = h.errors(code) }
+  outcome.failing = failing()
   outcome.statusline = vim.api.nvim_eval_statusline(vim.o.statusline, {}).str
 
   local hover = vim.lsp.buf_request_sync(code, 'textDocument/hover', {
@@ -23,30 +26,17 @@ h.run(function(outcome)
   }, 10000)
   outcome.hover = hover[client.id].result.contents.value
 
-  -- The code action menu goes through vim.ui.select; answer it as a user would.
   vim.api.nvim_win_set_cursor(0, { outcome.failing.code[1].line + 1, 0 })
-  vim.ui.select = function(items, _, on_choice)
-    outcome.actions = {}
-    local choice
-    for _, item in ipairs(items) do
-      local action = item.action or item[2] -- {action=, ctx=} from 0.10, {client_id, action} before
-      table.insert(outcome.actions, action.title)
-      if not choice and action.title:find('^Rerun ') then
-        choice, outcome.chosen = item, action.title
-      end
-    end
-    on_choice(choice)
-  end
   for i in pairs(results) do
     results[i] = nil
   end
-  vim.lsp.buf.code_action()
+  outcome.actions = h.code_action('^Rerun ')
   h.wait('the rerun', function() return h.finished(results) end)
   outcome.rerun = h.finished(results)
 
   h.replace(code, 'price * (1 + percent / 100)', 'price * (1 - percent / 100)')
   vim.cmd('write')
-  h.wait('the failures to clear', function() return #h.errors(tests) == 0 and #h.errors(code) == 0 end)
+  h.wait('the failures to clear', function() return #failing().tests == 0 and #failing().code == 0 end)
   h.wait('an idle status', function() return vim.g.tracefix_status.state == 'idle' end)
   outcome.cleared_statusline = vim.api.nvim_eval_statusline(vim.o.statusline, {}).str
 end)

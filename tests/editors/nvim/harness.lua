@@ -60,15 +60,36 @@ function M.finished(notifications)
   end
 end
 
---- tracefix's errors on a buffer, as {line (0-based), message}.
-function M.errors(buf)
+--- The diagnostics from `source` on a buffer, as {line (0-based), message, severity}.
+function M.diagnostics(buf, source)
   local found = {}
-  for _, d in ipairs(vim.diagnostic.get(buf, { severity = vim.diagnostic.severity.ERROR })) do
-    if d.source == 'tracefix' then
-      table.insert(found, { line = d.lnum, message = d.message })
+  for _, d in ipairs(vim.diagnostic.get(buf)) do
+    if d.source == source then
+      table.insert(found, { line = d.lnum, message = d.message, severity = d.severity })
     end
   end
   return found
+end
+
+--- Opens the code action menu at the cursor and picks the first action whose title matches
+--- `pattern`, as a user would; returns the titles offered.
+function M.code_action(pattern)
+  local offered
+  vim.ui.select = function(items, _, on_choice)
+    offered = {}
+    local choice
+    for _, item in ipairs(items) do
+      local title = (item.action or item[2]).title -- {action=, ctx=} from 0.10, {client_id, action} before
+      table.insert(offered, title)
+      if not choice and title:find(pattern) then
+        choice = item
+      end
+    end
+    on_choice(choice)
+  end
+  vim.lsp.buf.code_action()
+  M.wait('the code actions', function() return offered end)
+  return offered
 end
 
 --- Types `new` over the first `old` in the buffer.

@@ -7,7 +7,7 @@
 //   TRACEFIX_EDITOR_CACHE  where setup.sh put code-server (default /tmp/tracefix-editors)
 //   TRACEFIX_CHROMIUM      browser (default /usr/bin/chromium)
 import { execFileSync, spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, createWriteStream } from "node:fs";
+import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -122,10 +122,15 @@ try {
   await page.keyboard.down("Control");
   await page.keyboard.press(".");
   await page.keyboard.up("Control");
-  const fix = await page.waitForFunction(
-    () => [...document.querySelectorAll(".action-widget .monaco-list-row")].find((row) => /fix.*with tracefix/i.test(row.textContent)),
-    { timeout: 60_000, polling: 500 },
-  );
+  const fix = await page
+    .waitForFunction(
+      () => [...document.querySelectorAll(".action-widget .monaco-list-row")].find((row) => /fix.*with tracefix/i.test(row.textContent)),
+      { timeout: 60_000, polling: 500 },
+    )
+    .catch(async () => {
+      const listed = await page.$$eval(".action-widget .monaco-list-row", (rows) => rows.map((row) => row.textContent));
+      throw new Error(`no "Fix ... with tracefix" quick fix; the menu lists ${JSON.stringify(listed)}`);
+    });
   step(`quick fix: ${await fix.evaluate((row) => row.textContent)}`);
 
   const screenshot = path.join(artifacts, "vscode-problems.png");

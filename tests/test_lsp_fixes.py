@@ -1,0 +1,116 @@
+"""The fix and review actions through a real LSP session and a scripted model server."""
+
+import ast
+from pathlib import Path
+
+from conftest import start_client, wait_until
+from lsprotocol import types
+from test_fixing import RIGHT, WRONG
+from test_lsp_e2e import errors, open_file
+
+
+def command_of(action) -> dict:
+    """lsprotocol reads any code action that carries a command as a Command, with the command
+    object stringified into `command` (its _code_action_hook); undo that for the test."""
+    if isinstance(action, types.Command):
+        return ast.literal_eval(action.command)
+    return {"command": action.command.command, "arguments": action.command.arguments}
+
+
+async def actions_at(client, path: Path, diagnostic) -> list[types.CodeAction]:
+    return await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=path.as_uri()), range=diagnostic.range,
+        context=types.CodeActionContext(diagnostics=[diagnostic])))
+
+
+def apply_and_save(client, path: Path, edit: types.WorkspaceEdit, version: int) -> None:
+    """What an editor does when the user picks the action: edit the buffer, then save it."""
+    [change] = edit.document_changes
+    [text_edit] = change.edits
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=version),
+        content_changes=[types.TextDocumentContentChangePartial(range=text_edit.range, text=text_edit.new_text)]))
+    lines = path.read_text().splitlines(keepends=True)
+    lines[text_edit.range.start.line:text_edit.range.end.line] = [text_edit.new_text]
+    path.write_text("".join(lines))
+    client.text_document_did_save(types.DidSaveTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=path.as_uri())))
+
+
+async def test_fix_verified_then_offered_as_a_pinned_edit(shop, fake_openai):
+    fake = fake_openai([WRONG, RIGHT])
+    client = await start_client(shop, settings={"llm": {"model": "fake-model", "baseUrl": fake.base_url,
+                                                        "candidates": 1, "rounds": 2}})
+    try:
+        pricing, test_file = shop / "shop" / "pricing.py", shop / "tests" / "test_pricing.py"
+        await open_file(client, pricing)
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tracefix.runAll"))
+        await wait_until(lambda: errors(client, test_file))
+        diagnostic = errors(client, test_file)[0]
+        titles = [a.title for a in await actions_at(client, test_file, diagnostic)]
+        assert "Fix test_bulk_discount_tiers with tracefix" in titles
+
+        result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="tracefix.fixTest", arguments=["tests/test_pricing.py::test_bulk_discount_tiers"]))
+        assert result["status"] == "verified"
+        assert any("verified fix" in m.message for m in client.messages)
+        assert pricing.read_text().count("if quantity > 50:") == 1  # nothing written yet
+
+        [apply_action] = [a for a in await actions_at(client, test_file, diagnostic) if a.title.startswith("Apply")]
+        assert apply_action.is_preferred and "verified:" in apply_action.title
+        assert apply_action.edit.document_changes[0].text_document.version == 1  # pinned to the buffer
+        apply_and_save(client, pricing, apply_action.edit, 2)
+        await wait_until(lambda: not errors(client, test_file))
+
+        # the buffer changed since: the stale edit is no longer offered
+        assert not [a for a in await actions_at(client, test_file, diagnostic) if a.title.startswith("Apply")]
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+async def test_no_model_configured_says_how(shop):
+    client = await start_client(shop)
+    try:
+        test_file = shop / "tests" / "test_pricing.py"
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tracefix.runAll"))
+        await wait_until(lambda: errors(client, test_file))
+        [action] = [a for a in await actions_at(client, test_file, errors(client, test_file)[0])
+                    if a.title.startswith("Fix")]
+        assert action.title.endswith("set up a model first")
+        command = command_of(action)
+        result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command=command["command"], arguments=command.get("arguments")))
+        assert "tracefix.llm.model" in result["message"]
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+async def test_review_comments_add_show_hover_resolve(fixed_shop):
+    client = await start_client(fixed_shop)
+    try:
+        text = fixed_shop / "shop" / "text.py"
+        await open_file(client, text)
+        rng = {"start": {"line": 7, "character": 0}, "end": {"line": 8, "character": 0}}
+        added = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="tracefix.addReviewComment", arguments=[text.as_uri(), rng, "name the widths", "ana"]))
+
+        def reviews():
+            return [d for d in client.diagnostics.get(text.as_uri(), []) if d.source == "tracefix-review"]
+
+        await wait_until(reviews)
+        [d] = reviews()
+        assert d.severity == types.DiagnosticSeverity.Information and d.range.start.line == 7
+        assert d.message == "review (@ana): name the widths"
+        hover = await client.text_document_hover_async(types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=text.as_uri()), position=types.Position(7, 4)))
+        assert "@ana: name the widths" in hover.contents.value
+        titles = [a.title for a in await actions_at(client, text, d)]
+        assert "Address review: name the widths: set up a model first" in titles
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="tracefix.resolveReviewComment", arguments=[added["id"]]))
+        await wait_until(lambda: not reviews())
+    finally:
+        await client.shutdown_session()
+        await client.stop()

@@ -17,7 +17,6 @@ Arms, same model server, same reply parser (tracefix.refining.replies.parse_repl
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import datetime as dt
 import json
@@ -34,12 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.models import MODELS, LlamaServer, model_path  # noqa: E402
+from tracefix.fixing import FixError, build_request, function_under_test  # noqa: E402
+from tracefix.project import Project  # noqa: E402
 from tracefix.refining.engine import refine  # noqa: E402
 from tracefix.refining.llm import LLMSettings, ModelClient, ModelError, temperatures  # noqa: E402
 from tracefix.refining.prompt import FixRequest  # noqa: E402
 from tracefix.refining.replies import Candidate, Target, parse_reply  # noqa: E402
-from tracefix.running.process import Limits  # noqa: E402
-from tracefix.running.runner import run_tests  # noqa: E402
+from tracefix.running.runner import TestResult  # noqa: E402
 from tracefix.tracing import capture  # noqa: E402
 
 DATASET = ROOT.parent / "shared" / "datasets" / "humanevalfix-python.jsonl"
@@ -98,25 +98,6 @@ def passes_hidden(python: str, task: dict, solution: str) -> bool:
     return proc.returncode == 0
 
 
-def fix_request(task: dict, project: Path, python: str) -> FixRequest:
-    """The request for the entry point, without failure details: what both arms need to parse replies."""
-    text = (project / SOLUTION).read_text()
-    node = next(n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef) and n.name == task["entry_point"])
-    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-    lines = text.splitlines(keepends=True)
-    return FixRequest(
-        root=project, python=python, path=SOLUTION, qualname=node.name,
-        function_source="".join(lines[start - 1 : node.end_lineno]),
-        function_start_line=start, function_end_line=node.end_lineno,
-        signature=lines[node.lineno - 1].rstrip(),
-        test_nodeid=NODEID,
-        # The whole file, not just test_example(): the asserts live in its check() helper.
-        test_source=(project / TEST_FILE).read_text(),
-        failure_message="",
-        test_timeout=TEST_TIMEOUT,
-    )
-
-
 # ---------------------------------------------------------------- arms
 
 
@@ -135,11 +116,20 @@ class Attempt:
 @dataclass
 class Context:
     task: dict
-    project: Path  # a pristine copy for this arm
+    project: Project  # a pristine copy for this arm
+    result: TestResult  # the failing visible test, as the editor has it
     output: str  # pytest's output for the buggy code
     budget: int  # model calls the baseline may make
     settings: LLMSettings
-    python: str
+
+
+def request_for(ctx: Context, trace_text: str = "") -> FixRequest:
+    """The product's request for the function the failing test exercises (found as the editor finds it)."""
+    found = function_under_test(ctx.project, ctx.result)
+    if found is None:
+        raise FixError(f"cannot tell which function {NODEID} exercises")
+    path, symbol = found
+    return build_request(ctx.project, path, symbol, nodeid=NODEID, texts={}, result=ctx.result, trace_text=trace_text)
 
 
 BASELINE_SYSTEM = (
@@ -162,11 +152,11 @@ pytest output:
 
 
 async def baseline(ctx: Context) -> Attempt:
-    request = fix_request(ctx.task, ctx.project, ctx.python)
+    request = request_for(ctx)
     target = Target.from_request(request)
     prompt = BASELINE_PROMPT.format(
-        name=request.name, solution_file=SOLUTION, solution=request.file_text(),
-        test_file=TEST_FILE, test=request.test_source, output=ctx.output.strip(),
+        name=request.name, solution_file=request.path, solution=request.file_text(),
+        test_file=TEST_FILE, test=(ctx.project.root / TEST_FILE).read_text(), output=ctx.output.strip(),
     )
     messages = [{"role": "system", "content": BASELINE_SYSTEM}, {"role": "user", "content": prompt}]
     attempt, reasons = Attempt(), []
@@ -196,17 +186,10 @@ async def baseline(ctx: Context) -> Attempt:
 
 
 async def tracefix(ctx: Context) -> Attempt:
-    request = fix_request(ctx.task, ctx.project, ctx.python)
-    # The failing result a developer already has in the editor; its run is not counted as fix time.
-    run = await run_tests(ctx.project, ctx.python, [NODEID], limits=Limits(timeout=TEST_TIMEOUT))
-    failure = run.failed[0] if run.failed else None
-    if failure:
-        request.failure_message, request.expected, request.actual = failure.message, failure.expected, failure.actual
-    else:
-        request.failure_message = run.message
+    """What fixing.fix_test does, with the outcome kept for its calls and tokens even when nothing is offered."""
     started = time.monotonic()
-    trace = await capture(ctx.project, ctx.python, NODEID, timeout=TEST_TIMEOUT)
-    request.trace_text = trace.render()
+    trace = await capture(ctx.project.root, ctx.project.python(), NODEID, timeout=TEST_TIMEOUT)
+    request = request_for(ctx, "" if trace.error else trace.render())
     outcome = await refine(request, ctx.settings)
     attempt = Attempt(
         solution=outcome.best.file_text if outcome.best else None,
@@ -221,7 +204,7 @@ async def tracefix(ctx: Context) -> Attempt:
         "attempts": [f"r{a.round}c{a.index} t={a.temperature} {a.verdict}: {a.reason}" for a in outcome.attempts],
         # Offered in the editor only as clearly unverified; scored here for information, not as a fix.
         "unverified_hidden_pass": (
-            passes_hidden(ctx.python, ctx.task, outcome.unverified.file_text) if outcome.unverified else None
+            passes_hidden(ctx.project.python(), ctx.task, outcome.unverified.file_text) if outcome.unverified else None
         ),
     }
     return attempt
@@ -246,8 +229,15 @@ async def run_task(task: dict, args: argparse.Namespace, settings: LLMSettings, 
     budget = args.calls
     for arm in args.arms:
         # Each arm gets a pristine copy, so one arm's edits can never leak into the other's.
-        ctx = Context(task, make_project(task, base / arm), output, budget, settings, args.python)
-        attempt = await ARMS[arm](ctx)
+        project = Project(make_project(task, base / arm), {"python": args.python, "timeout": TEST_TIMEOUT})
+        try:
+            # The failing result the editor already has when a fix is asked for: not counted as fix time.
+            [result] = (await project.run([NODEID])).results
+            attempt = await ARMS[arm](Context(task, project, result, output, budget, settings))
+        except FixError as exc:
+            attempt = Attempt(note=str(exc))
+        finally:
+            project.close()
         if arm == "tracefix":
             budget = max(attempt.calls, 1)  # the baseline may spend what tracefix spent, no more
         if attempt.solution is not None:

@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -65,12 +66,26 @@ async def wait_until(predicate, timeout=60.0, step=0.05):
         await asyncio.sleep(step)
 
 
+@contextlib.asynccontextmanager
+async def session(root: Path, **kwargs):
+    """A live server session on `root`, shut down however the test ends."""
+    client = await start_client(root, **kwargs)
+    try:
+        yield client
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+async def run_all(client) -> None:
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tracefix.runAll"))
+    await wait_until(lambda: any(n["done"] for n in client.tracefix_results))
+
+
 @pytest_asyncio.fixture
 async def lsp(fixed_shop: Path):
-    client = await start_client(fixed_shop)
-    yield client
-    await client.shutdown_session()
-    await client.stop()
+    async with session(fixed_shop) as client:
+        yield client
 
 
 pytest_plugins = ["tests.support.fixtures"]

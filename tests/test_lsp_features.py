@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
-from conftest import start_client, wait_until
+from conftest import run_all, session, wait_until
 from lsprotocol import types
 from test_lsp_e2e import edit_and_save, errors, open_file
 
@@ -12,12 +11,9 @@ from test_lsp_e2e import edit_and_save, errors, open_file
 @pytest_asyncio.fixture
 async def broken(shop: Path):
     """A session on the example as shipped (bulk_discount is wrong) after a run of all tests."""
-    client = await start_client(shop)
-    await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tracefix.runAll"))
-    await wait_until(lambda: any(n["done"] for n in client.tracefix_results))
-    yield client
-    await client.shutdown_session()
-    await client.stop()
+    async with session(shop) as client:
+        await run_all(client)
+        yield client
 
 
 def position(path: Path, needle: str) -> types.Position:
@@ -64,35 +60,26 @@ async def test_hover_on_a_test_says_why_it_ran(broken, shop):
 
 
 async def test_untrusted_workspace_runs_nothing(fixed_shop):
-    client = await start_client(fixed_shop, trusted=False)
-    try:
+    async with session(fixed_shop, trusted=False) as client:
         pricing = fixed_shop / "shop" / "pricing.py"
         await open_file(client, pricing)
         await edit_and_save(client, pricing, "return 0\n", "return 1\n", 2)
         await wait_until(lambda: any(s["state"] == "untrusted" for s in client.tracefix_status))
         assert client.tracefix_results == []
         assert not errors(client, fixed_shop / "tests" / "test_pricing.py")
-    finally:
-        await client.shutdown_session()
-        await client.stop()
 
 
 async def test_external_change_is_picked_up_by_the_watcher(fixed_shop):
-    client = await start_client(fixed_shop, spec="neovim")  # no dynamic file watching: watchdog
-    try:
+    async with session(fixed_shop, spec="neovim") as client:  # no dynamic file watching: watchdog
         text = fixed_shop / "shop" / "text.py"
         text.write_text(text.read_text().replace('EUR"', 'USD"'))  # another program writes it
         await wait_until(lambda: errors(client, fixed_shop / "tests" / "test_text.py"))
         ran = {r["nodeid"] for n in client.tracefix_results for r in n["results"]}
         assert ran == {"tests/test_text.py::test_money", "tests/test_text.py::test_receipt_line_width"}
-    finally:
-        await client.shutdown_session()
-        await client.stop()
 
 
 async def test_bad_settings_warn_and_keep_serving(fixed_shop):
-    client = await start_client(fixed_shop, settings={"timeout": "soon", "selection": "some"})
-    try:
+    async with session(fixed_shop, settings={"timeout": "soon", "selection": "some"}) as client:
         warnings = [m.message for m in client.log_messages if m.type == types.MessageType.Warning]
         assert any("tracefix.timeout = 'soon'" in w for w in warnings)
         assert any("tracefix.selection = 'some'" in w for w in warnings)
@@ -100,19 +87,12 @@ async def test_bad_settings_warn_and_keep_serving(fixed_shop):
         await open_file(client, pricing)
         await edit_and_save(client, pricing, "return 0\n", "return 1\n", 2)
         await wait_until(lambda: errors(client, fixed_shop / "tests" / "test_pricing.py"))
-    finally:
-        await client.shutdown_session()
-        await client.stop()
 
 
 async def test_missing_interpreter_is_explained(fixed_shop):
-    client = await start_client(fixed_shop, settings={"python": "/no/such/python"})
-    try:
+    async with session(fixed_shop, settings={"python": "/no/such/python"}) as client:
         pricing = fixed_shop / "shop" / "pricing.py"
         await open_file(client, pricing)
         await edit_and_save(client, pricing, "return 0\n", "return 1\n", 2)
         await wait_until(lambda: any("does not exist" in m.message for m in client.messages))
         assert client.tracefix_status[-1]["state"] == "error"
-    finally:
-        await client.shutdown_session()
-        await client.stop()

@@ -3,7 +3,7 @@
 import ast
 from pathlib import Path
 
-from conftest import start_client, wait_until
+from conftest import run_all, session, wait_until
 from lsprotocol import types
 from test_fixing import RIGHT, WRONG
 from test_lsp_e2e import errors, open_file
@@ -39,13 +39,11 @@ def apply_and_save(client, path: Path, edit: types.WorkspaceEdit, version: int) 
 
 async def test_fix_verified_then_offered_as_a_pinned_edit(shop, fake_openai):
     fake = fake_openai([WRONG, RIGHT])
-    client = await start_client(shop, settings={"llm": {"model": "fake-model", "baseUrl": fake.base_url,
-                                                        "candidates": 1, "rounds": 2}})
-    try:
+    async with session(shop, settings={"llm": {"model": "fake-model", "baseUrl": fake.base_url,
+                                                        "candidates": 1, "rounds": 2}}) as client:
         pricing, test_file = shop / "shop" / "pricing.py", shop / "tests" / "test_pricing.py"
         await open_file(client, pricing)
-        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tracefix.runAll"))
-        await wait_until(lambda: errors(client, test_file))
+        await run_all(client)
         diagnostic = errors(client, test_file)[0]
         titles = [a.title for a in await actions_at(client, test_file, diagnostic)]
         assert "Fix test_bulk_discount_tiers with tracefix" in titles
@@ -64,17 +62,12 @@ async def test_fix_verified_then_offered_as_a_pinned_edit(shop, fake_openai):
 
         # the buffer changed since: the stale edit is no longer offered
         assert not [a for a in await actions_at(client, test_file, diagnostic) if a.title.startswith("Apply")]
-    finally:
-        await client.shutdown_session()
-        await client.stop()
 
 
 async def test_no_model_configured_says_how(shop):
-    client = await start_client(shop)
-    try:
+    async with session(shop) as client:
         test_file = shop / "tests" / "test_pricing.py"
-        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tracefix.runAll"))
-        await wait_until(lambda: errors(client, test_file))
+        await run_all(client)
         [action] = [a for a in await actions_at(client, test_file, errors(client, test_file)[0])
                     if a.title.startswith("Fix")]
         assert action.title.endswith("set up a model first")
@@ -82,14 +75,10 @@ async def test_no_model_configured_says_how(shop):
         result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
             command=command["command"], arguments=command.get("arguments")))
         assert "tracefix.llm.model" in result["message"]
-    finally:
-        await client.shutdown_session()
-        await client.stop()
 
 
 async def test_review_comments_add_show_hover_resolve(fixed_shop):
-    client = await start_client(fixed_shop)
-    try:
+    async with session(fixed_shop) as client:
         text = fixed_shop / "shop" / "text.py"
         await open_file(client, text)
         rng = {"start": {"line": 7, "character": 0}, "end": {"line": 8, "character": 0}}
@@ -111,6 +100,3 @@ async def test_review_comments_add_show_hover_resolve(fixed_shop):
         await client.workspace_execute_command_async(types.ExecuteCommandParams(
             command="tracefix.resolveReviewComment", arguments=[added["id"]]))
         await wait_until(lambda: not reviews())
-    finally:
-        await client.shutdown_session()
-        await client.stop()

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.fixtures import fake_openai  # noqa: F401  (the lead's conftest will import it)
 from tracefix.refining.engine import refine
 from tracefix.refining.llm import (
     LLMSettings,

@@ -62,6 +62,8 @@ def merge(*layers: dict, source: str = "settings") -> tuple[Settings, list[str]]
                 continue
             if key in ("server", "trace"):
                 continue  # read by the editor client
+            if value is None or value == "":
+                continue  # editors send unset settings as null or ""
             spec = _KEYS.get(key)
             if spec is None:
                 warnings.append(f"{source}: unknown setting tracefix.{key}; ignored")

@@ -7,17 +7,17 @@ local defaults = {
   root_markers = { 'pyproject.toml', 'setup.cfg', '.git' },
   settings = vim.empty_dict(), -- the `tracefix` section; an empty table must still encode as {}
   trusted = true, -- false: tracefix indexes and answers but runs no tests
-  start = true, -- false: leave starting to vim.lsp.enable('tracefix') (0.11+)
+  start = true, -- false: vim.lsp.enable('tracefix') or lspconfig starts it
 }
 
 local clients = {} -- project root → client id, on 0.7
-local last_status -- params of the latest tracefix/status
+local last_status -- params of the latest tracefix/status, from any tracefix client
 
 local function project_root(path, markers)
   local dir = vim.fn.fnamemodify(path, ':p:h')
   while true do
     for _, marker in ipairs(markers) do
-      if vim.loop.fs_stat(dir .. '/' .. marker) then
+      if (vim.uv or vim.loop).fs_stat(dir .. '/' .. marker) then
         return dir
       end
     end
@@ -39,7 +39,7 @@ local function attach(buf, opts)
     cmd = opts.cmd,
     root_dir = root,
     settings = { tracefix = opts.settings },
-    -- read before the first index, ahead of the settings Neovim sends after start-up
+    -- read at start-up: the only way on 0.7; 0.8+ also answers workspace/configuration from `settings`
     init_options = { settings = opts.settings, trusted = opts.trusted },
   }
   if vim.lsp.start then -- 0.8+: reuses the client with this name and root

@@ -307,7 +307,6 @@ class ProjectIndex:
 
     def _build_graph(self) -> dict[Node, set[Node]]:
         graph: dict[Node, set[Node]] = {}
-        modules = self.modules()
         tops = {p: {s.qualname for s in e.facts.symbols if s.kind != "module" and "." not in s.qualname}
                 for p, e in self.files.items()}
         for path, entry in self.files.items():

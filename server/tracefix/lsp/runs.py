@@ -160,6 +160,8 @@ class Runs:
             report = await project.run([s.nodeid for s in selected], on_result)
         except asyncio.CancelledError:
             progress.end("cancelled: a newer save supersedes this run")
+            self._notify(project, run_id, [], True, RunReport(status="cancelled", message="superseded by a newer save"),
+                         time.monotonic() - started)
             raise
         finally:
             self.running -= total

@@ -68,6 +68,8 @@ class LLMSettings:
         known = {f.name for f in fields(cls)}
         for key, value in data.items():
             name = _snake(key)
+            if value is None or value == "":
+                continue  # editors send unset settings as null or ""
             if name not in known:
                 warnings.append(f"unknown setting {PREFIX}{key} is ignored")
                 continue

@@ -1,9 +1,12 @@
 """A real LSP session over stdio against `tracefix serve` on a copy of the example project."""
 
+import asyncio
+import sys
 from pathlib import Path
 
 from conftest import wait_until
 from lsprotocol import types
+from pygls.lsp.client import LanguageClient
 
 
 def errors(client, path: Path):
@@ -69,3 +72,37 @@ async def test_syntax_errors_while_typing(lsp, fixed_shop):
     await wait_until(lambda: lsp.diagnostics.get(pricing.as_uri()))
     assert lsp.diagnostics[pricing.as_uri()][0].code == "syntax"
     assert lsp.diagnostics[pricing.as_uri()][0].range.start.line == 5
+
+
+async def test_unsaved_edit_names_changed_symbols_and_affected_tests(lsp, fixed_shop):
+    text = fixed_shop / "shop" / "text.py"
+    await open_file(lsp, text)
+    lsp.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=text.as_uri(), version=2),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(types.Position(4, 0), types.Position(4, 0)), text="    amount = abs(amount)\n")]))
+    answer = await lsp.protocol.send_request_async("tracefix/affected", {"textDocument": {"uri": text.as_uri()}})
+    assert [(c.symbol, c.what) for c in answer.changed] == [("money", "changed")]
+    assert sorted(s.nodeid for s in answer.selected) == [
+        "tests/test_text.py::test_money", "tests/test_text.py::test_receipt_line_width"]
+    assert lsp.tracefix_results == []  # nothing runs before a save
+
+
+async def test_tcp_transport(fixed_shop, unused_tcp_port):
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tracefix", "serve", "--tcp", f"127.0.0.1:{unused_tcp_port}")
+    client = LanguageClient("probe", "1")
+    try:
+        for _ in range(100):
+            try:
+                await client.start_tcp("127.0.0.1", unused_tcp_port)
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        result = await client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities(), root_uri=fixed_shop.as_uri()))
+        assert result.server_info.name == "tracefix"
+        await client.shutdown_async(None)
+    finally:
+        server.kill()
+        await server.wait()

@@ -116,3 +116,22 @@ async def did_save(ls: TracefixServer, params: types.DidSaveTextDocumentParams) 
     text = doc.text if doc is not None else ls.text_of(project, rel)
     ls.runs.file_changed(project, rel, text)
     reviews.refresh(ls, project)
+
+
+AFFECTED = "tracefix/affected"
+
+
+@server.feature(AFFECTED)
+def affected(ls: TracefixServer, params) -> dict:
+    """What the buffer's unsaved edits changed since the last run, and the tests they would run."""
+    uri = params.textDocument.uri if hasattr(params, "textDocument") else params["textDocument"]["uri"]
+    located, doc = ls.locate(uri), ls.docs.get(uri)
+    if located is None or doc is None:
+        return {"changed": [], "selected": []}
+    project, rel = located
+    changes = project.changes_in(rel, doc.text)
+    return {
+        "changed": [{"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line}
+                    for c in changes],
+        "selected": [{"nodeid": s.nodeid, "reason": s.reason} for s in project.select(changes)],
+    }

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.uris import from_fs_path, to_fs_path
 
 from tracefix import __version__
@@ -22,10 +28,47 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+HEADER = re.compile(rb"Content-Length: *(\d+)\r\n$", re.IGNORECASE)
+MAX_MESSAGE = 256 << 20  # bytes; a larger Content-Length is a broken header, not a message
+
+
+class Resync:
+    """Reads frames for pygls, finding a header even after junk on its line.
+
+    pygls takes a header only as a whole line, so one bad frame (a wrong Content-Length, a body
+    without one) glues the next header to junk, and every later message would be lost.
+    """
+
+    def __init__(self, reader: StdinAsyncReader) -> None:
+        self.reader = reader
+
+    async def readline(self) -> bytes:
+        line = await self.reader.readline()
+        match = HEADER.search(line)
+        if match is None:
+            return line
+        length = int(match.group(1))
+        return b"Content-Length: %d\r\n" % length if length <= MAX_MESSAGE else b"\r\n"
+
+    async def readexactly(self, n: int) -> bytes:
+        return await self.reader.readexactly(n)
+
+
+class Protocol(LanguageServerProtocol):
+    def structure_message(self, data: dict):
+        """pygls drops a request whose params do not fit its method; answer it with the error."""
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            if "method" in data and "id" in data:
+                self._send_response(data["id"], error=error.to_response_error())
+            raise
+
 
 class TracefixServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("tracefix", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__("tracefix", __version__, protocol_cls=Protocol,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.projects: dict[Path, Project] = {}
         self.docs: dict[str, Document] = {}  # open buffers by uri
         self.versions: dict[str, int] = {}
@@ -48,6 +91,9 @@ class TracefixServer(LanguageServer):
         self.log(message, types.MessageType.Warning)
 
     def report_server_error(self, error: Exception, source) -> None:
+        if source is JsonRpcException:  # pygls's reader: a message that is not JSON-RPC or does not fit
+            self.warn(f"ignored a malformed message from the client: {error!r}")
+            return
         log.error("handler failed: %r", error, exc_info=error)
         self.log(f"tracefix internal error (the server keeps running): {error!r}", types.MessageType.Error)
 
@@ -93,6 +139,21 @@ class TracefixServer(LanguageServer):
         if project is None:
             return None
         return project, path.relative_to(project.root).as_posix()
+
+    def start_io(self, stdin=None, stdout=None) -> None:
+        """pygls's stdio loop, reading through Resync."""
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        reader = Resync(StdinAsyncReader(stdin or sys.stdin.buffer, self.thread_pool))
+        try:
+            asyncio.run(run_async(stop_event=self._stop_event, reader=reader, protocol=self.protocol,
+                                  logger=log, error_handler=self.report_server_error))
+        except BrokenPipeError:
+            log.error("the client closed the connection")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
 
     @staticmethod
     def uri(project: Project, rel: str) -> str:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.models import MODELS, LlamaServer, model_path  # noqa: E402
 from tracefix.fixing import FixError, build_request, function_under_test  # noqa: E402
+from tracefix.parsing.symbols import Symbol  # noqa: E402
 from tracefix.project import Project  # noqa: E402
 from tracefix.refining.engine import refine  # noqa: E402
 from tracefix.refining.llm import LLMSettings, ModelClient, ModelError, temperatures  # noqa: E402
@@ -123,13 +124,15 @@ class Context:
     settings: LLMSettings
 
 
-def request_for(ctx: Context, trace_text: str = "") -> FixRequest:
-    """The product's request for the function the failing test exercises (found as the editor finds it)."""
-    found = function_under_test(ctx.project, ctx.result)
-    if found is None:
-        raise FixError(f"cannot tell which function {NODEID} exercises")
-    path, symbol = found
-    return build_request(ctx.project, path, symbol, nodeid=NODEID, texts={}, result=ctx.result, trace_text=trace_text)
+def request_for(ctx: Context, symbol: Symbol | None = None, trace_text: str = "") -> FixRequest:
+    """The product's request for `symbol`, by default the function the failing test exercises as the
+    editor finds it."""
+    if symbol is None:
+        found = function_under_test(ctx.project, ctx.result)
+        if found is None:
+            raise FixError(f"cannot tell which function {NODEID} exercises")
+        symbol = found[1]
+    return build_request(ctx.project, SOLUTION, symbol, nodeid=NODEID, texts={}, result=ctx.result, trace_text=trace_text)
 
 
 BASELINE_SYSTEM = (
@@ -152,7 +155,8 @@ pytest output:
 
 
 async def baseline(ctx: Context) -> Attempt:
-    request = request_for(ctx)
+    # The developer names the function to fix, so this works where the product cannot find it (a hang).
+    request = request_for(ctx, ctx.project.index.symbol(SOLUTION, ctx.task["entry_point"]))
     target = Target.from_request(request)
     prompt = BASELINE_PROMPT.format(
         name=request.name, solution_file=request.path, solution=request.file_text(),
@@ -189,7 +193,7 @@ async def tracefix(ctx: Context) -> Attempt:
     """What fixing.fix_test does, with the outcome kept for its calls and tokens even when nothing is offered."""
     started = time.monotonic()
     trace = await capture(ctx.project.root, ctx.project.python(), NODEID, timeout=TEST_TIMEOUT)
-    request = request_for(ctx, "" if trace.error else trace.render())
+    request = request_for(ctx, trace_text="" if trace.error else trace.render())
     outcome = await refine(request, ctx.settings)
     attempt = Attempt(
         solution=outcome.best.file_text if outcome.best else None,

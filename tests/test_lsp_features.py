@@ -74,6 +74,7 @@ async def test_external_change_is_picked_up_by_the_watcher(fixed_shop):
         text = fixed_shop / "shop" / "text.py"
         text.write_text(text.read_text().replace('EUR"', 'USD"'))  # another program writes it
         await wait_until(lambda: errors(client, fixed_shop / "tests" / "test_text.py"))
+        await wait_until(lambda: any(n["done"] for n in client.tracefix_results))
         ran = {r["nodeid"] for n in client.tracefix_results for r in n["results"]}
         assert ran == {"tests/test_text.py::test_money", "tests/test_text.py::test_receipt_line_width"}
 

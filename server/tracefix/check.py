@@ -13,7 +13,6 @@ from tracefix.project import Project
 from tracefix.reviews import ReviewSet
 from tracefix.running.runner import InterpreterError, RunReport, check_python
 from tracefix.selection.select import Changed, Selected, explain_skipped
-from tracefix.selection.select import select as select_tests
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_FIXES = 3  # each fix costs model calls and test runs
@@ -64,11 +63,12 @@ async def check(args: Namespace) -> int:
             print(f"tracefix: {exc}", file=sys.stderr)
             return EXIT_USAGE
         mode = "all" if changes is None else project.settings.selection
-        selected = select_tests(project.index, changes or [], mode)
+        selected = project.select(changes or [], mode)
         if changes is None:
             selected = [Selected(s.nodeid, f"running all tests ({how})") for s in selected]
         report = RunReport()
-        if not args.no_run and selected:
+        audit = None
+        if not args.no_run and (selected or args.audit):
             try:
                 python = project.python()
             except InterpreterError as exc:
@@ -78,9 +78,15 @@ async def check(args: Namespace) -> int:
             if problem:
                 print(f"tracefix: {problem}", file=sys.stderr)
                 return EXIT_USAGE
+            total = len(project.index.tests())
             if args.format == "text":
-                print(style(f"Running {len(selected)} of {len(project.index.tests())} tests ({how}) with {python}", "1"), file=out)
-            report = await project.run([s.nodeid for s in selected])
+                what = f"all {total} tests to audit selection" if args.audit else f"{len(selected)} of {total} tests"
+                print(style(f"Running {what} ({how}) with {python}", "1"), file=out)
+            if args.audit:
+                audit = await project.audit(selected)
+                report = audit.report
+            else:
+                report = await project.run([s.nodeid for s in selected])
             project.record(report)
         elif not args.no_run:
             project.record(report)  # nothing to run: the current state is the new baseline
@@ -92,6 +98,8 @@ async def check(args: Namespace) -> int:
         fixes = await _fixes(project, report, comments, args, style) if args.fix and not args.no_run else []
         if args.format == "json":
             data = _json(project, changes, selected, report, diagnostics, traces, args.explain)
+            if audit is not None:
+                data["audit"] = {"missed": audit.missed, "missed_so_far": audit.missed_so_far}
             if args.reviews:
                 data["reviews"] = [asdict(c) for c in comments]
             if args.fix:
@@ -99,6 +107,7 @@ async def check(args: Namespace) -> int:
             print(json.dumps(data, indent=2), file=out)
         else:
             _text(out, style, project, changes, how, selected, report, diagnostics, traces, args)
+            _text_audit(out, style, audit)
             _text_reviews(out, style, comments)
             _text_fixes(out, style, fixes)
         if report.status not in ("ok",) and not report.results:
@@ -164,6 +173,16 @@ def _progress(args, style):
     return lambda message: print(style(f"  fix: {message}", "2"), file=sys.stderr)
 
 
+def _text_audit(out, style, audit) -> None:
+    if audit is None:
+        return
+    colour = "31" if audit.missed else "32"
+    print(style(f"selection audit: {len(audit.missed)} missed failure(s) in this run, "
+                f"{audit.missed_so_far} so far (selection chose {len(audit.would_run)} test(s))", colour), file=out)
+    for nodeid in audit.missed:
+        print(f"  missed {nodeid}", file=out)
+
+
 def _text_reviews(out, style, comments) -> None:
     if not comments:
         return
@@ -207,7 +226,8 @@ def _json(project, changes, selected, report, diagnostics, traces, explain) -> d
     if traces:
         data["traces"] = {n: t.to_dict() if hasattr(t, "to_dict") else {"error": str(t)} for n, t in traces.items()}
     if explain:
-        data["explain"] = {s.nodeid: s.reason for s in selected + explain_skipped(project.index, selected)}
+        skipped = explain_skipped(project.index, selected, project.recorded().tests)
+        data["explain"] = {s.nodeid: s.reason for s in selected + skipped}
     return data
 
 
@@ -223,7 +243,7 @@ def _text(out, style, project, changes, how, selected, report, diagnostics, trac
         for s in selected:
             print(f"  {style('run ', '32')} {s.nodeid}: {s.reason}", file=out)
         if args.explain:
-            for s in explain_skipped(project.index, selected):
+            for s in explain_skipped(project.index, selected, project.recorded().tests):
                 print(f"  {style('skip', '2')} {s.nodeid}: {s.reason}", file=out)
     if args.no_run:
         print(f"--no-run: would run {len(selected)} test(s) with {_python_or_error(project)}; ran nothing.", file=out)

@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--explain", action="store_true", help="say why each test was selected or skipped")
     check.add_argument("--no-run", action="store_true", help="only say what would run; run nothing")
     check.add_argument("--no-trace", action="store_true", help="do not trace failing tests")
+    check.add_argument("--audit", action="store_true",
+                       help="run every test and count failures that selection would have skipped")
     check.add_argument("--fix", action="store_true",
                        help="ask the configured model for fixes of failing tests (and, with --reviews, of "
                             "open review comments); print the verified diffs")

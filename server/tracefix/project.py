@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
-from dataclasses import asdict
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,12 +18,12 @@ from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import Symbol, diff, outline
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running.process import Limits
-from tracefix.running.runner import RunReport, TestResult, find_python, run_tests
+from tracefix.running.runner import FAILING, InterpreterError, RunReport, TestResult, find_python, run_tests
+from tracefix.selection import dynamic
 from tracefix.selection.select import Changed, Selected, select
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILES = {"pyproject.toml", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"}
 NOT_DATA = (".md", ".rst", ".pyc", ".orig", ".rej", ".swp")
 
 
@@ -31,6 +33,14 @@ def _symbols_json(symbols: list[Symbol]) -> list:
 
 def _symbols_from_json(rows: list) -> list[Symbol]:
     return [Symbol(q, k, line, line, line, d) for q, k, d, line in rows]
+
+
+@dataclass
+class Audit:
+    report: RunReport  # of the whole suite
+    would_run: set[str]  # what selection chose for the same changes
+    missed: list[str]  # failing tests selection skipped that did not fail before
+    missed_so_far: int  # over every audit of this project
 
 
 def is_relevant_file(rel: str) -> bool:
@@ -53,6 +63,7 @@ class Project:
         rows, removed = self.index.load(self.store.load_files())
         self.store.save_files(rows, removed)
         self.snapshot: dict[str, list] = self.store.snapshot()
+        self._recorded: dynamic.Recorded | None = None
 
     def reconfigure(self, editor_settings: dict | None) -> list[str]:
         self.settings, warnings = settings_mod.load(self.root, editor_settings)
@@ -128,19 +139,69 @@ class Project:
         return changes
 
     # selection and runs
-    def select(self, changes: list[Changed]) -> list[Selected]:
-        return select(self.index, changes, self.settings.selection)
+    def select(self, changes: list[Changed], mode: str | None = None) -> list[Selected]:
+        mode = mode or self.settings.selection
+        evidence = dynamic.evidence_for(mode, self.recorded(), self.root, self._installed)
+        return select(self.index, changes, mode, evidence)
 
     def select_all(self) -> list[Selected]:
         return select(self.index, [], "all")
 
+    def recorded(self) -> dynamic.Recorded:
+        """What each test used on its last run."""
+        if self._recorded is None:
+            self._recorded = dynamic.Recorded.from_rows(*self.store.deps())
+        return self._recorded
+
+    def _installed(self) -> dict[str, str] | None:
+        """Distribution versions in the test interpreter; None if nothing changed since the last run."""
+        env = self.store.get("environment")
+        try:
+            python = self.python()
+        except InterpreterError:
+            return None
+        if env is None or not dynamic.environment_changed(env, python):
+            return None
+        return dynamic.installed_versions(python)
+
     def python(self) -> str:
         return find_python(self.root, self.settings.python)
 
-    async def run(self, nodeids: list[str], on_result: Callable[[TestResult], None] | None = None) -> RunReport:
+    async def run(self, nodeids: list[str], on_result: Callable[[TestResult], None] | None = None,
+                  nice: bool = False) -> RunReport:
+        """Run tests, recording what each one used; `nice`: at the lowest CPU priority."""
         ordered = self._order(nodeids)
-        return await run_tests(self.root, self.python(), ordered,
-                               limits=Limits(timeout=self.settings.timeout), on_result=on_result)
+        fd, deps_file = tempfile.mkstemp(prefix="deps-", suffix=".jsonl", dir=self.store.dir)
+        os.close(fd)
+        env = dict(os.environ, TRACEFIX_DEPS=deps_file, **({"TRACEFIX_NICE": "19"} if nice else {}))
+        started = {rel: e.digest for rel, e in self.index.files.items()}
+        try:
+            report = await run_tests(self.root, self.python(), ordered, limits=Limits(timeout=self.settings.timeout),
+                                     on_result=on_result, extra_args=("-p", "tracefix_deps"), env=env)
+            self._save_deps(dynamic.read_records(Path(deps_file)), started)
+        finally:
+            os.unlink(deps_file)
+        return report
+
+    def _save_deps(self, records: list[dict], started: dict[str, str]) -> None:
+        env = next((r for r in records if r.get("kind") == "env"), None)
+        if env is not None:
+            self.store.put("environment", {"executable": env["executable"], "paths": env["paths"]})
+        self.store.save_deps(dynamic.deps_from_records(self.index, self.root, records, started))
+        self._recorded = None
+
+    async def audit(self, selected: list[Selected], on_result: Callable[[TestResult], None] | None = None,
+                    nice: bool = False) -> Audit:
+        """Run every test; count the failures that `selected`, selection's choice, would have missed."""
+        would_run = {s.nodeid for s in selected}
+        before = self.store.results()
+        report = await self.run([t.nodeid for t in self.index.tests()], on_result, nice)
+        missed = [r.nodeid for r in report.failed
+                  if dynamic.base_nodeid(r.nodeid) not in would_run
+                  and before.get(r.nodeid, {}).get("outcome") not in FAILING]
+        total = self.store.get("audit_missed", 0) + len(missed)
+        self.store.put("audit_missed", total)
+        return Audit(report, would_run, missed, total)
 
     def _order(self, nodeids: list[str]) -> list[str]:
         # likely failures first: tests that failed last time, then the fastest

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tracefix import __version__
 
-SCHEMA = 1
+SCHEMA = 2
+UPGRADABLE = {"1"}  # older schemas that only lack tables: `_TABLES` adds them in place
 GITIGNORE = "# created by tracefix: local state, never commit\n*\n"
 
 _TABLES = """
@@ -24,7 +25,16 @@ create table if not exists snapshot (path text primary key, symbols text not nul
 create table if not exists results (
     nodeid text primary key, outcome text not null, duration real, data text not null, run_at real);
 create table if not exists kv (key text primary key, value text not null);
+create table if not exists test_deps (
+    nodeid text not null, path text not null, qualname text not null, digest text not null, how text not null);
+create index if not exists test_deps_nodeid on test_deps (nodeid);
+create table if not exists test_files (
+    nodeid text not null, path text not null, size integer, mtime_ns integer, digest text not null);
+create index if not exists test_files_nodeid on test_files (nodeid);
+create table if not exists test_dists (nodeid text not null, dist text not null, version text not null);
+create index if not exists test_dists_nodeid on test_dists (nodeid);
 """
+DEP_TABLES = ("test_deps", "test_files", "test_dists")
 
 
 class Store:
@@ -52,8 +62,9 @@ class Store:
             if row is None:
                 self._stamp(db)
                 return db
-            if row[0] == str(SCHEMA):
+            if row[0] == str(SCHEMA) or row[0] in UPGRADABLE:
                 db.execute("pragma quick_check").fetchone()
+                self._stamp(db)
                 return db
             db.close()
             reason = f"it was written by another tracefix version (schema {row[0]})"
@@ -119,6 +130,21 @@ class Store:
 
     def results(self) -> dict[str, dict]:
         return {n: json.loads(d) for n, d in self.db.execute("select nodeid, data from results")}
+
+    # what each test used on its last run (nodeid "" in test_files: read outside any test)
+    def save_deps(self, tests: dict[str, tuple[list, list, list]]) -> None:
+        """Replace each nodeid's rows with its (test_deps, test_files, test_dists) rows, nodeid left out."""
+        with self.db:
+            self.db.execute("begin")
+            for i, table in enumerate(DEP_TABLES):
+                self.db.executemany(f"delete from {table} where nodeid = ?", [(n,) for n in tests])
+                rows = [(n, *row) for n, deps in tests.items() for row in deps[i]]
+                if rows:
+                    marks = ", ".join("?" * len(rows[0]))
+                    self.db.executemany(f"insert into {table} values ({marks})", rows)
+
+    def deps(self) -> tuple[list, list, list]:
+        return tuple(self.db.execute(f"select * from {table}").fetchall() for table in DEP_TABLES)
 
     def get(self, key: str, default=None):
         row = self.db.execute("select value from kv where key = ?", (key,)).fetchone()

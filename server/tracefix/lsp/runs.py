@@ -1,10 +1,14 @@
 """Test runs in the background: saves coalesce, a new save cancels a stale run, results stream
-to diagnostics, $/progress and the `tracefix/testResults` notification as tests finish."""
+to diagnostics, $/progress and the `tracefix/testResults` notification as tests finish.
+
+When no run has started for AUDIT_IDLE seconds after one that selected tests for changes, the
+whole suite runs at low priority to audit selection: failures it would have skipped are counted."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from tracefix.project import Project
 
 COALESCE = 0.05  # seconds: a "save all" arrives as a burst of didSave
+AUDIT_IDLE = float(os.environ.get("TRACEFIX_AUDIT_IDLE", "60"))  # seconds; tests shorten it
 _ids = itertools.count(1)
 
 
@@ -48,6 +53,8 @@ class Runs:
         self.reasons: dict[tuple[Path, str], str] = {}  # why each test last ran
         self.checked_python: dict[str, str | None] = {}
         self.running = 0
+        self.unaudited: dict[Path, dict[tuple[str, str], Changed]] = {}  # changes since the last audit
+        self.audits: dict[Path, asyncio.TimerHandle | asyncio.Task] = {}  # waiting or running
 
     # requests
     def file_changed(self, project: Project, rel: str, text: str | None) -> None:
@@ -75,6 +82,7 @@ class Runs:
             self.pending.setdefault(project.root, Pending()).merge(pending)
 
     def request(self, project: Project, pending: Pending) -> None:
+        self._cancel_audit(project.root)  # the user's run comes first
         self.pending.setdefault(project.root, Pending()).merge(pending)
         active = self.active.pop(project.root, None)
         if active is not None:
@@ -103,6 +111,37 @@ class Runs:
         for task, _ in list(self.active.values()):
             task.cancel()
         self.active.clear()
+        for root in list(self.audits):
+            self._cancel_audit(root)
+
+    # the audit
+    def _cancel_audit(self, root: Path) -> None:
+        job = self.audits.pop(root, None)
+        if job is not None:
+            job.cancel()
+
+    def _schedule_audit(self, project: Project) -> None:
+        if self.unaudited.get(project.root):
+            self._cancel_audit(project.root)
+            loop = asyncio.get_running_loop()
+            self.audits[project.root] = loop.call_later(AUDIT_IDLE, self._start_audit, project)
+
+    def _start_audit(self, project: Project) -> None:
+        if project.root not in self.active:  # a run that is under way reschedules it when done
+            self.audits[project.root] = self.ls.spawn(self._audit(project), f"audit {project.root}")
+
+    async def _audit(self, project: Project) -> None:
+        changes = dict(self.unaudited.get(project.root, {}))
+        audit = await project.audit(project.select(list(changes.values())), nice=True)
+        self.audits.pop(project.root, None)
+        for key in changes:  # changes that arrived meanwhile wait for the next audit
+            self.unaudited[project.root].pop(key, None)
+        self.ls.publisher.update(project, audit.report.results)
+        project.record(audit.report)
+        missed = f": this audit found {', '.join(audit.missed)}" if audit.missed else ""
+        kind = types.MessageType.Warning if audit.missed else types.MessageType.Info
+        self.ls.log(f"selection audit: {audit.missed_so_far} missed failures so far{missed}", kind)
+        self.publish_status()
 
     # the run
     def _select(self, project: Project, pending: Pending) -> list[Selected]:
@@ -128,11 +167,13 @@ class Runs:
             self.publish_status("untrusted", message="workspace not trusted: tracefix runs no tests")
             return
         selected = self._select(project, pending)
+        self.unaudited.setdefault(project.root, {}).update(pending.changes)
         for s in selected:
             self.reasons[(project.root, s.nodeid)] = s.reason
         if not selected:
             ls.log(f"no tests can reach the change in {', '.join(sorted(pending.paths))}")
             project.record(RunReport(), sorted(pending.paths))  # the change is now the baseline
+            self._schedule_audit(project)
             return
         problem = self._python_problem(project)
         if problem:
@@ -175,6 +216,7 @@ class Runs:
         self._notify(project, run_id, late, True, report, time.monotonic() - started)
         progress.end(summary)
         self.publish_status()
+        self._schedule_audit(project)
 
     def _notify(self, project: Project, run_id: str, results: list[TestResult], done: bool,
                 report=None, duration: float = 0.0) -> None:

@@ -76,6 +76,7 @@ class TracefixServer(LanguageServer):
         self.trusted = True
         self.ready = asyncio.Event()
         self.background: set[asyncio.Task] = set()
+        self._reporting = False
         self.publisher: Publisher  # set by _register: feature modules import this one
         self.runs: Runs
 
@@ -91,11 +92,17 @@ class TracefixServer(LanguageServer):
         self.log(message, types.MessageType.Warning)
 
     def report_server_error(self, error: Exception, source) -> None:
-        if source is JsonRpcException:  # pygls's reader: a message that is not JSON-RPC or does not fit
-            self.warn(f"ignored a malformed message from the client: {error!r}")
+        if self._reporting:  # sending the report failed (a closed stream): the file log has it
             return
-        log.error("handler failed: %r", error, exc_info=error)
-        self.log(f"tracefix internal error (the server keeps running): {error!r}", types.MessageType.Error)
+        self._reporting = True
+        try:
+            if source is JsonRpcException:  # pygls's reader: a message that is not JSON-RPC or does not fit
+                self.warn(f"ignored a malformed message from the client: {error!r}")
+                return
+            log.error("handler failed: %r", error, exc_info=error)
+            self.log(f"tracefix internal error (the server keeps running): {error!r}", types.MessageType.Error)
+        finally:
+            self._reporting = False
 
     def spawn(self, coro, name: str) -> asyncio.Task:
         """Background work whose failure is logged, never lost and never fatal."""

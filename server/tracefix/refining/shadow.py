@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tracefix.refining.replies import TargetError
-from tracefix.running.process import Limits
+from tracefix.running.process import Limits, process_limit
 from tracefix.running.runner import RunReport, run_tests
 
 log = logging.getLogger(__name__)
@@ -71,20 +71,6 @@ def _ignore(directory: str, names: list[str]) -> set[str]:
         elif stat.S_ISDIR(mode) and os.path.isfile(os.path.join(path, "pyvenv.cfg")):
             skipped.add(name)  # a virtualenv under any name
     return skipped
-
-
-def _process_limit() -> int | None:
-    uid, count = os.getuid(), 0
-    try:
-        entries = [p for p in Path("/proc").iterdir() if p.name.isdigit()]
-    except OSError:
-        return None
-    for entry in entries:
-        try:
-            count += entry.stat().st_uid == uid
-        except OSError:
-            pass  # exited meanwhile
-    return count + EXTRA_PROCESSES
 
 
 class Shadow:
@@ -192,7 +178,7 @@ class Shadow:
             timeout=timeout,
             cpu_seconds=math.ceil(timeout),
             memory_bytes=MEMORY_BYTES,
-            processes=_process_limit(),
+            processes=process_limit(EXTRA_PROCESSES),
             file_bytes=FILE_BYTES,
         )
         return await run_tests(self.root, self.python, nodeids, limits=limits, env=env)

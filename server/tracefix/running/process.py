@@ -10,23 +10,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 PLUGIN_DIR = Path(__file__).parent / "plugin"
 OUTPUT_CAP = 1_000_000  # bytes of stdout/stderr kept; the rest is drained and dropped
+RECORD_CAP = 16 << 20  # bytes of one JSON record; a longer one is dropped
+FILE_BYTES = 1 << 30  # the largest file a run may write: more is a runaway loop, not a fixture
+EXTRA_PROCESSES = 1024  # on top of the user's current count: RLIMIT_NPROC counts all of them
 
 
 @dataclass
 class Limits:
+    """Bounds of one run; a limit left None gets the default of `bounded`, memory excepted."""
+
     timeout: float = 120.0
     cpu_seconds: int | None = None
     memory_bytes: int | None = None
     processes: int | None = None
     file_bytes: int | None = None
+
+    def bounded(self) -> Limits:
+        """CPU seconds: the timeout on every core (threads add up); files up to FILE_BYTES; a
+        fork bomb stops EXTRA_PROCESSES above what the user runs now. Memory stays unbounded:
+        test suites differ too much for one default."""
+        return replace(
+            self,
+            cpu_seconds=self.cpu_seconds or math.ceil(self.timeout) * (os.cpu_count() or 1),
+            processes=self.processes or process_limit(EXTRA_PROCESSES),
+            file_bytes=self.file_bytes or FILE_BYTES,
+        )
+
+
+def process_limit(extra: int) -> int | None:
+    """An RLIMIT_NPROC `extra` tasks above the user's current count (it counts threads too)."""
+    uid, count = os.getuid(), 0
+    try:
+        entries = [p for p in os.scandir("/proc") if p.name.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            if entry.stat().st_uid == uid:
+                count += len(os.listdir(f"/proc/{entry.name}/task"))
+        except OSError:
+            pass  # exited meanwhile
+    return count + extra
 
 
 @dataclass
@@ -89,7 +122,10 @@ def plugin_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 async def _read_records(reader: asyncio.StreamReader, on_record, records: list[dict]) -> None:
     while True:
-        line = await reader.readline()
+        try:
+            line = await reader.readline()
+        except ValueError:
+            continue  # over RECORD_CAP: dropped, and its tail fails to parse below
         if not line:
             return
         try:
@@ -136,7 +172,7 @@ async def run_streaming(
             stderr=asyncio.subprocess.STDOUT,
             pass_fds=(write_fd,),
             start_new_session=True,
-            preexec_fn=_limit_child(limits),
+            preexec_fn=_limit_child(limits.bounded()),
         )
     except BaseException:
         os.close(read_fd)
@@ -145,7 +181,7 @@ async def run_streaming(
         os.close(write_fd)
 
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+    reader = asyncio.StreamReader(limit=RECORD_CAP)
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -204,8 +205,7 @@ async def run_tests(
         report.message = f"the test run exceeded its timeout of {limits.timeout:g} s and was killed"
     elif not done:
         report.status = "crashed"
-        how = f"signal {proc.signal}" if proc.signal else f"exit status {proc.returncode}"
-        report.message = f"the test process ended with {how} before pytest finished"
+        report.message = f"the test process ended with {_how(proc.signal, proc.returncode)} before pytest finished"
         if "No module named pytest" in proc.output:
             report.status = "error"
             report.message = f"pytest is not installed in {python} (run: {python} -m pip install pytest)"
@@ -214,7 +214,30 @@ async def run_tests(
         report.message = proc.output.strip()[-2000:] or f"pytest exited with {proc.returncode}"
     if report.status in ("timeout", "crashed"):
         _account_for_unfinished(report, running, nodeids, on_result)
+    else:
+        _account_for_lost(report, running, on_result)
     return report
+
+
+def _how(signum: int | None, returncode: int | None) -> str:
+    if not signum:
+        return f"exit status {returncode}"
+    if signum == signal.SIGXCPU:
+        return "signal SIGXCPU: it used up its CPU time limit"
+    try:
+        return f"signal {signum} ({signal.Signals(signum).name})"
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _account_for_lost(report, running, on_result) -> None:
+    """Tests that started but whose result never came: a record too large to read."""
+    for nodeid in running:
+        result = TestResult(nodeid=nodeid, outcome="error", path=nodeid.split("::")[0],
+                            message="its result was too large to read (a huge assertion or exception message?)")
+        report.results.append(result)
+        if on_result is not None:
+            on_result(result)
 
 
 def _account_for_unfinished(report, running, nodeids, on_result) -> None:

@@ -1,14 +1,14 @@
 """Changed symbols → the tests that can be affected, each with the reason it was chosen.
 
-Sources of evidence are pluggable (`Evidence`): the static name graph today; per-test coverage
-plugs in beside it as another source without changing callers.
+Sources of evidence are pluggable (`Evidence`): the static name graph here; what each test used
+on its last run in `tracefix.selection.dynamic`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Protocol
+from typing import Collection, Protocol
 
 from tracefix.index.graph import Node, ProjectIndex
 from tracefix.parsing.symbols import MODULE
@@ -39,7 +39,7 @@ class Evidence(Protocol):
         """nodeid → reason for every test this source says the changes can affect."""
 
 
-def _name(node: Node) -> str:
+def node_name(node: Node) -> str:
     path, qualname = node
     stem = PurePosixPath(path).stem
     return stem if qualname == MODULE else f"{stem}.{qualname}"
@@ -48,11 +48,14 @@ def _name(node: Node) -> str:
 class StaticNames:
     """Tests that can reach a changed name through imports and uses."""
 
+    def __init__(self, whats: tuple[str, ...] = ("changed", "added", "removed")):
+        self.whats = whats
+
     def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
         reasons: dict[str, str] = {}
         by_node = {}
         for c in changes:
-            if c.kind == "file":
+            if c.kind == "file" or c.what not in self.whats:
                 continue
             # a removed symbol is gone from the graph; its module stands for it
             node = (c.path, MODULE if c.what == "removed" else c.qualname)
@@ -64,19 +67,29 @@ class StaticNames:
             if len(chain) == 1:
                 reasons[nodeid] = f"the test itself {change.what} ({change.path}:{change.line})"
             else:
-                via = " → ".join(_name(n) for n in chain[1:-1])
+                via = " → ".join(node_name(n) for n in chain[1:-1])
                 path = f" via {via}" if via else ""
                 reasons[nodeid] = f"reaches {change.label()}{path}"
         return reasons
 
 
 class ConftestScope:
-    """A changed conftest.py can change any test below its directory."""
+    """A changed conftest.py can change any test below its directory.
+
+    With outside_tests, only changes to what runs outside any test count (module-level code and
+    pytest_* hooks), and added or removed names (a new fixture overrides one of the same name);
+    edits of fixtures and helpers are left to what tests were seen to use."""
+
+    def __init__(self, outside_tests: bool = False):
+        self.outside_tests = outside_tests
 
     def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
         reasons: dict[str, str] = {}
         for c in changes:
             if PurePosixPath(c.path).name != "conftest.py":
+                continue
+            if (self.outside_tests and c.what == "changed" and c.qualname != MODULE
+                    and not c.qualname.startswith("pytest_")):
                 continue
             scope = str(PurePosixPath(c.path).parent)
             prefix = "" if scope == "." else scope + "/"
@@ -119,6 +132,8 @@ def select(index: ProjectIndex, changes: list[Changed], mode: str = "precise",
     return [Selected(n, r) for n, r in sorted(reasons.items(), key=lambda kv: order.get(kv[0], 1 << 30))]
 
 
-def explain_skipped(index: ProjectIndex, selected: list[Selected]) -> list[Selected]:
+def explain_skipped(index: ProjectIndex, selected: list[Selected], recorded: Collection[str] = ()) -> list[Selected]:
+    """Why each other test was skipped; `recorded`: tests whose last run's dependencies are known."""
     chosen = {s.nodeid for s in selected}
-    return [Selected(t.nodeid, "skipped: no path from the change") for t in index.tests() if t.nodeid not in chosen]
+    return [Selected(t.nodeid, "skipped: its last run used none of the changes" if t.nodeid in recorded
+                     else "skipped: no path from the change") for t in index.tests() if t.nodeid not in chosen]

@@ -74,10 +74,9 @@ end
 --- Opens the code action menu at the cursor and picks the first action whose title matches
 --- `pattern`, as a user would; returns the titles offered.
 function M.code_action(pattern)
-  local offered
+  local offered, choice
   vim.ui.select = function(items, _, on_choice)
     offered = {}
-    local choice
     for _, item in ipairs(items) do
       local title = (item.action or item[2]).title -- {action=, ctx=} from 0.10, {client_id, action} before
       table.insert(offered, title)
@@ -89,6 +88,9 @@ function M.code_action(pattern)
   end
   vim.lsp.buf.code_action()
   M.wait('the code actions', function() return offered end)
+  if not choice then
+    error(('no code action matches %q among: %s'):format(pattern, table.concat(offered, '; ')), 2)
+  end
   return offered
 end
 
@@ -104,6 +106,7 @@ function M.replace(buf, old, new)
   error(old .. ' is not in the buffer', 2)
 end
 
+--- Runs the scenario with an outcome table to fill, writes that (and any error) for pytest, quits.
 function M.run(scenario)
   local outcome = {}
   local ok, err = xpcall(scenario, debug.traceback, outcome)

@@ -44,6 +44,8 @@ def _is_workspace_code(path, test_files):
 
 def pytest_configure(config):
     global _out, _root
+    if os.environ.get("TRACEFIX_NICE"):
+        os.nice(int(os.environ["TRACEFIX_NICE"]))  # a background audit leaves the CPU to the user
     fd = os.environ.get("TRACEFIX_REPORT_FD")
     if fd is None:
         return

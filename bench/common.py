@@ -1,0 +1,113 @@
+"""What the selection benchmarks share: real projects from PyPI sdists, the test venv, timing, results.
+
+The sdists and the test venv live under bench/results/work, which git ignores. Checkouts live in
+the temp dir: inside this repo pytest would take our pyproject.toml as a config-less project's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+WORK = RESULTS / "work"
+VENV = WORK / "venv"
+VENV_PYTHON = VENV / "bin" / "python"
+CHECKOUTS = Path(tempfile.gettempdir()) / "tracefix-bench"
+# the test interpreter's tools, pinned so reruns compare
+TEST_TOOLS = ("pytest==9.2.0", "pytest-testmon==2.2.0")
+
+
+@dataclass(frozen=True)
+class RealProject:
+    name: str
+    version: str
+    package: str  # the code mutants go into, relative to the checkout
+    pythonpath: str = ""  # src layouts: where the package imports from, relative to the checkout
+
+    def env(self, root: Path) -> dict[str, str]:
+        """Environment for pytest and tracefix in a checkout: the bench venv and the project's imports."""
+        paths = [str(BENCH)] + ([str(root / self.pythonpath)] if self.pythonpath else [])
+        return dict(os.environ, VIRTUAL_ENV=str(VENV), PYTHONPATH=os.pathsep.join(paths),
+                    PYTHONDONTWRITEBYTECODE="1")
+
+
+# pure Python, tests shipped in the sdist, no test dependencies beyond pytest
+PROJECTS = {
+    "boltons": RealProject("boltons", "26.2.0", "boltons"),
+    "cachetools": RealProject("cachetools", "8.0.1", "src/cachetools", "src"),
+}
+
+
+def machine() -> dict:
+    """Where and when; the load average says how much other work shared the cores."""
+    return {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def summary_ms(seconds: list[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    return {"n": len(ms), "p50_ms": round(percentile(ms, 50), 3), "p90_ms": round(percentile(ms, 90), 3),
+            "p99_ms": round(percentile(ms, 99), 3), "mean_ms": round(statistics.fmean(ms), 3)}
+
+
+def timed(argv: list[str], **kwargs) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    return time.perf_counter() - started, proc
+
+
+def ensure_venv() -> Path:
+    if not VENV_PYTHON.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "-q", *TEST_TOOLS], check=True)
+    return VENV_PYTHON
+
+
+def checkout(project: RealProject) -> Path:
+    """A fresh copy of the project's sdist, committed to git as the baseline."""
+    sdists = WORK / "sdist"
+    sdists.mkdir(parents=True, exist_ok=True)
+    spec = f"{project.name}=={project.version}"
+    found = list(sdists.glob(f"{project.name.replace('-', '_')}-{project.version}.tar.gz"))
+    if not found:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps",
+                        "-d", str(sdists), spec], check=True)
+        found = list(sdists.glob(f"{project.name.replace('-', '_')}-{project.version}.tar.gz"))
+    root = CHECKOUTS / f"{project.name}-{project.version}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(found[0]) as tar:
+        tar.extractall(root.parent, filter="data")
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "baseline"], cwd=root, check=True)
+    return root
+
+
+def write_results(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

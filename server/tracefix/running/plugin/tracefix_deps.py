@@ -1,0 +1,272 @@
+"""pytest plugin that records what each test used, for test selection: the workspace code it
+executed, the fixtures it requested, the workspace data files it read or directories it listed,
+and the installed distributions whose code it ran.
+
+Appends one JSON line per test to the file named by TRACEFIX_DEPS (and one "env" line first).
+Runs inside the user's test process: Python >= 3.9, stdlib and pytest only. Python >= 3.12 uses
+sys.monitoring PY_START events, disabled after each code object's first start and re-armed per
+test; older versions use a 'call'-only sys.settrace hook (sys.setprofile when a debugger or
+coverage already owns settrace).
+"""
+
+import json
+import os
+import sys
+import threading
+
+import pytest
+
+_PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
+_SKIP_DIRS = ("site-packages", "dist-packages", "__pycache__", ".tracefix", ".pytest_cache", ".git")
+_MONITORING_TOOLS = (5, 3)  # 0 debuggers, 1 coverage, 2 profilers; tracefix_trace takes 4 then 3
+
+_root = ""
+_out = None
+_hook = None
+_used = None  # what the running test (or higher-scoped fixture setup) used so far
+_scoped = {}  # FixtureDef → what its one-time setup used, shared by every test that requests it
+_session_files = set()  # read outside any test: at import or collection
+_where = {}  # code filename → ("code", relpath) | ("dist", name) | None
+_dists = None  # top-level module → distribution names
+_versions = {}
+
+
+class _Used:
+    def __init__(self):
+        self.code = set()
+        self.files = set()
+        self.dirs = set()
+
+    def merge(self, other):
+        self.code |= other.code
+        self.files |= other.files
+        self.dirs |= other.dirs
+
+
+def _add_code(code):
+    used = _used
+    if used is not None:  # a thread the test started may outlive it
+        used.code.add(code)
+
+
+class _Tracing:
+    """Python < 3.12: a global trace function that only notes the code object of each call."""
+
+    def __init__(self):
+        self.usable = True
+        self.hooks = None
+
+    def _call(self, frame, event, arg):
+        _add_code(frame.f_code)  # returns None: no line events for the frame
+
+    def start(self):
+        # settrace only sees calls; setprofile when a debugger or coverage owns settrace
+        if sys.gettrace() is None:
+            self.hooks = (sys.settrace, sys.gettrace, threading.settrace)
+        elif sys.getprofile() is None:
+            self.hooks = (sys.setprofile, sys.getprofile, threading.setprofile)
+        else:
+            self.hooks = None
+            return
+        self.hooks[0](self._call)
+        self.hooks[2](self._call)
+
+    def rearm(self):
+        pass  # every call is seen; nothing was disabled
+
+    def stop(self):
+        if self.hooks is None:
+            return False
+        set_hook, get_hook, set_threads = self.hooks
+        intact = get_hook() == self._call  # a test that sets its own tracer blinds us
+        set_hook(None)
+        set_threads(None)
+        return intact
+
+
+class _Monitoring:
+    """Python >= 3.12: PY_START on a free tool id, disabled per code object after its first start."""
+
+    def __init__(self):
+        mon = sys.monitoring
+        self.tool = next((t for t in _MONITORING_TOOLS if mon.get_tool(t) is None), None)
+        self.usable = self.tool is not None
+        if self.usable:
+            mon.use_tool_id(self.tool, "tracefix-deps")
+            mon.register_callback(self.tool, mon.events.PY_START, self._start)
+
+    def _start(self, code, offset):
+        _add_code(code)
+        return sys.monitoring.DISABLE
+
+    def start(self):
+        sys.monitoring.restart_events()
+        sys.monitoring.set_events(self.tool, sys.monitoring.events.PY_START)
+
+    def rearm(self):
+        sys.monitoring.restart_events()  # code the test already ran must be seen again
+
+    def stop(self):
+        sys.monitoring.set_events(self.tool, 0)
+        return sys.monitoring.get_tool(self.tool) == "tracefix-deps"
+
+
+def _rel(path):
+    """Workspace-relative posix path of a data file or directory, or None."""
+    path = os.path.abspath(os.fsdecode(path))
+    if not path.startswith(_root + os.sep):
+        return None
+    rel = path[len(_root) + 1:]
+    if any(part in _SKIP_DIRS for part in rel.split(os.sep)):
+        return None
+    return rel.replace(os.sep, "/")
+
+
+def _audit(event, args):
+    if event == "open":
+        path, mode, flags = args
+        if not isinstance(path, (str, bytes)) or (mode and "+" not in mode and any(m in mode for m in "wxa")):
+            return  # written, not read: its old content cannot change the outcome
+        if mode is None and flags & os.O_ACCMODE == os.O_WRONLY:
+            return
+        rel = _rel(path)
+        if rel is not None and not rel.endswith((".py", ".pyc")):
+            (_used.files if _used is not None else _session_files).add(rel)
+    elif event in ("os.listdir", "os.scandir") and _used is not None:
+        path = args[0] if args and isinstance(args[0], (str, bytes)) else "."
+        rel = _rel(path)
+        if rel is not None:
+            _used.dirs.add(rel)
+
+
+def _classify(filename):
+    """("code", relpath) for workspace code, ("dist", name) for installed packages, else None."""
+    if filename in _where:
+        return _where[filename]
+    found = None
+    path = os.path.abspath(filename)
+    if filename.startswith("<") or os.path.dirname(path) == _PLUGIN_DIR:
+        pass
+    elif path.startswith(_root + os.sep) and not any(d in path for d in ("site-packages", "dist-packages")):
+        found = ("code", path[len(_root) + 1:].replace(os.sep, "/"))
+    else:
+        found = _distribution(path)
+    _where[filename] = found
+    return found
+
+
+def _distribution(path):
+    global _dists
+    if _dists is None:
+        from importlib.metadata import packages_distributions
+
+        _dists = packages_distributions()
+    for entry in sys.path:
+        entry = os.path.abspath(entry) if entry else ""
+        if entry and path.startswith(entry + os.sep):
+            top = path[len(entry) + 1:].split(os.sep)[0]
+            names = _dists.get(top.split(".")[0])
+            if names:
+                return ("dist", names[0])
+    return None
+
+
+def _version(name):
+    if name not in _versions:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            _versions[name] = version(name)
+        except PackageNotFoundError:
+            _versions[name] = ""
+    return _versions[name]
+
+
+def _fixture_defs(item):
+    info = getattr(item, "_fixtureinfo", None)
+    return [fd for defs in (info.name2fixturedefs.values() if info else ()) for fd in defs]
+
+
+def _record(item, used, complete):
+    code, dists = set(), {}
+    for obj in used.code:
+        where = _classify(obj.co_filename)
+        if where is None:
+            continue
+        if where[0] == "code":
+            code.add((where[1], obj.co_firstlineno, obj.co_name))
+        else:
+            dists[where[1]] = _version(where[1])
+    fixtures = set()
+    for fd in _fixture_defs(item):
+        func = getattr(fd.func, "__code__", None)
+        where = _classify(func.co_filename) if func is not None else None
+        if where is not None and where[0] == "code":
+            fixtures.add((fd.argname, where[1], func.co_firstlineno))
+    return {"kind": "deps", "nodeid": item.nodeid, "complete": complete, "code": sorted(code),
+            "fixtures": sorted(fixtures), "files": sorted(used.files), "dirs": sorted(used.dirs),
+            "dists": dists}
+
+
+def _emit(record):
+    _out.write(json.dumps(record) + "\n")
+    _out.flush()
+
+
+def pytest_configure(config):
+    global _out, _root, _hook
+    path = os.environ.get("TRACEFIX_DEPS")
+    if not path:
+        return
+    _root = str(config.rootpath)
+    _out = open(path, "a", encoding="utf-8")
+    _hook = _Monitoring() if hasattr(sys, "monitoring") else _Tracing()
+    sys.addaudithook(_audit)
+    # installing or upgrading a distribution changes its sys.path directory's mtime
+    paths = {p: os.stat(p).st_mtime_ns for p in map(os.path.abspath, sys.path)
+             if os.path.isdir(p) and p != _root and not p.startswith(_root + os.sep)}
+    _emit({"kind": "env", "executable": sys.executable, "paths": paths})
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    global _used
+    if _out is None or not _hook.usable:
+        yield
+        if _out is not None:
+            _emit({"kind": "deps", "nodeid": item.nodeid, "complete": False})
+        return
+    _used = _Used()
+    _hook.start()
+    try:
+        yield
+    finally:
+        complete = _hook.stop()
+        used, _used = _used, None
+    for fd in _fixture_defs(item):
+        if fd in _scoped:
+            used.merge(_scoped[fd])
+    _emit(_record(item, used, complete))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """A fixture set up once for many tests runs inside the first one only: remember its use."""
+    global _used
+    if _used is None or fixturedef.scope == "function":
+        yield
+        return
+    outer, _used = _used, _Used()
+    _hook.rearm()
+    try:
+        yield
+    finally:
+        _scoped[fixturedef] = _used
+        outer.merge(_used)
+        _used = outer
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _out is not None:
+        _emit({"kind": "session_files", "files": sorted(_session_files)})
+        _out.close()

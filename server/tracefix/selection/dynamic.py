@@ -1,0 +1,359 @@
+"""What each test used on its last run (recorded by the tracefix_deps pytest plugin) as selection
+evidence: the code it executed, the fixtures it requested, the data files it read and the
+installed distributions it ran.
+
+Code is stored per symbol with the symbol's content digest at run time, so a test is also chosen
+when code it ran changed since (a cancelled run, an edit outside the editor), not only for the
+changes at hand. A test with no complete record is unknown: only static evidence speaks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from tracefix.index.graph import Node, ProjectIndex, digest_bytes
+from tracefix.parsing.symbols import MODULE, Symbol
+from tracefix.selection.select import (
+    DEFAULT_EVIDENCE, Changed, ConftestScope, Evidence, StaticNames, node_name,
+)
+
+EXECUTED, FIXTURE, CONTEXT, UNKNOWN = "executed", "fixture", "context", "unknown"
+CONFIG_FILES = {"pyproject.toml", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"}
+MISSING = (-1, -1, "")  # (size, mtime_ns, digest) of a file a test tried to read that did not exist
+
+FileState = tuple[int, int, str]
+_RANK = {FIXTURE: 0, EXECUTED: 1, CONTEXT: 2}
+
+
+@dataclass
+class TestDeps:
+    code: dict[Node, tuple[str, str]] = field(default_factory=dict)  # node → (digest at run time, how)
+    files: dict[str, FileState] = field(default_factory=dict)  # data files; directories end in "/"
+    dists: dict[str, str] = field(default_factory=dict)  # distribution → version
+
+    def add_code(self, node: Node, digest: str, how: str) -> None:
+        # a fixture's function also shows up as executed; "uses fixture" is the better reason
+        if node not in self.code or _RANK[how] < _RANK[self.code[node][1]]:
+            self.code[node] = (digest, how)
+
+    def rows(self) -> tuple[list, list, list]:
+        return ([(p, q, d, how) for (p, q), (d, how) in self.code.items()],
+                [(p, *state) for p, state in self.files.items()],
+                list(self.dists.items()))
+
+
+UNKNOWN_ROWS = ([("", "", "", UNKNOWN)], [], [])
+
+
+def base_nodeid(nodeid: str) -> str:
+    return nodeid.split("[")[0]
+
+
+@dataclass
+class Recorded:
+    tests: dict[str, TestDeps]  # base nodeid → what all its recorded parametrizations used
+    session_files: dict[str, FileState]  # read at import or collection, by no test in particular
+
+    @classmethod
+    def from_rows(cls, code_rows, file_rows, dist_rows) -> "Recorded":
+        tests: dict[str, TestDeps] = {}
+        unknown = set()
+        for nodeid, path, qualname, digest, how in code_rows:
+            if how == UNKNOWN:
+                unknown.add(base_nodeid(nodeid))
+            else:
+                tests.setdefault(base_nodeid(nodeid), TestDeps()).add_code((path, qualname), digest, how)
+        session: dict[str, FileState] = {}
+        for nodeid, path, size, mtime, digest in file_rows:
+            target = session if nodeid == "" else tests.setdefault(base_nodeid(nodeid), TestDeps()).files
+            target[path] = (size, mtime, digest)
+        for nodeid, dist, version in dist_rows:
+            tests.setdefault(base_nodeid(nodeid), TestDeps()).dists[dist] = version
+        # a test whose own function never showed up was not really recorded
+        known = {n: d for n, d in tests.items() if n not in unknown and d.code}
+        return cls(known, session)
+
+
+# reading the plugin's records
+def file_state(root: Path, rel: str) -> FileState:
+    """(size, mtime_ns, digest) of a file, or of a directory's sorted listing (rel ends in "/")."""
+    full = root / rel
+    try:
+        st = full.stat()
+        if stat.S_ISDIR(st.st_mode):
+            data = "\n".join(sorted(os.listdir(full))).encode("utf-8", "surrogateescape")
+        else:
+            data = full.read_bytes()
+    except OSError:
+        return MISSING
+    return (st.st_size, st.st_mtime_ns, digest_bytes(data))
+
+
+def symbol_for(index: ProjectIndex, path: str, line: int, name: str) -> Symbol | None:
+    """The symbol a code object (path, first line, name) belongs to; module-level code for lambdas
+    and comprehensions outside any definition."""
+    inner = None if name == "<module>" else index.symbol_at(path, line)
+    return inner or index.symbol(path, MODULE)
+
+
+def _context(index: ProjectIndex, node: Node) -> list[tuple[Node, Symbol]]:
+    """What executed code depends on without running it: the class bodies and module-level code
+    that define it, and the classes and module-level names it refers to."""
+    path, qualname = node
+    found = []
+    parts = qualname.split(".") if qualname != MODULE else []
+    for i in range(len(parts) - 1, 0, -1):
+        found.append((path, ".".join(parts[:i])))
+    found.append((path, MODULE))
+    for target_path, name in index.graph().get(node, ()):
+        sym = index.symbol(target_path, name) if name != MODULE else None
+        if sym is None:  # a module, or a module-level variable
+            found.append((target_path, MODULE))
+        elif sym.kind == "class":
+            found.append((target_path, name))
+    return [(n, s) for n in found if (s := index.symbol(*n)) is not None]
+
+
+def deps_from_records(index: ProjectIndex, root: Path, records: list[dict],
+                      started: dict[str, str]) -> dict[str, tuple[list, list, list]]:
+    """nodeid → rows to store, from the plugin's records of one run.
+
+    `started` holds each file's digest when the run began: a test that ran code in a file that
+    changed since cannot be mapped to symbols by line, so it is stored as unknown."""
+    states: dict[str, FileState] = {}
+
+    def state(rel: str) -> FileState:
+        if rel not in states:
+            states[rel] = file_state(root, rel)
+        return states[rel]
+
+    tests: dict[str, tuple[list, list, list]] = {}
+    for record in records:
+        if record.get("kind") == "session_files":
+            tests[""] = ([], [(p, *state(p)) for p in record["files"]], [])
+        elif record.get("kind") == "deps":
+            deps = _test_deps(index, record, started, state) if record.get("complete") else None
+            tests[record["nodeid"]] = deps.rows() if deps else UNKNOWN_ROWS
+    return tests
+
+
+def _test_deps(index: ProjectIndex, record: dict, started: dict[str, str], state) -> TestDeps | None:
+    deps = TestDeps()
+    used = [(path, line, name, EXECUTED) for path, line, name in record["code"]]
+    used += [(path, line, "", FIXTURE) for _, path, line in record["fixtures"]]
+    for path, line, name, how in used:
+        entry = index.files.get(path)
+        if entry is None:
+            continue  # not indexed code: its changes are never seen either way
+        if started.get(path) != entry.digest:
+            return None
+        sym = symbol_for(index, path, line, name)
+        if sym is None:
+            continue
+        node = (path, sym.qualname)
+        deps.add_code(node, sym.digest, how)
+        for ctx, ctx_sym in _context(index, node):
+            deps.add_code(ctx, ctx_sym.digest, CONTEXT)
+    for rel in record["files"]:
+        deps.files[rel] = state(rel)
+    for rel in record["dirs"]:
+        deps.files[rel + "/"] = state(rel + "/")
+    deps.dists = dict(record["dists"])
+    return deps if deps.code else None
+
+
+def read_records(path: Path) -> list[dict]:
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return records
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line from a killed run
+    return records
+
+
+def installed_versions(python: str) -> dict[str, str] | None:
+    """Distribution → version in the test interpreter; None if it cannot say."""
+    code = ("import importlib.metadata as m, json, sys; "
+            "json.dump({d.metadata['Name']: d.version for d in m.distributions()}, sys.stdout)")
+    try:
+        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+
+
+def environment_changed(env: dict, python: str) -> bool:
+    """Whether the interpreter or any of its sys.path directories changed since the run in `env`."""
+    if env.get("executable") != python:
+        return True
+    for path, mtime in env.get("paths", {}).items():
+        try:
+            if os.stat(path).st_mtime_ns != mtime:
+                return True
+        except OSError:
+            return True
+    return False
+
+
+# evidence
+def _phrase(node: Node, how: str, kind: str) -> str:
+    if how == FIXTURE:
+        return f"uses fixture {node_name(node)}"
+    if how == EXECUTED:
+        return f"executed {node_name(node)}"
+    what = f"{PurePosixPath(node[0]).stem}'s module-level code" if node[1] == MODULE else f"{kind} {node_name(node)}"
+    return f"executed code that uses {what}"
+
+
+class Executed:
+    """Tests that ran (or used as a fixture, or depend on the class or module of) changed code."""
+
+    def __init__(self, recorded: Recorded):
+        self.recorded = recorded
+
+    def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
+        exact = {(c.path, c.qualname): c for c in changes if c.kind != "file" and c.what != "added"}
+        # a name added to or removed from a module or class changes what that namespace holds
+        holders = {(c.path, c.qualname.rpartition(".")[0] or MODULE): c
+                   for c in changes if c.kind != "file" and c.what != "changed"}
+        current = {(p, s.qualname): s for p, e in index.files.items() for s in e.facts.symbols}
+        tests = {t.nodeid for t in index.tests()}
+        reasons: dict[str, str] = {}
+        for nodeid, deps in self.recorded.tests.items():
+            if nodeid not in tests:
+                continue
+            for node, (digest, how) in deps.code.items():
+                reason = self._reason(node, digest, how, exact, holders, current)
+                if reason:
+                    reasons[nodeid] = reason
+                    break
+        return reasons
+
+    @staticmethod
+    def _reason(node, digest, how, exact, holders, current) -> str | None:
+        now = current.get(node)
+        kind = now.kind if now else "symbol"
+        if node in exact:
+            c = exact[node]
+            return f"{_phrase(node, how, kind)} ({c.what} at {c.path}:{c.line})"
+        if node in holders:
+            c = holders[node]
+            return f"{_phrase(node, how, kind)}, where {c.qualname} was {c.what} ({c.path}:{c.line})"
+        if now is None:
+            return f"{_phrase(node, how, kind)}, which is gone since the test last ran ({node[0]})"
+        if now.digest != digest:
+            return f"{_phrase(node, how, kind)}, changed since the test last ran ({node[0]}:{now.start_line})"
+        return None
+
+
+class DataFiles:
+    """Tests that read a changed data file or listed a directory whose entries changed."""
+
+    def __init__(self, recorded: Recorded, root: Path):
+        self.recorded = recorded
+        self.root = root
+
+    def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
+        changed = {c.path: c for c in changes if c.kind == "file"}
+        for c in list(changed.values()):
+            changed.setdefault(str(PurePosixPath(c.path).parent) + "/", c)  # its directory's listing
+        states: dict[str, str | None] = {}
+
+        def reason(rel: str, was: FileState) -> str | None:
+            if rel not in states:
+                states[rel] = self._reason(rel, was, changed)
+            return states[rel]
+
+        for rel, was in self.recorded.session_files.items():
+            why = reason(rel, was)
+            if why:
+                return {t.nodeid: f"{why}, at import or collection" for t in index.tests()}
+        tests = {t.nodeid for t in index.tests()}
+        found: dict[str, str] = {}
+        for nodeid, deps in self.recorded.tests.items():
+            if nodeid not in tests:
+                continue
+            why = next((r for rel, was in deps.files.items() if (r := reason(rel, was))), None)
+            if why:
+                found[nodeid] = why
+        return found
+
+    def _reason(self, rel: str, was: FileState, changed: dict[str, Changed]) -> str | None:
+        verb = "listed" if rel.endswith("/") else "read"
+        name = rel.rstrip("/") or "."
+        if rel in changed:
+            c = changed[rel]
+            return f"{verb} {name}, where {c.path} was {c.what}" if verb == "listed" else f"read {name} ({c.what})"
+        try:
+            st = (self.root / rel).stat()
+            if (st.st_size, st.st_mtime_ns) == was[:2]:
+                return None
+        except OSError:
+            if was == MISSING:
+                return None
+        if file_state(self.root, rel)[2] != was[2]:
+            return f"{verb} {name}, which changed since the test last ran"
+        return None
+
+
+class Distributions:
+    """Tests that ran code of an installed distribution whose version changed since."""
+
+    def __init__(self, recorded: Recorded, installed: Callable[[], dict[str, str] | None]):
+        self.recorded = recorded
+        self.installed = installed  # current versions, or None when nothing can have changed
+
+    def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
+        now = self.installed()
+        if now is None:
+            return {}
+        tests = {t.nodeid for t in index.tests()}
+        found: dict[str, str] = {}
+        for nodeid, deps in self.recorded.tests.items():
+            moved = next((d for d, v in deps.dists.items() if now.get(d) != v), None)
+            if nodeid in tests and moved:
+                found[nodeid] = f"ran {moved} {deps.dists[moved]}, now {now.get(moved) or 'not installed'}"
+        return found
+
+
+class ConfigFiles:
+    """pytest reads its configuration before any plugin can watch: a change can affect every test."""
+
+    def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
+        config = next((c for c in changes if c.kind == "file" and PurePosixPath(c.path).name in CONFIG_FILES), None)
+        if config is None:
+            return {}
+        return {t.nodeid: f"{config.path} configures pytest and {config.what}" for t in index.tests()}
+
+
+class Unrecorded:
+    """Another source's choices, kept only for tests with no record of what they used."""
+
+    def __init__(self, source: Evidence, recorded: Recorded):
+        self.source = source
+        self.recorded = recorded
+
+    def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
+        return {n: r for n, r in self.source.select(index, changes).items() if n not in self.recorded.tests}
+
+
+def evidence_for(mode: str, recorded: Recorded, root: Path,
+                 installed: Callable[[], dict[str, str] | None]) -> tuple[Evidence, ...]:
+    """precise: what each recorded test used, plus static evidence for new names and for tests
+    with no record; conservative: every source for every test."""
+    dynamic = (Executed(recorded), DataFiles(recorded, root), Distributions(recorded, installed), ConfigFiles())
+    if mode == "conservative":
+        return dynamic + DEFAULT_EVIDENCE
+    return dynamic + (StaticNames(("added",)), ConftestScope(outside_tests=True)) + tuple(
+        Unrecorded(source, recorded) for source in DEFAULT_EVIDENCE)

@@ -1,0 +1,266 @@
+"""Selection from what each test used on its last run: real pytest runs on small projects."""
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import session, wait_until
+from lsprotocol import types
+
+from tracefix.project import Project
+from tracefix.selection.select import explain_skipped
+
+PYPROJECT = "[tool.pytest.ini_options]\ntestpaths = ['tests']\n"
+
+APP = {
+    "pyproject.toml": PYPROJECT,
+    "app/__init__.py": "",
+    "app/handlers.py": (
+        "def on_add(a, b):\n    return a + b\n\n\n"
+        "def on_sub(a, b):\n    return a - b\n"
+    ),
+    "app/dispatch.py": (
+        "import importlib\n\n\n"
+        "def handle(event, *args):\n"
+        "    handlers = importlib.import_module('app.handlers')\n"
+        "    return getattr(handlers, 'on_' + event)(*args)\n"
+    ),
+    "app/rates.py": "RATE = 2\n\n\ndef scaled(x):\n    return x * RATE\n",
+    "app/other.py": "def ident(x):\n    return x\n",
+    "tests/conftest.py": (
+        "import pytest\n\n\n"
+        "@pytest.fixture\ndef db():\n    return {'rows': 3}\n\n\n"
+        "@pytest.fixture(scope='module')\ndef cache():\n    return {'hits': 0}\n"
+    ),
+    "tests/test_dispatch.py": (
+        "from app.dispatch import handle\n\n\n"
+        "def test_add():\n    assert handle('add', 2, 3) == 5\n\n\n"
+        "def test_sub():\n    assert handle('sub', 5, 3) == 2\n"
+    ),
+    "tests/test_mix.py": (
+        "from app import other, rates\n\n\n"
+        "def test_scaled():\n    assert rates.scaled(3) == 6\n\n\n"
+        "def test_ident():\n    assert other.ident(4) == 4\n"
+    ),
+    "tests/test_fixtures.py": (
+        "def test_db(db):\n    assert db['rows'] == 3\n\n\n"
+        "def test_cache(cache):\n    assert cache['hits'] == 0\n\n\n"
+        "def test_cache_again(cache):\n    assert cache['hits'] == 0\n\n\n"
+        "def test_plain():\n    assert True\n"
+    ),
+    "tests/data/prices.json": '{"apple": 3}\n',
+    "tests/test_data.py": (
+        "import json\n\n\n"
+        "def test_prices():\n"
+        "    with open('tests/data/prices.json') as f:\n"
+        "        assert json.load(f)['apple'] == 3\n\n\n"
+        "def test_without_data():\n    assert 1 + 1 == 2\n"
+    ),
+}
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    write(tmp_path, APP)
+    return tmp_path
+
+
+def run_all(project: Project):
+    report = asyncio.run(project.run([t.nodeid for t in project.index.tests()]))
+    assert report.status == "ok" and not report.failed, report.output
+    project.record(report)
+    return report
+
+
+def edit(project: Project, rel: str, old: str, new: str):
+    """Save an edit the way the server sees it: changes against the baseline, then the new index."""
+    path = project.root / rel
+    text = path.read_text()
+    assert old in text
+    text = text.replace(old, new, 1)
+    changes = project.changes_in(rel, text)
+    path.write_text(text)
+    if rel.endswith(".py"):
+        project.index.update_from_disk(rel)
+    return changes
+
+
+def chosen(project: Project, changes) -> dict[str, str]:
+    return {s.nodeid: s.reason for s in project.select(changes)}
+
+
+@pytest.fixture
+def project(app: Path):
+    p = Project(app)
+    p.baseline_everything()
+    yield p
+    p.close()
+
+
+def test_dynamic_dispatch_is_seen_after_a_first_run(project):
+    edit_add = ("app/handlers.py", "return a + b", "return b + a")
+    static_only = chosen(project, project.changes_in(edit_add[0], (project.root / edit_add[0]).read_text().replace(*edit_add[1:])))
+    assert "tests/test_dispatch.py::test_add" not in static_only  # getattr on a computed name
+
+    run_all(project)
+    assert chosen(project, edit(project, *edit_add)) == {
+        "tests/test_dispatch.py::test_add": "executed handlers.on_add (changed at app/handlers.py:1)"}
+
+
+def test_module_level_change_selects_only_tests_that_ran_that_module(project):
+    before = chosen(project, project.changes_in("app/rates.py", "RATE = 3\n\n\ndef scaled(x):\n    return x * RATE\n"))
+    assert {"tests/test_mix.py::test_scaled", "tests/test_mix.py::test_ident"} <= set(before)  # static: both import it
+
+    run_all(project)
+    assert chosen(project, edit(project, "app/rates.py", "RATE = 2", "RATE = 3")) == {
+        "tests/test_mix.py::test_scaled":
+            "executed code that uses rates's module-level code (changed at app/rates.py:1)"}
+
+
+def test_fixture_change_selects_only_its_users(project):
+    changes = project.changes_in("tests/conftest.py", (project.root / "tests/conftest.py").read_text()
+                                 .replace("'hits': 0", "'hits': 1"))
+    assert len(chosen(project, changes)) == len(project.index.tests())  # no record: the conftest's scope
+
+    run_all(project)
+    changes = edit(project, "tests/conftest.py", "'hits': 0", "'hits': 1")
+    assert chosen(project, changes) == {  # module-scoped: set up in the first test only, used by both
+        "tests/test_fixtures.py::test_cache": "uses fixture conftest.cache (changed at tests/conftest.py:10)",
+        "tests/test_fixtures.py::test_cache_again": "uses fixture conftest.cache (changed at tests/conftest.py:10)",
+    }
+
+
+def test_data_file_read_selects_only_its_reader(project):
+    run_all(project)
+    changes = edit(project, "tests/data/prices.json", '"apple": 3', '"apple": 4')
+    assert chosen(project, changes) == {"tests/test_data.py::test_prices": "read tests/data/prices.json (changed)"}
+    # without a file event (`tracefix check` sees only Python changes) the recorded content says so
+    assert chosen(project, []) == {
+        "tests/test_data.py::test_prices": "read tests/data/prices.json, which changed since the test last ran"}
+
+
+def test_code_changed_outside_the_editor_is_caught_by_its_digest(project):
+    run_all(project)
+    edit(project, "app/other.py", "return x", "return -x")
+    assert chosen(project, []) == {
+        "tests/test_mix.py::test_ident": "executed other.ident, changed since the test last ran (app/other.py:1)"}
+
+
+def test_new_function_selects_tests_that_use_its_module(project):
+    run_all(project)
+    changes = edit(project, "app/other.py", "    return x\n", "    return x\n\n\ndef twice(x):\n    return 2 * x\n")
+    assert chosen(project, changes) == {
+        "tests/test_mix.py::test_ident":
+            "executed code that uses other's module-level code, where twice was added (app/other.py:5)"}
+
+
+def test_a_second_run_records_the_same_and_selects_the_same(project):
+    run_all(project)
+    first = project.recorded()
+    run_all(project)
+    assert project.recorded() == first
+    changes = edit(project, "app/handlers.py", "return a - b", "return a - b - 0")
+    assert set(chosen(project, changes)) == {"tests/test_dispatch.py::test_sub"}
+    skipped = {s.nodeid: s.reason for s in explain_skipped(project.index, project.select(changes),
+                                                           project.recorded().tests)}
+    assert skipped["tests/test_dispatch.py::test_add"] == "skipped: its last run used none of the changes"
+
+
+def test_upgraded_distribution_selects_the_tests_that_ran_it(project):
+    run_all(project)
+    recorded = project.recorded()
+    assert all("pytest" in deps.dists for deps in recorded.tests.values())
+    env = project.store.get("environment")
+    env["paths"] = {p: m + 1 for p, m in env["paths"].items()}  # as if something was installed
+    project.store.put("environment", env)
+    assert chosen(project, []) == {}  # the same versions: nothing to run
+    project.store.put("environment", dict(env, executable="/elsewhere/python"))
+    version = next(iter(recorded.tests.values())).dists["pytest"]
+    dists = {d for deps in recorded.tests.values() for d in deps.dists}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("tracefix.selection.dynamic.installed_versions",
+                   lambda python: {d: "0" if d == "pytest" else v for d, v in _versions(dists).items()})
+        reasons = chosen(project, [])
+    assert set(reasons) == set(recorded.tests)
+    assert reasons["tests/test_mix.py::test_ident"] == f"ran pytest {version}, now 0"
+
+
+def _versions(names):
+    from importlib.metadata import version
+
+    return {n: version(n) for n in names}
+
+
+def test_a_test_that_replaces_the_tracer_is_left_to_static_evidence(project):
+    write(project.root, {"tests/test_tracer.py": (
+        "import sys\nfrom app import other\n\n\n"
+        "def test_own_tracer():\n    sys.settrace(None)\n    sys.setprofile(None)\n    assert other.ident(1) == 1\n"
+    )})
+    project.index.update_from_disk("tests/test_tracer.py")
+    run_all(project)
+    assert "tests/test_tracer.py::test_own_tracer" not in project.recorded().tests
+    reasons = chosen(project, edit(project, "app/other.py", "return x", "return x * 1"))
+    assert reasons["tests/test_tracer.py::test_own_tracer"].startswith("reaches ident")
+
+
+def test_audit_counts_a_failure_selection_skipped(project):
+    run_all(project)
+    edit(project, "app/handlers.py", "return a - b", "return a - b + 1")
+    audit = asyncio.run(project.audit([]))  # a selection that chose nothing
+    assert audit.missed == ["tests/test_dispatch.py::test_sub"] and audit.missed_so_far == 1
+    project.record(audit.report)
+    again = asyncio.run(project.audit([]))  # it failed before: not a new miss
+    assert (again.missed, again.missed_so_far) == ([], 1)
+
+
+def tracefix_check(root: Path, *args: str):
+    proc = subprocess.run([sys.executable, "-m", "tracefix", "check", str(root), "--no-trace", *args],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc
+
+
+FLAG = {  # a test that looks at a file without opening it: no dependency is recorded
+    "pyproject.toml": PYPROJECT,
+    "tests/test_flag.py": "import os\n\n\ndef test_no_flag():\n    assert not os.path.exists('tests/flag')\n",
+    "tests/test_other.py": "def test_other():\n    assert True\n",
+}
+
+
+def test_check_audit_reports_and_persists_misses(tmp_path):
+    write(tmp_path, FLAG)
+    tracefix_check(tmp_path)  # first run: everything, recorded
+    (tmp_path / "tests" / "flag").write_text("")
+    assert json.loads(tracefix_check(tmp_path, "--format", "json").stdout)["selected"] == []
+    proc = tracefix_check(tmp_path, "--audit")
+    assert proc.returncode == 1
+    assert "selection audit: 1 missed failure(s) in this run, 1 so far (selection chose 0 test(s))" in proc.stdout
+    assert "missed tests/test_flag.py::test_no_flag" in proc.stdout
+    data = json.loads(tracefix_check(tmp_path, "--audit", "--format", "json").stdout)
+    assert data["audit"] == {"missed": [], "missed_so_far": 1}  # still failing: counted once
+
+
+async def test_server_audits_when_idle(tmp_path, monkeypatch):
+    write(tmp_path, FLAG)
+    monkeypatch.setenv("TRACEFIX_AUDIT_IDLE", "0.5")
+    async with session(tmp_path) as client:
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tracefix.runAll"))
+        await wait_until(lambda: any(n["done"] for n in client.tracefix_results))
+        flag = tmp_path / "tests" / "flag"
+        flag.write_text("")
+        client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
+            changes=[types.FileEvent(uri=flag.as_uri(), type=types.FileChangeType.Created)]))
+        await wait_until(lambda: any("selection audit" in m.message for m in client.log_messages))
+        audit = next(m for m in client.log_messages if "selection audit" in m.message)
+        assert audit.message == ("selection audit: 1 missed failures so far: "
+                                 "this audit found tests/test_flag.py::test_no_flag")
+        assert audit.type == types.MessageType.Warning

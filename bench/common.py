@@ -55,7 +55,7 @@ PROJECTS = {
 def machine() -> dict:
     """Where and when; the load average says how much other work shared the cores."""
     return {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
@@ -73,7 +73,7 @@ def summary_ms(seconds: list[float]) -> dict:
 
 def timed(argv: list[str], **kwargs) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     return time.perf_counter() - started, proc
 
 
@@ -84,8 +84,8 @@ def ensure_venv() -> Path:
     return VENV_PYTHON
 
 
-def checkout(project: RealProject) -> Path:
-    """A fresh copy of the project's sdist, committed to git as the baseline."""
+def checkout(project: RealProject, purpose: str) -> Path:
+    """A fresh copy of the project's sdist, committed to git as the baseline; one per benchmark."""
     sdists = WORK / "sdist"
     sdists.mkdir(parents=True, exist_ok=True)
     spec = f"{project.name}=={project.version}"
@@ -94,7 +94,7 @@ def checkout(project: RealProject) -> Path:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps",
                         "-d", str(sdists), spec], check=True)
         found = list(sdists.glob(f"{project.name.replace('-', '_')}-{project.version}.tar.gz"))
-    root = CHECKOUTS / f"{project.name}-{project.version}"
+    root = CHECKOUTS / purpose / f"{project.name}-{project.version}"
     shutil.rmtree(root, ignore_errors=True)
     root.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(found[0]) as tar:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, summary_ms, write_results  # noqa: E402
-from tracefix.parsing.document import Document  # noqa: E402
-from tracefix.parsing.symbols import diff, outline  # noqa: E402
+from common import machine, summary_ms, write_results
+from tracefix.parsing.document import Document
+from tracefix.parsing.symbols import diff, outline
 
 LINES = 3000
 TYPED = "abcxyz_0123 ():.,=+'\""  # identifier characters and the punctuation that breaks syntax

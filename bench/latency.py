@@ -26,14 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, machine, summary_ms, write_results  # noqa: E402
+from common import REPO, machine, summary_ms, write_results
 
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import start_client, wait_until  # noqa: E402
-from test_lsp_e2e import edit_and_save, open_file  # noqa: E402
-
-from tracefix.project import Project  # noqa: E402
-from tracefix.running.runner import FAILING  # noqa: E402
+from conftest import start_client, wait_until
+from test_lsp_e2e import edit_and_save, open_file
+from tracefix.project import Project
+from tracefix.running.runner import FAILING
 
 FIXED, BROKEN = "if quantity >= 50:", "if quantity > 50:"
 PRICING = "shop/pricing.py"

@@ -4,7 +4,7 @@ For each real project (an unmodified PyPI sdist, committed to git as the baselin
   1. warm up: `tracefix check --all` and `pytest --testmon` on the baseline; keep both states;
   2. candidate mutants: one-line changes inside function bodies of the package (flipped comparison,
      `and`<->`or`, `+`<->`-`, integer constant + 1, return value -> None), shuffled with a seeded RNG;
-  3. per mutant: full pytest run (the truth; mutants no test fails are dropped), then
+  3. per mutant: full pytest run (the truth; mutants no test fails, or that loop, are dropped), then
      `tracefix check --format json --no-trace` (changes since the warmed run) and `pytest --testmon`,
      each starting from the warmed state; then the file is restored.
 
@@ -29,7 +29,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PROJECTS, RealProject, checkout, ensure_venv, machine, timed, write_results  # noqa: E402
+from common import (
+    PROJECTS,
+    WORK,
+    RealProject,
+    checkout,
+    ensure_venv,
+    machine,
+    timed,
+    write_results,
+)
 
 FAILING = ("failed", "error", "timeout", "crashed")
 STATES = (".tracefix", ".testmondata")  # what each tool keeps between runs, reset before every mutant
@@ -49,6 +58,10 @@ class Mutant:
     kind: str
     before: str
     after: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}:{self.kind}:{self.after}"
 
     def apply(self, text: str) -> str:
         lines = text.splitlines(keepends=True)
@@ -128,7 +141,7 @@ def _parses(text: str) -> bool:
 
 
 def pytest_run(project: RealProject, root: Path, *extra: str, timeout: float) -> tuple[float, dict | None]:
-    """(wall seconds, {nodeid: outcome}); None outcomes when the run timed out."""
+    """(wall seconds, {nodeid: outcome}); None outcomes when the run timed out (a looping mutant)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         env = dict(project.env(root), BENCH_OUTCOMES=out.name)
         argv = [str(ensure_venv()), "-m", "pytest", "-q", "-p", "pytest_outcomes", *extra]  # testmon needs the cache plugin
@@ -161,7 +174,7 @@ def failing(outcomes: dict) -> set[str]:
 
 
 def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dict:
-    root = checkout(project)
+    root = checkout(project, "mutation")
     keep = Path(tempfile.mkdtemp(prefix=f"bench-{project.name}-"))
     full_seconds, baseline = pytest_run(project, root, timeout=600)
     tracefix_check(project, root, "--all")
@@ -171,23 +184,27 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dic
     timeout = max(60.0, 10 * full_seconds)
     pool = candidates(root, project.package)
     random.Random(seed).shuffle(pool)
+    # mutants no test kills do not depend on tracefix: a rerun skips their full runs
+    survivors_file = WORK / f"survivors-{project.name}-{project.version}.json"
+    survivors = set(json.loads(survivors_file.read_text())) if survivors_file.exists() else set()
     print(f"{project.name}: {len(baseline)} tests, {len(broken_before)} failing at baseline, "
           f"full run {full_seconds:.1f} s, {len(pool)} candidate mutants", flush=True)
-    rows, screened, timed_out = [], 0, 0
+    rows, screened = [], 0
     for mutant in pool[:max_tries]:
         if len(rows) >= wanted:
             break
         screened += 1
+        if mutant.key in survivors:
+            continue
         file = root / mutant.path
         original = file.read_text(encoding="utf-8")
         file.write_text(mutant.apply(original), encoding="utf-8")
         try:
             full_s, truth = pytest_run(project, root, timeout=timeout)
-            if truth is None:
-                timed_out += 1
-                continue
-            broken = failing(truth) - broken_before
+            broken = failing(truth or {}) - broken_before
             if not broken:
+                survivors.add(mutant.key)
+                survivors_file.write_text(json.dumps(sorted(survivors)))
                 continue
             copy_states(keep, root)
             tf_s, report = tracefix_check(project, root)
@@ -204,7 +221,7 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dic
     shutil.rmtree(keep)
     return {"project": f"{project.name}=={project.version}", "tests": len(baseline),
             "failing_at_baseline": sorted(broken_before), "full_run_s": round(full_seconds, 2),
-            "candidates": len(pool), "screened": screened, "timed_out": timed_out,
+            "candidates": len(pool), "screened": screened,
             "summary": summarize(rows, len(baseline)), "mutants": rows}
 
 

@@ -5,13 +5,14 @@ task's visible example test as a pytest test). The model sees only those; what a
 scored with the task's hidden `test`, run in a fresh interpreter outside the project.
 
 Arms, same model server, same reply parser (tracefix.refining.replies.parse_reply):
-  tracefix  trace the failing test (tracing.capture), then refining.engine.refine: rounds of
-            candidates, each verified on the visible test in a shadow copy; offers only a verified one.
+  tracefix  what the editor's fix action does (tracefix.fixing.fix_test): find the function the
+            failing test exercises, trace the test, build the request, refining.engine.refine: rounds
+            of candidates, each verified on the visible test in a shadow copy; offers only a verified one.
   baseline  "fix this function, here is the failing pytest output"; calls one at a time until a reply
             parses, offered unverified. Its budget is the number of model calls tracefix made on the
             same task (--calls when tracefix does not run).
 
-    python bench/repair.py --model qwen-coder-1.5b --limit 20
+    TRACEFIX_LLAMA_PYTHON=/path/to/llama-venv/bin/python python bench/repair.py --model qwen-coder-1.5b --limit 20
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import machine  # noqa: E402
 from tests.support.models import MODELS, LlamaServer, model_path  # noqa: E402
 from tracefix.fixing import FixError, build_request, function_under_test  # noqa: E402
 from tracefix.parsing.symbols import Symbol  # noqa: E402
@@ -324,6 +326,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--calls", type=int, default=1, help="baseline's budget when tracefix does not run")
     p.add_argument("--temperature", type=float, default=LLMSettings.temperature)
     p.add_argument("--n-ctx", type=int, default=8192, help="context size of the local server")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads of the local server (fewer than the "
+                   "cores if other jobs share the machine: llama.cpp's threads wait on each other)")
     p.add_argument("--python", default=sys.executable, help="interpreter with pytest that runs the tests")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"repair-{dt.date.today()}.json")
     p.add_argument("--table", type=Path, metavar="RESULTS", help="only print the table of a results file "
@@ -362,8 +366,9 @@ def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "bench/repair.py", *args.argv]),
         "model": args.model or args.model_name,
-        "settings": {k: getattr(args, k) for k in ("candidates", "rounds", "calls", "temperature", "n_ctx")},
+        "settings": {k: getattr(args, k) for k in ("candidates", "rounds", "calls", "temperature", "n_ctx", "threads")},
         "wall_seconds": round(seconds, 1),
+        "machine": machine(),  # its load average says how busy the shared cores were
         "summary": summarize(rows, args.arms),
         "tasks": rows,
     }
@@ -380,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(summarize(result["tasks"], arms), arms))
         return
     tasks = load_tasks(args.dataset, args.tasks.split(",") if args.tasks else None, args.limit)
-    server = LlamaServer(model_path(args.model), n_ctx=args.n_ctx) if args.model else None
+    server = LlamaServer(model_path(args.model), n_ctx=args.n_ctx, n_threads=args.threads) if args.model else None
     # `kill` unwinds like Ctrl-C, so the `with` below stops the model server instead of orphaning it.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with server or nullcontext(args.base_url) as base_url:

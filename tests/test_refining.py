@@ -348,8 +348,10 @@ async def test_a_hanging_candidate_is_stopped_by_the_test_timeout(project, fake_
     hang = RIGHT.replace("    return", "    while True:\n        pass\n    return")
     fake = fake_openai([fenced(hang)])
     outcome = await refine(
-        fix_request(project, test_timeout=5), settings_for(fake, rounds=1), client=client_for(fake)
+        # long enough for the baseline run on a loaded 2-core machine, short enough for the test
+        fix_request(project, test_timeout=20), settings_for(fake, rounds=1), client=client_for(fake)
     )
+    assert outcome.error is None
     (attempt,) = outcome.attempts
     assert attempt.verdict == "fails" and "timeout" in attempt.reason
     assert outcome.best is None

@@ -250,6 +250,26 @@ def test_every_run_gets_default_limits():
     assert limits.memory_bytes is None
 
 
+# --- trust: nothing of the project runs before it is trusted (the save loop: test_lsp_features.py)
+
+async def test_no_run_and_an_untrusted_session_run_no_project_code(shop, tmp_path):
+    ran = tmp_path / "project-code-ran"
+    (shop / "tests" / "conftest.py").write_text(f"from pathlib import Path\nPath({str(ran)!r}).write_text('x')\n")
+    cli = subprocess.run([sys.executable, "-m", "tracefix", "check", str(shop), "--all", "--no-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert f"--no-run: would run 8 test(s) with {sys.executable}; ran nothing." in cli.stdout
+    store = Store(shop)  # a failure from an earlier, trusted session: something to ask a fix for
+    store.save_results([{"nodeid": BULK, "outcome": "failed", "path": "tests/test_pricing.py", "line": 8}])
+    store.close()
+    async with session(shop, trusted=False) as client:
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tracefix.runAll"))
+        await wait_until(lambda: client.tracefix_status[-1]["state"] == "untrusted")
+        for command in ("tracefix.fixTest", "tracefix.showTrace"):
+            with pytest.raises(Exception, match="not trusted"):
+                await client.workspace_execute_command_async(types.ExecuteCommandParams(command=command, arguments=[BULK]))
+    assert not ran.exists()
+
+
 # --- model code runs only in the shadow copy; secrets stay out of prompts and logs
 
 # a right fix that also writes where it runs: the working directory, HOME, TMPDIR, its module's folder
@@ -344,3 +364,58 @@ async def test_model_faults_reach_the_user_and_never_an_edit(shop, fake_openai):
         await fails_cleanly("a remote endpoint with allowRemote false", "allowRemote is false")
     assert pricing.read_text() == before
     assert len(fake.chat_requests) == sum(len(steps) for _, steps, _ in FAULTS)  # none to the remote one
+
+
+# --- nothing lost: the store survives kills, sharing and corruption
+
+WRITER = """
+import sys
+from pathlib import Path
+from tracefix.index.store import Store
+
+store = Store(Path(sys.argv[1]))
+print("writing", flush=True)
+for n in range(10**9):
+    store.save_results([{"nodeid": f"t{i}", "outcome": "passed", "n": n} for i in range(200)])
+"""
+
+
+def test_the_store_survives_sigkill_mid_write(tmp_path):
+    for kill in range(5):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE)
+        assert writer.stdout.readline() == b"writing\n"
+        time.sleep(0.1 + 0.1 * kill)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        store = Store(tmp_path)
+        try:
+            assert store.warnings == []
+            assert store.db.execute("pragma integrity_check").fetchone() == ("ok",)
+            results = store.results()
+            assert len(results) == 200 and len({r["n"] for r in results.values()}) == 1  # whole writes only
+        finally:
+            store.close()
+
+
+async def test_a_cli_run_and_a_server_session_share_the_store(shop):
+    async with session(shop) as client:
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tracefix", "check", str(shop), "--all", "--no-trace", "--format", "json",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        await run_all(client)  # the server runs and writes while the CLI does
+        out, err = await cli.communicate()
+        assert cli.returncode == 1, err
+        failed = [r["nodeid"] for r in json.loads(out)["results"] if r["outcome"] == "failed"]
+        assert failed == [BULK]
+        await break_and_wait(client, shop, "shop/text.py", "EUR", "USD", "tests/test_text.py")
+    store = Store(shop)
+    assert store.warnings == [] and store.results()[BULK]["outcome"] == "failed"
+    store.close()
+
+
+async def test_a_corrupt_store_is_rebuilt_with_a_warning(fixed_shop):
+    Store(fixed_shop).close()
+    (fixed_shop / ".tracefix" / "index.sqlite").write_bytes(b"not a database " * 1000)
+    async with session(fixed_shop) as client:
+        assert any("rebuilt the tracefix index: it is corrupt" in m.message for m in client.log_messages)
+        await break_and_wait(client, fixed_shop, "shop/pricing.py", "return 0\n", "return 1\n", "tests/test_pricing.py")

@@ -64,6 +64,7 @@ class Project:
         self.store.save_files(rows, removed)
         self.snapshot: dict[str, list] = self.store.snapshot()
         self._recorded: dynamic.Recorded | None = None
+        self._versions: tuple[tuple | None, dict[str, str] | None] = (None, None)
 
     def reconfigure(self, editor_settings: dict | None) -> list[str]:
         self.settings, warnings = settings_mod.load(self.root, editor_settings)
@@ -162,7 +163,10 @@ class Project:
             return None
         if env is None or not dynamic.environment_changed(env, python):
             return None
-        return dynamic.installed_versions(python)
+        key = (python, dynamic.path_times(env))
+        if self._versions[0] != key:  # asked once per state of the environment, not per selection
+            self._versions = (key, dynamic.installed_versions(python))
+        return self._versions[1]
 
     def python(self) -> str:
         return find_python(self.root, self.settings.python)

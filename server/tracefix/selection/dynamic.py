@@ -32,7 +32,9 @@ _RANK = {FIXTURE: 0, EXECUTED: 1, CONTEXT: 2}
 
 
 @dataclass
-class TestDeps:
+class Deps:
+    """What one test used on its last run."""
+
     code: dict[Node, tuple[str, str]] = field(default_factory=dict)  # node → (digest at run time, how)
     files: dict[str, FileState] = field(default_factory=dict)  # data files; directories end in "/"
     dists: dict[str, str] = field(default_factory=dict)  # distribution → version
@@ -57,25 +59,25 @@ def base_nodeid(nodeid: str) -> str:
 
 @dataclass
 class Recorded:
-    tests: dict[str, TestDeps]  # base nodeid → what all its recorded parametrizations used
+    tests: dict[str, Deps]  # base nodeid → what all its recorded parametrizations used
     session_files: dict[str, FileState]  # read at import or collection, by no test in particular
 
     @classmethod
     def from_rows(cls, code_rows, file_rows, dist_rows) -> "Recorded":
-        tests: dict[str, TestDeps] = {}
+        tests: dict[str, Deps] = {}
         unknown = set()
         for nodeid, path, qualname, digest, how in code_rows:
             if how == UNKNOWN:
                 unknown.add(base_nodeid(nodeid))
             else:
-                tests.setdefault(base_nodeid(nodeid), TestDeps()).add_code((path, qualname), digest, how)
+                tests.setdefault(base_nodeid(nodeid), Deps()).add_code((path, qualname), digest, how)
         session: dict[str, FileState] = {}
         for nodeid, path, size, mtime, digest in file_rows:
-            target = session if nodeid == "" else tests.setdefault(base_nodeid(nodeid), TestDeps()).files
+            target = session if nodeid == "" else tests.setdefault(base_nodeid(nodeid), Deps()).files
             target[path] = (size, mtime, digest)
         for nodeid, dist, version in dist_rows:
-            tests.setdefault(base_nodeid(nodeid), TestDeps()).dists[dist] = version
-        # a test whose own function never showed up was not really recorded
+            tests.setdefault(base_nodeid(nodeid), Deps()).dists[dist] = version
+        # file and distribution rows alone are no record
         known = {n: d for n, d in tests.items() if n not in unknown and d.code}
         return cls(known, session)
 
@@ -95,7 +97,7 @@ def file_state(root: Path, rel: str) -> FileState:
     return (st.st_size, st.st_mtime_ns, digest_bytes(data))
 
 
-def symbol_for(index: ProjectIndex, path: str, line: int, name: str) -> Symbol | None:
+def _symbol_for(index: ProjectIndex, path: str, line: int, name: str) -> Symbol | None:
     """The symbol a code object (path, first line, name) belongs to; module-level code for lambdas
     and comprehensions outside any definition."""
     inner = None if name == "<module>" else index.symbol_at(path, line)
@@ -126,46 +128,70 @@ def deps_from_records(index: ProjectIndex, root: Path, records: list[dict],
 
     `started` holds each file's digest when the run began: a test that ran code in a file that
     changed since cannot be mapped to symbols by line, so it is stored as unknown."""
-    states: dict[str, FileState] = {}
-
-    def state(rel: str) -> FileState:
-        if rel not in states:
-            states[rel] = file_state(root, rel)
-        return states[rel]
-
+    mapper = _Mapper(index, root, started)
     tests: dict[str, tuple[list, list, list]] = {}
     for record in records:
         if record.get("kind") == "session_files":
-            tests[""] = ([], [(p, *state(p)) for p in record["files"]], [])
+            tests[""] = ([], [(p, *mapper.state(p)) for p in record["files"]], [])
         elif record.get("kind") == "deps":
-            deps = _test_deps(index, record, started, state) if record.get("complete") else None
+            deps = mapper.test_deps(record) if record.get("complete") else None
             tests[record["nodeid"]] = deps.rows() if deps else UNKNOWN_ROWS
     return tests
 
 
-def _test_deps(index: ProjectIndex, record: dict, started: dict[str, str], state) -> TestDeps | None:
-    deps = TestDeps()
-    used = [(path, line, name, EXECUTED) for path, line, name in record["code"]]
-    used += [(path, line, "", FIXTURE) for _, path, line in record["fixtures"]]
-    for path, line, name, how in used:
-        entry = index.files.get(path)
+class _Mapper:
+    """Plugin records → symbols with their digests; tests share most code, so answers are cached."""
+
+    def __init__(self, index: ProjectIndex, root: Path, started: dict[str, str]):
+        self.index, self.root, self.started = index, root, started
+        self.states: dict[str, FileState] = {}
+        self.symbols: dict[tuple[str, int, str], list[tuple[Node, str, str]] | None] = {}
+
+    def state(self, rel: str) -> FileState:
+        if rel not in self.states:
+            self.states[rel] = file_state(self.root, rel)
+        return self.states[rel]
+
+    def code(self, path: str, line: int, name: str) -> list[tuple[Node, str, str]] | None:
+        """[(node, digest, how)] for a code object and its context; [] for code the index does not
+        hold, None for code whose file changed during the run."""
+        key = (path, line, name)
+        if key not in self.symbols:
+            self.symbols[key] = self._code(path, line, name)
+        return self.symbols[key]
+
+    def _code(self, path: str, line: int, name: str) -> list[tuple[Node, str, str]] | None:
+        entry = self.index.files.get(path)
         if entry is None:
-            continue  # not indexed code: its changes are never seen either way
-        if started.get(path) != entry.digest:
+            return []  # not indexed: its changes are never seen either way
+        if self.started.get(path) != entry.digest:
             return None
-        sym = symbol_for(index, path, line, name)
+        sym = _symbol_for(self.index, path, line, name)
         if sym is None:
-            continue
+            return []
         node = (path, sym.qualname)
-        deps.add_code(node, sym.digest, how)
-        for ctx, ctx_sym in _context(index, node):
-            deps.add_code(ctx, ctx_sym.digest, CONTEXT)
-    for rel in record["files"]:
-        deps.files[rel] = state(rel)
-    for rel in record["dirs"]:
-        deps.files[rel + "/"] = state(rel + "/")
-    deps.dists = dict(record["dists"])
-    return deps if deps.code else None
+        return [(node, sym.digest, EXECUTED)] + [(n, c.digest, CONTEXT) for n, c in _context(self.index, node)]
+
+    def test_deps(self, record: dict) -> Deps | None:
+        deps = Deps()
+        used = [(path, line, name, EXECUTED) for path, line, name in record["code"]]
+        used += [(path, line, "", FIXTURE) for _, path, line in record["fixtures"]]
+        test = self.index.test_for(record["nodeid"])
+        if test is not None:  # a skipped test never runs its function, yet depends on it
+            sym = self.index.symbol(test.path, test.qualname)
+            used += [(test.path, sym.start_line, test.qualname, EXECUTED)] if sym else []
+        for path, line, name, how in used:
+            found = self.code(path, line, name)
+            if found is None:
+                return None
+            for i, (node, digest, kind) in enumerate(found):
+                deps.add_code(node, digest, how if i == 0 else kind)
+        for rel in record["files"]:
+            deps.files[rel] = self.state(rel)
+        for rel in record["dirs"]:
+            deps.files[rel + "/"] = self.state(rel + "/")
+        deps.dists = dict(record["dists"])
+        return deps if deps.code else None
 
 
 def read_records(path: Path) -> list[dict]:
@@ -193,17 +219,20 @@ def installed_versions(python: str) -> dict[str, str] | None:
         return None
 
 
+def path_times(env: dict) -> tuple:
+    """The current mtimes of the sys.path directories recorded in `env` (None: gone)."""
+    times = []
+    for path in env.get("paths", {}):
+        try:
+            times.append(os.stat(path).st_mtime_ns)
+        except OSError:
+            times.append(None)
+    return tuple(times)
+
+
 def environment_changed(env: dict, python: str) -> bool:
     """Whether the interpreter or any of its sys.path directories changed since the run in `env`."""
-    if env.get("executable") != python:
-        return True
-    for path, mtime in env.get("paths", {}).items():
-        try:
-            if os.stat(path).st_mtime_ns != mtime:
-                return True
-        except OSError:
-            return True
-    return False
+    return env.get("executable") != python or path_times(env) != tuple(env.get("paths", {}).values())
 
 
 # evidence

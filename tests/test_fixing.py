@@ -42,6 +42,8 @@ def test_wrong_then_right_only_the_right_one_is_verified(shop, fake_openai):
     first, second = fake.chat_requests
     assert "quantity=50" in first.prompt  # the block trace is in the prompt
     assert "Earlier attempt 1 did not work" in second.prompt
+    assert "Execution trace with this attempt" in second.prompt  # the wrong candidate's own run
+    assert "returned 5" in second.prompt.split("Earlier attempt 1")[1]  # bulk_discount(10) → 5 with `> 49`
 
 
 def test_apply_writes_the_verified_fix(shop, fake_openai):

@@ -149,18 +149,24 @@ class LlamaServer:
 
     def __enter__(self) -> str:
         self._proc = subprocess.Popen(self._cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self.base_url
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"llama server exited with {self._proc.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2):
-                    return self.base_url
+                    return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.3)
-        tail = self.log_tail()
-        self.__exit__(None, None, None)
-        raise TimeoutError(f"llama server not ready after {self._startup_timeout}s:\n{tail}")
+        raise TimeoutError(f"llama server not ready after {self._startup_timeout:g} s:\n{self.log_tail()}")
 
     def __exit__(self, *exc: object) -> None:
         if self._proc and self._proc.poll() is None:

@@ -6,13 +6,26 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from tracefix.refining.llm import Completion, LLMSettings, ModelClient, ModelError, Redactor
+from tracefix.refining.llm import (
+    Completion,
+    LLMSettings,
+    ModelClient,
+    ModelError,
+    Redactor,
+)
 from tracefix.refining.prompt import Feedback, FixRequest, build_messages
-from tracefix.refining.replies import Candidate, Rejected, Target, TargetError, parse_reply
+from tracefix.refining.replies import (
+    Candidate,
+    Rejected,
+    Target,
+    TargetError,
+    parse_reply,
+)
 from tracefix.refining.shadow import Shadow
 from tracefix.running.runner import RunReport
 
 NOT_FAILING = ("passed", "skipped", "xfailed")
+TRACE_CHARS = 3000  # a candidate's trace in the next round's prompt
 
 
 @dataclass
@@ -191,7 +204,22 @@ class _Session:
             overall = max(outcome.attempts, key=Attempt.rank)
             if overall.candidate is not None:
                 outcome.unverified, outcome.evidence = overall.candidate, _evidence(overall, baseline)
-            previous.append(_feedback(max(attempts, key=Attempt.rank), attempts))
+            if number < self.settings.rounds:
+                previous.append(await self._feedback(max(attempts, key=Attempt.rank), attempts))
+
+    async def _feedback(self, best: Attempt, attempts: list[Attempt]) -> Feedback:
+        """The round's best candidate, what went wrong, and its trace (LDB: the next round sees
+        the values of the failing run with that candidate in place)."""
+        if best.candidate is None:
+            return Feedback(result="the reply was not usable: " + "; ".join(a.reason for a in attempts))
+        self.shadow.write(self.target.path, best.candidate.file_text)
+        try:
+            trace = await self.shadow.trace(self.request.test_nodeid, timeout=self.request.test_timeout)
+        finally:
+            self.shadow.reset(self.target.path)
+        self.say(f"traced the best failing candidate of round {best.round}")
+        text = "" if trace.error and not trace.calls else trace.render(max_chars=TRACE_CHARS)
+        return Feedback(result=best.reason, source=best.candidate.function_source, trace=text)
 
     async def _attempt(self, number: int, index: int, completion: Completion) -> Attempt:
         attempt = Attempt(number, index, completion.temperature, "rejected", "")
@@ -215,10 +243,3 @@ class _Session:
             self.shadow.reset(self.target.path)
         _judge(attempt, run, self.outcome.baseline, self.request.test_nodeid)
         return attempt
-
-
-def _feedback(best: Attempt, attempts: list[Attempt]) -> Feedback:
-    """The round's best candidate and what went wrong, or why no reply was usable."""
-    if best.candidate is not None:
-        return Feedback(result=best.reason, source=best.candidate.function_source)
-    return Feedback(result="the reply was not usable: " + "; ".join(a.reason for a in attempts))

@@ -50,6 +50,7 @@ class Feedback:
 
     result: str  # the failures it caused, or why it was rejected
     source: str = ""  # the candidate function, if the reply had one
+    trace: str = ""  # the failing test's block trace with this candidate in place
 
 
 SYSTEM = """\
@@ -102,6 +103,8 @@ def build_messages(
         parts.append(_section("Requested change", request.instruction))
     for i, attempt in enumerate(previous, 1):
         body = f"{_fence(attempt.source)}\n" if attempt.source else ""
+        if attempt.trace.strip():
+            body += f"Execution trace with this attempt:\n```\n{attempt.trace.rstrip()}\n```\n"
         parts.append(_section(f"Earlier attempt {i} did not work", body + attempt.result.rstrip()))
     ask = f"Reply with the corrected `{request.name}` function in one ```python block."
     if previous:

@@ -22,6 +22,7 @@ from pathlib import Path
 from tracefix.refining.replies import TargetError
 from tracefix.running.process import Limits, process_limit
 from tracefix.running.runner import RunReport, run_tests
+from tracefix.tracing import Trace, capture
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class Shadow:
             directory = directory.parent
         return str(directory)
 
-    async def run(self, nodeids: list[str], *, timeout: float) -> RunReport:
+    def _env_and_limits(self, timeout: float) -> tuple[dict[str, str], Limits]:
         env = {k: v for k, v in os.environ.items() if k not in self.hide_env}
         env["HOME"] = str(self.dir / "home")
         env["TMPDIR"] = str(self.dir / "tmp")
@@ -181,4 +182,13 @@ class Shadow:
             processes=process_limit(EXTRA_PROCESSES),
             file_bytes=FILE_BYTES,
         )
+        return env, limits
+
+    async def run(self, nodeids: list[str], *, timeout: float) -> RunReport:
+        env, limits = self._env_and_limits(timeout)
         return await run_tests(self.root, self.python, nodeids, limits=limits, env=env)
+
+    async def trace(self, nodeid: str, *, timeout: float) -> Trace:
+        """The block trace of a test in the copy, under the same sandbox and limits as run()."""
+        env, limits = self._env_and_limits(timeout)
+        return await capture(self.root, self.python, nodeid, timeout=timeout, env=env, limits=limits)

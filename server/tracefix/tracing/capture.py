@@ -10,19 +10,20 @@ from .model import Trace
 OUTPUT_TAIL = 1500  # characters of pytest's output quoted when no trace came back
 
 
-async def capture(root: Path, python: str, nodeid: str, *, timeout: float = 60) -> Trace:
+async def capture(root: Path, python: str, nodeid: str, *, timeout: float = 60,
+                  env: dict[str, str] | None = None, limits: Limits | None = None) -> Trace:
     """Trace the test nodeid with the interpreter python (which needs pytest, not tracefix).
 
     Never raises for a test run that went wrong: a timeout, a crash or a test pytest could not
     run gives a Trace whose error says so, with whatever partial trace the plugin wrote first.
     """
     root = Path(root).resolve()
-    env = plugin_env()
+    env = plugin_env(env)
     env["TRACEFIX_TRACE_ROOT"] = str(root)
     # xdist workers would not inherit the report fd, so the test must run in this process.
     argv = [python, "-m", "pytest", "-p", "tracefix_trace", "-p", "no:cacheprovider", "-p", "no:xdist",
             "-q", nodeid]
-    result = await run_streaming(argv, cwd=root, env=env, limits=Limits(timeout=timeout))
+    result = await run_streaming(argv, cwd=root, env=env, limits=limits or Limits(timeout=timeout))
     record = _pick([r for r in result.records if r.get("kind") == "trace"], nodeid)
     trace = Trace.from_dict(record) if record else Trace(nodeid=nodeid)
     trace.error = _error(result, record, nodeid, timeout)

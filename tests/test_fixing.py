@@ -87,3 +87,49 @@ def test_review_comment_addressed_and_removed_by_the_same_edit(fixed_shop, fake_
     after = text.read_text()
     assert "name_width, amount_width = 20, 16" in after and "# review" not in after
     assert "Change type:" in fake.chat_requests[0].prompt
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "reviews"
+
+
+def test_github_export_and_jsonl_reviews_are_listed_with_anchors(shop):
+    (shop / ".tracefix" / "reviews").mkdir(parents=True)
+    for name in ("pr-7.json", "notes.jsonl"):
+        (shop / ".tracefix" / "reviews" / name).write_text((EXAMPLES / name).read_text())
+    reviews = {c["id"]: c for c in check(shop, "--reviews", "--no-run")["reviews"]}
+    off_by_one = reviews["github:1001"]
+    assert (off_by_one["path"], off_by_one["start_line"], off_by_one["symbol"]) == ("shop/pricing.py", 13, "bulk_discount")
+    assert off_by_one["replies"][0][0] == "bo"  # the reply is part of the thread
+    assert reviews["github:1004"]["state"] == "outdated"
+    assert reviews["jsonl:cart-qty"]["symbol"] == "Cart.add"
+
+
+def respond(body: dict) -> str:
+    """A model that answers each review by what it asks for."""
+    prompt = "\n".join(m["content"] for m in body["messages"])
+    if "magic numbers" in prompt:
+        return NAMED
+    # a rewrite of Cart.add that breaks test_rejects_zero_quantity
+    return "```python\ndef add(self, unit_price, quantity=1):\n    self.lines.append((unit_price, int(quantity)))\n```"
+
+
+def test_review_edit_that_breaks_tests_is_only_an_unverified_suggestion(fixed_shop, fake_openai):
+    shop = fixed_shop
+    (shop / ".tracefix" / "reviews").mkdir(parents=True)
+    (shop / ".tracefix" / "reviews" / "pr.json").write_text(json.dumps([
+        {"id": 1, "path": "shop/text.py", "line": 9, "side": "RIGHT", "body": "Avoid the magic numbers 20 and 16",
+         "diff_hunk": "@@ -8,2 +8,2 @@ def receipt_line(name, amount):\n     return f\"{name:<20}{money(amount):>16}\"",
+         "user": {"login": "ana"}, "commit_id": "abc"},
+        {"id": 2, "path": "shop/cart.py", "line": 11, "side": "RIGHT", "body": "Truncate fractional quantities",
+         "diff_hunk": "@@ -10,2 +10,2 @@ class Cart:\n         if quantity <= 0:", "user": {"login": "bo"}, "commit_id": "abc"},
+    ]))
+    configure(shop, fake_openai([respond] * 8).base_url, rounds=1)
+    data = check(shop, "--reviews", "--fix", "--apply", "--no-trace")
+    by_subject = {f["subject"]: f for f in data["fixes"]}
+    good, bad = by_subject["review github:1"], by_subject["review github:2"]
+    assert good["verified"] and good["applied"]
+    assert not bad["verified"] and not bad["applied"]
+    assert "test_rejects_zero_quantity" in bad["evidence"]  # which tests the change breaks
+    assert "int(quantity)" not in (shop / "shop" / "cart.py").read_text()
+    states = {c["id"]: c["state"] for c in check(shop, "--reviews", "--no-run")["reviews"]}
+    assert states == {"github:1": "resolved", "github:2": "open"}  # applying resolved the one it addressed

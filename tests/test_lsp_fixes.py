@@ -6,7 +6,7 @@ from pathlib import Path
 from conftest import run_all, session, wait_until
 from lsprotocol import types
 from test_fixing import RIGHT, WRONG
-from test_lsp_e2e import errors, open_file
+from test_lsp_e2e import edit_and_save, errors, open_file
 
 
 def command_of(action) -> dict:
@@ -100,3 +100,23 @@ async def test_review_comments_add_show_hover_resolve(fixed_shop):
         await client.workspace_execute_command_async(types.ExecuteCommandParams(
             command="tracefix.resolveReviewComment", arguments=[added["id"]]))
         await wait_until(lambda: not reviews())
+
+
+async def test_review_critic_files_comments_after_a_save(fixed_shop, fake_openai):
+    reply = 'Looks mostly fine.\n{"line": 5, "comment": "money() prints -0.00 EUR for tiny negative amounts"}\n'
+    fake = fake_openai([reply])
+    settings = {"llm": {"model": "fake-model", "baseUrl": fake.base_url}, "review": {"critic": True}}
+    async with session(fixed_shop, settings=settings) as client:
+        text = fixed_shop / "shop" / "text.py"
+        await open_file(client, text)
+        await edit_and_save(client, text, "return f\"{amount:,.2f} EUR\"", "return f\"{amount:,.2f} EUR\"  # money", 2)
+
+        def critic_comments():
+            return [d for d in client.diagnostics.get(text.as_uri(), []) if d.source == "tracefix-review"]
+
+        await wait_until(critic_comments)
+        [d] = critic_comments()
+        assert d.message == "review (@tracefix-critic): money() prints -0.00 EUR for tiny negative amounts"
+        assert d.range.start.line == 4
+        assert "def money(amount):" in fake.chat_requests[0].prompt  # it saw the function and its tests
+        assert "test_money" in fake.chat_requests[0].prompt

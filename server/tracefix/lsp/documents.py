@@ -114,6 +114,8 @@ async def did_save(ls: TracefixServer, params: types.DidSaveTextDocumentParams) 
     project, rel = located
     doc = ls.docs.get(uri)
     text = doc.text if doc is not None else ls.text_of(project, rel)
+    if text is not None:
+        reviews.critique_changes(ls, project, rel, text)  # before the index takes the new text
     ls.runs.file_changed(project, rel, text)
     reviews.refresh(ls, project)
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from lsprotocol import types
 
+from tracefix import critic
+from tracefix.fixing import llm_settings
 from tracefix.lsp.fixes import RESOLVE_REVIEW, overlay
 from tracefix.lsp.server import TracefixServer, server
+from tracefix.parsing.document import parse
+from tracefix.parsing.symbols import outline
 from tracefix.project import Project
+from tracefix.refining.llm import ModelError
 from tracefix.reviews import Comment, ReviewSet
 
 REVIEW_SOURCE = "tracefix-review"
@@ -45,6 +50,34 @@ def refresh(ls: TracefixServer, project: Project) -> None:
             data={"comment": c.id, "body": c.body, "root": str(project.root)},
         ))
     ls.publisher.set_extra(f"reviews:{project.root}", by_uri)
+
+
+CRITIC_FUNCTIONS = 2  # changed functions reviewed per save: each costs a model call
+
+
+def critique_changes(ls: TracefixServer, project: Project, rel: str, text: str) -> None:
+    """With tracefix.review.critic on, the model reviews the functions this save changed."""
+    settings, _ = llm_settings(project)
+    if project.settings.review.get("critic") is not True or not settings.model or not ls.trusted:
+        return
+    data = text.encode("utf-8", "surrogatepass")
+    symbols = {s.qualname: s for s in outline(parse(data), data)}
+    changed = [symbols[c.qualname] for c in project.changes_in(rel, text)
+               if c.kind in ("function", "method") and c.what != "removed"][:CRITIC_FUNCTIONS]
+
+    async def review_all() -> None:
+        for symbol in changed:
+            try:
+                added = await critic.critique(project, rel, symbol, text, settings)
+            except ModelError as exc:
+                ls.warn(f"review critic: {exc}")
+                return
+            if added:
+                ls.log(f"review critic left {len(added)} comment(s) on {symbol.qualname}")
+                refresh(ls, project)
+
+    if changed:
+        ls.spawn(review_all(), f"critic {rel}")
 
 
 def at(project: Project, rel: str, line: int) -> list[Comment]:

@@ -53,10 +53,12 @@ PROJECTS = {
 
 
 def machine() -> dict:
-    """Where and when; the load average says how much other work shared the cores."""
+    """Where, when and which tracefix; the load average says how much other work shared the cores."""
     return {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+            "tracefix": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
+                                       text=True, check=False).stdout.strip()}
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,6 +1,8 @@
 """Overhead of running a real suite through tracefix vs plain pytest, same test ids, same interpreter.
 
-Arms, interleaved round by round so load from other work on the machine hits them alike:
+Arms, interleaved round by round so load from other work on the machine hits them alike, each
+timed by wall clock and by CPU time (ours plus pytest's: robust to waiting for a shared core;
+cpu_ours is this process's part alone):
   plain      python -m pytest -q -p no:cacheprovider -- <ids>
   streaming  tracefix's runner (run_tests): + the tracefix_pytest plugin streaming each result
   deps       Project.run, what a tracefix run costs: streaming + the tracefix_deps plugin recording
@@ -15,14 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PROJECTS, checkout, ensure_venv, machine, timed, write_results
+from common import PROJECTS, checkout, ensure_venv, machine, write_results
 from tracefix.project import Project
 from tracefix.running.process import Limits
 from tracefix.running.runner import run_tests
@@ -37,34 +41,39 @@ def measure(name: str, rounds: int) -> dict:
     nodeids = [t.nodeid for t in tracefix.index.tests()]
     plain_argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--", *nodeids]
 
-    def plain() -> float:
-        return timed(plain_argv, cwd=root)[0]
-
-    def streaming() -> float:
-        started = time.perf_counter()
-        asyncio.run(run_tests(root, python, nodeids, limits=Limits(timeout=600)))
-        return time.perf_counter() - started
-
-    def deps() -> float:
-        started = time.perf_counter()
-        asyncio.run(tracefix.run(nodeids))
-        return time.perf_counter() - started
-
-    arms = {"plain": plain, "streaming": streaming, "deps": deps}
-    for arm in arms.values():
-        arm()  # warm-up: OS caches, .pyc files
-    times: dict[str, list[float]] = {a: [] for a in arms}
+    arms = {
+        "plain": lambda: subprocess.run(plain_argv, cwd=root, capture_output=True, check=False),
+        "streaming": lambda: asyncio.run(run_tests(root, python, nodeids, limits=Limits(timeout=600))),
+        "deps": lambda: asyncio.run(tracefix.run(nodeids)),
+    }
+    for run in arms.values():
+        run()  # warm-up: OS caches, .pyc files
+    times: dict[str, dict[str, list[float]]] = {a: {"wall": [], "cpu": [], "cpu_ours": []} for a in arms}
     for i in range(rounds):
         for arm, run in arms.items():
-            times[arm].append(run())
-        print(f"  round {i + 1}: " + "  ".join(f"{a} {t[-1]:.2f} s" for a, t in times.items()), flush=True)
+            wall, cpu, ours = time.perf_counter(), _cpu(), _cpu(resource.RUSAGE_SELF)
+            run()
+            times[arm]["wall"].append(time.perf_counter() - wall)
+            times[arm]["cpu"].append(_cpu() - cpu)
+            times[arm]["cpu_ours"].append(_cpu(resource.RUSAGE_SELF) - ours)
+        print(f"  round {i + 1}: " + "  ".join(f"{a} {t['wall'][-1]:.2f} s ({t['cpu'][-1]:.2f} s CPU)"
+                                               for a, t in times.items()), flush=True)
     tracefix.close()
-    median = {a: statistics.median(t) for a, t in times.items()}
-    return {"project": f"{project.name}=={project.version}", "tests": len(nodeids), "rounds": rounds,
-            "seconds": {a: [round(x, 3) for x in t] for a, t in times.items()},
-            "median_s": {a: round(m, 3) for a, m in median.items()},
-            "ratio_to_plain": {a: round(m / median["plain"], 3) for a, m in median.items()},
-            "target_ratio_deps": 1.3}
+    result = {"project": f"{project.name}=={project.version}", "tests": len(nodeids), "rounds": rounds,
+              "target_ratio_deps": 1.3}
+    for clock in ("wall", "cpu", "cpu_ours"):
+        median = {a: statistics.median(t[clock]) for a, t in times.items()}
+        result[clock] = {"seconds": {a: [round(x, 3) for x in t[clock]] for a, t in times.items()},
+                         "median_s": {a: round(m, 3) for a, m in median.items()}}
+        if clock != "cpu_ours":  # plain pytest spends next to nothing in this process
+            result[clock]["ratio_to_plain"] = {a: round(m / median["plain"], 3) for a, m in median.items()}
+    return result
+
+
+def _cpu(*who: int) -> float:
+    """CPU seconds of this process (reading results, storing deps) and its finished children (pytest)."""
+    usage = [resource.getrusage(w) for w in who or (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
 def main() -> int:
@@ -75,8 +84,12 @@ def main() -> int:
     result = measure(args.project, args.rounds)
     result.update(machine=machine(), command=f"python bench/overhead.py --project {args.project} --rounds {args.rounds}")
     path = write_results(f"overhead-{args.project}", result)
-    for arm, seconds in result["median_s"].items():
-        print(f"{arm:10s} median {seconds:6.2f} s  ×{result['ratio_to_plain'][arm]:.2f} of plain pytest")
+    for clock in ("wall", "cpu"):
+        for arm, seconds in result[clock]["median_s"].items():
+            ratio = result[clock]["ratio_to_plain"][arm]
+            ours = result["cpu_ours"]["median_s"][arm]
+            print(f"{arm:10s} {clock:4s} median {seconds:6.2f} s  ×{ratio:.2f} of plain pytest"
+                  + (f"  ({ours:.2f} s CPU in tracefix's process)" if clock == "cpu" else ""))
     print(f"{result['tests']} test ids; load average {result['machine']['load_average_1_5_15']}; results: {path}")
     return 0
 

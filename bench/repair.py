@@ -242,6 +242,8 @@ async def run_task(task: dict, args: argparse.Namespace, settings: LLMSettings, 
             attempt = await ARMS[arm](Context(task, project, result, output, budget, settings))
         except FixError as exc:
             attempt = Attempt(note=str(exc))
+        except Exception as exc:  # noqa: BLE001 - one task's crash must not end an hour-long run
+            attempt = Attempt(note=f"error: {type(exc).__name__}: {exc}")
         finally:
             project.close()
         if arm == "tracefix":
@@ -275,6 +277,7 @@ def summarize(rows: list[dict], arms: list[str]) -> dict:
             "fix_rate": fixed / len(results) if results else 0.0,
             "offered_pass_visible": sum(bool(a["visible_pass"]) for a in offered),
             "offered_fail_hidden": len(offered) - fixed,
+            "errors": sum(a["note"].startswith("error:") for a in results),
             "calls": sum(a["calls"] for a in results),
             "tokens": tokens,
             "seconds": round(seconds, 1),
@@ -293,14 +296,14 @@ def summarize(rows: list[dict], arms: list[str]) -> dict:
 def markdown(summary: dict, arms: list[str]) -> str:
     lines = [
         "| arm | attempted | offered | fixed (hidden test passes) | fix rate | offered, visible test passes "
-        "| offered, hidden test fails | model calls | tokens | tokens per fix | wall s | wall s per fix |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| offered, hidden test fails | crashed | model calls | tokens | tokens per fix | wall s | wall s per fix |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for arm in arms:
         s = summary[arm]
         lines.append(
             f"| {arm} | {s['attempted']} | {s['offered']} | {s['fixed']} | {s['fix_rate']:.0%} | "
-            f"{s['offered_pass_visible']} | {s['offered_fail_hidden']} | {s['calls']} | {s['tokens']} | "
+            f"{s['offered_pass_visible']} | {s['offered_fail_hidden']} | {s.get('errors', 0)} | {s['calls']} | {s['tokens']} | "
             f"{s['tokens_per_fix'] or '–'} | {s['seconds']:.0f} | {s['seconds_per_fix'] or '–'} |"
         )
     if "paired" in summary:
@@ -361,11 +364,19 @@ async def run_all(args: argparse.Namespace, tasks: list[dict], base_url: str, mo
     return rows
 
 
+def git_head() -> str:
+    """The commit measured, with "+changes" when the working tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "server"], cwd=ROOT, capture_output=True, text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "bench/repair.py", *args.argv]),
         "model": args.model or args.model_name,
+        "commit": git_head(),
         "settings": {k: getattr(args, k) for k in ("candidates", "rounds", "calls", "temperature", "n_ctx", "threads")},
         "wall_seconds": round(seconds, 1),
         "machine": machine(),  # its load average says how busy the shared cores were

@@ -4,12 +4,12 @@ import asyncio
 import json
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 from conftest import session, wait_until
 from lsprotocol import types
-
 from tracefix.project import Project
 from tracefix.selection.select import explain_skipped
 
@@ -50,6 +50,11 @@ APP = {
         "def test_cache(cache):\n    assert cache['hits'] == 0\n\n\n"
         "def test_cache_again(cache):\n    assert cache['hits'] == 0\n\n\n"
         "def test_plain():\n    assert True\n"
+    ),
+    "tests/cases.py": "def make_cases():\n    return [1, 2]\n",
+    "tests/test_params.py": (
+        "import pytest\nfrom cases import make_cases\n\n\n"
+        "@pytest.mark.parametrize('n', make_cases())\ndef test_positive(n):\n    assert n > 0\n"
     ),
     "tests/data/prices.json": '{"apple": 3}\n',
     "tests/test_data.py": (
@@ -139,6 +144,15 @@ def test_fixture_change_selects_only_its_users(project):
     }
 
 
+def test_code_run_at_collection_selects_every_test(project):
+    run_all(project)
+    asyncio.run(project.run(["tests/test_mix.py::test_ident"]))  # collects one module: keeps what the full run saw
+    reasons = chosen(project, edit(project, "tests/cases.py", "[1, 2]", "[1, 2, 0]"))
+    assert set(reasons) == {t.nodeid for t in project.index.tests()}
+    assert reasons["tests/test_params.py::test_positive"] == (
+        "at collection, executed cases.make_cases (changed at tests/cases.py:1)")
+
+
 def test_data_file_read_selects_only_its_reader(project):
     run_all(project)
     changes = edit(project, "tests/data/prices.json", '"apple": 3', '"apple": 4')
@@ -175,29 +189,26 @@ def test_a_second_run_records_the_same_and_selects_the_same(project):
     assert skipped["tests/test_dispatch.py::test_add"] == "skipped: its last run used none of the changes"
 
 
-def test_upgraded_distribution_selects_the_tests_that_ran_it(project):
+def test_upgraded_distribution_selects_the_tests_that_ran_it(project, monkeypatch):
     run_all(project)
     recorded = project.recorded()
     assert all("pytest" in deps.dists for deps in recorded.tests.values())
+    installed = {d: version(d) for deps in recorded.tests.values() for d in deps.dists}
+    asked = []
+    monkeypatch.setattr("tracefix.selection.dynamic.installed_versions",
+                        lambda python: asked.append(python) or installed)
+    assert (chosen(project, []), asked) == ({}, [])  # site-packages untouched: the interpreter is not asked
     env = project.store.get("environment")
-    env["paths"] = {p: m + 1 for p, m in env["paths"].items()}  # as if something was installed
-    project.store.put("environment", env)
-    assert chosen(project, []) == {}  # the same versions: nothing to run
-    project.store.put("environment", dict(env, executable="/elsewhere/python"))
-    version = next(iter(recorded.tests.values())).dists["pytest"]
-    dists = {d for deps in recorded.tests.values() for d in deps.dists}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("tracefix.selection.dynamic.installed_versions",
-                   lambda python: {d: "0" if d == "pytest" else v for d, v in _versions(dists).items()})
-        reasons = chosen(project, [])
+    project.store.put("environment", dict(env, paths={p: m + 1 for p, m in env["paths"].items()}))
+    assert chosen(project, []) == {}  # something was installed, but nothing the tests ran changed
+    assert chosen(project, []) == {} and len(asked) == 1
+
+    installed["pytest"] = "0"
+    upgraded = Project(project.root)  # a new state of site-packages is asked about once
+    reasons = chosen(upgraded, [])
+    upgraded.close()
     assert set(reasons) == set(recorded.tests)
-    assert reasons["tests/test_mix.py::test_ident"] == f"ran pytest {version}, now 0"
-
-
-def _versions(names):
-    from importlib.metadata import version
-
-    return {n: version(n) for n in names}
+    assert reasons["tests/test_mix.py::test_ident"] == f"ran pytest {version('pytest')}, now 0"
 
 
 def test_a_test_that_replaces_the_tracer_is_left_to_static_evidence(project):
@@ -224,7 +235,7 @@ def test_audit_counts_a_failure_selection_skipped(project):
 
 def tracefix_check(root: Path, *args: str):
     proc = subprocess.run([sys.executable, "-m", "tracefix", "check", str(root), "--no-trace", *args],
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode in (0, 1), proc.stderr
     return proc
 

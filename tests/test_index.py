@@ -149,3 +149,27 @@ def test_store_from_another_version_is_rebuilt(tmp_path):
     db.close()
     store = Store(tmp_path)
     assert "another tracefix version" in store.warnings[0]
+
+
+def test_inherited_tests_follow_pytest_collection(tmp_path):
+    write(tmp_path, {
+        "tests/__init__.py": "",
+        "tests/base.py": "class Shared:\n    def test_shared(self):\n        pass\n",
+        "tests/test_a.py": (
+            "import unittest\nfrom .base import Shared\n\n"
+            "class SimplifiedTestCaseProtocol:\n    pass\n\n"
+            "class Mixin(SimplifiedTestCaseProtocol):\n    def test_inherited(self):\n        pass\n\n"
+            "class CacheTest(unittest.TestCase, Mixin):\n    def test_own(self):\n        pass\n\n"
+            "class TestFromOther(Shared):\n    pass\n"
+        ),
+    })
+    idx = index_of(tmp_path)
+    tests = {t.nodeid: t.source for t in idx.tests()}
+    assert tests == {  # the mixin itself is not collected; what it gives its subclasses is
+        "tests/test_a.py::CacheTest::test_inherited": ("tests/test_a.py", "Mixin.test_inherited"),
+        "tests/test_a.py::CacheTest::test_own": None,
+        "tests/test_a.py::TestFromOther::test_shared": ("tests/base.py", "Shared.test_shared"),
+    }
+    # a change to the inherited method selects every class that inherits it
+    assert sorted(idx.tests_reaching({("tests/base.py", "Shared.test_shared")})) == [
+        "tests/test_a.py::TestFromOther::test_shared"]

@@ -3,26 +3,28 @@ are reported as such, model code stays in its copy, secrets stay out of logs and
 the `.tracefix` store survives. docs/reliability.md maps each fault class to its test here."""
 
 import asyncio
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from conftest import run_all, session, wait_until
 from lsprotocol import types
+from pygls.io_ import StdoutWriter
 from test_fixing import RIGHT
 from test_lsp_e2e import edit_and_save, errors, open_file
 from test_lsp_fixes import actions_at
-
-from tests.support.raw_lsp import RawServer
 from tracefix.index.store import Store
+from tracefix.lsp.server import TracefixServer
 from tracefix.running.process import FILE_BYTES, Limits
 from tracefix.running.runner import run_tests
+
+from tests.support.raw_lsp import RawServer
 
 BULK = "tests/test_pricing.py::test_bulk_discount_tiers"
 
@@ -231,6 +233,37 @@ async def test_hostile_tests_are_bounded_and_the_server_unharmed(hostile):
     store.close()
 
 
+def test_quitting_during_a_run_is_prompt(hostile):
+    server = RawServer(hostile, settings={"timeout": 60})
+    server.initialize()
+    server.request("workspace/executeCommand", {"command": "tracefix.rerunTest",
+                                                "arguments": ["tests/test_hostile.py::test_hangs_in_a_fixture"]})
+    server.wait(lambda: any(s["state"] == "running" for s in server.notes("tracefix/status")))
+    started = time.monotonic()
+    server.send({"id": "bye", "method": "shutdown"})  # and exit at once, as editors do when they quit
+    server.notify("exit")
+    assert server.proc.wait(30) == 0
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 10  # SIGKILL is sent; the child may take a moment to go
+    while live_commands("test_hangs_in_a_fixture"):
+        assert time.monotonic() < deadline, "the run outlived the server"
+        time.sleep(0.1)
+
+
+def test_a_closed_stream_ends_error_reporting():
+    """Reporting an error sends a message; when sending fails, that is reported once, not again
+    and again (it was a recursion that logged for seconds when the editor quit mid-run)."""
+    ls = TracefixServer()
+    stream = io.BytesIO()
+    stream.close()
+    ls.protocol.set_writer(StdoutWriter(stream))
+    reports = []
+    report = ls.report_server_error
+    ls.report_server_error = lambda error, source: (reports.append(error), report(error, source))
+    ls.log("a run was cancelled")
+    assert len(reports) <= 2
+
+
 @pytest.mark.parametrize("limits, body, outcome, words", [
     (Limits(timeout=60, file_bytes=1 << 20), "open('big', 'wb').write(bytes(2 << 20))", "failed", "File too large"),
     (Limits(timeout=60, cpu_seconds=1), "while True: pass", "crashed", "used up its CPU time limit"),
@@ -255,8 +288,8 @@ def test_every_run_gets_default_limits():
 async def test_no_run_and_an_untrusted_session_run_no_project_code(shop, tmp_path):
     ran = tmp_path / "project-code-ran"
     (shop / "tests" / "conftest.py").write_text(f"from pathlib import Path\nPath({str(ran)!r}).write_text('x')\n")
-    cli = subprocess.run([sys.executable, "-m", "tracefix", "check", str(shop), "--all", "--no-run"],
-                         capture_output=True, text=True, timeout=120)
+    cli = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "tracefix", "check", str(shop), "--all",
+                                                   "--no-run"], capture_output=True, text=True, check=False)
     assert f"--no-run: would run 8 test(s) with {sys.executable}; ran nothing." in cli.stdout
     store = Store(shop)  # a failure from an earlier, trusted session: something to ask a fix for
     store.save_results([{"nodeid": BULK, "outcome": "failed", "path": "tests/test_pricing.py", "line": 8}])
@@ -268,6 +301,9 @@ async def test_no_run_and_an_untrusted_session_run_no_project_code(shop, tmp_pat
             with pytest.raises(Exception, match="not trusted"):
                 await client.workspace_execute_command_async(types.ExecuteCommandParams(command=command, arguments=[BULK]))
     assert not ran.exists()
+    await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "pytest", "--collect-only", "-q"], cwd=shop,
+                            capture_output=True, check=False)
+    assert ran.exists()  # the probe works: any pytest run imports it
 
 
 # --- model code runs only in the shadow copy; secrets stay out of prompts and logs
@@ -372,6 +408,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from tracefix.index.store import Store
+from tracefix.lsp.server import TracefixServer
 
 store = Store(Path(sys.argv[1]))
 print("writing", flush=True)

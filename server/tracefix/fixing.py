@@ -15,7 +15,15 @@ from tracefix.project import Project
 from tracefix.refining.engine import FixOutcome, refine
 from tracefix.refining.llm import LLMSettings, not_configured_message
 from tracefix.refining.prompt import FixRequest
-from tracefix.reviews import Comment, ReviewSet, comments_for_symbol, describe, inline_comments, removal_edit, touches
+from tracefix.reviews import (
+    Comment,
+    ReviewSet,
+    comments_for_symbol,
+    describe,
+    inline_comments,
+    removal_edit,
+    touches,
+)
 from tracefix.running.runner import TestResult
 from tracefix.tracing import capture
 

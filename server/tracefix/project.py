@@ -6,9 +6,9 @@ import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from tracefix import settings as settings_mod
 from tracefix.index import pytestconfig
@@ -18,7 +18,14 @@ from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import Symbol, diff, outline
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running.process import Limits
-from tracefix.running.runner import FAILING, InterpreterError, RunReport, TestResult, find_python, run_tests
+from tracefix.running.runner import (
+    FAILING,
+    InterpreterError,
+    RunReport,
+    TestResult,
+    find_python,
+    run_tests,
+)
 from tracefix.selection import dynamic
 from tracefix.selection.select import Changed, Selected, select
 
@@ -175,23 +182,25 @@ class Project:
                   nice: bool = False) -> RunReport:
         """Run tests, recording what each one used; `nice`: at the lowest CPU priority."""
         ordered = self._order(nodeids)
-        fd, deps_file = tempfile.mkstemp(prefix="deps-", suffix=".jsonl", dir=self.store.dir)
+        fd, deps_file = tempfile.mkstemp(prefix="tracefix-deps-", suffix=".jsonl")  # a test may delete .tracefix
         os.close(fd)
         env = dict(os.environ, TRACEFIX_DEPS=deps_file, **({"TRACEFIX_NICE": "19"} if nice else {}))
         started = {rel: e.digest for rel, e in self.index.files.items()}
         try:
             report = await run_tests(self.root, self.python(), ordered, limits=Limits(timeout=self.settings.timeout),
                                      on_result=on_result, extra_args=("-p", "tracefix_deps"), env=env)
-            self._save_deps(dynamic.read_records(Path(deps_file)), started)
+            full = {t.nodeid for t in self.index.tests()} <= set(nodeids)
+            self._save_deps(dynamic.read_records(Path(deps_file)), started, full)
         finally:
-            os.unlink(deps_file)
+            Path(deps_file).unlink(missing_ok=True)
         return report
 
-    def _save_deps(self, records: list[dict], started: dict[str, str]) -> None:
+    def _save_deps(self, records: list[dict], started: dict[str, str], full: bool) -> None:
         env = next((r for r in records if r.get("kind") == "env"), None)
         if env is not None:
             self.store.put("environment", {"executable": env["executable"], "paths": env["paths"]})
-        self.store.save_deps(dynamic.deps_from_records(self.index, self.root, records, started))
+        earlier = None if full else self.recorded().session
+        self.store.save_deps(dynamic.deps_from_records(self.index, self.root, records, started, earlier))
         self._recorded = None
 
     async def audit(self, selected: list[Selected], on_result: Callable[[TestResult], None] | None = None,

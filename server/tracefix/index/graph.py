@@ -18,14 +18,20 @@ IGNORED_DIRS = {".git", ".hg", ".svn", "__pycache__", ".tracefix", "node_modules
 MAX_FILE_BYTES = 2_000_000  # larger files are generated data, not code worth indexing
 
 Node = tuple[str, str]  # (path relative to root, qualname)
+FACTS_VERSION = 2  # stored facts of another version are parsed again
 
 
 @dataclass(frozen=True)
 class TestItem:
     nodeid: str
     path: str
-    qualname: str  # "test_x" or "TestCart.test_x"
+    qualname: str  # "test_x" or "TestCart.test_x", as pytest names it
     line: int
+    source: Node | None = None  # where an inherited test's code is: (path, "Mixin.test_x")
+
+    @property
+    def node(self) -> Node:
+        return self.source or (self.path, self.qualname)
 
 
 def is_ignored_dir(name: str) -> bool:
@@ -42,6 +48,8 @@ def _facts_to_json(f: Facts) -> dict:
         "imports": [asdict(i) for i in f.imports],
         "uses": {k: sorted(v) for k, v in f.uses.items()},
         "params": {k: list(v) for k, v in f.params.items()},
+        "bases": {k: list(v) for k, v in f.bases.items()},
+        "version": FACTS_VERSION,
     }
 
 
@@ -49,7 +57,7 @@ def _facts_from_json(d: dict) -> Facts:
     symbols = [Symbol(**{**s, "decorators": tuple(s["decorators"])}) for s in d["symbols"]]
     imports = [Import(i["module"], tuple(i["names"]), i["level"], i["alias"]) for i in d["imports"]]
     return Facts(symbols, imports, {k: set(v) for k, v in d["uses"].items()},
-                 {k: tuple(v) for k, v in d["params"].items()})
+                 {k: tuple(v) for k, v in d["params"].items()}, {k: tuple(v) for k, v in d["bases"].items()})
 
 
 def digest_bytes(data: bytes) -> str:
@@ -103,7 +111,7 @@ class ProjectIndex:
         rows = []
         for path, (mtime, size) in on_disk.items():
             old = stored.get(path)
-            if old and old[0] == mtime and old[1] == size:
+            if old and old[0] == mtime and old[1] == size and old[3].get("version") == FACTS_VERSION:
                 self.files[path] = FileEntry(path, mtime, size, old[2], _facts_from_json(old[3]))
                 continue
             entry = self.update_from_disk(path)
@@ -164,20 +172,70 @@ class ProjectIndex:
 
     def _tests_in(self, path: str, f: Facts) -> list[TestItem]:
         cfg = self.config
-        classes = {s.qualname: s for s in f.symbols if s.kind == "class" and "." not in s.qualname}
-        testcase = {q for q in classes if any("TestCase" in u for u in f.uses.get(q, ()))}
-        items = []
-        for s in f.symbols:
-            if s.kind == "function" and cfg.is_test_function(s.qualname) and not _is_fixture(s):
-                items.append(TestItem(f"{path}::{s.qualname}", path, s.qualname, s.name_line))
-            elif s.kind == "method" and s.qualname.count(".") == 1:
-                cls, name = s.qualname.split(".")
-                if (cls in testcase and name.startswith("test")) or (
-                    cls in classes and cfg.is_test_class(cls) and cfg.is_test_function(name)
-                    and "__init__" not in {m.qualname.split(".")[-1] for m in f.symbols if m.qualname.startswith(cls + ".")}
-                ):
-                    items.append(TestItem(f"{path}::{cls}::{name}", path, s.qualname, s.name_line))
-        return items
+        items = [TestItem(f"{path}::{s.qualname}", path, s.qualname, s.name_line) for s in f.symbols
+                 if s.kind == "function" and cfg.is_test_function(s.qualname) and not _is_fixture(s)]
+        for cls in (s for s in f.symbols if s.kind == "class" and "." not in s.qualname):
+            methods = self._methods(path, cls.qualname)  # own and inherited: name → defining node
+            unittest = any(q.rpartition(".")[2] == "TestCase" for q in self._ancestors(path, cls.qualname))
+            if not unittest and (not cfg.is_test_class(cls.qualname) or "__init__" in methods):
+                continue
+            for name, (where, qualname) in methods.items():
+                if (name.startswith("test") if unittest else cfg.is_test_function(name)):
+                    symbol = self.symbol(where, qualname)
+                    inherited = (where, qualname) != (path, f"{cls.qualname}.{name}")
+                    items.append(TestItem(f"{path}::{cls.qualname}::{name}", path, f"{cls.qualname}.{name}",
+                                          symbol.name_line if symbol and not inherited else cls.name_line,
+                                          (where, qualname) if inherited else None))
+        return sorted(items, key=lambda t: t.line)
+
+    def _base_nodes(self, path: str, cls: str) -> list[Node | str]:
+        """A class's bases: project classes as nodes, anything else as its written name."""
+        entry = self.files.get(path)
+        if entry is None:
+            return []
+        bound, _ = self.bindings(path, entry.facts)
+        found: list[Node | str] = []
+        for base in entry.facts.bases.get(cls, ()):
+            head, _, attr = base.rpartition(".")
+            if not head and self.symbol(path, base) is not None:
+                found.append((path, base))
+            elif not head and any(q != MODULE for _, q in bound.get(base, ())):
+                found.extend(n for n in bound[base] if n[1] != MODULE)
+            elif head and any(q == MODULE for _, q in bound.get(head.split(".")[0], ())):
+                modules = [p for p, q in bound[head.split(".")[0]] if q == MODULE]
+                found.extend((p, attr) for p in modules if self.symbol(p, attr) is not None)
+                found.append(base)
+            else:
+                found.append(base)
+        return found
+
+    def _ancestors(self, path: str, cls: str, seen: set | None = None) -> list[str]:
+        """Qualified names of all ancestors (project classes as path::name, others as written)."""
+        seen = set() if seen is None else seen
+        names = []
+        for base in self._base_nodes(path, cls):
+            if isinstance(base, str):
+                names.append(base)
+            elif base not in seen:
+                seen.add(base)
+                names.append(base[1])
+                names += self._ancestors(base[0], base[1], seen)
+        return names
+
+    def _methods(self, path: str, cls: str, seen: set | None = None) -> dict[str, Node]:
+        """Method name → the node defining it, following project bases like Python's MRO would."""
+        seen = set() if seen is None else seen
+        seen.add((path, cls))
+        entry = self.files.get(path)
+        found: dict[str, Node] = {}
+        for s in entry.facts.symbols if entry else ():
+            if s.kind == "method" and s.qualname.rpartition(".")[0] == cls:
+                found[s.qualname.rpartition(".")[2]] = (path, s.qualname)
+        for base in self._base_nodes(path, cls):
+            if not isinstance(base, str) and base not in seen:
+                for name, node in self._methods(base[0], base[1], seen).items():
+                    found.setdefault(name, node)
+        return found
 
     def test_for(self, nodeid: str) -> TestItem | None:
         base = nodeid.split("[")[0]
@@ -353,8 +411,10 @@ class ProjectIndex:
                     queue.append(src)
         found: dict[str, list[Node]] = {}
         for test in self.tests():
-            node = (test.path, test.qualname)
-            if node in parent:
+            # an inherited test runs the mixin's method on its own class (its setUp, its fixtures)
+            owners = [test.node] + ([(test.path, test.qualname.rpartition(".")[0])] if test.source else [])
+            node = next((n for n in owners if n in parent), None)
+            if node is not None:
                 chain = [node]
                 while parent[chain[-1]] is not None:
                     chain.append(parent[chain[-1]])

@@ -1,4 +1,5 @@
-"""The `.tracefix/` SQLite store: parsed file facts, the last-tested snapshot and test results.
+"""The `.tracefix/` SQLite store: parsed file facts, the last-tested snapshot, test results and
+what each test used on its last run.
 
 WAL mode so a CLI and a server can use it at once; a corrupt or foreign-version file is moved
 aside and rebuilt with a warning, never a crash.

@@ -18,7 +18,12 @@ from lsprotocol import types
 
 from tracefix.lsp import traces
 from tracefix.lsp.progress import Progress
-from tracefix.running.runner import InterpreterError, RunReport, TestResult, check_python
+from tracefix.running.runner import (
+    InterpreterError,
+    RunReport,
+    TestResult,
+    check_python,
+)
 from tracefix.selection.select import Changed, Selected
 
 if TYPE_CHECKING:
@@ -37,7 +42,7 @@ class Pending:
     run_all: bool = False
     nodeids: set[str] = field(default_factory=set)  # explicit reruns
 
-    def merge(self, other: "Pending") -> None:
+    def merge(self, other: Pending) -> None:
         self.changes.update(other.changes)
         self.paths |= other.paths
         self.run_all |= other.run_all

@@ -177,7 +177,17 @@ server = TracefixServer()
 
 def _register() -> None:
     from tracefix.lsp import (  # noqa: F401
-        code_actions, commands, documents, fixes, hover, lifecycle, progress, reviews, traces, watching)
+        code_actions,
+        commands,
+        documents,
+        fixes,
+        hover,
+        lifecycle,
+        progress,
+        reviews,
+        traces,
+        watching,
+    )
     from tracefix.lsp.diagnostics import Publisher
     from tracefix.lsp.runs import Runs
 

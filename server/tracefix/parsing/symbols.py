@@ -42,6 +42,7 @@ class Facts:
     imports: list[Import]
     uses: dict[str, set[str]] = field(default_factory=dict)  # qualname → identifiers used
     params: dict[str, tuple[str, ...]] = field(default_factory=dict)  # function → parameter names
+    bases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class → base names as written
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,8 @@ def _walk_names(root: Node, spans, uses: dict[str, set[str]], result: Facts) -> 
                 continue
             elif kind == "function_definition":
                 _params(node, spans, result)
+            elif kind == "class_definition":
+                _bases(node, spans, result)
             if cursor.goto_first_child():
                 continue
         if cursor.goto_next_sibling():
@@ -201,6 +204,14 @@ def _params(node: Node, spans, result: Facts) -> None:
             names.append(target.text.decode("utf-8", "replace"))
     # walked outer-first: a nested def's parameters never replace its owner's
     result.params.setdefault(_owner(node.start_point[0] + 1, spans), tuple(names))
+
+
+def _bases(node: Node, spans, result: Facts) -> None:
+    supers = node.child_by_field_name("superclasses")
+    names = tuple(_dotted(a) for a in (supers.named_children if supers else ()) if a.type in ("identifier", "attribute"))
+    name = node.child_by_field_name("name")
+    owner = _owner(name.start_point[0] + 1, spans) if name is not None else MODULE
+    result.bases.setdefault(owner, names)
 
 
 def _dotted(node: Node) -> str:

@@ -13,14 +13,19 @@ import json
 import os
 import stat
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from tracefix.index.graph import Node, ProjectIndex, digest_bytes
 from tracefix.parsing.symbols import MODULE, Symbol
 from tracefix.selection.select import (
-    DEFAULT_EVIDENCE, Changed, ConftestScope, Evidence, StaticNames, node_name,
+    DEFAULT_EVIDENCE,
+    Changed,
+    ConftestScope,
+    Evidence,
+    StaticNames,
+    node_name,
 )
 
 EXECUTED, FIXTURE, CONTEXT, UNKNOWN = "executed", "fixture", "context", "unknown"
@@ -60,23 +65,22 @@ def base_nodeid(nodeid: str) -> str:
 @dataclass
 class Recorded:
     tests: dict[str, Deps]  # base nodeid → what all its recorded parametrizations used
-    session_files: dict[str, FileState]  # read at import or collection, by no test in particular
+    session: Deps  # functions run and files read at collection, by no test in particular (nodeid "")
 
     @classmethod
-    def from_rows(cls, code_rows, file_rows, dist_rows) -> "Recorded":
-        tests: dict[str, Deps] = {}
+    def from_rows(cls, code_rows, file_rows, dist_rows) -> Recorded:
+        tests: dict[str, Deps] = {"": Deps()}
         unknown = set()
         for nodeid, path, qualname, digest, how in code_rows:
             if how == UNKNOWN:
                 unknown.add(base_nodeid(nodeid))
             else:
                 tests.setdefault(base_nodeid(nodeid), Deps()).add_code((path, qualname), digest, how)
-        session: dict[str, FileState] = {}
         for nodeid, path, size, mtime, digest in file_rows:
-            target = session if nodeid == "" else tests.setdefault(base_nodeid(nodeid), Deps()).files
-            target[path] = (size, mtime, digest)
+            tests.setdefault(base_nodeid(nodeid), Deps()).files[path] = (size, mtime, digest)
         for nodeid, dist, version in dist_rows:
             tests.setdefault(base_nodeid(nodeid), Deps()).dists[dist] = version
+        session = tests.pop("")
         # file and distribution rows alone are no record
         known = {n: d for n, d in tests.items() if n not in unknown and d.code}
         return cls(known, session)
@@ -97,11 +101,9 @@ def file_state(root: Path, rel: str) -> FileState:
     return (st.st_size, st.st_mtime_ns, digest_bytes(data))
 
 
-def _symbol_for(index: ProjectIndex, path: str, line: int, name: str) -> Symbol | None:
-    """The symbol a code object (path, first line, name) belongs to; module-level code for lambdas
-    and comprehensions outside any definition."""
-    inner = None if name == "<module>" else index.symbol_at(path, line)
-    return inner or index.symbol(path, MODULE)
+def _symbol_for(index: ProjectIndex, path: str, line: int) -> Symbol | None:
+    """The innermost definition holding a line of code that ran, else the module's own code."""
+    return index.symbol_at(path, line) or index.symbol(path, MODULE)
 
 
 def _context(index: ProjectIndex, node: Node) -> list[tuple[Node, Symbol]]:
@@ -122,17 +124,19 @@ def _context(index: ProjectIndex, node: Node) -> list[tuple[Node, Symbol]]:
     return [(n, s) for n in found if (s := index.symbol(*n)) is not None]
 
 
-def deps_from_records(index: ProjectIndex, root: Path, records: list[dict],
-                      started: dict[str, str]) -> dict[str, tuple[list, list, list]]:
+def deps_from_records(index: ProjectIndex, root: Path, records: list[dict], started: dict[str, str],
+                      session: Deps | None) -> dict[str, tuple[list, list, list]]:
     """nodeid → rows to store, from the plugin's records of one run.
 
     `started` holds each file's digest when the run began: a test that ran code in a file that
-    changed since cannot be mapped to symbols by line, so it is stored as unknown."""
+    changed since cannot be mapped to symbols by line, so it is stored as unknown. `session`:
+    what earlier runs saw at collection, to add to (a run of some tests collects only their
+    modules); None to replace it (a run of all tests)."""
     mapper = _Mapper(index, root, started)
     tests: dict[str, tuple[list, list, list]] = {}
     for record in records:
-        if record.get("kind") == "session_files":
-            tests[""] = ([], [(p, *mapper.state(p)) for p in record["files"]], [])
+        if record.get("kind") == "session":
+            tests[""] = mapper.session_deps(record, session).rows()
         elif record.get("kind") == "deps":
             deps = mapper.test_deps(record) if record.get("complete") else None
             tests[record["nodeid"]] = deps.rows() if deps else UNKNOWN_ROWS
@@ -145,43 +149,56 @@ class _Mapper:
     def __init__(self, index: ProjectIndex, root: Path, started: dict[str, str]):
         self.index, self.root, self.started = index, root, started
         self.states: dict[str, FileState] = {}
-        self.symbols: dict[tuple[str, int, str], list[tuple[Node, str, str]] | None] = {}
+        self.symbols: dict[tuple[str, int], list[tuple[Node, str, str]] | None] = {}
 
     def state(self, rel: str) -> FileState:
         if rel not in self.states:
             self.states[rel] = file_state(self.root, rel)
         return self.states[rel]
 
-    def code(self, path: str, line: int, name: str) -> list[tuple[Node, str, str]] | None:
-        """[(node, digest, how)] for a code object and its context; [] for code the index does not
-        hold, None for code whose file changed during the run."""
-        key = (path, line, name)
+    def code(self, path: str, line: int) -> list[tuple[Node, str, str]] | None:
+        """[(node, digest, how)] for the code that ran at a line, and its context; [] for code the
+        index does not hold, None for code whose file changed during the run."""
+        key = (path, line)
         if key not in self.symbols:
-            self.symbols[key] = self._code(path, line, name)
+            self.symbols[key] = self._code(path, line)
         return self.symbols[key]
 
-    def _code(self, path: str, line: int, name: str) -> list[tuple[Node, str, str]] | None:
+    def _code(self, path: str, line: int) -> list[tuple[Node, str, str]] | None:
         entry = self.index.files.get(path)
         if entry is None:
             return []  # not indexed: its changes are never seen either way
         if self.started.get(path) != entry.digest:
             return None
-        sym = _symbol_for(self.index, path, line, name)
+        sym = _symbol_for(self.index, path, line)
         if sym is None:
             return []
         node = (path, sym.qualname)
         return [(node, sym.digest, EXECUTED)] + [(n, c.digest, CONTEXT) for n, c in _context(self.index, node)]
 
+    def session_deps(self, record: dict, earlier: Deps | None) -> Deps:
+        """Functions run at collection (module and class bodies are every importer's context) and
+        files read outside tests, added to what earlier runs saw of functions that still exist."""
+        deps = Deps()
+        if earlier is not None:
+            deps.code = {n: d for n, d in earlier.code.items() if self.index.symbol(*n) is not None}
+            deps.files = dict(earlier.files)
+        for path, line in record["code"]:
+            node, digest, _ = (self.code(path, line) or [(None, "", "")])[0]
+            if node is not None and self.index.symbol(*node).kind in ("function", "method"):
+                deps.code[node] = (digest, EXECUTED)
+        deps.files.update((rel, self.state(rel)) for rel in record["files"])
+        return deps
+
     def test_deps(self, record: dict) -> Deps | None:
         deps = Deps()
-        used = [(path, line, name, EXECUTED) for path, line, name in record["code"]]
-        used += [(path, line, "", FIXTURE) for _, path, line in record["fixtures"]]
+        used = [(path, line, EXECUTED) for path, line in record["code"]]
+        used += [(path, line, FIXTURE) for _, path, line in record["fixtures"]]
         test = self.index.test_for(record["nodeid"])
         if test is not None:  # a skipped test never runs its function, yet depends on it
-            sym = self.index.symbol(test.path, test.qualname)
-            used += [(test.path, sym.start_line, test.qualname, EXECUTED)] if sym else []
-        for path, line, name, how in used:
-            found = self.code(path, line, name)
+            used.append((test.path, test.line, EXECUTED))
+        for path, line, how in used:
+            found = self.code(path, line)
             if found is None:
                 return None
             for i, (node, digest, kind) in enumerate(found):
@@ -213,7 +230,7 @@ def installed_versions(python: str) -> dict[str, str] | None:
     code = ("import importlib.metadata as m, json, sys; "
             "json.dump({d.metadata['Name']: d.version for d in m.distributions()}, sys.stdout)")
     try:
-        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([python, "-c", code], check=False, capture_output=True, text=True, timeout=60)
         return json.loads(proc.stdout) if proc.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return None
@@ -258,6 +275,10 @@ class Executed:
                    for c in changes if c.kind != "file" and c.what != "changed"}
         current = {(p, s.qualname): s for p, e in index.files.items() for s in e.facts.symbols}
         tests = {t.nodeid for t in index.tests()}
+        for node, (digest, how) in self.recorded.session.code.items():
+            reason = self._reason(node, digest, how, exact, holders, current)
+            if reason:  # collection code decides which tests exist and with what parameters
+                return {nodeid: f"at collection, {reason}" for nodeid in tests}
         reasons: dict[str, str] = {}
         for nodeid, deps in self.recorded.tests.items():
             if nodeid not in tests:
@@ -304,7 +325,7 @@ class DataFiles:
                 states[rel] = self._reason(rel, was, changed)
             return states[rel]
 
-        for rel, was in self.recorded.session_files.items():
+        for rel, was in self.recorded.session.files.items():
             why = reason(rel, was)
             if why:
                 return {t.nodeid: f"{why}, at import or collection" for t in index.tests()}

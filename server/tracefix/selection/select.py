@@ -6,9 +6,10 @@ on its last run in `tracefix.selection.dynamic`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Collection, Protocol
+from typing import Protocol
 
 from tracefix.index.graph import Node, ProjectIndex
 from tracefix.parsing.symbols import MODULE

@@ -23,9 +23,8 @@ _MONITORING_TOOLS = (5, 3)  # 0 debuggers, 1 coverage, 2 profilers; tracefix_tra
 _root = ""
 _out = None
 _hook = None
-_used = None  # what the running test (or higher-scoped fixture setup) used so far
+_used = None  # what the running test (or higher-scoped fixture setup, or collection) used so far
 _scoped = {}  # FixtureDef → what its one-time setup used, shared by every test that requests it
-_session_files = set()  # read outside any test: at import or collection
 _where = {}  # code filename → ("code", relpath) | ("dist", name) | None
 _dists = None  # top-level module → distribution names
 _versions = {}
@@ -33,9 +32,10 @@ _versions = {}
 
 class _Used:
     def __init__(self):
-        self.code = set()
+        self.code = set()  # (filename, a line in the code that ran)
         self.files = set()
         self.dirs = set()
+        self.complete = True  # False once a test replaced our hook
 
     def merge(self, other):
         self.code |= other.code
@@ -43,10 +43,25 @@ class _Used:
         self.dirs |= other.dirs
 
 
-def _add_code(code):
-    used = _used
-    if used is not None:  # a thread the test started may outlive it
-        used.code.add(code)
+_session = _Used()  # what ran or was read outside any test: at collection, between tests
+
+
+def _use(used):
+    """Make `used` the record that calls go to; None between tests."""
+    global _used, _add_code
+    _used = used
+    if used is not None:  # a thread that outlives its test keeps adding to that test's set
+        _add_code = used.code.add
+
+
+_add_code = set().add
+
+
+def _on_call(frame, event, arg):
+    """The hot path: runs on every Python call while a test runs (settrace, profile).
+
+    Not frame.f_code: reading it raises an audit event, which would call our audit hook too."""
+    _add_code((frame.f_globals.get("__file__"), frame.f_lineno))  # returns None: no line events
 
 
 class _Tracing:
@@ -55,9 +70,6 @@ class _Tracing:
     def __init__(self):
         self.usable = True
         self.hooks = None
-
-    def _call(self, frame, event, arg):
-        _add_code(frame.f_code)  # returns None: no line events for the frame
 
     def start(self):
         # settrace only sees calls; setprofile when a debugger or coverage owns settrace
@@ -68,8 +80,8 @@ class _Tracing:
         else:
             self.hooks = None
             return
-        self.hooks[0](self._call)
-        self.hooks[2](self._call)
+        self.hooks[0](_on_call)
+        self.hooks[2](_on_call)
 
     def rearm(self):
         pass  # every call is seen; nothing was disabled
@@ -78,7 +90,7 @@ class _Tracing:
         if self.hooks is None:
             return False
         set_hook, get_hook, set_threads = self.hooks
-        intact = get_hook() == self._call  # a test that sets its own tracer blinds us
+        intact = get_hook() is _on_call  # a test that sets its own tracer blinds us
         set_hook(None)
         set_threads(None)
         return intact
@@ -96,7 +108,7 @@ class _Monitoring:
             mon.register_callback(self.tool, mon.events.PY_START, self._start)
 
     def _start(self, code, offset):
-        _add_code(code)
+        _add_code((code.co_filename, code.co_firstlineno))
         return sys.monitoring.DISABLE
 
     def start(self):
@@ -117,8 +129,9 @@ def _rel(path):
     if not path.startswith(_root + os.sep):
         return None
     rel = path[len(_root) + 1:]
-    if any(part in _SKIP_DIRS for part in rel.split(os.sep)):
-        return None
+    parts = rel.split(os.sep)
+    if any(part in _SKIP_DIRS or part.endswith((".egg-info", ".dist-info")) for part in parts):
+        return None  # installed metadata: distributions are compared by version
     return rel.replace(os.sep, "/")
 
 
@@ -131,10 +144,10 @@ def _audit(event, args):
             return
         rel = _rel(path)
         if rel is not None and not rel.endswith((".py", ".pyc")):
-            (_used.files if _used is not None else _session_files).add(rel)
+            (_used or _session).files.add(rel)
     elif event in ("os.listdir", "os.scandir") and _used is not None:
-        path = args[0] if args and isinstance(args[0], (str, bytes)) else "."
-        rel = _rel(path)
+        path = args[0] if args[0] is not None else "."
+        rel = _rel(path) if isinstance(path, (str, bytes)) else None  # not a directory fd
         if rel is not None:
             _used.dirs.add(rel)
 
@@ -187,23 +200,28 @@ def _fixture_defs(item):
     return [fd for defs in (info.name2fixturedefs.values() if info else ()) for fd in defs]
 
 
-def _record(item, used, complete):
+def _code_and_dists(used):
     code, dists = set(), {}
-    for obj in used.code:
-        where = _classify(obj.co_filename)
+    for filename, line in used.code:
+        where = _classify(filename) if filename else None
         if where is None:
             continue
         if where[0] == "code":
-            code.add((where[1], obj.co_firstlineno, obj.co_name))
+            code.add((where[1], line))
         else:
             dists[where[1]] = _version(where[1])
+    return sorted(code), dists
+
+
+def _record(item, used):
+    code, dists = _code_and_dists(used)
     fixtures = set()
     for fd in _fixture_defs(item):
         func = getattr(fd.func, "__code__", None)
         where = _classify(func.co_filename) if func is not None else None
         if where is not None and where[0] == "code":
             fixtures.add((fd.argname, where[1], func.co_firstlineno))
-    return {"kind": "deps", "nodeid": item.nodeid, "complete": complete, "code": sorted(code),
+    return {"kind": "deps", "nodeid": item.nodeid, "complete": used.complete, "code": code,
             "fixtures": sorted(fixtures), "files": sorted(used.files), "dirs": sorted(used.dirs),
             "dists": dists}
 
@@ -219,7 +237,7 @@ def pytest_configure(config):
     if not path:
         return
     _root = str(config.rootpath)
-    _out = open(path, "a", encoding="utf-8")
+    _out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the session, closed at its finish
     _hook = _Monitoring() if hasattr(sys, "monitoring") else _Tracing()
     sys.addaudithook(_audit)
     # installing or upgrading a distribution changes its sys.path directory's mtime
@@ -230,43 +248,74 @@ def pytest_configure(config):
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):
-    global _used
     if _out is None or not _hook.usable:
         yield
         if _out is not None:
             _emit({"kind": "deps", "nodeid": item.nodeid, "complete": False})
         return
-    _used = _Used()
+    used = _Used()
+    _use(used)
+    try:
+        yield
+    finally:
+        _use(None)
+    for fd in _fixture_defs(item):
+        if fd in _scoped:
+            used.merge(_scoped[fd])
+    _emit(_record(item, used))
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def _phase(item):
+    """Calls are watched in setup, call and teardown only: not in pytest's reporting between them."""
+    used = _used
+    if used is None:
+        yield
+        return
     _hook.start()
     try:
         yield
     finally:
-        complete = _hook.stop()
-        used, _used = _used, None
-    for fd in _fixture_defs(item):
-        if fd in _scoped:
-            used.merge(_scoped[fd])
-    _emit(_record(item, used, complete))
+        used.complete &= _hook.stop()
+
+
+pytest_runtest_setup = pytest_runtest_call = pytest_runtest_teardown = _phase
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef, request):
     """A fixture set up once for many tests runs inside the first one only: remember its use."""
-    global _used
     if _used is None or fixturedef.scope == "function":
         yield
         return
-    outer, _used = _used, _Used()
+    outer, inner = _used, _Used()
+    _use(inner)
     _hook.rearm()
     try:
         yield
     finally:
-        _scoped[fixturedef] = _used
-        outer.merge(_used)
-        _used = outer
+        _scoped[fixturedef] = inner
+        outer.merge(inner)
+        _use(outer)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_collection(session):
+    """Collection runs code no test runs again: pytest_* hooks, parametrize argument factories."""
+    if _out is None or not _hook.usable:
+        yield
+        return
+    _use(_session)
+    _hook.start()
+    try:
+        yield
+    finally:
+        _hook.stop()
+        _use(None)
 
 
 def pytest_sessionfinish(session, exitstatus):
     if _out is not None:
-        _emit({"kind": "session_files", "files": sorted(_session_files)})
+        code, _ = _code_and_dists(_session)
+        _emit({"kind": "session", "code": code, "files": sorted(_session.files)})
         _out.close()

@@ -90,3 +90,10 @@ def test_modes(project):
 def test_comment_only_edit_in_a_function_still_counts(project):
     # comments can hide code (a commented-out line); tracefix errs on the side of running
     assert project.select(edit(project, "shop/text.py", "def money(amount):\n", "def money(amount):\n    # hi\n"))
+
+
+def test_pytest_config_change_reloads_discovery(project):
+    assert len(project.index.tests()) == 8
+    (project.root / "pytest.ini").write_text("[pytest]\ntestpaths = tests\npython_functions = test_money\n")
+    assert project.reload_pytest_config() == []
+    assert [t.nodeid for t in project.index.tests()] == ["tests/test_text.py::test_money"]

@@ -73,6 +73,12 @@ class Project:
         self._recorded: dynamic.Recorded | None = None
         self._versions: tuple[tuple | None, dict[str, str] | None] = (None, None)
 
+    def reload_pytest_config(self) -> list[str]:
+        """After a pytest configuration file changed: what counts as a test may have changed."""
+        self.index.config, warnings = pytestconfig.load(self.root)
+        self.index.invalidate()
+        return warnings
+
     def reconfigure(self, editor_settings: dict | None) -> list[str]:
         self.settings, warnings = settings_mod.load(self.root, editor_settings)
         return warnings

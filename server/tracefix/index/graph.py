@@ -118,7 +118,7 @@ class ProjectIndex:
             if entry is not None:
                 rows.append(self.row(entry))
         removed = [p for p in stored if p not in on_disk]
-        self._invalidate()
+        self.invalidate()
         return rows, removed
 
     def update_from_disk(self, path: str) -> FileEntry | None:
@@ -137,18 +137,18 @@ class ProjectIndex:
         old = self.files.get(path)
         self.files[path] = entry
         if old is None or _shape(old.facts) != _shape(entry.facts):
-            self._invalidate()
+            self.invalidate()
         return entry
 
     def remove(self, path: str) -> None:
         if self.files.pop(path, None) is not None:
-            self._invalidate()
+            self.invalidate()
 
     @staticmethod
     def row(entry: FileEntry) -> tuple[str, int, int, str, dict]:
         return (entry.path, entry.mtime_ns, entry.size, entry.digest, _facts_to_json(entry.facts))
 
-    def _invalidate(self) -> None:
+    def invalidate(self) -> None:
         self._graph = self._reverse = self._modules = None
 
     # tests

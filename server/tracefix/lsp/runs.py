@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.lsp import traces
 from tracefix.lsp.progress import Progress
 from tracefix.running.runner import (
@@ -65,6 +66,9 @@ class Runs:
     def file_changed(self, project: Project, rel: str, text: str | None) -> None:
         """A saved or externally changed file: update the index, then maybe run."""
         changes = project.changes_in(rel, text)
+        if rel in CONFIG_FILES:
+            for warning in project.reload_pytest_config():
+                self.ls.warn(warning)
         if rel.endswith(".py"):
             if text is None:
                 project.index.remove(rel)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tracefix.index.graph import Node, ProjectIndex, digest_bytes
+from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.parsing.symbols import MODULE, Symbol
 from tracefix.selection.select import (
     DEFAULT_EVIDENCE,
@@ -29,7 +30,6 @@ from tracefix.selection.select import (
 )
 
 EXECUTED, FIXTURE, CONTEXT, UNKNOWN = "executed", "fixture", "context", "unknown"
-CONFIG_FILES = {"pyproject.toml", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"}
 MISSING = (-1, -1, "")  # (size, mtime_ns, digest) of a file a test tried to read that did not exist
 
 FileState = tuple[int, int, str]

@@ -173,3 +173,13 @@ def test_inherited_tests_follow_pytest_collection(tmp_path):
     # a change to the inherited method selects every class that inherits it
     assert sorted(idx.tests_reaching({("tests/base.py", "Shared.test_shared")})) == [
         "tests/test_a.py::TestFromOther::test_shared"]
+
+
+def test_store_deleted_in_use_is_recreated_with_a_warning(tmp_path):
+    store = Store(tmp_path)
+    store.put("k", 1)
+    for path in (tmp_path / ".tracefix").iterdir():
+        path.unlink()
+    store.put("k", 2)  # not lost into the unlinked file
+    assert "deleted while in use" in store.warnings[0]
+    assert Store(tmp_path).get("k") == 2

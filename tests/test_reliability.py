@@ -37,6 +37,8 @@ def live_commands(marker: str) -> list[str]:
     """Command lines of live processes that contain marker."""
     found = []
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
@@ -456,3 +458,20 @@ async def test_a_corrupt_store_is_rebuilt_with_a_warning(fixed_shop):
     async with session(fixed_shop) as client:
         assert any("rebuilt the tracefix index: it is corrupt" in m.message for m in client.log_messages)
         await break_and_wait(client, fixed_shop, "shop/pricing.py", "return 0\n", "return 1\n", "tests/test_pricing.py")
+
+
+def test_git_config_cannot_run_programs(fixed_shop):
+    """`check --no-run` promises to run nothing: not even what a repository's config names."""
+    marker = fixed_shop.parent / "fsmonitor-ran"
+    hook = fixed_shop.parent / "monitor.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"],
+                 ["config", "core.fsmonitor", str(hook)]):
+        subprocess.run(["git", *args], cwd=fixed_shop, check=True, capture_output=True)
+    (fixed_shop / "shop" / "text.py").write_text("def money(amount):\n    return ''\n")
+    proc = subprocess.run([sys.executable, "-m", "tracefix", "check", str(fixed_shop), "--no-run"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "money" in proc.stdout  # the change was still found
+    assert not marker.exists()

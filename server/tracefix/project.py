@@ -125,7 +125,7 @@ class Project:
         if top is None or _git(self.root, "rev-parse", "--verify", rev + "^{commit}") is None:
             return None
         top_path = Path(top.strip())
-        names = (_git(self.root, "diff", "--name-only", "--no-renames", rev, "--", ".") or "").split("\n")
+        names = (_git(self.root, "diff", "--no-ext-diff", "--no-textconv", "--name-only", "--no-renames", rev, "--", ".") or "").split("\n")
         untracked = (_git(self.root, "ls-files", "--others", "--exclude-standard", "--", ".") or "").split("\n")
         changes: list[Changed] = []
         prefix = self.root.relative_to(top_path).as_posix()
@@ -137,7 +137,7 @@ class Project:
                 changes.append(Changed(rel, rel, "file", "changed", 1))
                 continue
             git_path = name if prefix == "." else f"{prefix}/{rel}"
-            old_text = _git(self.root, "show", f"{rev}:{git_path}")
+            old_text = _git(self.root, "show", "--no-textconv", f"{rev}:{git_path}")
             old = outline(parse(old_text.encode()), old_text.encode()) if old_text is not None else []
             path = self.root / rel
             new_data = path.read_bytes() if path.exists() else None
@@ -259,9 +259,14 @@ class Project:
         self.store.close()
 
 
+# A repository's own config can name programs for git to run (fsmonitor, external diff and
+# textconv drivers); reading changes must never execute them, least of all under --no-run.
+GIT_SAFE = ("-c", "core.fsmonitor=false", "-c", "diff.external=", "-c", "core.hooksPath=/dev/null")
+
+
 def _git(cwd: Path, *args: str) -> str | None:
     try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(["git", *GIT_SAFE, *args], cwd=cwd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout if proc.returncode == 0 else None

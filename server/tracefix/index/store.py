@@ -8,12 +8,14 @@ aside and rebuilt with a warning, never a crash.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from pathlib import Path
 
 from tracefix import __version__
 
+log = logging.getLogger(__name__)
 SCHEMA = 2
 UPGRADABLE = {"1"}  # older schemas that only lack tables: `_TABLES` adds them in place
 GITIGNORE = "# created by tracefix: local state, never commit\n*\n"
@@ -43,11 +45,26 @@ class Store:
         self.dir = root / ".tracefix"
         self.path = self.dir / "index.sqlite"
         self.warnings: list[str] = []
+        self._db = self._prepare()
+
+    def _prepare(self) -> sqlite3.Connection:
         self.dir.mkdir(parents=True, exist_ok=True)
         ignore = self.dir / ".gitignore"
         if not ignore.exists():
             ignore.write_text(GITIGNORE, encoding="utf-8")
-        self.db = self._open()
+        return self._open()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open database; recreated (with a warning) if something deleted the file under us,
+        so later writes are not lost into an unlinked file."""
+        if not self.path.exists():
+            self._db.close()
+            message = f"{self.path} was deleted while in use; started a new, empty index"
+            self.warnings.append(message)
+            log.warning(message)
+            self._db = self._prepare()
+        return self._db
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
@@ -88,7 +105,7 @@ class Store:
         )
 
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
 
     # file facts
     def load_files(self) -> dict[str, tuple[int, int, str, dict]]:

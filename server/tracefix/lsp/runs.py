@@ -117,6 +117,9 @@ class Runs:
             del self.active[project.root]
 
     def cancel_all(self) -> None:
+        for timer in self.timers.values():
+            timer.cancel()  # a coalescing save must not start a run after shutdown
+        self.timers.clear()
         for task, _ in list(self.active.values()):
             task.cancel()
         self.active.clear()

@@ -82,13 +82,18 @@ def _failure_locations(item, excinfo):
     return in_test, frame
 
 
+MESSAGE_LIMIT = 20000  # characters; a test can raise a message of any size
+
+
 def _message(report, excinfo):
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
-        return crash.message
-    if excinfo is not None:
-        return excinfo.exconly()
-    return str(report.longrepr)[-2000:] if report.longrepr else ""
+        text = crash.message
+    elif excinfo is not None:
+        text = excinfo.exconly()
+    else:
+        text = str(report.longrepr)[-2000:] if report.longrepr else ""
+    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "… (truncated)"
 
 
 _state = {}

@@ -9,6 +9,7 @@ For each real project (an unmodified PyPI sdist, committed to git as the baselin
      each starting from the warmed state; then the file is restored.
 
 A failing test is "missed" when the full run fails it and tracefix does not report it failing.
+Mutants no test killed are remembered in bench/results/work/survivors-*.json, so a rerun skips them.
 
     python bench/mutation.py --project boltons --mutants 50 --seed 1
 """

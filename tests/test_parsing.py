@@ -129,3 +129,12 @@ def test_never_valid_input_still_parses():
         doc = Document(text)
         doc.syntax_problems()
         symbols(text)
+
+
+def test_a_name_defined_twice_is_unchanged_until_one_definition_changes():
+    source = (
+        "class URL:\n    @property\n    def path(self):\n        return self._p\n\n"
+        "    @path.setter\n    def path(self, value):\n        self._p = value\n"
+    )
+    assert changed(source, source) == []
+    assert changed(source, source.replace("self._p = value", "self._p = str(value)")) == [("URL.path", "changed")]

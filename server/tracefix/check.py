@@ -8,7 +8,6 @@ import sys
 from argparse import Namespace
 from dataclasses import asdict
 
-from tracefix.fixing import FixError, address_review, fix_test
 from tracefix.project import Project
 from tracefix.reviews import ReviewSet
 from tracefix.running.runner import InterpreterError, RunReport, check_python
@@ -134,6 +133,9 @@ async def _traces(project: Project, report: RunReport) -> dict[str, object]:
 
 async def _fixes(project: Project, report: RunReport, comments, args, style) -> list[dict]:
     """Fix failing tests (and open reviews with --reviews); --apply writes verified ones."""
+    # imported here: the model client costs half a second of start-up that a plain check never needs
+    from tracefix.fixing import FixError, address_review, fix_test
+
     jobs = [(r.nodeid, fix_test(project, r, {}, _progress(args, style))) for r in report.failed[:MAX_FIXES]
             if r.outcome in ("failed", "error")]
     jobs += [(f"review {c.id}", address_review(project, c, {}, _progress(args, style)))

@@ -124,17 +124,27 @@ def _collect(nodes: list[Node], source: bytes, prefix: str, in_class: bool, out:
 
 
 def diff(old: list[Symbol], new: list[Symbol]) -> list[Change]:
-    before = {s.qualname: s for s in old}
-    after = {s.qualname: s for s in new}
-    changes = []
+    """Symbols added, removed or changed. A name defined twice (a property's getter and setter,
+    conditional definitions) is compared as the set of its definitions."""
+    def digests(symbols: list[Symbol]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for s in symbols:
+            found.setdefault(s.qualname, []).append(s.digest)
+        return {q: sorted(d) for q, d in found.items()}
+
+    before, after = digests(old), digests(new)
+    changes, seen = [], set()
     for s in new:
-        prev = before.get(s.qualname)
-        if prev is None:
+        if s.qualname in seen:
+            continue
+        seen.add(s.qualname)
+        if s.qualname not in before:
             changes.append(Change(s.qualname, s.kind, "added", s.start_line))
-        elif prev.digest != s.digest:
+        elif before[s.qualname] != after[s.qualname]:
             changes.append(Change(s.qualname, s.kind, "changed", s.start_line))
     for s in old:
-        if s.qualname not in after:
+        if s.qualname not in after and s.qualname not in seen:
+            seen.add(s.qualname)
             changes.append(Change(s.qualname, s.kind, "removed", s.start_line))
     return changes
 

@@ -133,3 +133,10 @@ def test_interpreter_without_pytest_is_explained(tmp_path):
     assert report.status == "error" and "pytest is not installed" in report.message
     missing = asyncio.run(run_tests(tmp_path, "/nowhere/python", ["x"], limits=Limits(timeout=30)))
     assert missing.status == "error" and "not found" in missing.message
+
+
+def test_an_unknown_test_id_does_not_sink_the_run(shop):
+    report = run(shop, ["tests/test_text.py::test_gone", "tests/test_text.py::test_money"])
+    outcomes = {r.nodeid: r.outcome for r in report.results}
+    assert outcomes == {"tests/test_text.py::test_money": "passed", "tests/test_text.py::test_gone": "error"}
+    assert "index may be out of date" in report.results[-1].message

@@ -197,6 +197,19 @@ async def run_tests(
     except FileNotFoundError:
         report.status, report.message = "error", f"test interpreter not found: {python}"
         return report
+    unknown = [] if report.results else _not_found(proc.output, root, nodeids)
+    if unknown:
+        # pytest refuses a whole run over one id it cannot find: run the rest, report the stale ids
+        rest = [n for n in nodeids if n not in unknown]
+        report = await run_tests(root, python, rest, limits=limits, on_result=on_result,
+                                 extra_args=extra_args, env=env)
+        for nodeid in unknown:
+            result = TestResult(nodeid, "error", path=nodeid.split("::")[0],
+                                message="pytest does not know this test; tracefix's index may be out of date")
+            report.results.append(result)
+            if on_result is not None:
+                on_result(result)
+        return report
     report.duration = round(time.monotonic() - started, 3)
     report.output = proc.output
     done = any(r.get("kind") == "done" for r in proc.records)
@@ -238,6 +251,21 @@ def _account_for_lost(report, running, on_result) -> None:
         report.results.append(result)
         if on_result is not None:
             on_result(result)
+
+
+def _not_found(output: str, root: Path, nodeids: list[str]) -> list[str]:
+    """The requested ids that pytest reported as "ERROR: not found: <absolute path>::…"."""
+    missing = set()
+    for line in output.splitlines():
+        if line.startswith("ERROR: not found: "):
+            target = line[len("ERROR: not found: "):].strip()
+            path, sep, rest = target.partition("::")
+            try:
+                path = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+            except ValueError:
+                pass
+            missing.add(path + sep + rest)
+    return [n for n in nodeids if n in missing]
 
 
 def _account_for_unfinished(report, running, nodeids, on_result) -> None:

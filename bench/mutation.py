@@ -28,6 +28,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tracefix.refining.replies import parses
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
@@ -125,17 +127,9 @@ def candidates(root: Path, package: str) -> list[Mutant]:
             for kind, replacement in _mutations(node):
                 mutant = Mutant(rel, node.lineno, column, function, kind, before, ast.unparse(replacement))
                 mutated = mutant.apply(text)
-                if mutated != text and _parses(mutated):
+                if mutated != text and parses(mutated):
                     found.setdefault((rel, node.lineno, mutated.splitlines()[node.lineno - 1]), mutant)
     return list(found.values())
-
-
-def _parses(text: str) -> bool:
-    try:
-        ast.parse(text)
-    except SyntaxError:
-        return False
-    return True
 
 
 # ------------------------------------------------------------------ runs

@@ -206,7 +206,7 @@ def _candidate(function: str, target: Target, allow_signature_change: bool) -> C
     try:
         ast.parse(new_text)
     except SyntaxError as exc:
-        if _parses(target.file_text):  # an unsaved buffer that is already broken is not our fault
+        if parses(target.file_text):  # an unsaved buffer that is already broken is not our fault
             return Rejected(f"the file does not parse with the fix: {exc.msg} (line {exc.lineno})")
     diff = "".join(difflib.unified_diff(
         lines_of(target.file_text), lines_of(new_text),
@@ -215,7 +215,7 @@ def _candidate(function: str, target: Target, allow_signature_change: bool) -> C
     return Candidate(function, new_text, diff, (target.start, target.end))
 
 
-def _parses(text: str) -> bool:
+def parses(text: str) -> bool:
     try:
         ast.parse(text)
     except SyntaxError:

@@ -337,6 +337,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "(also of a run that was stopped: results are saved after each task)")
     args = p.parse_args(argv)
     args.argv = argv  # recorded in the results, to reproduce them
+    args.commit = git_head()  # now, as the code is imported: a run outlives commits made meanwhile
     if args.table:
         return args
     if bool(args.model) == bool(args.base_url):
@@ -376,7 +377,7 @@ def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "bench/repair.py", *args.argv]),
         "model": args.model or args.model_name,
-        "commit": git_head(),
+        "commit": args.commit,
         "settings": {k: getattr(args, k) for k in ("candidates", "rounds", "calls", "temperature", "n_ctx", "threads")},
         "wall_seconds": round(seconds, 1),
         "machine": machine(),  # its load average says how busy the shared cores were

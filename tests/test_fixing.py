@@ -133,3 +133,14 @@ def test_review_edit_that_breaks_tests_is_only_an_unverified_suggestion(fixed_sh
     assert "int(quantity)" not in (shop / "shop" / "cart.py").read_text()
     states = {c["id"]: c["state"] for c in check(shop, "--reviews", "--no-run")["reviews"]}
     assert states == {"github:1": "resolved", "github:2": "open"}  # applying resolved the one it addressed
+
+
+def test_the_prompt_shows_the_test_helpers_that_hold_the_asserts(shop, fake_openai):
+    tests = shop / "tests" / "test_pricing.py"
+    tests.write_text(tests.read_text().replace(
+        "def test_bulk_discount_tiers():\n    assert bulk_discount(1) == 0\n    assert bulk_discount(10) == 5\n    assert bulk_discount(50) == 10\n",
+        "def check(fn):\n    assert fn(1) == 0\n    assert fn(50) == 10\n\n\ndef test_bulk_discount_tiers():\n    check(bulk_discount)\n"))
+    fake = fake_openai([RIGHT])
+    configure(shop, fake.base_url, rounds=1)
+    check(shop, "--fix")
+    assert "def check(fn):\n    assert fn(1) == 0" in fake.chat_requests[0].prompt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import hashlib
 import os
@@ -660,3 +661,15 @@ async def test_candidate_tests_have_no_network(project):
     async with Shadow(project, sys.executable) as shadow:
         report = await shadow.run(["tests/test_net.py"], timeout=30)
     assert [r.outcome for r in report.results] == ["passed"], report.output
+
+
+def test_dropping_a_type_hint_is_not_a_signature_change():
+    from tracefix.refining.replies import _signature
+
+    def sig(src):
+        return _signature(ast.parse(src).body[0])
+
+    assert sig("def f(a: float, b=2) -> int: pass") == sig("def f(a, b=2): pass")
+    assert sig("def f(a, b=2): pass") != sig("def f(a, b=3): pass")
+    assert sig("def f(a, *, b): pass") != sig("def f(a, b): pass")
+    assert sig("def f(a, b): pass") != sig("def f(b, a): pass")

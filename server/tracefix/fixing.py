@@ -116,6 +116,12 @@ def function_under_test(project: Project, result: TestResult) -> tuple[str, Symb
             symbol = project.index.symbol_at(d.path, d.line)
             if symbol is not None and symbol.kind in ("function", "method"):
                 return d.path, symbol
+    # the assert sits in a helper (`check(fn)`): take what the test itself hands to it
+    test = project.index.test_for(result.nodeid)
+    for path, qualname in sorted(project.index.graph().get(test.node, ())) if test else ():
+        symbol = project.index.symbol(path, qualname)
+        if symbol is not None and symbol.kind in ("function", "method") and not project.index.is_test_file(path):
+            return path, symbol
     return None
 
 
@@ -126,21 +132,32 @@ def build_request(project: Project, path: str, symbol: Symbol, *, nodeid: str, t
     source = _source(text, symbol)
     signature = next((line.strip() for line in source.splitlines() if line.lstrip().startswith(("def ", "async def "))), "")
     test = project.index.test_for(nodeid)
-    test_text = texts.get(test.path) or project.text(test.path) if test else ""
-    test_symbol = project.index.symbol(test.path, test.qualname) if test else None
     callers, callees = _neighbours(project, path, symbol.qualname, texts)
     affected = sorted(project.index.tests_reaching({(path, symbol.qualname)}))
     return FixRequest(
         root=project.root, python=project.python(), path=path, qualname=symbol.qualname,
         function_source=source, function_start_line=symbol.start_line, function_end_line=symbol.end_line,
         signature=signature, test_nodeid=nodeid,
-        test_source=_source(test_text, test_symbol) if test_symbol else "",
+        test_source=_test_source(project, test, texts) if test else "",
         failure_message=result.message if result else "", docstring=_docstring(source),
         expected=result.expected if result else None, actual=result.actual if result else None,
         trace_text=trace_text, callers=callers, callees=callees,
         review_comments=[describe(c) for c in comments], affected_tests=affected,
         overlay=dict(texts), instruction=instruction, test_timeout=project.settings.timeout,
     )
+
+
+def _test_source(project: Project, test, texts: dict[str, str]) -> str:
+    """The test and the helpers of its own file that it calls: the asserts often live there."""
+    nodes = [test.node] + sorted(n for n in project.index.graph().get(test.node, ())
+                                 if n[0] == test.node[0] and n[1] != MODULE)
+    parts = []
+    for path, qualname in nodes[:1 + NEIGHBOURS]:
+        symbol = project.index.symbol(path, qualname)
+        text = texts.get(path) or project.text(path)
+        if symbol is not None and symbol.kind in ("function", "method") and text:
+            parts.append(_source(text, symbol))
+    return "\n\n".join(parts)
 
 
 def _settings_or_raise(project: Project) -> LLMSettings:

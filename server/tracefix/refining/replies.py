@@ -173,7 +173,13 @@ def _reindent(source: str, column: int, indent: str) -> str:
 
 
 def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
-    return f"{type(node).__name__} {node.name} {ast.dump(node.args)}"
+    """Name, parameters and defaults: what callers depend on. Annotations are left out, since a
+    model that drops or adds a type hint has not changed how the function is called."""
+    args = node.args
+    names = [[a.arg for a in group] for group in (args.posonlyargs, args.args, args.kwonlyargs)]
+    stars = [a.arg if a else None for a in (args.vararg, args.kwarg)]
+    defaults = [ast.dump(d) if d is not None else None for d in (*args.defaults, *args.kw_defaults)]
+    return f"{type(node).__name__} {node.name} {names} {stars} {defaults}"
 
 
 def _parse_def(source: str, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:

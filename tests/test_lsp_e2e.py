@@ -18,6 +18,14 @@ async def open_file(client, path: Path):
         uri=path.as_uri(), language_id="python", version=1, text=path.read_text())))
 
 
+def type_line(client, path: Path, line: int, text: str, version: int = 2) -> None:
+    """Insert text at the start of a 0-based line of the open buffer, unsaved."""
+    start = types.Position(line, 0)
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=version),
+        content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start, start), text=text)]))
+
+
 async def edit_and_save(client, path: Path, old: str, new: str, version: int):
     """Type a change into the buffer (incremental), write it like an editor does, then save."""
     text = path.read_text()
@@ -64,11 +72,7 @@ async def test_break_save_diagnose_fix_clear(lsp, fixed_shop):
 async def test_syntax_errors_while_typing(lsp, fixed_shop):
     pricing = fixed_shop / "shop" / "pricing.py"
     await open_file(lsp, pricing)
-    lsp.text_document_did_change(types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=pricing.as_uri(), version=2),
-        content_changes=[types.TextDocumentContentChangePartial(
-            range=types.Range(types.Position(5, 0), types.Position(5, 0)), text="def broken(:\n")],
-    ))
+    type_line(lsp, pricing, 5, "def broken(:\n")
     await wait_until(lambda: lsp.diagnostics.get(pricing.as_uri()))
     assert lsp.diagnostics[pricing.as_uri()][0].code == "syntax"
     assert lsp.diagnostics[pricing.as_uri()][0].range.start.line == 5
@@ -77,10 +81,7 @@ async def test_syntax_errors_while_typing(lsp, fixed_shop):
 async def test_unsaved_edit_names_changed_symbols_and_affected_tests(lsp, fixed_shop):
     text = fixed_shop / "shop" / "text.py"
     await open_file(lsp, text)
-    lsp.text_document_did_change(types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=text.as_uri(), version=2),
-        content_changes=[types.TextDocumentContentChangePartial(
-            range=types.Range(types.Position(4, 0), types.Position(4, 0)), text="    amount = abs(amount)\n")]))
+    type_line(lsp, text, 4, "    amount = abs(amount)\n")
     answer = await lsp.protocol.send_request_async("tracefix/affected", {"textDocument": {"uri": text.as_uri()}})
     assert [(c.symbol, c.what) for c in answer.changed] == [("money", "changed")]
     assert sorted(s.nodeid for s in answer.selected) == [

@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, client_capabilities
+from tracefix.project import Project
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "shop"
@@ -64,6 +65,17 @@ async def wait_until(predicate, timeout=60.0, step=0.05):
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(step)
+
+
+@contextlib.contextmanager
+def baselined(root: Path):
+    """A Project on `root` whose current files are the baseline, closed afterwards."""
+    project = Project(root)
+    project.baseline_everything()
+    try:
+        yield project
+    finally:
+        project.close()
 
 
 @contextlib.asynccontextmanager

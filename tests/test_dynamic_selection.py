@@ -8,7 +8,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from conftest import session, wait_until
+from conftest import baselined, session, wait_until
 from lsprotocol import types
 from tracefix.project import Project
 from tracefix.selection.select import explain_skipped
@@ -105,10 +105,8 @@ def chosen(project: Project, changes) -> dict[str, str]:
 
 @pytest.fixture
 def project(app: Path):
-    p = Project(app)
-    p.baseline_everything()
-    yield p
-    p.close()
+    with baselined(app) as p:
+        yield p
 
 
 def test_dynamic_dispatch_is_seen_after_a_first_run(project):

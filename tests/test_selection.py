@@ -3,17 +3,15 @@
 from pathlib import Path
 
 import pytest
-
+from conftest import baselined
 from tracefix.project import Project
 from tracefix.selection.select import Changed, explain_skipped, select
 
 
 @pytest.fixture
 def project(shop: Path):
-    p = Project(shop)
-    p.baseline_everything()
-    yield p
-    p.close()
+    with baselined(shop) as p:
+        yield p
 
 
 def edit(project: Project, rel: str, old: str, new: str) -> list[Changed]:

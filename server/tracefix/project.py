@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import tempfile
@@ -29,7 +28,6 @@ from tracefix.running.runner import (
 from tracefix.selection import dynamic
 from tracefix.selection.select import Changed, Selected, select
 
-log = logging.getLogger(__name__)
 
 NOT_DATA = (".md", ".rst", ".pyc", ".orig", ".rej", ".swp")
 

@@ -7,7 +7,6 @@ otherwise watchdog observes the workspace. Never both. Buffers open in the edito
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 from lsprotocol import types
@@ -20,7 +19,6 @@ from tracefix.lsp import reviews
 from tracefix.lsp.server import TracefixServer, server
 from tracefix.project import is_relevant_file
 
-log = logging.getLogger(__name__)
 SETTLE = 0.2  # seconds: a checkout writes many files; handle them as one batch
 _observer: Observer | None = None
 _batch: dict[str, bool] = {}  # absolute path → exists

@@ -43,7 +43,7 @@ from tracefix.refining.llm import LLMSettings, ModelClient, ModelError, temperat
 from tracefix.refining.prompt import FixRequest  # noqa: E402
 from tracefix.refining.replies import Candidate, Target, parse_reply  # noqa: E402
 from tracefix.running.runner import TestResult  # noqa: E402
-from tracefix.tracing import capture  # noqa: E402
+from tracefix.tracing import capture, lines_in  # noqa: E402
 
 DATASET = ROOT.parent / "shared" / "datasets" / "humanevalfix-python.jsonl"
 SOLUTION, TEST_FILE = "solution.py", "test_example.py"
@@ -195,7 +195,7 @@ async def tracefix(ctx: Context) -> Attempt:
     """What fixing.fix_test does, with the outcome kept for its calls and tokens even when nothing is offered."""
     started = time.monotonic()
     trace = await capture(ctx.project.root, ctx.project.python(), NODEID, timeout=TEST_TIMEOUT)
-    request = request_for(ctx, trace_text="" if trace.error else trace.render())
+    request = request_for(ctx, trace_text="" if trace.error else trace.render(source=lines_in(ctx.project.root)))
     outcome = await refine(request, ctx.settings)
     attempt = Attempt(
         solution=outcome.best.file_text if outcome.best else None,

@@ -612,6 +612,13 @@ def test_prompt_has_what_the_model_needs(project):
     assert "parameters" not in allowed
 
 
+def test_prompt_asks_for_the_wrong_line_when_there_is_a_trace(project):
+    ask = build_messages(fix_request(project))[1]["content"].splitlines()[-1]
+    assert ask.startswith("First say in one or two sentences which line is wrong, judging by the trace. ")
+    untraced = build_messages(fix_request(project, trace_text=""))[1]["content"].splitlines()[-1]
+    assert untraced == "Reply with the corrected `mean` function in one ```python block."
+
+
 # --- shadow ----------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tracefix.running.process import PLUGIN_DIR
-from tracefix.tracing import Block, Call, Trace, capture
+from tracefix.tracing import Block, Call, Trace, capture, lines_in
 
 AVERAGE = """\
 def average(xs):
@@ -107,6 +107,13 @@ async def test_off_by_one_loop_through_helper(tmp_path):
                      "[block L4] total=45", "[…×7 iterations L3-L4] i=7 total=36", "returned 4.5",
                      "raised AssertionError: assert 4.5 == 5.5 at L5"):
         assert expected in text
+
+    # with the source, each block shows its code beside what it set; a raising block stops at the raise
+    code = trace.render(source=lines_in(tmp_path))
+    for expected in ("  [L2] total = 0  # total=0", "  [L4] total += xs[i]  # total=45",
+                     "[…×7 iterations L3-L4] i=7 total=36", "  [L5] return total / len(xs)"):
+        assert expected in code
+    assert code.count("[L3] for i in range(len(xs) - 1):") == 3
 
 
 async def test_exception_inside_loop_keeps_the_raising_block(tmp_path):

@@ -12,6 +12,7 @@ from tracefix.project import Project
 from tracefix.reviews import ReviewSet
 from tracefix.running.runner import InterpreterError, RunReport, check_python
 from tracefix.selection.select import Changed, Selected, explain_skipped
+from tracefix.tracing import lines_in
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_FIXES = 3  # each fix costs model calls and test runs
@@ -260,7 +261,7 @@ def _text(out, style, project, changes, how, selected, report, diagnostics, trac
             print(f"    {rel.path}:{rel.line}: {rel.message}", file=out)
     for nodeid, trace in traces.items():
         print(style(f"\nFailing trace of {nodeid}:", "1"), file=out)
-        print(trace.render() if hasattr(trace, "render") else str(trace), file=out)
+        print(trace.render(source=lines_in(project.root)) if hasattr(trace, "render") else str(trace), file=out)
     if report.message:
         print(style(f"tracefix: {report.message}", "31"), file=out)
     summary = report.summary() if report.results else "no tests selected"

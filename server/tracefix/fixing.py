@@ -25,7 +25,7 @@ from tracefix.reviews import (
     touches,
 )
 from tracefix.running.runner import TestResult
-from tracefix.tracing import capture
+from tracefix.tracing import capture, lines_in
 
 NEIGHBOURS = 3  # callers and callees shown to the model
 
@@ -181,7 +181,8 @@ async def fix_test(project: Project, result: TestResult, texts: dict[str, str],
     comments = comments_for_symbol(ReviewSet.from_settings(project.root, project.settings.review).collect(texts),
                                    path, symbol.qualname)
     request = build_request(project, path, symbol, nodeid=result.nodeid, texts=texts, result=result,
-                            trace_text="" if trace.error else trace.render(), comments=comments)
+                            trace_text="" if trace.error else trace.render(source=lines_in(project.root)),
+                            comments=comments)
     outcome = await refine(request, settings, report=say)
     return _fix(result.nodeid, request, outcome)
 

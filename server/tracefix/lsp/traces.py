@@ -11,7 +11,7 @@ from lsprotocol import types
 from tracefix.lsp.server import TracefixServer, server
 from tracefix.project import Project
 from tracefix.running.runner import TestResult
-from tracefix.tracing import Trace, capture
+from tracefix.tracing import Trace, capture, lines_in
 
 SHOW_TRACE = "tracefix.showTrace"
 AUTO_TRACES = 3  # failing tests traced after each run; each trace re-runs its test
@@ -64,7 +64,8 @@ async def show_trace(ls: TracefixServer, *args) -> dict:
         if target is None or project.index.test_for(target) is None:
             continue
         trace = await trace_for(ls, project, target, refresh=target not in failing)
-        return {"nodeid": target, "content": trace.render(), "trace": trace.to_dict()}
+        content = trace.render(source=lines_in(project.root))
+        return {"nodeid": target, "content": content, "trace": trace.to_dict()}
     raise ValueError(f"no failing test {nodeid!r} to trace" if nodeid else "no failing test to trace")
 
 

@@ -23,6 +23,7 @@ from tracefix.refining.replies import (
 )
 from tracefix.refining.shadow import Shadow
 from tracefix.running.runner import RunReport
+from tracefix.tracing import lines_in
 
 NOT_FAILING = ("passed", "skipped", "xfailed")
 TRACE_CHARS = 3000  # a candidate's trace in the next round's prompt
@@ -215,10 +216,10 @@ class _Session:
         self.shadow.write(self.target.path, best.candidate.file_text)
         try:
             trace = await self.shadow.trace(self.request.test_nodeid, timeout=self.request.test_timeout)
+            text = "" if trace.error and not trace.calls else trace.render(TRACE_CHARS, lines_in(self.shadow.root))
         finally:
             self.shadow.reset(self.target.path)
         self.say(f"traced the best failing candidate of round {best.round}")
-        text = "" if trace.error and not trace.calls else trace.render(max_chars=TRACE_CHARS)
         return Feedback(result=best.reason, source=best.candidate.function_source, trace=text)
 
     async def _attempt(self, number: int, index: int, completion: Completion) -> Attempt:

@@ -107,6 +107,9 @@ def build_messages(
             body += f"Execution trace with this attempt:\n```\n{attempt.trace.rstrip()}\n```\n"
         parts.append(_section(f"Earlier attempt {i} did not work", body + attempt.result.rstrip()))
     ask = f"Reply with the corrected `{request.name}` function in one ```python block."
+    if request.trace_text.strip() and not request.instruction:
+        # Naming the wrong line first keeps a small model from repeating the function unchanged.
+        ask = "First say in one or two sentences which line is wrong, judging by the trace. Then r" + ask[1:]
     if previous:
         ask = "Try a different fix. " + ask
     parts.append(ask)

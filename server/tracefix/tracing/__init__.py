@@ -6,6 +6,6 @@ The recording itself happens in the user's interpreter, in running/plugin/tracef
 """
 
 from .capture import capture
-from .model import Block, Call, Trace
+from .model import Block, Call, Trace, lines_in
 
-__all__ = ["Block", "Call", "Trace", "capture"]
+__all__ = ["Block", "Call", "Trace", "capture", "lines_in"]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
 
 LINE_CHARS = 300  # one rendered line at most, so one wide block cannot eat the budget
 GAP_CHARS = 32  # room kept for each "… N lines omitted" marker
+CODE_CHARS = 100  # a block's code shown beside its values
+
+Source = Callable[[str, int], str]  # (workspace-relative path, 1-based line) -> that line's text
 
 
 @dataclass
@@ -98,10 +103,12 @@ class Trace:
         state = call.state_after(line) if call else None
         return list(state.items()) if state else []
 
-    def render(self, max_chars: int = 6000) -> str:
+    def render(self, max_chars: int = 6000, source: Source | None = None) -> str:
         """Readable text of the trace (LDB style), at most max_chars; when it must shrink, the
-        blocks of calls that raised and the last blocks of every call are the last to go."""
-        lines = self._lines()
+        blocks of calls that raised and the last blocks of every call are the last to go.
+        With `source`, each block shows its code next to the values it set, so a reader (or a
+        model) need not map line numbers back to the function."""
+        lines = self._lines(source)
         kept = [True] * len(lines)
         size = sum(len(text) + 1 for _, text in lines)
         gaps = 0
@@ -123,7 +130,7 @@ class Trace:
         text = "\n".join(out)
         return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
-    def _lines(self) -> list[tuple[int, str]]:
+    def _lines(self, source: Source | None) -> list[tuple[int, str]]:
         """(priority, text); lower priorities are dropped first when the text must shrink."""
         title = f"Trace of {self.nodeid}" + (f" ({self.outcome})" if self.outcome else "")
         lines = [(_ESSENTIAL, title)]
@@ -143,8 +150,15 @@ class Trace:
             last = len(call.blocks) - 2
             for position, block in enumerate(call.blocks):
                 values = " ".join(f"{name}={value}" for name, value in block.changed.items())
+                # a raising block ran only up to the raise
+                stop = call.exit_line if raised and position == len(call.blocks) - 1 else None
+                code = _code(source, call.path, block, stop) if source and not block.note else ""
+                if code:
+                    text = f"{pad}  [L{block.start_line}] {code}" + (f"  # {values}" if values else "")
+                else:
+                    text = f"{pad}  {block.label} {values}".rstrip()
                 priority = (2 + raised) if position >= last else (1 + raised)
-                lines.append((priority, _clip(f"{pad}  {block.label} {values}".rstrip())))
+                lines.append((priority, _clip(text)))
             if raised:
                 where = f" at L{call.exit_line}" if call.exit_line else ""
                 lines.append((_ESSENTIAL, _clip(f"{pad}  raised {call.exception.splitlines()[0]}{where}")))
@@ -154,6 +168,30 @@ class Trace:
 
 
 _ESSENTIAL = 4  # never dropped: the title, the failure, and the headers and exits of raising calls
+
+
+def lines_in(root: Path) -> Source:
+    """A `source` for Trace.render that reads the workspace's files (each once)."""
+    files: dict[str, list[str]] = {}
+
+    def line(path: str, number: int) -> str:
+        if path not in files:
+            try:
+                files[path] = (Path(root) / path).read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                files[path] = []
+        text = files[path]
+        return text[number - 1] if 0 < number <= len(text) else ""
+
+    return line
+
+
+def _code(source: Source, path: str, block: Block, stop: int | None) -> str:
+    """The block's statements up to line stop on one line, e.g. "total = 0; for item in items:"."""
+    end = min(block.end_line, stop) if stop and stop >= block.start_line else block.end_line
+    parts = (source(path, n).strip() for n in range(block.start_line, end + 1))
+    code = "; ".join(part for part in parts if part and not part.startswith("#"))
+    return code if len(code) <= CODE_CHARS else code[: CODE_CHARS - 1] + "…"
 
 
 def _clip(text: str) -> str:

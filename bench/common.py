@@ -25,7 +25,6 @@ REPO = BENCH.parent
 RESULTS = BENCH / "results"
 WORK = RESULTS / "work"
 VENV = WORK / "venv"
-VENV_PYTHON = VENV / "bin" / "python"
 CHECKOUTS = Path(tempfile.gettempdir()) / "tracefix-bench"
 # the test interpreter's tools, pinned so reruns compare
 TEST_TOOLS = ("pytest==9.2.0", "pytest-testmon==2.2.0")
@@ -38,10 +37,11 @@ class RealProject:
     package: str  # the code mutants go into, relative to the checkout
     pythonpath: str = ""  # src layouts: where the package imports from, relative to the checkout
 
-    def env(self, root: Path) -> dict[str, str]:
-        """Environment for pytest and tracefix in a checkout: the bench venv and the project's imports."""
+    def env(self, root: Path, venv: Path = VENV) -> dict[str, str]:
+        """Environment for pytest and tracefix in a checkout: a bench venv (which tracefix picks as
+        the test interpreter through VIRTUAL_ENV) and the project's imports."""
         paths = [str(BENCH)] + ([str(root / self.pythonpath)] if self.pythonpath else [])
-        return dict(os.environ, VIRTUAL_ENV=str(VENV), PYTHONPATH=os.pathsep.join(paths),
+        return dict(os.environ, VIRTUAL_ENV=str(venv), PYTHONPATH=os.pathsep.join(paths),
                     PYTHONDONTWRITEBYTECODE="1")
 
 
@@ -79,11 +79,15 @@ def timed(argv: list[str], **kwargs) -> tuple[float, subprocess.CompletedProcess
     return time.perf_counter() - started, proc
 
 
-def ensure_venv() -> Path:
-    if not VENV_PYTHON.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "-q", *TEST_TOOLS], check=True)
-    return VENV_PYTHON
+def ensure_venv(base: str | None = None) -> Path:
+    """The python of a venv with TEST_TOOLS: made from this interpreter, or from `base` (another
+    CPython, e.g. pyenv's 3.12: then in venv-<its directory's version>)."""
+    venv = VENV if base is None else WORK / f"venv-{Path(base).resolve().parent.parent.name}"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([base or sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *TEST_TOOLS], check=True)
+    return python
 
 
 def checkout(project: RealProject, purpose: str) -> Path:

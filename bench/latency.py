@@ -1,5 +1,6 @@
 """Save → first failing diagnostic, through a real LSP session (`tracefix serve` over stdio).
 
+With the warm runner (each run forked from a started pytest worker) unless --cold.
 On a copy of examples/shop (bug fixed), tests run by a plain project venv (pytest only: the bench
 venv; --python picks another, e.g. one with many auto-loaded pytest plugins), saves alternate: break bulk_discount (`>= 50` → `> 50`), then
 fix it again. Per break save: the time from sending the save to the first `tracefix/testResults`
@@ -12,7 +13,7 @@ and, timed in-process with the calls the server makes on a save:
   parse       Project.changes_in + index update of the saved file (re-parse, outline, diff)
   select      Project.select on those changes
 
-    python bench/latency.py --saves 40 [--python PATH]
+    python bench/latency.py --saves 40 [--python PATH] [--cold]
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def shop_copy(base: Path) -> Path:
     return root
 
 
-async def lsp_saves(root: Path, saves: int, python: str) -> list[dict]:
-    client = await start_client(root, {"python": python})
+async def lsp_saves(root: Path, saves: int, python: str, warm: bool) -> list[dict]:
+    client = await start_client(root, {"python": python, "warmRunner": warm})
     try:
         pricing = root / PRICING
         await open_file(client, pricing)
@@ -119,10 +120,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--saves", type=int, default=40, help="saves measured, half of them break (even number)")
     p.add_argument("--python", help="the interpreter that runs the example's tests (default: the bench venv)")
+    p.add_argument("--cold", action="store_true", help="tracefix.warmRunner off: every run starts a new interpreter")
     args = p.parse_args()
     python = args.python or str(ensure_venv())
     with tempfile.TemporaryDirectory() as lsp_dir, tempfile.TemporaryDirectory() as core_dir:
-        rows = asyncio.run(lsp_saves(shop_copy(Path(lsp_dir)), args.saves, python))
+        rows = asyncio.run(lsp_saves(shop_copy(Path(lsp_dir)), args.saves, python, warm=not args.cold))
         core = in_process(shop_copy(Path(core_dir)), args.saves)
     breaks = [r for r in rows if "first_failing_s" in r]
     answered = [r for r in rows if "done_s" in r]
@@ -135,10 +137,11 @@ def main() -> int:
         "start": summary_ms([r["start_s"] for r in breaks]),
         "parse": core["parse"], "select": core["select"],
         "save_to_done": summary_ms([r["done_s"] for r in answered]),
-        "python": python, "rows": rows, "machine": machine(),
-        "command": f"python bench/latency.py --saves {args.saves}" + (f" --python {args.python}" if args.python else ""),
+        "python": python, "warm_runner": not args.cold, "rows": rows, "machine": machine(),
+        "command": f"python bench/latency.py --saves {args.saves}" + (f" --python {args.python}" if args.python else "")
+                   + (" --cold" if args.cold else ""),
     }
-    path = write_results("latency", result)
+    path = write_results("latency-cold" if args.cold else "latency", result)
     for key in ("save_to_first_failure", "tests_own_time", "overhead", "before_run", "start", "parse", "select",
                 "save_to_done"):
         s = result[key]

@@ -32,11 +32,12 @@ from tracefix.running.process import Limits
 from tracefix.running.runner import run_tests
 
 
-def measure(name: str, rounds: int) -> dict:
+def measure(name: str, rounds: int, base: str | None = None) -> dict:
     project = PROJECTS[name]
     root = checkout(project, "overhead")
-    python = str(ensure_venv())
-    os.environ.update(project.env(root))  # the runner hands its own environment to pytest
+    python = ensure_venv(base)
+    os.environ.update(project.env(root, python.parent.parent))  # the runner hands its own environment to pytest
+    python = str(python)
     tracefix = Project(root)
     nodeids = [t.nodeid for t in tracefix.index.tests()]
     plain_argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--", *nodeids]
@@ -59,8 +60,10 @@ def measure(name: str, rounds: int) -> dict:
         print(f"  round {i + 1}: " + "  ".join(f"{a} {t['wall'][-1]:.2f} s ({t['cpu'][-1]:.2f} s CPU)"
                                                for a, t in times.items()), flush=True)
     tracefix.close()
+    version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
     result = {"project": f"{project.name}=={project.version}", "tests": len(nodeids), "rounds": rounds,
-              "target_ratio_deps": 1.3}
+              "test_python": version, "target_ratio_deps": 1.3}
     for clock in ("wall", "cpu", "cpu_ours"):
         median = {a: statistics.median(t[clock]) for a, t in times.items()}
         result[clock] = {"seconds": {a: [round(x, 3) for x in t[clock]] for a, t in times.items()},
@@ -80,10 +83,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--project", choices=sorted(PROJECTS), default="boltons")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--base-python", help="the CPython to run the tests with (a venv is made from it); "
+                   "default: this one. Python 3.12+ measures the sys.monitoring path")
     args = p.parse_args()
-    result = measure(args.project, args.rounds)
-    result.update(machine=machine(), command=f"python bench/overhead.py --project {args.project} --rounds {args.rounds}")
-    path = write_results(f"overhead-{args.project}", result)
+    result = measure(args.project, args.rounds, args.base_python)
+    base = f" --base-python {args.base_python}" if args.base_python else ""
+    result.update(machine=machine(), command=f"python bench/overhead.py --project {args.project} --rounds {args.rounds}{base}")
+    path = write_results(f"overhead-{args.project}-py{result['test_python']}", result)
     for clock in ("wall", "cpu"):
         for arm, seconds in result[clock]["median_s"].items():
             ratio = result[clock]["ratio_to_plain"][arm]

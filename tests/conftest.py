@@ -1,7 +1,9 @@
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +15,26 @@ from tracefix.project import Project
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "shop"
+
+
+def interpreters() -> list[str]:
+    """Interpreters that run the code we put in the user's test process: ours, and those named in
+    TRACEFIX_TEST_PYTHONS (os.pathsep-separated, each with pytest; .ci/run sets 3.9 and 3.12+)."""
+    named = [p for p in os.environ.get("TRACEFIX_TEST_PYTHONS", "").split(os.pathsep) if p]
+    return [sys.executable] + [p for p in named if Path(p).exists()]
+
+
+@functools.cache
+def version_of(python: str) -> tuple[int, int]:
+    out = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True)
+    major, minor = out.stdout.split()
+    return int(major), int(minor)
+
+
+@pytest.fixture(params=interpreters(), ids=lambda p: Path(p).parent.parent.name or p)
+def python(request) -> str:
+    """Each interpreter of interpreters(), for tests of what runs in the user's test process."""
+    return request.param
 
 
 @pytest.fixture
@@ -68,9 +90,9 @@ async def wait_until(predicate, timeout=60.0, step=0.05):
 
 
 @contextlib.contextmanager
-def baselined(root: Path):
+def baselined(root: Path, python: str | None = None):
     """A Project on `root` whose current files are the baseline, closed afterwards."""
-    project = Project(root)
+    project = Project(root, {"python": python} if python else None)
     project.baseline_everything()
     try:
         yield project

@@ -2,13 +2,13 @@
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from conftest import baselined, session, wait_until
+from conftest import baselined, session, version_of, wait_until
 from lsprotocol import types
 from tracefix.project import Project
 from tracefix.selection.select import explain_skipped
@@ -104,8 +104,8 @@ def chosen(project: Project, changes) -> dict[str, str]:
 
 
 @pytest.fixture
-def project(app: Path):
-    with baselined(app) as p:
+def project(app: Path, python: str):
+    with baselined(app, python) as p:
         yield p
 
 
@@ -191,7 +191,7 @@ def test_upgraded_distribution_selects_the_tests_that_ran_it(project, monkeypatc
     run_all(project)
     recorded = project.recorded()
     assert all("pytest" in deps.dists for deps in recorded.tests.values())
-    installed = {d: version(d) for deps in recorded.tests.values() for d in deps.dists}
+    installed = {d: v for deps in recorded.tests.values() for d, v in deps.dists.items()}
     asked = []
     monkeypatch.setattr("tracefix.selection.dynamic.installed_versions",
                         lambda python: asked.append(python) or installed)
@@ -206,19 +206,22 @@ def test_upgraded_distribution_selects_the_tests_that_ran_it(project, monkeypatc
     reasons = chosen(upgraded, [])
     upgraded.close()
     assert set(reasons) == set(recorded.tests)
-    assert reasons["tests/test_mix.py::test_ident"] == f"ran pytest {version('pytest')}, now 0"
+    assert reasons["tests/test_mix.py::test_ident"] == f"ran pytest {recorded.tests['tests/test_mix.py::test_ident'].dists['pytest']}, now 0"
 
 
-def test_a_test_that_replaces_the_tracer_is_left_to_static_evidence(project):
+def test_a_test_that_replaces_the_tracer_is_left_to_static_evidence(project, python):
     write(project.root, {"tests/test_tracer.py": (
         "import sys\nfrom app import other\n\n\n"
         "def test_own_tracer():\n    sys.settrace(None)\n    sys.setprofile(None)\n    assert other.ident(1) == 1\n"
     )})
     project.index.update_from_disk("tests/test_tracer.py")
     run_all(project)
-    assert "tests/test_tracer.py::test_own_tracer" not in project.recorded().tests
     reasons = chosen(project, edit(project, "app/other.py", "return x", "return x * 1"))
-    assert reasons["tests/test_tracer.py::test_own_tracer"].startswith("reaches ident")
+    if version_of(python) >= (3, 12):  # sys.monitoring: settrace and setprofile do not touch it
+        assert reasons["tests/test_tracer.py::test_own_tracer"].startswith("executed other.ident")
+    else:
+        assert "tests/test_tracer.py::test_own_tracer" not in project.recorded().tests
+        assert reasons["tests/test_tracer.py::test_own_tracer"].startswith("reaches ident")
 
 
 def test_audit_counts_a_failure_selection_skipped(project):
@@ -273,3 +276,34 @@ async def test_server_audits_when_idle(tmp_path, monkeypatch):
         assert audit.message == ("selection audit: 1 missed failures so far: "
                                  "this audit found tests/test_flag.py::test_no_flag")
         assert audit.type == types.MessageType.Warning
+
+
+def test_xdist_workers_record_what_one_process_records(app):
+    pytest.importorskip("xdist")
+
+    def recorded(settings):
+        project = Project(app, settings)
+        project.baseline_everything()
+        report = run_all(project)
+        got = ({n: set(d.code) for n, d in project.recorded().tests.items()}, set(project.recorded().session.code),
+               {r.nodeid: r.outcome for r in report.results})
+        project.close()
+        return got
+
+    assert recorded({"parallel": 2}) == recorded({"parallel": 0})
+
+
+def test_parallel_auto_starts_workers_only_for_long_runs(app, monkeypatch):
+    pytest.importorskip("xdist")
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    project = Project(app)
+    ids = [t.nodeid for t in project.index.tests()]
+    assert project._workers(ids) == 0  # the interpreter's xdist is unknown before a first run
+    run_all(project)
+    assert project.store.get("xdist") is True  # this suite's interpreter has it
+    assert project._workers(ids) == 0  # these tests took milliseconds
+    project.store.save_results([{"nodeid": n, "outcome": "passed", "duration": 1.0} for n in ids[:5]])
+    assert project._workers(ids) == 4 and project._workers(ids[5:]) == 0
+    project.reconfigure({"parallel": 0})
+    assert project._workers(ids) == 0
+    project.close()

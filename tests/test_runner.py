@@ -1,6 +1,7 @@
 """The runner against real pytest processes: streaming, failures, hangs and crashes."""
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -99,9 +100,12 @@ def test_huge_output_is_capped(hostile):
     assert len(report.output) <= 1_000_000
 
 
-def test_cancel_kills_the_process_group(hostile):
+def test_cancel_kills_the_process_group(tmp_path):
+    # a name of its own: pgrep must not see the hang of another test running beside this one
+    (tmp_path / "test_cancelled.py").write_text("import time\n\n\ndef test_hang_until_cancelled():\n    time.sleep(600)\n")
+
     async def scenario():
-        task = asyncio.create_task(run_tests(hostile, sys.executable, ["test_hostile.py::test_hang"],
+        task = asyncio.create_task(run_tests(tmp_path, sys.executable, ["test_cancelled.py::test_hang_until_cancelled"],
                                              limits=Limits(timeout=120)))
         await asyncio.sleep(3)
         task.cancel()
@@ -109,7 +113,7 @@ def test_cancel_kills_the_process_group(hostile):
             await task
 
     asyncio.run(scenario())
-    leftover = subprocess.run(["pgrep", "-f", "test_hostile.py::test_hang"], capture_output=True, text=True)
+    leftover = subprocess.run(["pgrep", "-f", "test_hang_until_cancelled"], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
 
 
@@ -140,3 +144,45 @@ def test_an_unknown_test_id_does_not_sink_the_run(shop):
     outcomes = {r.nodeid: r.outcome for r in report.results}
     assert outcomes == {"tests/test_text.py::test_money": "passed", "tests/test_text.py::test_gone": "error"}
     assert "index may be out of date" in report.results[-1].message
+
+
+XDIST_SUITE = {
+    "lib.py": "def inner(x):\n    return 1 / x\n\n\ndef outer(x):\n    return inner(x)\n",
+    "test_many.py": (
+        "import os\nimport pytest\nfrom lib import outer\n\n\n"
+        "@pytest.mark.parametrize('n', range(12))\ndef test_ok(n):\n    assert outer(n + 1) > 0\n\n\n"
+        "def test_compare():\n    assert {'a': 1} == {'a': 2}\n\n\n"
+        "def test_frame():\n    outer(0)\n\n\n"
+        "@pytest.mark.skip(reason='not today')\ndef test_skipped():\n    pass\n\n\n"
+        "@pytest.mark.xfail\ndef test_xfail():\n    assert False\n\n\n"
+        "@pytest.fixture\ndef broken():\n    raise RuntimeError('boom')\n\n\n"
+        "def test_setup_error(broken):\n    pass\n\n\n"
+        "def test_worker_dies():\n    if os.environ.get('PYTEST_XDIST_WORKER'):\n        os._exit(3)\n"
+    ),
+}
+
+
+def test_xdist_workers_stream_what_one_process_streams(tmp_path):
+    pytest.importorskip("xdist")
+    for name, text in XDIST_SUITE.items():
+        (tmp_path / name).write_text(text)
+
+    def results(*extra):
+        streamed = []
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}  # this suite's own
+        report = run(tmp_path, ["test_many.py"], extra_args=extra, on_result=streamed.append, env=env)
+        assert report.status == "ok" and report.xdist is True, report.output
+        assert len(streamed) == len(report.results) == 18
+        keep = ("outcome", "message", "location", "frame", "expected", "actual", "path", "line")
+        return {r.nodeid: {k: getattr(r, k) for k in keep} for r in streamed}
+
+    alone, parallel = results(), results("-n", "2")
+    dies = "test_many.py::test_worker_dies"
+    assert alone.pop(dies)["outcome"] == "passed"  # it only dies in an xdist worker
+    died = parallel.pop(dies)
+    assert died["outcome"] == "crashed" and "crashed" in died["message"]
+    assert parallel == alone
+    assert alone["test_many.py::test_frame"]["frame"].function == "inner"
+    assert (alone["test_many.py::test_compare"]["expected"], alone["test_many.py::test_compare"]["actual"]) \
+        == ("{'a': 2}", "{'a': 1}")
+    assert {r["outcome"] for r in alone.values()} == {"passed", "failed", "skipped", "xfailed", "error"}

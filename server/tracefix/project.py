@@ -16,7 +16,8 @@ from tracefix.index.store import Store
 from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import Symbol, diff, outline
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
-from tracefix.running.process import Limits
+from tracefix.running import warm as warm_mod
+from tracefix.running.process import Limits, spawn_process
 from tracefix.running.runner import (
     FAILING,
     InterpreterError,
@@ -56,8 +57,16 @@ def is_relevant_file(rel: str) -> bool:
     return not rel.endswith(NOT_DATA) and not parts[-1].startswith(".")
 
 
+# "auto" parallel runs: starting xdist workers costs about a second per core, so only runs whose
+# tests took this long last time, or this many tests, get them
+PARALLEL_SECONDS = 5.0
+PARALLEL_TESTS = 500
+PARALLEL_MAX = 8
+
+
 class Project:
-    def __init__(self, root: Path, editor_settings: dict | None = None):
+    def __init__(self, root: Path, editor_settings: dict | None = None, warm: bool = False):
+        """warm: keep a warm pytest worker for runs (the editor's saves; not a one-shot check)."""
         self.root = root.resolve()
         self.settings, self.warnings = settings_mod.load(self.root, editor_settings)
         self.store = Store(self.root)
@@ -70,6 +79,7 @@ class Project:
         self.snapshot: dict[str, list] = self.store.snapshot()
         self._recorded: dynamic.Recorded | None = None
         self._versions: tuple[tuple | None, dict[str, str] | None] = (None, None)
+        self.pool = warm_mod.Pool(self.root) if warm and warm_mod.supported() else None
 
     def reload_pytest_config(self) -> list[str]:
         """After a pytest configuration file changed: what counts as a test may have changed."""
@@ -190,9 +200,17 @@ class Project:
         os.close(fd)
         env = dict(os.environ, TRACEFIX_DEPS=deps_file, **({"TRACEFIX_NICE": "19"} if nice else {}))
         started = {rel: e.digest for rel, e in self.index.files.items()}
+        python = self.python()
+        # a niced background audit must not occupy the worker the next save wants
+        warm = self.pool is not None and self.settings.warm_runner and not nice
+        workers = self._workers(ordered)
+        extra = ("-p", "tracefix_deps") + (("-n", str(workers)) if workers else ())
         try:
-            report = await run_tests(self.root, self.python(), ordered, limits=Limits(timeout=self.settings.timeout),
-                                     on_result=on_result, extra_args=("-p", "tracefix_deps"), env=env)
+            report = await run_tests(self.root, python, ordered, limits=Limits(timeout=self.settings.timeout),
+                                     on_result=on_result, extra_args=extra, env=env,
+                                     spawn=self.pool.spawner(python) if warm else spawn_process)
+            if report.xdist is not None:
+                self.store.put("xdist", report.xdist)
             full = {t.nodeid for t in self.index.tests()} <= set(nodeids)
             self._save_deps(dynamic.read_records(Path(deps_file)), started, full)
         finally:
@@ -219,6 +237,18 @@ class Project:
         total = self.store.get("audit_missed", 0) + len(missed)
         self.store.put("audit_missed", total)
         return Audit(report, would_run, missed, total)
+
+    def _workers(self, nodeids: list[str]) -> int:
+        """pytest-xdist workers for this run: with `parallel` = "auto", only for a run long enough
+        to repay starting them (by the tests' last durations), and only if the interpreter has xdist."""
+        if self.settings.parallel != "auto":
+            return self.settings.parallel
+        cores = os.cpu_count() or 1
+        if cores < 2 or not self.store.get("xdist", False):
+            return 0
+        previous = self.store.results()
+        expected = sum(previous.get(n, {}).get("duration", 0.0) for n in nodeids)
+        return min(cores, PARALLEL_MAX) if expected >= PARALLEL_SECONDS or len(nodeids) >= PARALLEL_TESTS else 0
 
     def _order(self, nodeids: list[str]) -> list[str]:
         # likely failures first: tests that failed last time, then the fastest
@@ -254,6 +284,8 @@ class Project:
         return diagnose(results, self.index, self.root)
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
         self.store.close()
 
 

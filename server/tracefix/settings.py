@@ -21,6 +21,8 @@ class Settings:
     run_on_save: bool = True
     debounce_ms: int = 300  # syntax diagnostics while typing
     offer_unverified: bool = False  # fix.offerUnverified
+    warm_runner: bool = True  # runs fork a pre-started pytest worker (editor only)
+    parallel: str | int = "auto"  # pytest-xdist workers: "auto" for long runs, 0 never, N always
     llm: dict = field(default_factory=dict)
     review: dict = field(default_factory=dict)
 
@@ -34,6 +36,8 @@ _KEYS = {  # setting name as users write it → (field, check)
     "llm": ("llm", lambda v: isinstance(v, dict)),
     "review": ("review", lambda v: isinstance(v, dict)),
     "fix.offerUnverified": ("offer_unverified", lambda v: isinstance(v, bool)),
+    "warmRunner": ("warm_runner", lambda v: isinstance(v, bool)),
+    "parallel": ("parallel", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 256)),
 }
 _EXPECTED = {
     "python": "a path to a Python interpreter",
@@ -44,6 +48,8 @@ _EXPECTED = {
     "llm": "a table of model settings",
     "review": "a table of review settings",
     "fix.offerUnverified": "true or false",
+    "warmRunner": "true or false",
+    "parallel": '"auto" or a number of pytest-xdist workers (0 for none)',
 }
 
 

@@ -43,7 +43,7 @@ async def _pull_settings(ls: TracefixServer) -> None:
 
 async def open_project(ls: TracefixServer, root: Path) -> None:
     try:
-        project = await asyncio.to_thread(Project, root, ls.editor_settings)
+        project = await asyncio.to_thread(Project, root, ls.editor_settings, warm=True)
     except Exception as exc:
         ls.log(f"cannot index {root}: {exc!r}", types.MessageType.Error)
         return

@@ -13,9 +13,11 @@ import json
 import math
 import os
 import signal
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Awaitable, Callable
+
+from tracefix.running.plugin.tracefix_warm import apply_limits
 
 PLUGIN_DIR = Path(__file__).parent / "plugin"
 OUTPUT_CAP = 1_000_000  # bytes of stdout/stderr kept; the rest is drained and dropped
@@ -79,32 +81,11 @@ class ProcessResult:
 
 
 def _limit_child(limits: Limits) -> Callable[[], None] | None:
-    import resource
-
-    pairs = [
-        (resource.RLIMIT_CPU, limits.cpu_seconds),
-        (resource.RLIMIT_AS, limits.memory_bytes),
-        (resource.RLIMIT_NPROC, limits.processes),
-        (resource.RLIMIT_FSIZE, limits.file_bytes),
-    ]
-    pairs = [(r, v) for r, v in pairs if v]
-    if not pairs:
-        return None
-
-    def apply() -> None:
-        for res, value in pairs:
-            try:
-                _, hard = resource.getrlimit(res)
-                if hard != resource.RLIM_INFINITY:
-                    value = min(value, hard)
-                resource.setrlimit(res, (value, hard))
-            except (ValueError, OSError):
-                pass  # a limit the OS refuses is skipped, the timeout still bounds the run
-
-    return apply
+    values = {k: v for k, v in asdict(limits).items() if k != "timeout" and v}
+    return (lambda: apply_limits(values)) if values else None
 
 
-def kill_group(proc: asyncio.subprocess.Process) -> None:
+def kill_group(proc) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -148,6 +129,25 @@ async def _drain(reader: asyncio.StreamReader, sink: bytearray) -> bool:
     return truncated
 
 
+# (argv, cwd, env, bounded limits, report fd) -> a started child: .pid (its process group too),
+# .stdout (an asyncio.StreamReader of stdout and stderr), await .wait(), then .returncode
+Spawn = Callable[[list[str], Path, dict[str, str], Limits, int], Awaitable[Any]]
+
+
+async def spawn_process(argv: list[str], cwd: Path, env: dict[str, str], limits: Limits, report_fd: int):
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=str(cwd),
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        pass_fds=(report_fd,),
+        start_new_session=True,
+        preexec_fn=_limit_child(limits),
+    )
+
+
 async def run_streaming(
     argv: list[str],
     *,
@@ -155,25 +155,17 @@ async def run_streaming(
     env: dict[str, str],
     limits: Limits,
     on_record: Callable[[dict], None] | None = None,
+    spawn: Spawn = spawn_process,
 ) -> ProcessResult:
     """Run argv; the child writes JSON lines to the fd named by TRACEFIX_REPORT_FD.
 
+    `spawn` starts it: a new process, or a fork of a warm worker (running/warm.py).
     Cancelling the awaiting task kills the whole process group.
     """
     read_fd, write_fd = os.pipe()
     env = dict(env, TRACEFIX_REPORT_FD=str(write_fd))
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=str(cwd),
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            pass_fds=(write_fd,),
-            start_new_session=True,
-            preexec_fn=_limit_child(limits.bounded()),
-        )
+        proc = await spawn(argv, cwd, env, limits.bounded(), write_fd)
     except BaseException:
         os.close(read_fd)
         raise

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from tracefix.running.process import Limits, plugin_env, run_streaming
+from tracefix.running.process import Limits, Spawn, plugin_env, run_streaming, spawn_process
 
 FAILING = ("failed", "error", "timeout", "crashed")
 
@@ -59,6 +59,7 @@ class RunReport:
     message: str = ""
     duration: float = 0.0
     output: str = ""
+    xdist: bool | None = None  # whether the test interpreter has pytest-xdist; None if pytest never started
 
     @property
     def failed(self) -> list[TestResult]:
@@ -164,8 +165,9 @@ async def run_tests(
     on_result: Callable[[TestResult], None] | None = None,
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    spawn: Spawn = spawn_process,
 ) -> RunReport:
-    """Run nodeids; results stream to on_result as tests finish.
+    """Run nodeids; results stream to on_result as tests finish. `spawn`: see run_streaming.
 
     A killed or hung run is reported, with the test that was running at that moment marked
     timeout/crashed and the others that never ran as "not run".
@@ -180,11 +182,14 @@ async def run_tests(
         if record.get("kind") == "start":
             running.append(record["nodeid"])
             return
+        if record.get("kind") == "session":
+            report.xdist = bool(record.get("xdist"))
+            return
         result = parse_record(record)
         if result is None:
             return
-        if running and running[-1] == result.nodeid:
-            running.pop()
+        if result.nodeid in running:  # xdist workers run several at once
+            running.remove(result.nodeid)
         report.results.append(result)
         if on_result is not None:
             on_result(result)
@@ -192,7 +197,7 @@ async def run_tests(
     try:
         proc = await run_streaming(
             pytest_argv(python, nodeids, extra_args), cwd=root, env=plugin_env(env),
-            limits=limits, on_record=on_record,
+            limits=limits, on_record=on_record, spawn=spawn,
         )
     except FileNotFoundError:
         report.status, report.message = "error", f"test interpreter not found: {python}"
@@ -202,7 +207,7 @@ async def run_tests(
         # pytest refuses a whole run over one id it cannot find: run the rest, report the stale ids
         rest = [n for n in nodeids if n not in unknown]
         report = await run_tests(root, python, rest, limits=limits, on_result=on_result,
-                                 extra_args=extra_args, env=env)
+                                 extra_args=extra_args, env=env, spawn=spawn)
         for nodeid in unknown:
             result = TestResult(nodeid, "error", path=nodeid.split("::")[0],
                                 message="pytest does not know this test; tracefix's index may be out of date")

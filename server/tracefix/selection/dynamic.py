@@ -135,8 +135,9 @@ def deps_from_records(index: ProjectIndex, root: Path, records: list[dict], star
     mapper = _Mapper(index, root, started)
     tests: dict[str, tuple[list, list, list]] = {}
     for record in records:
-        if record.get("kind") == "session":
-            tests[""] = mapper.session_deps(record, session).rows()
+        if record.get("kind") == "session":  # one per pytest-xdist worker: together, what all collected
+            session = mapper.session_deps(record, session)
+            tests[""] = session.rows()
         elif record.get("kind") == "deps":
             deps = mapper.test_deps(record) if record.get("complete") else None
             tests[record["nodeid"]] = deps.rows() if deps else UNKNOWN_ROWS

@@ -57,11 +57,20 @@ def _use(used):
 _add_code = set().add
 
 
-def _on_call(frame, event, arg):
-    """The hot path: runs on every Python call while a test runs (settrace, profile).
+if sys.version_info >= (3, 11):
 
-    Not frame.f_code: reading it raises an audit event, which would call our audit hook too."""
-    _add_code((frame.f_globals.get("__file__"), frame.f_lineno))  # returns None: no line events
+    def _on_call(frame, event, arg):
+        """The hot path: runs on every Python call while a test runs (settrace, profile). Records
+        (file, first line), module code as line 0 (its f_lineno at the call).
+
+        Not frame.f_code: reading it raises an audit event, which would call our audit hook too."""
+        _add_code((frame.f_globals.get("__file__"), frame.f_lineno))  # returns None: no line events
+
+else:
+
+    def _on_call(frame, event, arg):
+        """As above; module code starts at line 1 here, so a def on line 1 would be taken for it."""
+        _add_code((frame.f_globals.get("__file__"), 0 if frame.f_locals is frame.f_globals else frame.f_lineno))
 
 
 class _Tracing:
@@ -108,7 +117,7 @@ class _Monitoring:
             mon.register_callback(self.tool, mon.events.PY_START, self._start)
 
     def _start(self, code, offset):
-        _add_code((code.co_filename, code.co_firstlineno))
+        _add_code((code.co_filename, 0 if code.co_name == "<module>" else code.co_firstlineno))
         return sys.monitoring.DISABLE
 
     def start(self):
@@ -168,12 +177,26 @@ def _classify(filename):
     return found
 
 
+def _packages_distributions():
+    """importlib.metadata.packages_distributions, which Python 3.9 lacks."""
+    from importlib import metadata
+
+    if hasattr(metadata, "packages_distributions"):
+        return metadata.packages_distributions()
+    found = {}
+    for dist in metadata.distributions():
+        tops = (dist.read_text("top_level.txt") or "").split()
+        if not tops:
+            tops = {f.parts[0].split(".")[0] for f in dist.files or () if f.parts and f.suffix in ("", ".py")}
+        for top in tops:
+            found.setdefault(top, []).append(dist.metadata["Name"])
+    return found
+
+
 def _distribution(path):
     global _dists
     if _dists is None:
-        from importlib.metadata import packages_distributions
-
-        _dists = packages_distributions()
+        _dists = _packages_distributions()
     for entry in sys.path:
         entry = os.path.abspath(entry) if entry else ""
         if entry and path.startswith(entry + os.sep):
@@ -227,6 +250,7 @@ def _record(item, used):
 
 
 def _emit(record):
+    # flushed record by record, so each is one append: xdist workers share the file
     _out.write(json.dumps(record) + "\n")
     _out.flush()
 
@@ -234,8 +258,8 @@ def _emit(record):
 def pytest_configure(config):
     global _out, _root, _hook
     path = os.environ.get("TRACEFIX_DEPS")
-    if not path:
-        return
+    if not path or (getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput")):
+        return  # pytest-xdist's controller runs no test; each worker records its own
     _root = str(config.rootpath)
     _out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the session, closed at its finish
     _hook = _Monitoring() if hasattr(sys, "monitoring") else _Tracing()

@@ -46,12 +46,13 @@ def pytest_configure(config):
     global _out, _root
     if os.environ.get("TRACEFIX_NICE"):
         os.nice(int(os.environ["TRACEFIX_NICE"]))  # a background audit leaves the CPU to the user
-    fd = os.environ.get("TRACEFIX_REPORT_FD")
-    if fd is None:
-        return
-    _out = os.fdopen(int(fd), "w", encoding="utf-8", buffering=1)
     _root = str(config.rootpath)
-    _emit({"kind": "session", "root": _root, "python": sys.version.split()[0]})
+    fd = os.environ.get("TRACEFIX_REPORT_FD")
+    if fd is None or hasattr(config, "workerinput"):
+        return  # an xdist worker: its reports reach the controller, which writes the records
+    _out = os.fdopen(int(fd), "w", encoding="utf-8", buffering=1)
+    _emit({"kind": "session", "root": _root, "python": sys.version.split()[0],
+           "xdist": config.pluginmanager.hasplugin("xdist")})
 
 
 def pytest_assertrepr_compare(config, op, left, right):
@@ -99,6 +100,26 @@ def _message(report, excinfo):
 _state = {}
 
 
+def _phase(item, call, report):
+    """What one phase (setup, call, teardown) adds to the test's record. It is computed where the
+    test runs and travels on the report, so it reaches the process that writes the records even
+    when that is pytest-xdist's controller."""
+    if report.when == "call" and report.skipped and hasattr(report, "wasxfail"):
+        return {"outcome": "xfailed"}
+    if report.skipped:
+        return {"outcome": "skipped", "message": str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""}
+    if not report.failed:
+        return {}
+    info = {"outcome": "failed" if report.when == "call" else "error", "when": report.when,
+            "message": _message(report, call.excinfo)}
+    if call.excinfo is not None:
+        info["location"], info["frame"] = _failure_locations(item, call.excinfo)
+        info["exception"] = call.excinfo.typename
+    if _last_compare is not None and report.when == "call":
+        info["compare"] = _last_compare
+    return info
+
+
 def _pytest_hookwrapper():
     import pytest
 
@@ -106,27 +127,24 @@ def _pytest_hookwrapper():
     def pytest_runtest_makereport(item, call):
         outcome = yield
         report = outcome.get_result()
-        entry = _state.setdefault(item.nodeid, {"duration": 0.0, "outcome": "passed"})
-        entry["duration"] += report.duration
-        if report.when == "call" and report.skipped and hasattr(report, "wasxfail"):
-            entry["outcome"] = "xfailed"
-        elif report.skipped and entry["outcome"] == "passed":
-            entry["outcome"] = "skipped"
-            entry["message"] = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
-        elif report.failed:
-            entry["outcome"] = "failed" if report.when == "call" else "error"
-            entry["when"] = report.when
-            entry["message"] = _message(report, call.excinfo)
-            if call.excinfo is not None:
-                entry["location"], entry["frame"] = _failure_locations(item, call.excinfo)
-                entry["exception"] = call.excinfo.typename
-            if _last_compare is not None and report.when == "call":
-                entry["compare"] = _last_compare
+        report.tracefix = _phase(item, call, report)
 
     return pytest_runtest_makereport
 
 
 pytest_runtest_makereport = _pytest_hookwrapper()
+
+
+def pytest_runtest_logreport(report):
+    entry = _state.setdefault(report.nodeid, {"duration": 0.0, "outcome": "passed"})
+    entry["duration"] += report.duration
+    info = getattr(report, "tracefix", None)
+    if info is None and report.failed:
+        # not made by our hook: xdist's report of a worker that died in this test; no logfinish follows
+        entry.update(outcome="crashed", message=_message(report, None))
+        pytest_runtest_logfinish(report.nodeid, report.location)
+    elif info and (info["outcome"] != "skipped" or entry["outcome"] == "passed"):
+        entry.update(info)
 
 
 def pytest_runtest_logfinish(nodeid, location):

@@ -1,0 +1,212 @@
+"""The warm runner: runs forked from a pre-started pytest worker give what a new interpreter gives."""
+
+import asyncio
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from tracefix.project import Project
+from tracefix.running import warm
+
+from conftest import interpreters
+
+pytestmark = pytest.mark.skipif(not warm.supported(), reason="the warm runner needs fork and fd passing")
+
+FILES = {
+    "pkg/__init__.py": "",
+    "pkg/state.py": """\
+        CALLS = []
+        LIMIT = 3
+
+
+        def record(value):
+            CALLS.append(value)
+            return len(CALLS)
+        """,
+    "conftest.py": """\
+        import os
+
+        import pytest
+
+
+        @pytest.fixture(scope="session")
+        def session_log():
+            with open("sessions.txt", "a") as f:
+                f.write("session\\n")
+            return {"seen": []}
+        """,
+    "tests/test_state.py": """\
+        import json
+        import os
+
+        from pkg.state import LIMIT, record
+
+
+        def test_module_state_is_fresh():
+            assert record("x") == 1
+
+
+        def test_limit():
+            assert LIMIT == 3
+
+
+        def test_preloaded_module_is_fresh():
+            # json is imported ahead of runs in the worker: a change must not outlive the run
+            assert not hasattr(json, "tracefix_mark")
+            json.tracefix_mark = True
+
+
+        def test_session_fixture_is_fresh(session_log):
+            session_log["seen"].append(1)
+            assert session_log["seen"] == [1]
+
+
+        def test_parent(session_log):
+            with open("parents.txt", "a") as f:
+                f.write(f"{os.getppid()}\\n")
+
+
+        def test_fails():
+            assert LIMIT + 1 == 5
+        """,
+    "tests/test_bad.py": """\
+        import os
+        import time
+
+
+        def test_crash():
+            os._exit(3)
+
+
+        def test_hang():
+            with open("hang.pid", "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(120)
+        """,
+}
+STATE_TESTS = [f"tests/test_state.py::{name}" for name in (
+    "test_module_state_is_fresh", "test_limit", "test_preloaded_module_is_fresh", "test_session_fixture_is_fresh",
+    "test_parent", "test_fails")]
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def outcomes(report) -> list[tuple[str, str, str]]:
+    first = (lambda r: r.message.splitlines()[0].removeprefix("AssertionError: ") if r.message else "")
+    return sorted((r.nodeid, r.outcome, first(r)) for r in report.results)
+
+
+def last_parent(root: Path) -> int:
+    return int((root / "parents.txt").read_text().split()[-1])
+
+
+async def warmed(root: Path, python: str, settings: dict | None = None) -> Project:
+    """A project whose worker is up: the first run starts cold and starts the worker."""
+    project = Project(root, {"python": python, **(settings or {})}, warm=True)
+    await project.run(["tests/test_state.py::test_limit"])
+    assert await project.pool.ready(), project.pool.worker.dead
+    return project
+
+
+async def test_warm_runs_match_cold_runs(tmp_path, python):
+    root = tmp_path / "proj"
+    write(root, FILES)
+    cold = Project(root, {"python": python})
+    expected = outcomes(await cold.run(STATE_TESTS))
+    cold_parent = last_parent(root)
+    assert ("tests/test_state.py::test_fails", "failed", "assert (3 + 1) == 5") in expected
+    assert sum(outcome == "passed" for _, outcome, _ in expected) == 5
+
+    project = await warmed(root, python)
+    worker = project.pool.worker.process.pid
+    for _ in range(3):  # each run starts from fresh modules, fixtures and third-party state
+        sessions = (root / "sessions.txt").read_text().count("session")
+        assert outcomes(await project.run(STATE_TESTS)) == expected
+        assert last_parent(root) == worker != cold_parent  # forked from the worker, not a new interpreter
+        assert (root / "sessions.txt").read_text().count("session") == sessions + 1
+
+    # edits to the workspace's code and conftest reach the next warm run
+    write(root, {"pkg/state.py": FILES["pkg/state.py"].replace("LIMIT = 3", "LIMIT = 4"),
+                 "conftest.py": FILES["conftest.py"].replace('"seen": []', '"seen": [0]')})
+    changed = outcomes(await cold.run(STATE_TESTS))
+    assert ("tests/test_state.py::test_limit", "failed", "assert 4 == 3") in changed
+    assert outcomes(await project.run(STATE_TESTS)) == changed
+    assert last_parent(root) == worker
+    project.close()
+    cold.close()
+
+
+async def test_worker_survives_crashes_timeouts_and_cancels(tmp_path):
+    root = tmp_path / "proj"
+    write(root, FILES)
+    project = await warmed(root, interpreters()[0], {"timeout": 4})
+    worker = project.pool.worker.process.pid
+
+    crash = await project.run(["tests/test_bad.py::test_crash"])
+    assert crash.status == "crashed" and "exit status 3" in crash.message
+    assert [(r.nodeid, r.outcome) for r in crash.results] == [("tests/test_bad.py::test_crash", "crashed")]
+
+    hang = await project.run(["tests/test_bad.py::test_hang"])
+    assert hang.status == "timeout"
+    assert [(r.nodeid, r.outcome) for r in hang.results] == [("tests/test_bad.py::test_hang", "timeout")]
+    await assert_gone(int((root / "hang.pid").read_text()))
+
+    (root / "hang.pid").unlink()
+    run = asyncio.ensure_future(project.run(["tests/test_bad.py::test_hang"]))
+    while not (root / "hang.pid").exists():
+        await asyncio.sleep(0.05)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await assert_gone(int((root / "hang.pid").read_text()))
+
+    ok = await project.run(["tests/test_state.py::test_parent"])
+    assert [r.outcome for r in ok.results] == ["passed"]
+    assert last_parent(root) == worker == project.pool.worker.process.pid
+    project.close()
+
+
+async def assert_gone(pid: int) -> None:
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"process {pid} outlived its run")
+
+
+async def test_changed_installed_packages_replace_the_worker(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    root = tmp_path / "proj"
+    write(root, FILES)
+    project = await warmed(root, interpreters()[0])
+    first = project.pool.worker.process.pid
+
+    (site / "newly_installed.py").write_text("")  # what pip does to a sys.path directory
+    stale = await project.run(["tests/test_state.py::test_parent"])
+    assert [r.outcome for r in stale.results] == ["passed"]
+    assert last_parent(root) != first  # the old worker refused the run: it ran in a new interpreter
+    assert await project.pool.ready()
+    assert project.pool.worker.process.pid != first
+    await project.run(["tests/test_state.py::test_parent"])
+    assert last_parent(root) == project.pool.worker.process.pid
+    project.close()
+
+
+async def test_warm_runner_setting_off_runs_cold(tmp_path):
+    root = tmp_path / "proj"
+    write(root, FILES)
+    project = Project(root, {"warmRunner": False}, warm=True)
+    for _ in range(2):
+        await project.run(["tests/test_state.py::test_parent"])
+    assert project.pool.worker is None
+    project.close()

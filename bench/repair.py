@@ -195,7 +195,7 @@ async def tracefix(ctx: Context) -> Attempt:
     """What fixing.fix_test does, with the outcome kept for its calls and tokens even when nothing is offered."""
     started = time.monotonic()
     trace = await capture(ctx.project.root, ctx.project.python(), NODEID, timeout=TEST_TIMEOUT)
-    request = request_for(ctx, trace_text="" if trace.error else trace.render(source=lines_in(ctx.project.root)))
+    request = request_for(ctx, trace_text=trace.render(source=lines_in(ctx.project.root)) if trace.calls else "")
     outcome = await refine(request, ctx.settings)
     attempt = Attempt(
         solution=outcome.best.file_text if outcome.best else None,

@@ -358,6 +358,16 @@ async def test_a_hanging_candidate_is_stopped_by_the_test_timeout(project, fake_
     assert outcome.best is None
 
 
+async def test_a_hanging_function_is_fixed_like_a_failing_one(project, fake_openai):
+    stats = project / "stats.py"
+    stats.write_text(STATS.replace("    return sum(values) / (len(values) + 1)", "    while values: pass"))
+    fake = fake_openai([fenced(RIGHT)])
+    outcome = await refine(fix_request(project, test_timeout=10), settings_for(fake, rounds=1), client=client_for(fake))
+    assert outcome.error is None
+    assert outcome.baseline.status == "timeout"
+    assert outcome.best is not None and outcome.evidence.startswith("verified: 4/4 affected tests pass")
+
+
 # --- the client against faults ---------------------------------------------------------------
 
 MESSAGES = [{"role": "user", "content": "fix it"}]

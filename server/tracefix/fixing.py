@@ -181,7 +181,7 @@ async def fix_test(project: Project, result: TestResult, texts: dict[str, str],
     comments = comments_for_symbol(ReviewSet.from_settings(project.root, project.settings.review).collect(texts),
                                    path, symbol.qualname)
     request = build_request(project, path, symbol, nodeid=result.nodeid, texts=texts, result=result,
-                            trace_text="" if trace.error else trace.render(source=lines_in(project.root)),
+                            trace_text=trace.render(source=lines_in(project.root)) if trace.calls else "",
                             comments=comments)
     outcome = await refine(request, settings, report=say)
     return _fix(result.nodeid, request, outcome)

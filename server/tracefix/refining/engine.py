@@ -174,7 +174,7 @@ class _Session:
     async def run(self) -> None:
         request, outcome = self.request, self.outcome
         baseline = outcome.baseline = await self.shadow.run(self.tests, timeout=request.test_timeout)
-        if baseline.status != "ok":
+        if baseline.status not in ("ok", "timeout"):  # a hang is a bug to fix like any other failure
             raise TargetError(f"cannot run the tests in a copy of the workspace: {baseline.message}")
         self.say(f"before any fix: {_count(baseline)}")
         if _passes(baseline, request.test_nodeid) and not request.instruction:

@@ -210,3 +210,19 @@ async def test_warm_runner_setting_off_runs_cold(tmp_path):
         await project.run(["tests/test_state.py::test_parent"])
     assert project.pool.worker is None
     project.close()
+
+
+async def test_worker_ends_its_run_and_itself_when_tracefix_goes_away(tmp_path):
+    root = tmp_path / "proj"
+    write(root, FILES)
+    project = await warmed(root, interpreters()[0])
+    worker = project.pool.worker
+    run = asyncio.ensure_future(project.run(["tests/test_bad.py::test_hang"]))
+    while not (root / "hang.pid").exists():
+        await asyncio.sleep(0.05)
+    worker.writer.close()  # as if the server died: its end of the socket closes, nothing is killed
+    await assert_gone(int((root / "hang.pid").read_text()))
+    await assert_gone(worker.process.pid)
+    report = await run
+    assert [r.outcome for r in report.results] == ["crashed"]
+    project.close()

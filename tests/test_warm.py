@@ -173,10 +173,14 @@ async def test_worker_survives_crashes_timeouts_and_cancels(tmp_path):
 
 
 async def assert_gone(pid: int) -> None:
+    """pid ends: gone, or a zombie (nothing runs; its reaping is up to its parent, maybe an init)."""
     for _ in range(100):
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+            stat = Path(f"/proc/{pid}/stat")
+            if stat.parent.parent.joinpath("self").exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except (FileNotFoundError, ProcessLookupError):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"process {pid} outlived its run")

@@ -166,6 +166,7 @@ def _wait(sock, pid, modules_fd):
         if sock in ready and not sock.recv(1, socket.MSG_PEEK):
             try:
                 os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)  # reaped here: an init that reaps no orphans would keep a zombie
             except OSError:
                 pass
             os._exit(0)

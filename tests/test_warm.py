@@ -1,13 +1,19 @@
 """The warm runner: runs forked from a pre-started pytest worker give what a new interpreter gives."""
 
 import asyncio
+import json
 import os
+import socket
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from tracefix.project import Project
 from tracefix.running import warm
+from tracefix.running.process import plugin_env
 
 from conftest import interpreters
 
@@ -216,17 +222,48 @@ async def test_warm_runner_setting_off_runs_cold(tmp_path):
     project.close()
 
 
-async def test_worker_ends_its_run_and_itself_when_tracefix_goes_away(tmp_path):
+def test_worker_ends_its_run_and_itself_when_tracefix_goes_away(tmp_path):
+    """The worker alone, over its protocol: the server's end of the socket closes mid-run."""
+    root = tmp_path / "proj"
+    write(root, FILES)
+    ours, theirs = socket.socketpair()
+    env = plugin_env()
+    worker = subprocess.Popen([sys.executable, "-m", "tracefix_warm"], cwd=root, start_new_session=True,
+                              env=dict(env, TRACEFIX_WARM_FD=str(theirs.fileno())), pass_fds=(theirs.fileno(),))
+    theirs.close()
+    replies = ours.makefile("rb")
+    assert "ready" in json.loads(replies.readline())
+    out_read, out_write = os.pipe()
+    report_read, report_write = os.pipe()
+    body = json.dumps({"args": ["-q", "-p", "tracefix_pytest", "tests/test_bad.py::test_hang"],
+                       "cwd": str(root), "env": env, "limits": {}}).encode()
+    socket.send_fds(ours, [b"%d\n" % len(body)], [out_write, report_write])
+    ours.sendall(body)
+    for fd in (out_write, report_write):
+        os.close(fd)
+    run = json.loads(replies.readline())["pid"]
+    deadline = time.monotonic() + 60
+    while not (root / "hang.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert int((root / "hang.pid").read_text()) == run
+
+    replies.close()
+    ours.close()  # as if the server died: nothing is killed from this side
+    assert worker.wait(timeout=10) == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(run, 0)  # killed and reaped by the worker before it exited
+    for fd in (out_read, report_read):
+        os.close(fd)
+
+
+async def test_closing_the_project_mid_run_ends_the_run(tmp_path):
     root = tmp_path / "proj"
     write(root, FILES)
     project = await warmed(root, interpreters()[0])
-    worker = project.pool.worker
     run = asyncio.ensure_future(project.run(["tests/test_bad.py::test_hang"]))
     while not (root / "hang.pid").exists():
         await asyncio.sleep(0.05)
-    worker.writer.close()  # as if the server died: its end of the socket closes, nothing is killed
+    project.pool.close()  # what the server's shutdown does, with a run in flight
     await assert_gone(int((root / "hang.pid").read_text()))
-    await assert_gone(worker.process.pid)
-    report = await run
-    assert [r.outcome for r in report.results] == ["crashed"]
+    assert (await run).status == "crashed"
     project.close()

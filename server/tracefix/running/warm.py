@@ -46,6 +46,7 @@ class Worker:
         self.writer: asyncio.StreamWriter | None = None
         self.ready = False
         self.busy = False
+        self.running: int | None = None  # the process group of the run in progress
         self.dead: str | None = None  # why it can take no more runs
 
     def fits(self, python: str, env: dict[str, str]) -> bool:
@@ -111,6 +112,7 @@ class Worker:
             os.close(out_read)
             self.close(reply.get("stale") or f"unexpected reply {reply}")
             return None
+        self.running = reply["pid"]
         run = _Run(self, reply["pid"])
         await run.connect(out_read)
         return run
@@ -125,9 +127,13 @@ class Worker:
             self.writer.close()
         elif self.sock is not None:
             self.sock.close()
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, 9)
+        # the run has a session of its own: killing the worker would leave it running
+        alive = self.process is not None and self.process.returncode is None
+        for group in (self.running, self.process.pid if alive else None):
+            if group is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, 9)
+        self.running = None
 
 
 class _Run:
@@ -150,7 +156,7 @@ class _Run:
         except (OSError, ValueError, KeyError, asyncio.CancelledError) as exc:
             self.worker.close(f"lost during a run: {exc or type(exc).__name__}")
             self.returncode = -9
-        self.worker.busy = False
+        self.worker.busy, self.worker.running = False, None
 
     async def wait(self) -> int:
         await asyncio.shield(self._exit)

@@ -163,7 +163,7 @@ def _wait(sock, pid, modules_fd):
     used = []
     while True:
         ready, _, _ = select.select(watch, [], [], None if pidfd is not None else 0.01)
-        if sock in ready and not sock.recv(1, socket.MSG_PEEK):
+        if sock in ready and _closed(sock):
             try:
                 os.killpg(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)  # reaped here: an init that reaps no orphans would keep a zombie
@@ -186,6 +186,13 @@ def _wait(sock, pid, modules_fd):
                     break
                 used.append(chunk)
             return os.waitstatus_to_exitcode(status), b"".join(used)
+
+
+def _closed(sock):
+    try:
+        return not sock.recv(1, socket.MSG_PEEK)
+    except OSError:  # ECONNRESET: the server closed with a reply unread
+        return True
 
 
 def _receive(sock):

@@ -207,7 +207,9 @@ async def tracefix(ctx: Context) -> Attempt:
     attempt.detail = {
         "trace_error": trace.error,
         "evidence": outcome.evidence,
-        "attempts": [f"r{a.round}c{a.index} t={a.temperature} {a.verdict}: {a.reason}" for a in outcome.attempts],
+        "attempts": [f"r{a.round}c{a.index} t={a.temperature} {a.view} {a.verdict}: {a.reason}" for a in outcome.attempts],
+        # which prompt the offered fix answered: with the trace, or the brief view without it
+        "offered_view": next((a.view for a in outcome.attempts if outcome.best and a.candidate is outcome.best), None),
         # Offered in the editor only as clearly unverified; scored here for information, not as a fix.
         "unverified_hidden_pass": (
             passes_hidden(ctx.project.python(), ctx.task, outcome.unverified.file_text) if outcome.unverified else None

@@ -172,6 +172,15 @@ async def test_wrong_then_right_only_the_right_one_is_verified(project, fake_ope
     assert snapshot(project) == before
 
 
+async def test_candidates_alternate_the_traced_and_the_brief_prompt(project, fake_openai):
+    fake = fake_openai([fenced(WRONG), fenced(RIGHT)])
+    outcome = await refine(fix_request(project), settings_for(fake, candidates=2, rounds=1), client=client_for(fake))
+    traced = ["L9 mean: values=[2, 4] -> return 2.0" in r.prompt for r in fake.chat_requests]
+    assert sorted(traced) == [False, True]  # the requests run concurrently: either may arrive first
+    assert sorted(a.view for a in outcome.attempts) == ["brief", "trace"]
+    assert outcome.best is not None
+
+
 async def test_a_reply_that_breaks_another_test_is_never_verified(project, fake_openai):
     fake = fake_openai([fenced(BREAKS_EMPTY)])
     before = snapshot(project)

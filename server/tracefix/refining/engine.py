@@ -42,6 +42,7 @@ class Attempt:
     regressions: list[str] = field(default_factory=list)
     passed: int = 0
     total: int = 0
+    view: str = "trace"  # the prompt it answered: "trace", or "brief" (no trace)
 
     def rank(self) -> tuple:
         """Larger is better: fixes the test, breaks fewer, passes more, changes less."""
@@ -61,6 +62,15 @@ class FixOutcome:
     tokens_out: int = 0
     model_calls: int = 0
     wall_time: float = 0.0
+
+
+def _views(request: FixRequest, candidates: int) -> list[str]:
+    """The prompt for each candidate of a round. With a trace, every second candidate gets the
+    brief view without it: a small model can be led astray by a long trace, and the candidates
+    are verified anyway, so two views find more fixes than one."""
+    if not request.trace_text.strip():
+        return ["brief"] * candidates
+    return ["brief" if i % 2 else "trace" for i in range(candidates)]
 
 
 def _matches(nodeid: str, test: str) -> bool:
@@ -184,16 +194,17 @@ class _Session:
             )
         previous: list[Feedback] = []
         for number in range(1, self.settings.rounds + 1):
-            messages = build_messages(request, previous=previous, redact=self.redactor.redact)
+            views = _views(request, self.settings.candidates)
+            prompts = [build_messages(request, previous=previous, redact=self.redactor.redact, traced=view == "trace")
+                       for view in views]
             self.say(f"round {number}: asking the {self.client.name} for {self.settings.candidates} candidates")
-            completions = await self.client.complete(
-                messages, n=self.settings.candidates, temperature=self.settings.temperature
-            )
+            completions = await self.client.complete_each(prompts, temperature=self.settings.temperature)
             attempts = []
             for index, completion in enumerate(completions, 1):
                 outcome.tokens_in += completion.tokens_in
                 outcome.tokens_out += completion.tokens_out
                 attempt = await self._attempt(number, index, completion)
+                attempt.view = views[completion.index]
                 self.say(f"round {number}: candidate {index}/{len(completions)}: {attempt.reason}")
                 attempts.append(attempt)
             outcome.attempts += attempts

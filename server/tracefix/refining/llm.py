@@ -208,6 +208,7 @@ class Completion:
     temperature: float
     tokens_in: int = 0
     tokens_out: int = 0
+    index: int = 0  # which of the prompts given to complete_each it answers
 
 
 class ModelClient:
@@ -246,13 +247,21 @@ class ModelClient:
         return f"model {self.settings.model} at {self.base_url}"
 
     async def complete(self, messages: list[dict], *, n: int, temperature: float) -> list[Completion]:
-        """n completions at diverse temperatures from `temperature` up.
+        """n completions of one prompt at diverse temperatures from `temperature` up."""
+        return await self.complete_each([messages] * n, temperature=temperature)
+
+    async def complete_each(self, prompts: list[list[dict]], *, temperature: float) -> list[Completion]:
+        """One completion per prompt, at diverse temperatures from `temperature` up, concurrently.
 
         Requests that fail are dropped; ModelError (the first failure's) only if all fail.
         """
         results = await asyncio.gather(
-            *(self._one(messages, t) for t in temperatures(temperature, n)), return_exceptions=True
+            *(self._one(messages, t) for messages, t in zip(prompts, temperatures(temperature, len(prompts)))),
+            return_exceptions=True,
         )
+        for index, result in enumerate(results):
+            if isinstance(result, Completion):
+                result.index = index
         completions = [r for r in results if isinstance(r, Completion)]
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, ModelError):

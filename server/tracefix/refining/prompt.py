@@ -75,8 +75,10 @@ def build_messages(
     *,
     previous: Sequence[Feedback] = (),
     redact: Callable[[str], str] = lambda text: text,
+    traced: bool = True,
 ) -> list[dict]:
-    """System and user messages for one round; `redact` is applied to everything sent."""
+    """System and user messages for one round; `redact` is applied to everything sent.
+    traced=False leaves out every trace: the brief view of the same request."""
     keep = "" if request.allow_signature_change else " and parameters (with their defaults)"
     start, end = request.function_start_line, request.function_end_line
     parts = [
@@ -95,7 +97,7 @@ def build_messages(
     if request.expected is not None and request.actual is not None:
         failure.append(f"expected: {request.expected}\nactual:   {request.actual}")
     parts.append(_section("How it fails", "\n".join(failure)))
-    if request.trace_text.strip():
+    if traced and request.trace_text.strip():
         parts.append(_section("Execution trace of the failing test", f"```\n{request.trace_text.rstrip()}\n```"))
     if request.review_comments:
         parts.append(_section("Reviewer comments", "\n".join(f"- {c}" for c in request.review_comments)))
@@ -103,11 +105,11 @@ def build_messages(
         parts.append(_section("Requested change", request.instruction))
     for i, attempt in enumerate(previous, 1):
         body = f"{_fence(attempt.source)}\n" if attempt.source else ""
-        if attempt.trace.strip():
+        if traced and attempt.trace.strip():
             body += f"Execution trace with this attempt:\n```\n{attempt.trace.rstrip()}\n```\n"
         parts.append(_section(f"Earlier attempt {i} did not work", body + attempt.result.rstrip()))
     ask = f"Reply with the corrected `{request.name}` function in one ```python block."
-    if request.trace_text.strip() and not request.instruction:
+    if traced and request.trace_text.strip() and not request.instruction:
         # Naming the wrong line first keeps a small model from repeating the function unchanged.
         ask = "First say in one or two sentences which line is wrong, judging by the trace. Then r" + ask[1:]
     if previous:

@@ -298,12 +298,13 @@ def test_parallel_auto_starts_workers_only_for_long_runs(app, monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     project = Project(app)
     ids = [t.nodeid for t in project.index.tests()]
-    assert project._workers(ids) == 0  # the interpreter's xdist is unknown before a first run
+    workers = lambda nodeids: project._workers(nodeids, project.store.results())  # noqa: E731
+    assert workers(ids) == 0  # the interpreter's xdist is unknown before a first run
     run_all(project)
     assert project.store.get("xdist") is True  # this suite's interpreter has it
-    assert project._workers(ids) == 0  # these tests took milliseconds
+    assert workers(ids) == 0  # these tests took milliseconds
     project.store.save_results([{"nodeid": n, "outcome": "passed", "duration": 1.0} for n in ids[:5]])
-    assert project._workers(ids) == 4 and project._workers(ids[5:]) == 0
+    assert workers(ids) == 4 and workers(ids[5:]) == 0
     project.reconfigure({"parallel": 0})
-    assert project._workers(ids) == 0
+    assert workers(ids) == 0
     project.close()

@@ -195,7 +195,8 @@ class Project:
     async def run(self, nodeids: list[str], on_result: Callable[[TestResult], None] | None = None,
                   nice: bool = False) -> RunReport:
         """Run tests, recording what each one used; `nice`: at the lowest CPU priority."""
-        ordered = self._order(nodeids)
+        previous = self.store.results()  # read once: it orders the run and sizes it
+        ordered = self._order(nodeids, previous)
         fd, deps_file = tempfile.mkstemp(prefix="tracefix-deps-", suffix=".jsonl")  # a test may delete .tracefix
         os.close(fd)
         env = dict(os.environ, TRACEFIX_DEPS=deps_file, **({"TRACEFIX_NICE": "19"} if nice else {}))
@@ -203,7 +204,7 @@ class Project:
         python = self.python()
         # a niced background audit must not occupy the worker the next save wants
         warm = self.pool is not None and self.settings.warm_runner and not nice
-        workers = self._workers(ordered)
+        workers = self._workers(ordered, previous)
         extra = ("-p", "tracefix_deps") + (("-n", str(workers)) if workers else ())
         try:
             report = await run_tests(self.root, python, ordered, limits=Limits(timeout=self.settings.timeout),
@@ -238,21 +239,20 @@ class Project:
         self.store.put("audit_missed", total)
         return Audit(report, would_run, missed, total)
 
-    def _workers(self, nodeids: list[str]) -> int:
+    def _workers(self, nodeids: list[str], previous: dict[str, dict]) -> int:
         """pytest-xdist workers for this run: with `parallel` = "auto", only for a run long enough
-        to repay starting them (by the tests' last durations), and only if the interpreter has xdist."""
+        to repay starting them (by the tests' last durations in `previous`), and only if the
+        interpreter has xdist."""
         if self.settings.parallel != "auto":
             return self.settings.parallel
         cores = os.cpu_count() or 1
         if cores < 2 or not self.store.get("xdist", False):
             return 0
-        previous = self.store.results()
         expected = sum(previous.get(n, {}).get("duration", 0.0) for n in nodeids)
         return min(cores, PARALLEL_MAX) if expected >= PARALLEL_SECONDS or len(nodeids) >= PARALLEL_TESTS else 0
 
-    def _order(self, nodeids: list[str]) -> list[str]:
+    def _order(self, nodeids: list[str], previous: dict[str, dict]) -> list[str]:
         # likely failures first: tests that failed last time, then the fastest
-        previous = self.store.results()
 
         def key(nodeid: str):
             last = previous.get(nodeid, {})

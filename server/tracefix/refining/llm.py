@@ -256,7 +256,7 @@ class ModelClient:
         Requests that fail are dropped; ModelError (the first failure's) only if all fail.
         """
         results = await asyncio.gather(
-            *(self._one(messages, t) for messages, t in zip(prompts, temperatures(temperature, len(prompts)))),
+            *(self._one(messages, t) for messages, t in zip(prompts, temperatures(temperature, len(prompts)), strict=True)),
             return_exceptions=True,
         )
         for index, result in enumerate(results):

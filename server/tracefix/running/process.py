@@ -80,8 +80,14 @@ class ProcessResult:
         return None
 
 
+def rlimits(limits: Limits) -> dict[str, int]:
+    """The limits a child applies to itself (plugin/tracefix_warm.py's apply_limits): those set,
+    the timeout aside, which the parent enforces."""
+    return {k: v for k, v in asdict(limits).items() if k != "timeout" and v}
+
+
 def _limit_child(limits: Limits) -> Callable[[], None] | None:
-    values = {k: v for k, v in asdict(limits).items() if k != "timeout" and v}
+    values = rlimits(limits)
     return (lambda: apply_limits(values)) if values else None
 
 

@@ -17,7 +17,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from tracefix.running.process import Limits, spawn_process
+from tracefix.running.process import Limits, rlimits, spawn_process
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,7 @@ class Worker:
         self.busy = True
         out_read, out_write = os.pipe()
         try:
-            body = json.dumps({"args": argv[3:], "cwd": str(cwd), "env": env, "limits": {
-                "cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes,
-                "processes": limits.processes, "file_bytes": limits.file_bytes,
-            }}).encode()
+            body = json.dumps({"args": argv[3:], "cwd": str(cwd), "env": env, "limits": rlimits(limits)}).encode()
             socket.send_fds(self.sock, [b"%d\n" % len(body)], [out_write, report_fd])
             self.writer.write(body)
             await self.writer.drain()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tracefix.running.process import PLUGIN_DIR
+from tracefix.running.process import PLUGIN_DIR, Limits
 from tracefix.tracing import Block, Call, Trace, capture, lines_in
 
 from conftest import version_of
@@ -56,10 +56,11 @@ def plugin_module():
     return module
 
 
-async def run_trace(python: str, root: Path, files: dict[str, str], nodeid: str, timeout: float = 60) -> Trace:
+async def run_trace(python: str, root: Path, files: dict[str, str], nodeid: str, timeout: float = 60,
+                    limits: Limits | None = None) -> Trace:
     for name, text in files.items():
         (root / name).write_text(textwrap.dedent(text))
-    return await capture(root, python, nodeid, timeout=timeout)
+    return await capture(root, python, nodeid, timeout=timeout, limits=limits)
 
 
 def labels(call: Call) -> list[str]:
@@ -354,6 +355,15 @@ async def test_hanging_test_times_out_with_an_error(python, tmp_path, test_sourc
         assert "step budget" in trace.error
         assert trace.values_at("test_hang.py", 4)[0][0] == "x"
     assert trace.render().splitlines()[1] == f"error: {trace.error}"
+
+
+async def test_a_test_stopped_at_its_cpu_limit_is_a_timeout(python, tmp_path):
+    # on an idle machine a spinning test may reach the CPU limit before the wall-clock timeout
+    trace = await run_trace(python, tmp_path, {"test_hang.py": HANGS[1].values[0]}, "test_hang.py::test_hang",
+                            limits=Limits(timeout=60, cpu_seconds=1))
+
+    assert trace.error.startswith("the test run used up its CPU time limit (a timeout)")
+    assert trace.outcome is None
 
 
 async def test_unknown_test_reports_why(python, tmp_path):

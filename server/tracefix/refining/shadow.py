@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tracefix.refining.replies import TargetError
-from tracefix.running.process import Limits, process_limit
+from tracefix.running.process import CPU_GRACE, Limits, process_limit
 from tracefix.running.runner import RunReport, run_tests
 from tracefix.tracing import Trace, capture
 
@@ -177,7 +177,7 @@ class Shadow:
         env["PYTHONPATH"] = os.pathsep.join([*self._import_roots, *filter(None, [env.get("PYTHONPATH")])])
         limits = Limits(
             timeout=timeout,
-            cpu_seconds=math.ceil(timeout),
+            cpu_seconds=math.ceil(timeout) + CPU_GRACE,  # one core's worth: threads add none
             memory_bytes=MEMORY_BYTES,
             processes=process_limit(EXTRA_PROCESSES),
             file_bytes=FILE_BYTES,

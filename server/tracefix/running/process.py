@@ -23,6 +23,7 @@ PLUGIN_DIR = Path(__file__).parent / "plugin"
 OUTPUT_CAP = 1_000_000  # bytes of stdout/stderr kept; the rest is drained and dropped
 RECORD_CAP = 16 << 20  # bytes of one JSON record; a longer one is dropped
 FILE_BYTES = 1 << 30  # the largest file a run may write: more is a runaway loop, not a fixture
+CPU_GRACE = 2  # CPU seconds past the timeout, so that on one core the wall clock stops a busy loop first
 EXTRA_PROCESSES = 1024  # on top of the user's current count: RLIMIT_NPROC counts all of them
 
 
@@ -37,12 +38,12 @@ class Limits:
     file_bytes: int | None = None
 
     def bounded(self) -> Limits:
-        """CPU seconds: the timeout on every core (threads add up); files up to FILE_BYTES; a
+        """CPU seconds: the timeout on every core (threads add up), plus CPU_GRACE; files up to FILE_BYTES; a
         fork bomb stops EXTRA_PROCESSES above what the user runs now. Memory stays unbounded:
         test suites differ too much for one default."""
         return replace(
             self,
-            cpu_seconds=self.cpu_seconds or math.ceil(self.timeout) * (os.cpu_count() or 1),
+            cpu_seconds=self.cpu_seconds or math.ceil(self.timeout) * (os.cpu_count() or 1) + CPU_GRACE,
             processes=self.processes or process_limit(EXTRA_PROCESSES),
             file_bytes=self.file_bytes or FILE_BYTES,
         )
@@ -78,6 +79,12 @@ class ProcessResult:
         if self.returncode is not None and self.returncode < 0:
             return -self.returncode
         return None
+
+    @property
+    def out_of_time(self) -> bool:
+        """Stopped by our timeout, or by the kernel at the CPU-seconds limit: on an idle machine a
+        busy loop reaches that limit as soon as the wall-clock timeout, and either may come first."""
+        return self.timed_out or self.signal == signal.SIGXCPU
 
 
 def rlimits(limits: Limits) -> dict[str, int]:

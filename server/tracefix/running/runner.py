@@ -221,6 +221,10 @@ async def run_tests(
     if proc.timed_out:
         report.status = "timeout"
         report.message = f"the test run exceeded its timeout of {limits.timeout:g} s and was killed"
+    elif proc.out_of_time:
+        report.status = "timeout"
+        report.message = (f"timeout: the test run used up its CPU time limit of "
+                          f"{limits.bounded().cpu_seconds} s and was killed")
     elif not done:
         report.status = "crashed"
         report.message = f"the test process ended with {_how(proc.signal, proc.returncode)} before pytest finished"
@@ -240,8 +244,6 @@ async def run_tests(
 def _how(signum: int | None, returncode: int | None) -> str:
     if not signum:
         return f"exit status {returncode}"
-    if signum == signal.SIGXCPU:
-        return "signal SIGXCPU: it used up its CPU time limit"
     try:
         return f"signal {signum} ({signal.Signals(signum).name})"
     except ValueError:

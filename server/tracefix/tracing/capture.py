@@ -44,9 +44,10 @@ def _pick(records: list[dict], nodeid: str) -> dict | None:
 
 def _error(result: ProcessResult, record: dict | None, nodeid: str, timeout: float) -> str | None:
     partial = record is not None and record.get("partial")
-    if result.timed_out:
+    if result.out_of_time:
         found = "; the trace shows what ran until its step budget was spent" if partial else ""
-        return f"the test run timed out after {timeout:g}s{found}"
+        why = f"timed out after {timeout:g}s" if result.timed_out else "used up its CPU time limit (a timeout)"
+        return f"the test run {why}{found}"
     if record is not None and not partial:
         return None
     if result.signal is not None:

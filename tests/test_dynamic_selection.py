@@ -142,13 +142,49 @@ def test_fixture_change_selects_only_its_users(project):
     }
 
 
-def test_code_run_at_collection_selects_every_test(project):
-    run_all(project)
-    asyncio.run(project.run(["tests/test_mix.py::test_ident"]))  # collects one module: keeps what the full run saw
-    reasons = chosen(project, edit(project, "tests/cases.py", "[1, 2]", "[1, 2, 0]"))
-    assert set(reasons) == {t.nodeid for t in project.index.tests()}
-    assert reasons["tests/test_params.py::test_positive"] == (
-        "at collection, executed cases.make_cases (changed at tests/cases.py:1)")
+IMPORT_TIME = {
+    "tests/cases.py": APP["tests/cases.py"] + "\n\ndef known():\n    return {1, 2}\n",
+    "tests/test_more_params.py": (
+        "import pytest\nfrom cases import make_cases\n\n\n"
+        "@pytest.mark.parametrize('n', make_cases())\ndef test_small(n):\n    assert n < 10\n"
+    ),
+    "tests/registry.py": "from cases import known\n\nKNOWN = known()\n",
+    "tests/test_registry.py": "from registry import KNOWN\n\n\ndef test_known():\n    assert 1 in KNOWN\n",
+}
+
+
+@pytest.fixture
+def import_time(app: Path, python: str):
+    write(app, IMPORT_TIME)
+    with baselined(app, python) as p:
+        run_all(p)
+        asyncio.run(p.run(["tests/test_mix.py::test_ident"]))  # collects one module: keeps what the full run saw
+        yield p
+
+
+def test_code_a_test_module_runs_at_import_selects_that_modules_tests(import_time):
+    # both modules call make_cases at import: the second call must be seen too
+    reasons = chosen(import_time, edit(import_time, "tests/cases.py", "[1, 2]", "[1, 2, 0]"))
+    assert reasons == {
+        "tests/test_params.py::test_positive":
+            "at import of tests/test_params.py, executed cases.make_cases (changed at tests/cases.py:1)",
+        "tests/test_more_params.py::test_small":
+            "at import of tests/test_more_params.py, executed cases.make_cases (changed at tests/cases.py:1)",
+    }
+    everything = {t.nodeid for t in import_time.index.tests()}
+    assert set(chosen_in(import_time, "conservative", "tests/cases.py")) == everything
+
+
+def test_code_another_module_runs_at_import_selects_every_test(import_time):
+    reasons = chosen(import_time, edit(import_time, "tests/cases.py", "{1, 2}", "{2}"))
+    assert set(reasons) == {t.nodeid for t in import_time.index.tests()}
+    assert reasons["tests/test_mix.py::test_ident"] == (
+        "at import of tests/registry.py, executed cases.known (changed at tests/cases.py:5)")
+
+
+def chosen_in(project: Project, mode: str, rel: str) -> list[str]:
+    """What `mode` selects for the edits to `rel` since the last run."""
+    return [s.nodeid for s in project.select(project.changes_in(rel, (project.root / rel).read_text()), mode)]
 
 
 def test_data_file_read_selects_only_its_reader(project):

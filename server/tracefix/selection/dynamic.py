@@ -30,6 +30,7 @@ from tracefix.selection.select import (
 )
 
 EXECUTED, FIXTURE, CONTEXT, UNKNOWN = "executed", "fixture", "context", "unknown"
+IMPORT = "@import:"  # stored nodeid prefix: what a module's body ran when collection imported it
 MISSING = (-1, -1, "")  # (size, mtime_ns, digest) of a file a test tried to read that did not exist
 
 FileState = tuple[int, int, str]
@@ -66,6 +67,7 @@ def base_nodeid(nodeid: str) -> str:
 class Recorded:
     tests: dict[str, Deps]  # base nodeid → what all its recorded parametrizations used
     session: Deps  # functions run and files read at collection, by no test in particular (nodeid "")
+    imports: dict[str, Deps] = field(default_factory=dict)  # module → functions its body ran at collection
 
     @classmethod
     def from_rows(cls, code_rows, file_rows, dist_rows) -> Recorded:
@@ -81,9 +83,10 @@ class Recorded:
         for nodeid, dist, version in dist_rows:
             tests.setdefault(base_nodeid(nodeid), Deps()).dists[dist] = version
         session = tests.pop("")
+        imports = {n[len(IMPORT):]: tests.pop(n) for n in list(tests) if n.startswith(IMPORT)}
         # file and distribution rows alone are no record
         known = {n: d for n, d in tests.items() if n not in unknown and d.code}
-        return cls(known, session)
+        return cls(known, session, imports)
 
 
 # reading the plugin's records
@@ -136,8 +139,10 @@ def deps_from_records(index: ProjectIndex, root: Path, records: list[dict], star
     tests: dict[str, tuple[list, list, list]] = {}
     for record in records:
         if record.get("kind") == "session":  # one per pytest-xdist worker: together, what all collected
-            session = mapper.session_deps(record, session)
+            session = mapper.session_deps(record["code"], record["files"], session)
             tests[""] = session.rows()
+            for path, code in record.get("imports", {}).items():
+                tests[IMPORT + path] = mapper.session_deps(code, [], None).rows()
         elif record.get("kind") == "deps":
             deps = mapper.test_deps(record) if record.get("complete") else None
             tests[record["nodeid"]] = deps.rows() if deps else UNKNOWN_ROWS
@@ -177,18 +182,18 @@ class _Mapper:
         node = (path, sym.qualname)
         return [(node, sym.digest, EXECUTED)] + [(n, c.digest, CONTEXT) for n, c in _context(self.index, node)]
 
-    def session_deps(self, record: dict, earlier: Deps | None) -> Deps:
+    def session_deps(self, code: list, files: list, earlier: Deps | None) -> Deps:
         """Functions run at collection (module and class bodies are every importer's context) and
         files read outside tests, added to what earlier runs saw of functions that still exist."""
         deps = Deps()
         if earlier is not None:
             deps.code = {n: d for n, d in earlier.code.items() if self.index.symbol(*n) is not None}
             deps.files = dict(earlier.files)
-        for path, line in record["code"]:
+        for path, line in code:
             node, digest, _ = (self.code(path, line) or [(None, "", "")])[0]
             if node is not None and self.index.symbol(*node).kind in ("function", "method"):
                 deps.code[node] = (digest, EXECUTED)
-        deps.files.update((rel, self.state(rel)) for rel in record["files"])
+        deps.files.update((rel, self.state(rel)) for rel in files)
         return deps
 
     def test_deps(self, record: dict) -> Deps | None:
@@ -264,10 +269,16 @@ def _phrase(node: Node, how: str, kind: str) -> str:
 
 
 class Executed:
-    """Tests that ran (or used as a fixture, or depend on the class or module of) changed code."""
+    """Tests that ran (or used as a fixture, or depend on the class or module of) changed code.
 
-    def __init__(self, recorded: Recorded):
+    Code run at collection decides which tests exist and what they get (decorators, parametrize
+    arguments). What a test module's own body ran selects that module's tests and the tests that
+    use the module; what anything else ran at collection selects every test. `per_module` False
+    does not trust test modules to keep their import-time effects to themselves."""
+
+    def __init__(self, recorded: Recorded, per_module: bool = True):
         self.recorded = recorded
+        self.per_module = per_module
 
     def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
         exact = {(c.path, c.qualname): c for c in changes if c.kind != "file" and c.what != "added"}
@@ -276,19 +287,32 @@ class Executed:
                    for c in changes if c.kind != "file" and c.what != "changed"}
         current = {(p, s.qualname): s for p, e in index.files.items() for s in e.facts.symbols}
         tests = {t.nodeid for t in index.tests()}
-        for node, (digest, how) in self.recorded.session.code.items():
-            reason = self._reason(node, digest, how, exact, holders, current)
-            if reason:  # collection code decides which tests exist and with what parameters
-                return {nodeid: f"at collection, {reason}" for nodeid in tests}
+
+        def first_reason(deps: Deps) -> str | None:
+            return next((r for node, (digest, how) in deps.code.items()
+                         if (r := self._reason(node, digest, how, exact, holders, current))), None)
+
+        reason = first_reason(self.recorded.session)
+        if reason:
+            return {nodeid: f"at collection, {reason}" for nodeid in tests}
         reasons: dict[str, str] = {}
-        for nodeid, deps in self.recorded.tests.items():
-            if nodeid not in tests:
+        for path, deps in self.recorded.imports.items():
+            reason = first_reason(deps) if path in index.files else None
+            if reason is None:
                 continue
-            for node, (digest, how) in deps.code.items():
-                reason = self._reason(node, digest, how, exact, holders, current)
+            reason = f"at import of {path}, {reason}"
+            own = [t.nodeid for t in index.tests(path)]
+            if not own or not self.per_module:
+                return {nodeid: reason for nodeid in tests}
+            users = set(own) | set(index.tests_reaching({(path, MODULE)}))
+            users |= {n for n, d in self.recorded.tests.items() if any(node[0] == path for node in d.code)}
+            for nodeid in users & tests:
+                reasons.setdefault(nodeid, reason)
+        for nodeid, deps in self.recorded.tests.items():
+            if nodeid in tests and nodeid not in reasons:
+                reason = first_reason(deps)
                 if reason:
                     reasons[nodeid] = reason
-                    break
         return reasons
 
     @staticmethod
@@ -403,7 +427,8 @@ def evidence_for(mode: str, recorded: Recorded, root: Path,
                  installed: Callable[[], dict[str, str] | None]) -> tuple[Evidence, ...]:
     """precise: what each recorded test used, plus static evidence for new names and for tests
     with no record; conservative: every source for every test."""
-    dynamic = (Executed(recorded), DataFiles(recorded, root), Distributions(recorded, installed), ConfigFiles())
+    dynamic = (Executed(recorded, per_module=mode != "conservative"), DataFiles(recorded, root),
+               Distributions(recorded, installed), ConfigFiles())
     if mode == "conservative":
         return dynamic + DEFAULT_EVIDENCE
     return dynamic + (StaticNames(("added",)), ConftestScope(outside_tests=True)) + tuple(

@@ -44,6 +44,8 @@ class _Used:
 
 
 _session = _Used()  # what ran or was read outside any test: at collection, between tests
+_imports = {}  # a workspace module's file → the functions its body ran when collection imported it
+_seen = set()  # (file, line) already placed during the current collector's collection
 
 
 def _use(used):
@@ -66,11 +68,38 @@ if sys.version_info >= (3, 11):
         Not frame.f_code: reading it raises an audit event, which would call our audit hook too."""
         _add_code((frame.f_globals.get("__file__"), frame.f_lineno))  # returns None: no line events
 
+    def _on_collect_call(frame, event, arg):
+        _at_collection(frame.f_globals.get("__file__"), frame.f_lineno, frame)
+
 else:
 
     def _on_call(frame, event, arg):
         """As above; module code starts at line 1 here, so a def on line 1 would be taken for it."""
         _add_code((frame.f_globals.get("__file__"), 0 if frame.f_locals is frame.f_globals else frame.f_lineno))
+
+    def _on_collect_call(frame, event, arg):
+        _at_collection(frame.f_globals.get("__file__"), 0 if frame.f_locals is frame.f_globals else frame.f_lineno, frame)
+
+
+def _at_collection(filename, line, frame):
+    """Workspace code run at collection, placed with the innermost module body that ran it: a
+    test module's own imports (its decorators, parametrize factories) concern its tests only,
+    while code run by another module's import, or by pytest's hooks, may shape any test."""
+    key = (filename, line)
+    if key in _seen:
+        return
+    _seen.add(key)
+    where = _classify(filename) if filename else None
+    if where is None or where[0] != "code":
+        return
+    body = frame
+    while body is not None and body.f_code.co_name != "<module>":
+        body = body.f_back
+    owner = body.f_globals.get("__file__") if line and body is not None else None
+    if owner and owner != filename and (_classify(owner) or ("",))[0] == "code":
+        _imports.setdefault(owner, _Used()).code.add(key)
+    else:
+        _session.code.add(key)
 
 
 class _Tracing:
@@ -80,8 +109,9 @@ class _Tracing:
         self.usable = True
         self.hooks = None
 
-    def start(self):
+    def start(self, collecting=False):
         # settrace only sees calls; setprofile when a debugger or coverage owns settrace
+        self.on_call = _on_collect_call if collecting else _on_call
         if sys.gettrace() is None:
             self.hooks = (sys.settrace, sys.gettrace, threading.settrace)
         elif sys.getprofile() is None:
@@ -89,8 +119,8 @@ class _Tracing:
         else:
             self.hooks = None
             return
-        self.hooks[0](_on_call)
-        self.hooks[2](_on_call)
+        self.hooks[0](self.on_call)
+        self.hooks[2](self.on_call)
 
     def rearm(self):
         pass  # every call is seen; nothing was disabled
@@ -99,7 +129,7 @@ class _Tracing:
         if self.hooks is None:
             return False
         set_hook, get_hook, set_threads = self.hooks
-        intact = get_hook() is _on_call  # a test that sets its own tracer blinds us
+        intact = get_hook() is self.on_call  # a test that sets its own tracer blinds us
         set_hook(None)
         set_threads(None)
         return intact
@@ -114,13 +144,19 @@ class _Monitoring:
         self.usable = self.tool is not None
         if self.usable:
             mon.use_tool_id(self.tool, "tracefix-deps")
-            mon.register_callback(self.tool, mon.events.PY_START, self._start)
 
     def _start(self, code, offset):
         _add_code((code.co_filename, 0 if code.co_name == "<module>" else code.co_firstlineno))
         return sys.monitoring.DISABLE
 
-    def start(self):
+    def _start_collecting(self, code, offset):
+        line = 0 if code.co_name == "<module>" else code.co_firstlineno
+        _at_collection(code.co_filename, line, sys._getframe(1))  # the frame that starts
+        return sys.monitoring.DISABLE
+
+    def start(self, collecting=False):
+        mon = sys.monitoring
+        mon.register_callback(self.tool, mon.events.PY_START, self._start_collecting if collecting else self._start)
         sys.monitoring.restart_events()
         sys.monitoring.set_events(self.tool, sys.monitoring.events.PY_START)
 
@@ -330,7 +366,7 @@ def pytest_collection(session):
         yield
         return
     _use(_session)
-    _hook.start()
+    _hook.start(collecting=True)
     try:
         yield
     finally:
@@ -338,8 +374,18 @@ def pytest_collection(session):
         _use(None)
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_make_collect_report(collector):
+    """Each module's import must see the code an earlier one ran, such as a shared decorator."""
+    if _used is _session and _out is not None:
+        _seen.clear()
+        _hook.rearm()
+    yield
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _out is not None:
         code, _ = _code_and_dists(_session)
-        _emit({"kind": "session", "code": code, "files": sorted(_session.files)})
+        imports = {_classify(f)[1]: _code_and_dists(used)[0] for f, used in _imports.items()}
+        _emit({"kind": "session", "code": code, "files": sorted(_session.files), "imports": imports})
         _out.close()

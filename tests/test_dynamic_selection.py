@@ -146,7 +146,9 @@ IMPORT_TIME = {
     "tests/cases.py": APP["tests/cases.py"] + "\n\ndef known():\n    return {1, 2}\n",
     "tests/test_more_params.py": (
         "import pytest\nfrom cases import make_cases\n\n\n"
-        "@pytest.mark.parametrize('n', make_cases())\ndef test_small(n):\n    assert n < 10\n"
+        "def sizes():\n    return [3]\n\n\n"
+        "@pytest.mark.parametrize('n', make_cases())\ndef test_small(n):\n    assert n < 10\n\n\n"
+        "@pytest.mark.parametrize('n', sizes())\ndef test_size(n):\n    assert n\n"
     ),
     "tests/registry.py": "from cases import known\n\nKNOWN = known()\n",
     "tests/test_registry.py": "from registry import KNOWN\n\n\ndef test_known():\n    assert 1 in KNOWN\n",
@@ -168,11 +170,18 @@ def test_code_a_test_module_runs_at_import_selects_that_modules_tests(import_tim
     assert reasons == {
         "tests/test_params.py::test_positive":
             "at import of tests/test_params.py, executed cases.make_cases (changed at tests/cases.py:1)",
-        "tests/test_more_params.py::test_small":
-            "at import of tests/test_more_params.py, executed cases.make_cases (changed at tests/cases.py:1)",
+        **{f"tests/test_more_params.py::{name}":  # the module's tests share its import
+           "at import of tests/test_more_params.py, executed cases.make_cases (changed at tests/cases.py:1)"
+           for name in ("test_small", "test_size")},
     }
     everything = {t.nodeid for t in import_time.index.tests()}
     assert set(chosen_in(import_time, "conservative", "tests/cases.py")) == everything
+
+
+def test_a_test_modules_own_helper_run_at_import_selects_that_modules_tests(import_time):
+    reasons = chosen(import_time, edit(import_time, "tests/test_more_params.py", "[3]", "[4]"))
+    why = "at import of tests/test_more_params.py, executed test_more_params.sizes (changed at tests/test_more_params.py:5)"
+    assert reasons == {"tests/test_more_params.py::test_small": why, "tests/test_more_params.py::test_size": why}
 
 
 def test_code_another_module_runs_at_import_selects_every_test(import_time):

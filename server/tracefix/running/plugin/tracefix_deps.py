@@ -95,8 +95,8 @@ def _at_collection(filename, line, frame):
     body = frame
     while body is not None and body.f_code.co_name != "<module>":
         body = body.f_back
-    owner = body.f_globals.get("__file__") if line and body is not None else None
-    if owner and owner != filename and (_classify(owner) or ("",))[0] == "code":
+    owner = body.f_globals.get("__file__") if line and body is not None else None  # not module code itself
+    if owner and (_classify(owner) or ("",))[0] == "code":
         _imports.setdefault(owner, _Used()).code.add(key)
     else:
         _session.code.add(key)

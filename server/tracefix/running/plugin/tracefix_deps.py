@@ -377,7 +377,7 @@ def pytest_collection(session):
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_make_collect_report(collector):
     """Each module's import must see the code an earlier one ran, such as a shared decorator."""
-    if _used is _session and _out is not None:
+    if _used is _session and _out is not None and isinstance(collector, pytest.Module):
         _seen.clear()
         _hook.rearm()
     yield

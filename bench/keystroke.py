@@ -63,7 +63,7 @@ def measure(edits: int, seed: int) -> dict:
         diff(symbols, new)
         stamps.append((time.perf_counter(), time.thread_time()))
         symbols = new
-        for name, before, after in zip((*stages, "total"), (*stamps[:3], stamps[0]), (*stamps[1:], stamps[3])):
+        for name, before, after in zip((*stages, "total"), (*stamps[:3], stamps[0]), (*stamps[1:], stamps[3]), strict=True):
             times[f"{name}_wall"].append(after[0] - before[0])
             times[f"{name}_cpu"].append(after[1] - before[1])
     return {"lines": doc.text.count("\n"), "bytes": len(doc.source), "symbols": len(symbols),

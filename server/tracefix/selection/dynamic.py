@@ -156,6 +156,7 @@ class _Mapper:
         self.index, self.root, self.started = index, root, started
         self.states: dict[str, FileState] = {}
         self.symbols: dict[tuple[str, int], list[tuple[Node, str, str]] | None] = {}
+        self.tests = {t.nodeid: t for t in index.tests()}  # once: listing a file's tests is not cheap
 
     def state(self, rel: str) -> FileState:
         if rel not in self.states:
@@ -200,7 +201,7 @@ class _Mapper:
         deps = Deps()
         used = [(path, line, EXECUTED) for path, line in record["code"]]
         used += [(path, line, FIXTURE) for _, path, line in record["fixtures"]]
-        test = self.index.test_for(record["nodeid"])
+        test = self.tests.get(base_nodeid(record["nodeid"]))
         if test is not None:  # a skipped test never runs its function, yet depends on it
             used.append((test.path, test.line, EXECUTED))
         for path, line, how in used:

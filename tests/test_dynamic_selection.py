@@ -196,6 +196,30 @@ def chosen_in(project: Project, mode: str, rel: str) -> list[str]:
     return [s.nodeid for s in project.select(project.changes_in(rel, (project.root / rel).read_text()), mode)]
 
 
+PROPERTY = {
+    "app/box.py": (
+        "class Box:\n    def __init__(self):\n        self._v = 1\n\n"
+        "    @property\n    def v(self):\n        return self._v\n\n"
+        "    @v.setter\n    def v(self, value):\n        self._v = value\n"
+    ),
+    "tests/test_box.py": "from app.box import Box\n\n\ndef test_v():\n    assert Box().v == 1\n",
+}
+
+
+def test_a_name_defined_twice_is_one_node(app, python):
+    write(app, PROPERTY)
+    with baselined(app, python) as project:
+        run_all(project)
+        assert chosen(project, []) == {}  # the getter ran; the setter's digest must not count as a change
+
+        path = app / "app/box.py"
+        path.write_text(path.read_text().replace("self._v = value", "self._v = value * 2"))  # not seen as an edit
+        project.index.update_from_disk("app/box.py")
+        reasons = chosen(project, [])
+        assert list(reasons) == ["tests/test_box.py::test_v"]
+        assert reasons["tests/test_box.py::test_v"].startswith("executed box.Box.v, changed since the test last ran")
+
+
 def test_data_file_read_selects_only_its_reader(project):
     run_all(project)
     changes = edit(project, "tests/data/prices.json", '"apple": 3', '"apple": 4')

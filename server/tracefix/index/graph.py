@@ -255,6 +255,16 @@ class ProjectIndex:
             return None
         return next((s for s in entry.facts.symbols if s.qualname == qualname), None)
 
+    def digests(self, path: str) -> dict[str, str]:
+        """qualname → digest of the file's symbols. A name defined twice (a property's getter and
+        setter) is one node: its digest covers every definition, so code that ran either one sees a
+        change to the other."""
+        entry = self.files.get(path)
+        found: dict[str, list[str]] = {}
+        for s in entry.facts.symbols if entry else ():
+            found.setdefault(s.qualname, []).append(s.digest)
+        return {q: d[0] if len(d) == 1 else digest_bytes("\n".join(d).encode()) for q, d in found.items()}
+
     def symbol_at(self, path: str, line: int) -> Symbol | None:
         """The innermost function/class/method containing a 1-based line."""
         entry = self.files.get(path)

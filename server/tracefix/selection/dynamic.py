@@ -109,7 +109,7 @@ def _symbol_for(index: ProjectIndex, path: str, line: int) -> Symbol | None:
     return index.symbol_at(path, line) or index.symbol(path, MODULE)
 
 
-def _context(index: ProjectIndex, node: Node) -> list[tuple[Node, Symbol]]:
+def _context(index: ProjectIndex, node: Node) -> list[Node]:
     """What executed code depends on without running it: the class bodies and module-level code
     that define it, and the classes and module-level names it refers to."""
     path, qualname = node
@@ -124,7 +124,7 @@ def _context(index: ProjectIndex, node: Node) -> list[tuple[Node, Symbol]]:
             found.append((target_path, MODULE))
         elif sym.kind == "class":
             found.append((target_path, name))
-    return [(n, s) for n in found if (s := index.symbol(*n)) is not None]
+    return [n for n in found if index.symbol(*n) is not None]
 
 
 def deps_from_records(index: ProjectIndex, root: Path, records: list[dict], started: dict[str, str],
@@ -156,6 +156,7 @@ class _Mapper:
         self.index, self.root, self.started = index, root, started
         self.states: dict[str, FileState] = {}
         self.symbols: dict[tuple[str, int], list[tuple[Node, str, str]] | None] = {}
+        self.digests: dict[str, dict[str, str]] = {}
         self.tests = {t.nodeid: t for t in index.tests()}  # once: listing a file's tests is not cheap
 
     def state(self, rel: str) -> FileState:
@@ -181,7 +182,12 @@ class _Mapper:
         if sym is None:
             return []
         node = (path, sym.qualname)
-        return [(node, sym.digest, EXECUTED)] + [(n, c.digest, CONTEXT) for n, c in _context(self.index, node)]
+        return [(node, self.digest(node), EXECUTED)] + [(n, self.digest(n), CONTEXT) for n in _context(self.index, node)]
+
+    def digest(self, node: Node) -> str:
+        if node[0] not in self.digests:
+            self.digests[node[0]] = self.index.digests(node[0])
+        return self.digests[node[0]][node[1]]
 
     def session_deps(self, code: list, files: list, earlier: Deps | None) -> Deps:
         """Functions run at collection (module and class bodies are every importer's context) and
@@ -286,7 +292,10 @@ class Executed:
         # a name added to or removed from a module or class changes what that namespace holds
         holders = {(c.path, c.qualname.rpartition(".")[0] or MODULE): c
                    for c in changes if c.kind != "file" and c.what != "changed"}
-        current = {(p, s.qualname): s for p, e in index.files.items() for s in e.facts.symbols}
+        current = {}  # node → (a symbol of that name, the digest of all its definitions)
+        for path, entry in index.files.items():
+            digests = index.digests(path)
+            current.update(((path, s.qualname), (s, digests[s.qualname])) for s in entry.facts.symbols)
         tests = {t.nodeid for t in index.tests()}
 
         def first_reason(deps: Deps) -> str | None:
@@ -318,7 +327,7 @@ class Executed:
 
     @staticmethod
     def _reason(node, digest, how, exact, holders, current) -> str | None:
-        now = current.get(node)
+        now, digest_now = current.get(node, (None, None))
         kind = now.kind if now else "symbol"
         if node in exact:
             c = exact[node]
@@ -328,7 +337,7 @@ class Executed:
             return f"{_phrase(node, how, kind)}, where {c.qualname} was {c.what} ({c.path}:{c.line})"
         if now is None:
             return f"{_phrase(node, how, kind)}, which is gone since the test last ran ({node[0]})"
-        if now.digest != digest:
+        if digest_now != digest:
             return f"{_phrase(node, how, kind)}, changed since the test last ran ({node[0]}:{now.start_line})"
         return None
 

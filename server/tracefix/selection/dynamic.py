@@ -139,10 +139,10 @@ def deps_from_records(index: ProjectIndex, root: Path, records: list[dict], star
     tests: dict[str, tuple[list, list, list]] = {}
     for record in records:
         if record.get("kind") == "session":  # one per pytest-xdist worker: together, what all collected
-            session = mapper.session_deps(record["code"], record["files"], session)
+            session = mapper.collection_deps(record["code"], record["files"], session)
             tests[""] = session.rows()
             for path, code in record.get("imports", {}).items():
-                tests[IMPORT + path] = mapper.session_deps(code, [], None).rows()
+                tests[IMPORT + path] = mapper.collection_deps(code, [], None).rows()
         elif record.get("kind") == "deps":
             deps = mapper.test_deps(record) if record.get("complete") else None
             tests[record["nodeid"]] = deps.rows() if deps else UNKNOWN_ROWS
@@ -189,7 +189,7 @@ class _Mapper:
             self.digests[node[0]] = self.index.digests(node[0])
         return self.digests[node[0]][node[1]]
 
-    def session_deps(self, code: list, files: list, earlier: Deps | None) -> Deps:
+    def collection_deps(self, code: list, files: list, earlier: Deps | None) -> Deps:
         """Functions run at collection (module and class bodies are every importer's context) and
         files read outside tests, added to what earlier runs saw of functions that still exist."""
         deps = Deps()

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from common import machine  # noqa: E402
 from tests.support.models import MODELS, LlamaServer, model_path  # noqa: E402
-from tracefix.fixing import FixError, build_request, function_under_test  # noqa: E402
+from tracefix.fixing import FixError, build_request, function_under_test, prompt_trace  # noqa: E402
 from tracefix.parsing.symbols import Symbol  # noqa: E402
 from tracefix.project import Project  # noqa: E402
 from tracefix.refining.engine import refine  # noqa: E402
@@ -43,7 +43,7 @@ from tracefix.refining.llm import LLMSettings, ModelClient, ModelError, temperat
 from tracefix.refining.prompt import FixRequest  # noqa: E402
 from tracefix.refining.replies import Candidate, Target, parse_reply  # noqa: E402
 from tracefix.running.runner import TestResult  # noqa: E402
-from tracefix.tracing import capture, lines_in  # noqa: E402
+from tracefix.tracing import capture  # noqa: E402
 
 DATASET = ROOT.parent / "shared" / "datasets" / "humanevalfix-python.jsonl"
 SOLUTION, TEST_FILE = "solution.py", "test_example.py"
@@ -195,7 +195,7 @@ async def tracefix(ctx: Context) -> Attempt:
     """What fixing.fix_test does, with the outcome kept for its calls and tokens even when nothing is offered."""
     started = time.monotonic()
     trace = await capture(ctx.project.root, ctx.project.python(), NODEID, timeout=TEST_TIMEOUT)
-    request = request_for(ctx, trace_text=trace.render(source=lines_in(ctx.project.root)) if trace.calls else "")
+    request = request_for(ctx, trace_text=prompt_trace(ctx.project, trace))
     outcome = await refine(request, ctx.settings)
     attempt = Attempt(
         solution=outcome.best.file_text if outcome.best else None,

@@ -25,7 +25,7 @@ from tracefix.reviews import (
     touches,
 )
 from tracefix.running.runner import TestResult
-from tracefix.tracing import capture, lines_in
+from tracefix.tracing import Trace, capture, lines_in
 
 NEIGHBOURS = 3  # callers and callees shown to the model
 
@@ -167,6 +167,12 @@ def _settings_or_raise(project: Project) -> LLMSettings:
     return settings
 
 
+def prompt_trace(project: Project, trace: Trace) -> str:
+    """The trace as the prompt shows it, each block beside its code; "" when nothing was traced
+    (a partial trace of a hang still counts)."""
+    return trace.render(source=lines_in(project.root)) if trace.calls else ""
+
+
 async def fix_test(project: Project, result: TestResult, texts: dict[str, str],
                    report: Callable[[str], None] | None = None) -> Fix:
     """Trace the failing test, ask for candidates, verify them; never touches the user's files."""
@@ -181,8 +187,7 @@ async def fix_test(project: Project, result: TestResult, texts: dict[str, str],
     comments = comments_for_symbol(ReviewSet.from_settings(project.root, project.settings.review).collect(texts),
                                    path, symbol.qualname)
     request = build_request(project, path, symbol, nodeid=result.nodeid, texts=texts, result=result,
-                            trace_text=trace.render(source=lines_in(project.root)) if trace.calls else "",
-                            comments=comments)
+                            trace_text=prompt_trace(project, trace), comments=comments)
     outcome = await refine(request, settings, report=say)
     return _fix(result.nodeid, request, outcome)
 

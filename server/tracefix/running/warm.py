@@ -13,17 +13,18 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import tempfile
 from pathlib import Path
 
+from tracefix.running.plugin.tracefix_warm import UPDATED
 from tracefix.running.process import Limits, rlimits, spawn_process
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # seconds for the worker to import pytest and its plugins
 REPLY_TIMEOUT = 10.0  # seconds for the worker to fork a run
-UPDATED = "installed packages changed"  # the worker's word for it (plugin/tracefix_warm.py)
 
 
 def supported() -> bool:
@@ -129,7 +130,7 @@ class Worker:
         for group in (self.running, self.process.pid if alive else None):
             if group is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(group, 9)
+                    os.killpg(group, signal.SIGKILL)
         self.running = None
 
 

@@ -24,6 +24,7 @@ import time
 
 MAX_MODULES = 5000  # third-party modules imported ahead of runs
 MESSAGE = 1 << 20
+UPDATED = "installed packages changed"  # why a worker quits after a pip install (not a fault)
 
 
 def apply_limits(limits):
@@ -223,7 +224,7 @@ def main():
         if request is None:
             stale = "closed"
         elif _path_stamps(root) != stamps:
-            stale = "installed packages changed"
+            stale = UPDATED
         elif threading.active_count() > 1:
             stale = "a module imported ahead of runs started a thread, which a fork would not copy"
         if stale or len(fds) != 2:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import start_client, wait_until
 from test_lsp_e2e import edit_and_save, open_file
 from tracefix.project import Project
-from tracefix.running.runner import FAILING
+from tracefix.running.results import FAILING
 
 FIXED, BROKEN = "if quantity >= 50:", "if quantity > 50:"
 PRICING = "shop/pricing.py"

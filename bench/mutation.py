@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tracefix.refining.replies import parses
+from tracefix.fixing.replies import parses
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

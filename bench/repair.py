@@ -4,9 +4,9 @@ Per task a tiny project is built: solution.py (declaration + buggy body) and tes
 task's visible example test as a pytest test). The model sees only those; what an arm offers is
 scored with the task's hidden `test`, run in a fresh interpreter outside the project.
 
-Arms, same model server, same reply parser (tracefix.refining.replies.parse_reply):
+Arms, same model server, same reply parser (tracefix.fixing.replies.parse_reply):
   tracefix  what the editor's fix action does (tracefix.fixing.fix_test): find the function the
-            failing test exercises, trace the test, build the request, refining.engine.refine: rounds
+            failing test exercises, trace the test, build the request, fixing.engine.refine: rounds
             of candidates, each verified on the visible test in a shadow copy; offers only a verified one.
   baseline  "fix this function, here is the failing pytest output"; calls one at a time until a reply
             parses, offered unverified. Its budget is the number of model calls tracefix made on the
@@ -35,14 +35,15 @@ sys.path.insert(0, str(ROOT))
 
 from common import machine  # noqa: E402
 from tests.support.models import MODELS, LlamaServer, model_path  # noqa: E402
-from tracefix.fixing import FixError, build_request, function_under_test, prompt_trace  # noqa: E402
+from tracefix.fixing.jobs import FixError, build_request, function_under_test, prompt_trace  # noqa: E402
 from tracefix.parsing.symbols import Symbol  # noqa: E402
 from tracefix.project import Project  # noqa: E402
-from tracefix.refining.engine import refine  # noqa: E402
-from tracefix.refining.llm import LLMSettings, ModelClient, ModelError, temperatures  # noqa: E402
-from tracefix.refining.prompt import FixRequest  # noqa: E402
-from tracefix.refining.replies import Candidate, Target, parse_reply  # noqa: E402
-from tracefix.running.runner import TestResult  # noqa: E402
+from tracefix.fixing.engine import refine  # noqa: E402
+from tracefix.fixing.model import ModelClient, ModelError, temperatures  # noqa: E402
+from tracefix.settings import LLMSettings
+from tracefix.fixing.prompt import FixRequest  # noqa: E402
+from tracefix.fixing.replies import Candidate, Target, parse_reply  # noqa: E402
+from tracefix.running.results import TestResult  # noqa: E402
 from tracefix.tracing import capture  # noqa: E402
 
 DATASET = ROOT.parent / "shared" / "datasets" / "humanevalfix-python.jsonl"

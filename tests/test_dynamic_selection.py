@@ -262,7 +262,7 @@ def test_upgraded_distribution_selects_the_tests_that_ran_it(project, monkeypatc
     assert all("pytest" in deps.dists for deps in recorded.tests.values())
     installed = {d: v for deps in recorded.tests.values() for d, v in deps.dists.items()}
     asked = []
-    monkeypatch.setattr("tracefix.selection.dynamic.installed_versions",
+    monkeypatch.setattr("tracefix.selection.environment.installed_versions",
                         lambda python: asked.append(python) or installed)
     assert (chosen(project, []), asked) == ({}, [])  # site-packages untouched: the interpreter is not asked
     env = project.store.get("environment")

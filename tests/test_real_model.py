@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.models import LlamaServer, llama_python, model_path
-from tracefix.refining.engine import refine
-from tracefix.refining.llm import LLMSettings
-from tracefix.refining.prompt import FixRequest
+from tracefix.fixing.engine import refine
+from tracefix.settings import LLMSettings
+from tracefix.fixing.prompt import FixRequest
 from tracefix.tracing import capture
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -14,18 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_openai import FakeOpenAI
-from tracefix.refining.engine import refine
-from tracefix.refining.llm import (
-    LLMSettings,
-    ModelClient,
-    ModelError,
-    Redactor,
-    not_configured_message,
-    temperatures,
-)
-from tracefix.refining.prompt import Feedback, FixRequest, build_messages
-from tracefix.refining.replies import Candidate, Rejected, Target, TargetError, parse_reply
-from tracefix.refining.shadow import Shadow, sandbox_prefix
+from tracefix.fixing.engine import refine
+from tracefix.fixing.model import ModelClient, ModelError, not_configured_message, temperatures
+from tracefix.fixing.secrets import Redactor
+from tracefix.settings import LLMSettings, merge
+from tracefix.fixing.prompt import Feedback, FixRequest, build_messages
+from tracefix.fixing.replies import Candidate, Rejected, Target, TargetError, parse_reply
+from tracefix.fixing.shadow import Shadow, sandbox_prefix
 
 STATS = '''\
 """Statistics helpers."""
@@ -454,8 +449,14 @@ def test_allow_remote_false_refuses_a_remote_endpoint():
 # --- settings -----------------------------------------------------------------------------------
 
 
-def test_settings_from_dict_validates_and_warns():
-    settings, warnings = LLMSettings.from_dict({
+def llm_of(table) -> tuple[LLMSettings, list[str]]:
+    """The model settings a `[tool.tracefix]` with this `llm` table gives, and the warnings."""
+    settings, warnings = merge({"llm": table})
+    return settings.llm, warnings
+
+
+def test_model_settings_are_validated_with_warnings():
+    settings, warnings = llm_of({
         "model": "qwen2.5-coder",
         "baseUrl": "http://127.0.0.1:11434/v1",
         "apiKeyEnv": "sk-oops-a-key-not-a-name",
@@ -472,19 +473,21 @@ def test_settings_from_dict_validates_and_warns():
     defaults = LLMSettings()
     assert settings.api_key_env == defaults.api_key_env and settings.timeout == defaults.timeout
     assert settings.rounds == defaults.rounds and settings.allow_remote is True
-    assert settings.redact == defaults.redact  # one bad pattern rejects the list
+    assert settings.redact == []  # one bad pattern rejects the list
     text = "\n".join(warnings)
     for name in ("apiKeyEnv", "timeout", "rounds", "allowRemote", "redact", "colour"):
         assert f"tracefix.llm.{name}" in text
     assert len(warnings) == 6
 
 
-def test_settings_from_dict_never_raises_and_adds_redact_patterns():
-    assert LLMSettings.from_dict("gpt-4o")[0] == LLMSettings()
-    assert LLMSettings.from_dict(None) == (LLMSettings(), [])
-    settings, warnings = LLMSettings.from_dict({"redact": [r"INTERNAL-\d+"], "api_key_env": "MY_KEY"})
+def test_model_settings_never_raise_and_redact_patterns_add_to_the_defaults():
+    settings, warnings = llm_of("gpt-4o")
+    assert settings == LLMSettings() and "tracefix.llm should be a table" in warnings[0]
+    assert llm_of(None) == (LLMSettings(), [])
+    settings, warnings = llm_of({"redact": [r"INTERNAL-\d+"], "api_key_env": "MY_KEY"})
     assert warnings == [] and settings.api_key_env == "MY_KEY"
-    assert settings.redact[-1] == r"INTERNAL-\d+" and len(settings.redact) == len(LLMSettings().redact) + 1
+    redacted = Redactor(settings.redact).redact('ticket = "INTERNAL-42"; key = "AKIAIOSFODNN7EXAMPLE"')
+    assert "INTERNAL-42" not in redacted and "AKIAIOSFODNN7EXAMPLE" not in redacted
 
 
 def test_not_configured_message_says_what_to_set():
@@ -690,7 +693,7 @@ async def test_candidate_tests_have_no_network(project):
 
 
 def test_dropping_a_type_hint_is_not_a_signature_change():
-    from tracefix.refining.replies import _signature
+    from tracefix.fixing.replies import _signature
 
     def sig(src):
         return _signature(ast.parse(src).body[0])

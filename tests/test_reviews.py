@@ -21,7 +21,7 @@ from tracefix.reviews import (
     removal_edit,
     touches,
 )
-from tracefix.reviews.syntax import Module
+from tracefix.parsing.document import Document
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -271,7 +271,7 @@ def github_item(id, line=6, body="percent over 100 goes negative", hunk=DISCOUNT
 
 
 def one_github(text, **item):
-    (comment,) = github_comments([github_item(1, **item)], lambda path: Module(text))
+    (comment,) = github_comments([github_item(1, **item)], lambda path: Document(text))
     return comment
 
 
@@ -282,7 +282,7 @@ def test_github_threads_gather_replies_in_order():
         github_item(2, body="agreed", in_reply_to_id=1, user={"login": "bo"}),
         github_item(4, body="other thread"),
     ]
-    root, other = github_comments(items, lambda path: Module(PRICING))
+    root, other = github_comments(items, lambda path: Document(PRICING))
     assert (root.id, root.author, root.source, root.commit_id) == ("github:1", "ana", "github", "c1")
     assert root.replies == [("bo", "agreed"), ("cy", "and a test")]
     assert (other.id, other.replies) == ("github:4", [])
@@ -399,7 +399,7 @@ def test_jsonl_comments(caplog):
             "",
         ]
     )
-    files = {"shop/pricing.py": Module(PRICING)}
+    files = {"shop/pricing.py": Document(PRICING)}
     with caplog.at_level(logging.WARNING):
         comments = jsonl_comments(text, files.get, "notes.jsonl")
     got = [(c.start_line, c.end_line, c.symbol, c.author, c.state) for c in comments]

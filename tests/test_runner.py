@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tracefix.running.process import Limits
-from tracefix.running.runner import InterpreterError, check_python, find_python, run_tests
+from tracefix.running.interpreter import InterpreterError, check_python, find_python
+from tracefix.running.runner import run_tests
 
 HOSTILE = {
     "test_hostile.py": (

@@ -10,7 +10,8 @@ from dataclasses import asdict
 
 from tracefix.project import Project
 from tracefix.reviews import ReviewSet
-from tracefix.running.runner import InterpreterError, RunReport, check_python
+from tracefix.running.interpreter import InterpreterError, check_python
+from tracefix.running.results import RAISED, RunReport
 from tracefix.selection.select import Changed, Selected, explain_skipped
 from tracefix.tracing import lines_in
 
@@ -122,7 +123,7 @@ async def _traces(project: Project, report: RunReport) -> dict[str, object]:
 
     traces = {}
     for result in report.failed[:3]:  # tracing re-runs the test; a few are enough to act on
-        if result.outcome not in ("failed", "error"):
+        if result.outcome not in RAISED:
             continue
         try:
             traces[result.nodeid] = await capture(project.root, project.python(), result.nodeid,
@@ -135,10 +136,10 @@ async def _traces(project: Project, report: RunReport) -> dict[str, object]:
 async def _fixes(project: Project, report: RunReport, comments, args, style) -> list[dict]:
     """Fix failing tests (and open reviews with --reviews); --apply writes verified ones."""
     # imported here: the model client costs half a second of start-up that a plain check never needs
-    from tracefix.fixing import FixError, address_review, fix_test
+    from tracefix.fixing.jobs import FixError, address_review, fix_test
 
     jobs = [(r.nodeid, fix_test(project, r, {}, _progress(args, style))) for r in report.failed[:MAX_FIXES]
-            if r.outcome in ("failed", "error")]
+            if r.outcome in RAISED]
     jobs += [(f"review {c.id}", address_review(project, c, {}, _progress(args, style)))
              for c in comments if c.state == "open"][:MAX_FIXES]
     found = []

@@ -11,26 +11,22 @@ from pathlib import Path
 
 from tracefix import settings as settings_mod
 from tracefix.index import pytestconfig
-from tracefix.index.graph import ProjectIndex, is_ignored_dir
+from tracefix.index.graph import ProjectIndex
+from tracefix.paths import is_relevant_file
 from tracefix.index.store import Store
 from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import Symbol, diff, outline
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running import warm as warm_mod
 from tracefix.running.process import Limits, spawn_process
-from tracefix.running.runner import (
-    FAILING,
-    InterpreterError,
-    RunReport,
-    TestResult,
-    find_python,
-    run_tests,
-)
-from tracefix.selection import dynamic
+from tracefix.running.interpreter import InterpreterError, find_python
+from tracefix.running.results import FAILING, RunReport, TestResult
+from tracefix.running.runner import run_tests
+from tracefix.selection import dynamic, environment
+from tracefix.selection.recorded import Recorded, base_nodeid, deps_from_records, read_records
 from tracefix.selection.select import Changed, Selected, select
 
 
-NOT_DATA = (".md", ".rst", ".pyc", ".orig", ".rej", ".swp")
 
 
 def _symbols_json(symbols: list[Symbol]) -> list:
@@ -47,14 +43,6 @@ class Audit:
     would_run: set[str]  # what selection chose for the same changes
     missed: list[str]  # failing tests selection skipped that did not fail before
     missed_so_far: int  # over every audit of this project
-
-
-def is_relevant_file(rel: str) -> bool:
-    """A file whose change can change test outcomes (and is not ours or a tool's)."""
-    parts = rel.split("/")
-    if any(is_ignored_dir(p) or p.startswith(".") for p in parts[:-1]):
-        return False
-    return not rel.endswith(NOT_DATA) and not parts[-1].startswith(".")
 
 
 # "auto" parallel runs: starting xdist workers costs about a second per core, so only runs whose
@@ -77,7 +65,7 @@ class Project:
         rows, removed = self.index.load(self.store.load_files())
         self.store.save_files(rows, removed)
         self.snapshot: dict[str, list] = self.store.snapshot()
-        self._recorded: dynamic.Recorded | None = None
+        self._recorded: Recorded | None = None
         self._versions: tuple[tuple | None, dict[str, str] | None] = (None, None)
         self.pool = warm_mod.Pool(self.root) if warm and warm_mod.supported() else None
 
@@ -169,10 +157,10 @@ class Project:
     def select_all(self) -> list[Selected]:
         return select(self.index, [], "all")
 
-    def recorded(self) -> dynamic.Recorded:
+    def recorded(self) -> Recorded:
         """What each test used on its last run."""
         if self._recorded is None:
-            self._recorded = dynamic.Recorded.from_rows(*self.store.deps())
+            self._recorded = Recorded.from_rows(*self.store.deps())
         return self._recorded
 
     def _installed(self) -> dict[str, str] | None:
@@ -182,11 +170,11 @@ class Project:
             python = self.python()
         except InterpreterError:
             return None
-        if env is None or not dynamic.environment_changed(env, python):
+        if env is None or not environment.environment_changed(env, python):
             return None
-        key = (python, dynamic.path_times(env))
+        key = (python, environment.path_times(env))
         if self._versions[0] != key:  # asked once per state of the environment, not per selection
-            self._versions = (key, dynamic.installed_versions(python))
+            self._versions = (key, environment.installed_versions(python))
         return self._versions[1]
 
     def python(self) -> str:
@@ -213,7 +201,7 @@ class Project:
             if report.xdist is not None:
                 self.store.put("xdist", report.xdist)
             full = {t.nodeid for t in self.index.tests()} <= set(nodeids)
-            self._save_deps(dynamic.read_records(Path(deps_file)), started, full)
+            self._save_deps(read_records(Path(deps_file)), started, full)
         finally:
             Path(deps_file).unlink(missing_ok=True)
         return report
@@ -223,7 +211,7 @@ class Project:
         if env is not None:
             self.store.put("environment", {"executable": env["executable"], "paths": env["paths"]})
         earlier = None if full else self.recorded().session
-        self.store.save_deps(dynamic.deps_from_records(self.index, self.root, records, started, earlier))
+        self.store.save_deps(deps_from_records(self.index, self.root, records, started, earlier))
         self._recorded = None
 
     async def audit(self, selected: list[Selected], on_result: Callable[[TestResult], None] | None = None,
@@ -233,7 +221,7 @@ class Project:
         before = self.store.results()
         report = await self.run([t.nodeid for t in self.index.tests()], on_result, nice)
         missed = [r.nodeid for r in report.failed
-                  if dynamic.base_nodeid(r.nodeid) not in would_run
+                  if base_nodeid(r.nodeid) not in would_run
                   and before.get(r.nodeid, {}).get("outcome") not in FAILING]
         total = self.store.get("audit_missed", 0) + len(missed)
         self.store.put("audit_missed", total)
@@ -256,7 +244,7 @@ class Project:
 
         def key(nodeid: str):
             last = previous.get(nodeid, {})
-            return (last.get("outcome") not in ("failed", "error", "timeout", "crashed"), last.get("duration", 0.0))
+            return (last.get("outcome") not in FAILING, last.get("duration", 0.0))
 
         return sorted(nodeids, key=key)
 

@@ -1,16 +1,87 @@
 """Settings from `[tool.tracefix]` in pyproject.toml and the editor's `tracefix` section.
 
-A wrong value gives a warning and the default, never an exception. The `llm` and `review`
-sections are handed on as mappings to the stages that own them.
+A wrong value gives a warning and the default, never an exception: one validator for every
+setting, the model's (`llm`) included. The `review` section is handed on as a mapping to the
+reviews stage.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlparse
 
 SELECTION_MODES = ("precise", "conservative", "all")
+LLM_PREFIX = "tracefix.llm."
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass
+class LLMSettings:
+    model: str | None = None
+    base_url: str | None = None  # else $OPENAI_BASE_URL, else OpenAI
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 60.0
+    candidates: int = 3
+    rounds: int = 2
+    temperature: float = 0.2
+    allow_remote: bool = True
+    redact: list[str] = field(default_factory=list)  # patterns of secrets, on top of the built-in ones
+
+    def endpoint(self, env: dict[str, str] | None = None) -> str:
+        env = os.environ if env is None else env
+        return (self.base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(name: str, value) -> str | None:
+    """Why `value` is wrong for setting `name`, or None."""
+    if name == "model":
+        ok = value is None or (isinstance(value, str) and value.strip())
+        return None if ok else "should be a model name"
+    if name == "base_url":
+        if value is None:
+            return None
+        parsed = urlparse(value) if isinstance(value, str) else None
+        ok = parsed is not None and parsed.scheme in ("http", "https") and parsed.hostname
+        return None if ok else "should be an http(s) URL such as http://127.0.0.1:8080/v1"
+    if name == "api_key_env":
+        ok = isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)
+        return None if ok else "should be the name of an environment variable, not the key itself"
+    if name == "timeout":
+        return None if _number(value) and value > 0 else "should be a positive number of seconds"
+    if name in ("candidates", "rounds"):
+        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10
+        return None if ok else "should be a whole number from 1 to 10"
+    if name == "temperature":
+        return None if _number(value) and 0 <= value <= 2 else "should be a number from 0 to 2"
+    if name == "allow_remote":
+        return None if isinstance(value, bool) else "should be true or false"
+    if name == "redact":
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            return "should be a list of regular expressions"
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                return f"has an invalid regular expression {pattern!r} ({exc})"
+    return None
 
 
 @dataclass
@@ -23,7 +94,7 @@ class Settings:
     offer_unverified: bool = False  # fix.offerUnverified
     warm_runner: bool = True  # runs fork a pre-started pytest worker (editor only)
     parallel: str | int = "auto"  # pytest-xdist workers: "auto" for long runs, 0 never, N always
-    llm: dict = field(default_factory=dict)
+    llm: LLMSettings = field(default_factory=LLMSettings)
     review: dict = field(default_factory=dict)
 
 
@@ -33,7 +104,6 @@ _KEYS = {  # setting name as users write it → (field, check)
     "selection": ("selection", lambda v: v in SELECTION_MODES),
     "runOnSave": ("run_on_save", lambda v: isinstance(v, bool)),
     "debounceMs": ("debounce_ms", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10000),
-    "llm": ("llm", lambda v: isinstance(v, dict)),
     "review": ("review", lambda v: isinstance(v, dict)),
     "fix.offerUnverified": ("offer_unverified", lambda v: isinstance(v, bool)),
     "warmRunner": ("warm_runner", lambda v: isinstance(v, bool)),
@@ -45,7 +115,6 @@ _EXPECTED = {
     "selection": "one of " + ", ".join(SELECTION_MODES),
     "runOnSave": "true or false",
     "debounceMs": "a whole number of milliseconds (0–10000)",
-    "llm": "a table of model settings",
     "review": "a table of review settings",
     "fix.offerUnverified": "true or false",
     "warmRunner": "true or false",
@@ -57,6 +126,7 @@ def merge(*layers: dict, source: str = "settings") -> tuple[Settings, list[str]]
     """Later layers win. Returns the settings and a warning for each value that was ignored."""
     settings = Settings()
     warnings: list[str] = []
+    llm: dict = {}  # merged across layers key by key, then checked once
     for layer in layers:
         if not isinstance(layer, dict):
             warnings.append(f"{source}: expected a table of settings, got {type(layer).__name__}; ignored")
@@ -70,6 +140,12 @@ def merge(*layers: dict, source: str = "settings") -> tuple[Settings, list[str]]
                 continue  # read by the editor client
             if value is None or value == "":
                 continue  # editors send unset settings as null or ""
+            if key == "llm":
+                if isinstance(value, dict):
+                    llm.update(value)
+                else:
+                    warnings.append(f"{source}: tracefix.llm should be a table of model settings; ignored")
+                continue
             spec = _KEYS.get(key)
             if spec is None:
                 warnings.append(f"{source}: unknown setting tracefix.{key}; ignored")
@@ -82,6 +158,26 @@ def merge(*layers: dict, source: str = "settings") -> tuple[Settings, list[str]]
                 )
                 continue
             setattr(settings, name, float(value) if name == "timeout" else value)
+    settings.llm, more = _llm(llm, source)
+    return settings, warnings + more
+
+
+def _llm(data: dict, source: str) -> tuple[LLMSettings, list[str]]:
+    """The `llm` table (camelCase or snake_case keys); a wrong value keeps the default, with a warning."""
+    settings, warnings = LLMSettings(), []
+    known = {f.name for f in fields(LLMSettings)}
+    for key, value in data.items():
+        name = _snake(key)
+        if value is None or value == "":
+            continue  # editors send unset settings as null or ""
+        if name not in known:
+            warnings.append(f"{source}: unknown setting {LLM_PREFIX}{key}; ignored")
+            continue
+        problem = _check(name, value)
+        if problem:
+            warnings.append(f"{source}: {LLM_PREFIX}{_camel(name)} {problem}; using {getattr(settings, name)!r}")
+        else:
+            setattr(settings, name, float(value) if name in ("timeout", "temperature") else value)
     return settings, warnings
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from tracefix.fixing import Fix, FixError, address_review, fix_test, llm_settings
+from tracefix.fixing.jobs import Fix, FixError, address_review, fix_test
 from tracefix.lsp.progress import Progress
 from tracefix.lsp.server import TracefixServer, server
 from tracefix.project import Project
-from tracefix.refining.llm import not_configured_message
+from tracefix.fixing.model import not_configured_message
 from tracefix.reviews import Comment, ReviewSet
 
 FIX_TEST = "tracefix.fixTest"
@@ -138,7 +138,7 @@ def actions(ls: TracefixServer, project: Project, subject: str, title: str, diag
             found.append(types.CodeAction(
                 title=f"{label}: {short(subject, 60)} ({fix.evidence})", kind=kind, diagnostics=[diagnostic],
                 is_preferred=fix.verified, edit=edit, command=after))
-    settings, _ = llm_settings(project)
+    settings = project.settings.llm
     if not settings.model:
         found.append(types.CodeAction(
             title=f"{title}: set up a model first", kind=kind, diagnostics=[diagnostic],

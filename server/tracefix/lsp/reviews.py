@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from tracefix import critic
-from tracefix.fixing import llm_settings
+from tracefix.fixing import critic
 from tracefix.lsp.fixes import RESOLVE_REVIEW, overlay
 from tracefix.lsp.server import TracefixServer, server
 from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import outline
 from tracefix.project import Project
-from tracefix.refining.llm import ModelError
+from tracefix.fixing.model import ModelError
 from tracefix.reviews import Comment, ReviewSet
 
 REVIEW_SOURCE = "tracefix-review"
@@ -57,7 +56,7 @@ CRITIC_FUNCTIONS = 2  # changed functions reviewed per save: each costs a model 
 
 def critique_changes(ls: TracefixServer, project: Project, rel: str, text: str) -> None:
     """With tracefix.review.critic on, the model reviews the functions this save changed."""
-    settings, _ = llm_settings(project)
+    settings = project.settings.llm
     if project.settings.review.get("critic") is not True or not settings.model or not ls.trusted:
         return
     data = text.encode("utf-8", "surrogatepass")

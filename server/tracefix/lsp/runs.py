@@ -19,12 +19,8 @@ from lsprotocol import types
 from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.lsp import traces
 from tracefix.lsp.progress import Progress
-from tracefix.running.runner import (
-    InterpreterError,
-    RunReport,
-    TestResult,
-    check_python,
-)
+from tracefix.running.interpreter import InterpreterError, check_python
+from tracefix.running.results import RunReport, TestResult
 from tracefix.selection.select import Changed, Selected
 
 if TYPE_CHECKING:

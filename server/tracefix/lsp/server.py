@@ -23,7 +23,7 @@ from tracefix.parsing.document import Document
 from tracefix.project import Project
 
 if TYPE_CHECKING:
-    from tracefix.lsp.diagnostics import Publisher
+    from tracefix.lsp.publishing import Publisher
     from tracefix.lsp.runs import Runs
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def _register() -> None:
         traces,
         watching,
     )
-    from tracefix.lsp.diagnostics import Publisher
+    from tracefix.lsp.publishing import Publisher
     from tracefix.lsp.runs import Runs
 
     server.publisher = Publisher(server)

@@ -10,7 +10,7 @@ from lsprotocol import types
 
 from tracefix.lsp.server import TracefixServer, server
 from tracefix.project import Project
-from tracefix.running.runner import TestResult
+from tracefix.running.results import RAISED, TestResult
 from tracefix.tracing import Trace, capture, lines_in
 
 SHOW_TRACE = "tracefix.showTrace"
@@ -31,7 +31,7 @@ def after_run(ls: TracefixServer, project: Project, results: list[TestResult]) -
     """Forget traces of tests that ran again; trace the first few failures in the background."""
     for r in results:
         _cache.pop((project.root, r.nodeid), None)
-    failing = [r.nodeid for r in results if r.outcome in ("failed", "error")][:AUTO_TRACES]
+    failing = [r.nodeid for r in results if r.outcome in RAISED][:AUTO_TRACES]
     if failing and ls.trusted:
         ls.spawn(_trace_all(ls, project, failing), "trace failures")
 

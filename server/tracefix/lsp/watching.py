@@ -14,10 +14,10 @@ from pygls.uris import to_fs_path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from tracefix.index.graph import digest_bytes
+from tracefix.index.files import digest_bytes
 from tracefix.lsp import reviews
 from tracefix.lsp.server import TracefixServer, server
-from tracefix.project import is_relevant_file
+from tracefix.paths import is_relevant_file
 
 SETTLE = 0.2  # seconds: a checkout writes many files; handle them as one batch
 _observer: Observer | None = None

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Tree
 
+from tracefix.parsing.symbols import Symbol, outline
+
 PYTHON = Language(tree_sitter_python.language())
+_BODIES = ("module", "block")
 
 
 def parse(source: bytes, old: Tree | None = None) -> Tree:
@@ -26,13 +29,76 @@ class SyntaxProblem:
 
 
 class Document:
-    """Text + tree. Positions are (line, column) with columns in code points, 0-based."""
+    """Text + tree, kept parsed as it is edited, and what the text holds: symbols, comments,
+    statements. Positions are (line, column) with columns in code points, 0-based, unless a
+    method says otherwise."""
 
     def __init__(self, text: str):
         self.text = text
         self.source = text.encode("utf-8", "surrogatepass")
         self.tree = parse(self.source)
         self._starts: list[int] | None = None
+        self._lines: list[str] | None = None
+        self._symbols: list[Symbol] | None = None
+
+    def _changed(self) -> None:
+        self._starts = self._lines = self._symbols = None
+
+    @property
+    def lines(self) -> list[str]:
+        """The text split on "\n" alone, as tree-sitter counts rows ("\r" stays on its line)."""
+        if self._lines is None:
+            lines = self.text.split("\n")
+            if lines[-1] == "":
+                lines.pop()
+            self._lines = lines
+        return self._lines
+
+    @property
+    def symbols(self) -> list[Symbol]:
+        """Classes, functions and methods (not the module), as the index outlines them."""
+        if self._symbols is None:
+            self._symbols = [s for s in outline(self.tree, self.source) if s.kind != "module"]
+        return self._symbols
+
+    def comments(self) -> list[Node]:
+        found: list[Node] = []
+        stack = [self.tree.root_node]
+        while stack:
+            node = stack.pop()
+            if node.type == "comment":
+                found.append(node)
+            stack.extend(reversed(node.children))
+        return found
+
+    def before(self, row: int, column: int) -> str:
+        """Text of 0-based `row` before byte `column` (tree-sitter columns count bytes)."""
+        line = self.lines[row].encode("utf-8", "surrogatepass")
+        return line[:column].decode("utf-8", "surrogatepass")
+
+    def symbol_at(self, line: int) -> str | None:
+        """Qualified name of the innermost symbol spanning 1-based `line`."""
+        spanning = [s for s in self.symbols if s.start_line <= line <= s.end_line]
+        return max(spanning, key=lambda s: s.start_line).qualname if spanning else None
+
+    def find_symbol(self, name: str, near: int) -> Symbol | None:
+        """The symbol called `name` (qualified, or just its last part) closest to 1-based line `near`."""
+        matches = [s for s in self.symbols if s.qualname == name or s.qualname.endswith("." + name)]
+        return min(matches, key=lambda s: abs(s.start_line - near), default=None)
+
+    def statement_at(self, row: int, column: int, *, starting: bool) -> tuple[int, int]:
+        """1-based line span of the statement at a 0-based position (column in bytes).
+
+        `starting`: the position is where the statement begins, so climb only through nodes
+        that begin there too (a comment above `else:` is about the else clause, not the
+        whole if). Otherwise climb to the statement of the enclosing body that holds it.
+        """
+        node = self.tree.root_node.descendant_for_point_range((row, column), (row, column))
+        while node.parent is not None and node.parent.type not in _BODIES:
+            if starting and node.parent.start_point != node.start_point:
+                break
+            node = node.parent
+        return node.start_point.row + 1, node.end_point.row + 1
 
     def _line_starts(self) -> list[int]:
         # Offsets (in str) where each line begins; rebuilt lazily after an edit.
@@ -79,7 +145,7 @@ class Document:
         start_byte, start_point = self._byte(lo), self._point(lo)
         old_end_byte, old_end_point = self._byte(hi), self._point(hi)
         self.text = self.text[:lo] + new_text + self.text[hi:]
-        self._starts = None
+        self._changed()
         new_hi = lo + len(new_text)
         new_end_byte, new_end_point = self._byte(new_hi), self._point(new_hi)
         self.source = self.text.encode("utf-8", "surrogatepass")
@@ -89,7 +155,7 @@ class Document:
     def replace(self, text: str) -> None:
         self.text = text
         self.source = text.encode("utf-8", "surrogatepass")
-        self._starts = None
+        self._changed()
         self.tree = parse(self.source)
 
     def syntax_problems(self, limit: int = 50) -> list[SyntaxProblem]:

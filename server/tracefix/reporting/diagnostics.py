@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tracefix.index.graph import ProjectIndex
 from tracefix.parsing.symbols import MODULE
-from tracefix.running.runner import Location, TestResult
+from tracefix.running.results import Location, Outcome, TestResult
 
 SOURCE = "tracefix"
 
@@ -78,7 +78,7 @@ def diagnose(results: list[TestResult], index: ProjectIndex, root: Path) -> list
     for r in results:
         if not r.failing:
             continue
-        if r.outcome in ("timeout", "crashed") or r.location is None:
+        if r.outcome in (Outcome.TIMEOUT, Outcome.CRASHED) or r.location is None:
             where = r.location or Location(r.path or r.nodeid.split("::")[0], max(r.line, 1))
             what = {"timeout": "timed out", "crashed": "crashed the test process"}.get(r.outcome, r.outcome)
             message = f"{test_name(r.nodeid)} {what}: {_first_line(r.message) or 'no message'}"

@@ -4,12 +4,12 @@ current text of the workspace, listed, resolved, and handed to the fix prompt.
 Pure core: nothing here knows about LSP; positions are 1-based lines.
 """
 
-from .address import changed_lines, touches
-from .collect import ReviewSet, collect, comments_for_symbol
-from .github import export_items, github_comments
-from .inline import Removal, inline_comments, removal_edit
-from .jsonl import jsonl_comments
-from .model import CHANGE_TYPES, Comment, change_type, describe
+from tracefix.reviews.address import changed_lines, touches
+from tracefix.reviews.collect import ReviewSet, collect, comments_for_symbol
+from tracefix.reviews.github import export_items, github_comments
+from tracefix.reviews.inline import Removal, inline_comments, removal_edit
+from tracefix.reviews.jsonl import jsonl_comments
+from tracefix.reviews.comment import CHANGE_TYPES, Comment, change_type, describe
 
 __all__ = [
     "CHANGE_TYPES",

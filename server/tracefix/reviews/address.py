@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from difflib import SequenceMatcher
 
-from .model import Comment
+from tracefix.reviews.comment import Comment
 
 SLACK = 3  # lines around the commented ones an edit may change and still be about them
 

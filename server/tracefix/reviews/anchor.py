@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 
-from .syntax import Module
+from tracefix.parsing.document import Document
 
 FUZZY_RATIO = 0.7  # below this an edited line is taken for a different line
 CONTEXT_LINES = 3  # lines kept from above a comment to tell identical lines apart
 
 
 def relocate(
-    module: Module,
+    doc: Document,
     target: Sequence[str],
     *,
     line: int,
@@ -26,14 +26,14 @@ def relocate(
     that stood just above) still above it, then the one nearest the old `line`. Failing
     that, and if `fuzzy`, the most similar lines inside the definition named `symbol`.
     """
-    have = [text.strip() for text in module.lines]
+    have = [text.strip() for text in doc.lines]
     want = [text.strip() for text in target]
     above = [text.strip() for text in context]
     n = len(want)
     exact = [i for i in range(len(have) - n + 1) if have[i : i + n] == want]
     if exact:
         return 1 + max(exact, key=lambda i: (_shared_above(have, i, above), -abs(i + 1 - line)))
-    if not fuzzy or symbol is None or (definition := module.find_symbol(symbol, line)) is None:
+    if not fuzzy or symbol is None or (definition := doc.find_symbol(symbol, line)) is None:
         return None
     joined = " ".join(want)
     starts = range(definition.start_line - 1, definition.end_line - n + 1)

@@ -10,21 +10,19 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from .anchor import CONTEXT_LINES, relocate
-from .github import export_items, github_comments
-from .inline import mentions_review, parse
-from .jsonl import jsonl_comments
-from .model import Comment, Source
-from .store import load, save
-from .syntax import Module
+from tracefix.paths import is_source_dir, read_text
+from tracefix.reviews.anchor import CONTEXT_LINES, relocate
+from tracefix.reviews.github import export_items, github_comments
+from tracefix.reviews.inline import mentions_review, parse
+from tracefix.reviews.jsonl import jsonl_comments
+from tracefix.reviews.comment import Comment, Source
+from tracefix.reviews.state import load, save
+from tracefix.parsing.document import Document
 
 log = logging.getLogger(__name__)
 
 REVIEWS_DIR = Path(".tracefix") / "reviews"
 STATE_FILE = "state.json"
-# Directories whose .py files are not the project's own (build/ and dist/ hold copies of it,
-# whose comments would show twice), besides hidden ones and virtualenvs.
-_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist"}
 
 
 class ReviewSet:
@@ -56,10 +54,10 @@ class ReviewSet:
         """
         files = _Files(self.root, {self.relative(key): text for key, text in (texts or {}).items()})
         state = load(self.state_path)
-        comments = [c for path in files.python_paths() for _, c in parse(path, files.module(path))]
+        comments = [c for path in files.python_paths() for _, c in parse(path, files.doc(path))]
         for path in self.review_files():
             comments += self._read(path, files)
-        comments += [_editor_comment(entry, files.module(entry["path"])) for entry in state.comments]
+        comments += [_editor_comment(entry, files.doc(entry["path"])) for entry in state.comments]
         unique = {}
         for comment in comments:  # an export listed twice must not list its comments twice
             unique.setdefault(comment.id, comment)
@@ -81,14 +79,14 @@ class ReviewSet:
         """Record a comment on lines start_line..end_line (1-based) of `path` (relative, absolute
         or a file URI); `text` is the buffer's content if it differs from the disk."""
         path = self.relative(path)
-        module = Module(text) if text is not None else _Files(self.root, {}).module(path)
-        if module is None:
+        doc = Document(text) if text is not None else _Files(self.root, {}).doc(path)
+        if doc is None:
             raise FileNotFoundError(self.root / path)
         # An editor range may end on the line after the last one (column 0), or the file be empty.
-        last = max(1, len(module.lines))
+        last = max(1, len(doc.lines))
         start_line = min(max(1, start_line), last)
         end_line = min(max(start_line, end_line), last)
-        symbol = module.symbol_at(start_line)
+        symbol = doc.symbol_at(start_line)
         comment = Comment(
             f"{source}:{uuid.uuid4().hex[:12]}", path, start_line, end_line, body, symbol, author, source
         )
@@ -103,8 +101,8 @@ class ReviewSet:
                 "author": author,
                 "source": source,
                 "symbol": symbol,
-                "anchor": module.lines[start_line - 1 : end_line],
-                "context": module.lines[max(0, start_line - 1 - CONTEXT_LINES) : start_line - 1],
+                "anchor": doc.lines[start_line - 1 : end_line],
+                "context": doc.lines[max(0, start_line - 1 - CONTEXT_LINES) : start_line - 1],
             }
         )
         save(self.state_path, state)
@@ -144,8 +142,8 @@ class ReviewSet:
         try:
             text = path.read_text(encoding="utf-8")
             if path.suffix == ".jsonl":
-                return jsonl_comments(text, files.module, str(path))
-            return github_comments(export_items(text), files.module)
+                return jsonl_comments(text, files.doc, str(path))
+            return github_comments(export_items(text), files.doc)
         # Unreadable, not JSON, or JSON of another shape: one bad file must not hide the rest.
         except (OSError, ValueError, TypeError, AttributeError) as error:
             log.warning("review file %s skipped: %s", path, error)
@@ -170,7 +168,7 @@ def _within(symbol: str | None, qualname: str | None) -> bool:
     return symbol == qualname or (symbol or "").startswith(qualname + ".")
 
 
-def _editor_comment(entry: dict, module: Module | None) -> Comment:
+def _editor_comment(entry: dict, doc: Document | None) -> Comment:
     comment = Comment(
         entry["id"],
         entry["path"],
@@ -183,15 +181,15 @@ def _editor_comment(entry: dict, module: Module | None) -> Comment:
     )
     anchor = entry.get("anchor") or []
     found = None
-    if module is not None and anchor:
+    if doc is not None and anchor:
         found = relocate(
-            module, anchor, line=comment.start_line, context=entry.get("context") or [], symbol=comment.symbol
+            doc, anchor, line=comment.start_line, context=entry.get("context") or [], symbol=comment.symbol
         )
     if found is None:
         comment.state = "outdated"
     else:
         comment.start_line, comment.end_line = found, found + len(anchor) - 1
-        comment.symbol = module.symbol_at(found)
+        comment.symbol = doc.symbol_at(found)
     return comment
 
 
@@ -201,34 +199,23 @@ class _Files:
     def __init__(self, root: Path, overlay: dict[str, str]):
         self.root = root
         self.overlay = overlay
-        self.cache: dict[str, Module | None] = {}
+        self.cache: dict[str, Document | None] = {}
 
-    def module(self, path: str) -> Module | None:
+    def doc(self, path: str) -> Document | None:
         if path not in self.cache:
-            text = self.overlay[path] if path in self.overlay else _disk_text(self.root / path)
-            self.cache[path] = None if text is None else Module(text)
+            text = self.overlay[path] if path in self.overlay else read_text(self.root / path)
+            self.cache[path] = None if text is None else Document(text)
         return self.cache[path]
 
     def python_paths(self) -> list[str]:
         """Project .py files that mention a review comment, buffers included."""
         paths = {p for p in self.overlay if p.endswith(".py")}
         for folder, dirs, names in os.walk(self.root):
-            dirs[:] = [d for d in dirs if not _skipped(Path(folder, d))]
+            dirs[:] = [d for d in dirs if is_source_dir(Path(folder, d))]
             for name in names:
                 if name.endswith(".py"):
                     paths.add(Path(folder, name).relative_to(self.root).as_posix())
-        return sorted(p for p in paths if (m := self.module(p)) is not None and mentions_review(m.text))
-
-
-def _skipped(folder: Path) -> bool:
-    return folder.name.startswith(".") or folder.name in _SKIP_DIRS or (folder / "pyvenv.cfg").exists()
-
-
-def _disk_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
+        return sorted(p for p in paths if (m := self.doc(p)) is not None and mentions_review(m.text))
 
 
 def _review_files(path: Path) -> list[Path]:

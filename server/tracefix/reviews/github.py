@@ -6,9 +6,9 @@ import json
 import re
 from collections.abc import Callable, Iterable
 
-from .anchor import CONTEXT_LINES, relocate
-from .model import Comment
-from .syntax import Module
+from tracefix.reviews.anchor import CONTEXT_LINES, relocate
+from tracefix.reviews.comment import Comment
+from tracefix.parsing.document import Document
 
 _HEADER = re.compile(r"@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@ ?(.*)")
 _DEFINITION = re.compile(r"\s*(?:async\s+)?(?:def|class)\s+(\w+)")
@@ -37,8 +37,8 @@ def _objects(value: object) -> list[dict]:
     raise ValueError(f"expected comment objects, found {type(value).__name__}")
 
 
-def github_comments(items: Iterable[dict], module: Callable[[str], Module | None]) -> list[Comment]:
-    """One comment per thread, replies in order, anchored in the files `module(path)` gives."""
+def github_comments(items: Iterable[dict], doc: Callable[[str], Document | None]) -> list[Comment]:
+    """One comment per thread, replies in order, anchored in the files `doc(path)` gives."""
     items = [item for item in items if "id" in item and item.get("path")]
     by_id = {item["id"]: item for item in items}
     threads: dict[object, list[dict]] = {}
@@ -48,7 +48,7 @@ def github_comments(items: Iterable[dict], module: Callable[[str], Module | None
     for root_id, thread in threads.items():
         root = by_id[root_id]
         replies = [(_login(item), item.get("body") or "") for item in thread if item is not root]
-        comments.append(_anchored(root, replies, module(root["path"])))
+        comments.append(_anchored(root, replies, doc(root["path"])))
     return comments
 
 
@@ -64,7 +64,7 @@ def _login(item: dict) -> str | None:
     return (item.get("user") or {}).get("login")
 
 
-def _anchored(item: dict, replies: list, module: Module | None) -> Comment:
+def _anchored(item: dict, replies: list, doc: Document | None) -> Comment:
     # `line` is null once the pull request's latest diff no longer shows the line: GitHub
     # calls that outdated, so only an exact match of the old text brings it back.
     live = item.get("line") is not None
@@ -83,21 +83,21 @@ def _anchored(item: dict, replies: list, module: Module | None) -> Comment:
         commit_id=item.get("commit_id"),
         diff_hunk=item.get("diff_hunk"),
     )
-    if module is None:
+    if doc is None:
         comment.state = "outdated"
     elif end is not None:  # no line at all: a comment on the whole file, left at line 1
         # A comment on the left side is about a line the pull request removed: exact or nothing.
-        _reanchor(comment, module, start, end, side, fuzzy=live and side == "RIGHT")
+        _reanchor(comment, doc, start, end, side, fuzzy=live and side == "RIGHT")
     return comment
 
 
-def _reanchor(comment: Comment, module: Module, start: int, end: int, side: str, fuzzy: bool) -> None:
+def _reanchor(comment: Comment, doc: Document, start: int, end: int, side: str, fuzzy: bool) -> None:
     start = min(start, end)
     text, symbol = _hunk_side(comment.diff_hunk or "", side)
     count = min(end - start + 1, len(text))  # a hunk can stop short of a long range's top
     if count:
         found = relocate(
-            module,
+            doc,
             text[-count:],
             line=end - count + 1,
             context=text[:-count][-CONTEXT_LINES:],
@@ -106,13 +106,13 @@ def _reanchor(comment: Comment, module: Module, start: int, end: int, side: str,
         )
         found = None if found is None else found + count - 1
     else:
-        found = end if end <= len(module.lines) else None  # nothing to check the numbers against
+        found = end if end <= len(doc.lines) else None  # nothing to check the numbers against
     if found is None:
         comment.state = "outdated"
         return
     comment.start_line = max(1, found - (end - start))
     comment.end_line = found
-    comment.symbol = module.symbol_at(comment.start_line)
+    comment.symbol = doc.symbol_at(comment.start_line)
 
 
 def _hunk_side(hunk: str, side: str) -> tuple[list[str], str | None]:

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .model import Comment, short_hash
-from .syntax import Module
+from tracefix.reviews.comment import Comment, short_hash
+from tracefix.parsing.document import Document
 
 _MARKER = re.compile(r"#\s*review\s*(?:\(\s*@?([^)]*?)\s*\))?\s*:(.*)", re.IGNORECASE)
 
@@ -38,7 +38,7 @@ class Removal(NamedTuple):
 
 def inline_comments(path: str, text: str) -> list[Comment]:
     """The review comments written in `text`, the current (possibly unsaved) content of `path`."""
-    return [comment for _, comment in parse(path, Module(text))]
+    return [comment for _, comment in parse(path, Document(text))]
 
 
 def removal_edit(text: str, comment: Comment) -> Removal | None:
@@ -46,17 +46,17 @@ def removal_edit(text: str, comment: Comment) -> Removal | None:
 
     A trailing comment keeps the code before it. None when the comment is not in `text`.
     """
-    module = Module(text)
-    for block, found in parse(comment.path, module):
+    doc = Document(text)
+    for block, found in parse(comment.path, doc):
         if found.id != comment.id:
             continue
         if block.standalone:
             return Removal(block.first_row + 1, block.last_row + 1, "")
-        code = module.before(block.first_row, block.column).rstrip()
-        if block.last_row == len(module.lines) - 1 and not text.endswith("\n"):
+        code = doc.before(block.first_row, block.column).rstrip()
+        if block.last_row == len(doc.lines) - 1 and not text.endswith("\n"):
             newline = ""
         else:
-            newline = "\r\n" if module.lines[block.last_row].endswith("\r") else "\n"
+            newline = "\r\n" if doc.lines[block.last_row].endswith("\r") else "\n"
         return Removal(block.first_row + 1, block.last_row + 1, code + newline)
     return None
 
@@ -66,34 +66,34 @@ def mentions_review(text: str) -> bool:
     return re.search(r"#\s*review", text, re.IGNORECASE) is not None
 
 
-def parse(path: str, module: Module) -> list[tuple[Block, Comment]]:
-    """Each review comment block in `module` with the comment it makes."""
+def parse(path: str, doc: Document) -> list[tuple[Block, Comment]]:
+    """Each review comment block in `doc` with the comment it makes."""
     found = []
     seen: dict[str, int] = {}
-    for block in _blocks(module):
+    for block in _blocks(doc):
         (author, body), *rest = [(who, "\n".join(lines).strip()) for who, lines in block.entries]
         if not body:
             continue
-        start, end = _anchor(module, block)
+        start, end = _anchor(doc, block)
         key = f"inline:{path}:{short_hash(body)}"
         seen[key] = seen.get(key, 0) + 1
         # The id follows the text, not the line, so resolving survives edits above it.
         cid = key if seen[key] == 1 else f"{key}-{seen[key]}"
         replies = [(who, said) for who, said in rest if said]
         comment = Comment(
-            cid, path, start, end, body, module.symbol_at(start), author, "inline", replies=replies
+            cid, path, start, end, body, doc.symbol_at(start), author, "inline", replies=replies
         )
         found.append((block, comment))
     return found
 
 
-def _blocks(module: Module) -> list[Block]:
+def _blocks(doc: Document) -> list[Block]:
     blocks: list[Block] = []
     current: Block | None = None
-    for node in module.comments():
+    for node in doc.comments():
         row, column = node.start_point
         text = node.text.decode(errors="replace").rstrip()
-        standalone = not module.before(row, column).strip()
+        standalone = not doc.before(row, column).strip()
         marker = _MARKER.match(text)
         if current and row == current.last_row + 1 and standalone and column == current.column:
             current.last_row = row
@@ -116,24 +116,24 @@ def _author(marker: re.Match) -> str | None:
     return marker[1] or None
 
 
-def _anchor(module: Module, block: Block) -> tuple[int, int]:
+def _anchor(doc: Document, block: Block) -> tuple[int, int]:
     if not block.standalone:
-        return module.statement_at(block.first_row, _indent(module, block.first_row), starting=False)
-    after = next((r for r in range(block.last_row + 1, len(module.lines)) if _is_code(module, r)), None)
+        return doc.statement_at(block.first_row, _indent(doc, block.first_row), starting=False)
+    after = next((r for r in range(block.last_row + 1, len(doc.lines)) if _is_code(doc, r)), None)
     # A comment that closes a body (the next code is dedented) is about what came before it.
-    if after is not None and _indent(module, after) >= block.column:
-        return module.statement_at(after, _indent(module, after), starting=True)
-    before = next((r for r in range(block.first_row - 1, -1, -1) if _is_code(module, r)), None)
+    if after is not None and _indent(doc, after) >= block.column:
+        return doc.statement_at(after, _indent(doc, after), starting=True)
+    before = next((r for r in range(block.first_row - 1, -1, -1) if _is_code(doc, r)), None)
     if before is not None:
-        return module.statement_at(before, _indent(module, before), starting=False)
+        return doc.statement_at(before, _indent(doc, before), starting=False)
     return block.first_row + 1, block.last_row + 1
 
 
-def _is_code(module: Module, row: int) -> bool:
-    stripped = module.lines[row].strip()
+def _is_code(doc: Document, row: int) -> bool:
+    stripped = doc.lines[row].strip()
     return bool(stripped) and not stripped.startswith("#")
 
 
-def _indent(module: Module, row: int) -> int:
-    line = module.lines[row]
+def _indent(doc: Document, row: int) -> int:
+    line = doc.lines[row]
     return len(line) - len(line.lstrip())

@@ -6,14 +6,14 @@ import json
 import logging
 from collections.abc import Callable
 
-from .model import Comment, short_hash
-from .syntax import Module
+from tracefix.reviews.comment import Comment, short_hash
+from tracefix.parsing.document import Document
 
 log = logging.getLogger(__name__)
 
 
 def jsonl_comments(
-    text: str, module: Callable[[str], Module | None], origin: str = "<jsonl>"
+    text: str, doc: Callable[[str], Document | None], origin: str = "<jsonl>"
 ) -> list[Comment]:
     """The comments in `text`; a line that isn't a usable object is skipped with a warning.
 
@@ -38,7 +38,7 @@ def jsonl_comments(
             else f"jsonl:{short_hash(path, start, body)}"
         )
         comment = Comment(cid, path, start, end, body, author=record.get("author"), source="jsonl")
-        found = module(path)
+        found = doc(path)
         if found is None or not 1 <= start <= end <= len(found.lines):
             comment.state = "outdated"
         else:

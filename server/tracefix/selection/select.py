@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from tracefix.index.graph import Node, ProjectIndex
+from tracefix.index.files import Node
+from tracefix.index.graph import ProjectIndex
 from tracefix.parsing.symbols import MODULE
 
 

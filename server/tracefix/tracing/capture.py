@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..running.process import Limits, ProcessResult, plugin_env, run_streaming
-from .model import Trace
+from tracefix.running.results import RAISED
+from tracefix.running.process import Limits, ProcessResult, plugin_env, run_streaming
+from tracefix.tracing.trace import Trace
 
 OUTPUT_TAIL = 1500  # characters of pytest's output quoted when no trace came back
 
@@ -38,7 +39,7 @@ def _pick(records: list[dict], nodeid: str) -> dict | None:
         latest[record["nodeid"]] = record
     if nodeid in latest:
         return latest[nodeid]
-    failed = [r for r in latest.values() if r.get("outcome") in ("failed", "error")]
+    failed = [r for r in latest.values() if r.get("outcome") in RAISED]
     return (failed or list(latest.values()) or [None])[0]
 
 

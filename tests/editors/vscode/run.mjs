@@ -47,7 +47,7 @@ try {
   }
   step("packaging the extension");
   const vsix = path.join(work, "tracefix.vsix");
-  execFileSync("npm", ["run", "package", "--", "--out", vsix], { cwd: path.join(repo, "client-vscode"), stdio: "inherit" });
+  execFileSync("npm", ["run", "package", "--", "--out", vsix], { cwd: path.join(repo, "editors/vscode"), stdio: "inherit" });
 
   const env = {
     ...process.env,

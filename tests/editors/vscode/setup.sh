@@ -54,4 +54,4 @@ if [[ ! -x $code_server ]] || ! "$code_server" --version 2>/dev/null | grep -q "
 fi
 
 (cd "$here" && npm ci)
-(cd "$repo/client-vscode" && npm ci)
+(cd "$repo/editors/vscode" && npm ci)

@@ -7,7 +7,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from tracefix.refining.prompt import FixRequest
+from tracefix.fixing.prompt import FixRequest
 
 FENCE = re.compile(r"^[ \t]*```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.S | re.M | re.I)
 SEARCH_REPLACE = re.compile(

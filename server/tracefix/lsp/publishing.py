@@ -8,7 +8,7 @@ from lsprotocol import types
 
 from tracefix.parsing.document import SyntaxProblem
 from tracefix.reporting.diagnostics import SOURCE, Diagnostic
-from tracefix.running.runner import TestResult
+from tracefix.running.results import TestResult
 
 if TYPE_CHECKING:
     from tracefix.lsp.server import TracefixServer

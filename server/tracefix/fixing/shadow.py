@@ -19,17 +19,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tracefix.refining.replies import TargetError
+from tracefix.fixing.replies import TargetError
+from tracefix.paths import is_copied_dir
 from tracefix.running.process import CPU_GRACE, Limits, process_limit
-from tracefix.running.runner import RunReport, run_tests
+from tracefix.running.results import RunReport
+from tracefix.running.runner import run_tests
 from tracefix.tracing import Trace, capture
 
 log = logging.getLogger(__name__)
 
-SKIP_DIRS = {
-    ".git", ".hg", ".svn", ".tracefix", ".venv", "venv", "node_modules", "__pycache__",
-    ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", ".nox",
-}
 MEMORY_BYTES = 4 << 30  # address space, not RSS: numpy/BLAS reserve a lot they never touch
 FILE_BYTES = 100 << 20
 EXTRA_PROCESSES = 256  # RLIMIT_NPROC counts all the user's processes, so this is on top of them
@@ -59,8 +57,8 @@ def sandbox_prefix() -> tuple[str, ...]:
 
 
 def _ignore(directory: str, names: list[str]) -> set[str]:
-    skipped = {n for n in names if n in SKIP_DIRS}
-    for name in set(names) - skipped:
+    skipped = set()
+    for name in names:
         path = os.path.join(directory, name)
         try:
             mode = os.lstat(path).st_mode
@@ -69,8 +67,8 @@ def _ignore(directory: str, names: list[str]) -> set[str]:
             continue
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
             skipped.add(name)  # sockets and fifos: copying a fifo would block
-        elif stat.S_ISDIR(mode) and os.path.isfile(os.path.join(path, "pyvenv.cfg")):
-            skipped.add(name)  # a virtualenv under any name
+        elif stat.S_ISDIR(mode) and not is_copied_dir(Path(path)):
+            skipped.add(name)
     return skipped
 
 

@@ -6,26 +6,21 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from tracefix.refining.llm import (
-    Completion,
-    LLMSettings,
-    ModelClient,
-    ModelError,
-    Redactor,
-)
-from tracefix.refining.prompt import Feedback, FixRequest, build_messages
-from tracefix.refining.replies import (
+from tracefix.fixing.model import Completion, ModelClient, ModelError
+from tracefix.fixing.secrets import Redactor
+from tracefix.settings import LLMSettings
+from tracefix.fixing.prompt import Feedback, FixRequest, build_messages
+from tracefix.fixing.replies import (
     Candidate,
     Rejected,
     Target,
     TargetError,
     parse_reply,
 )
-from tracefix.refining.shadow import Shadow
-from tracefix.running.runner import RunReport
+from tracefix.fixing.shadow import Shadow
+from tracefix.running.results import NOT_FAILING, RunReport
 from tracefix.tracing import lines_in
 
-NOT_FAILING = ("passed", "skipped", "xfailed")
 TRACE_CHARS = 3000  # a candidate's trace in the next round's prompt
 
 

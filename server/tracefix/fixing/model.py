@@ -20,119 +20,17 @@ from urllib.parse import urlparse
 
 import openai
 
+from tracefix.settings import LLMSettings
+
 log = logging.getLogger(__name__)
 
 DOCS = "docs/models.md"
-PREFIX = "tracefix.llm."
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_TEMPERATURE = 1.2
 
-DEFAULT_REDACT = [
-    r"sk-[A-Za-z0-9_\-]{16,}",  # OpenAI and Anthropic style keys
-    r"AKIA[0-9A-Z]{16}",  # AWS access key ids
-    r"gh[pousr]_[A-Za-z0-9]{20,}",  # GitHub tokens
-    r"xox[abposr]-[A-Za-z0-9\-]{10,}",  # Slack tokens
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
-    # the quoted value of an assignment to a secret-looking name: password = "..."
-    r"""(?i)\b\w*(?:password|passwd|secret|api_?key|token)\w*["']?\s*[:=]\s*["'](?P<secret>[^"'\n]{4,})["']""",
-]
 
 
 class ModelError(Exception):
     """The model could not give a usable reply; the message is meant for the user."""
-
-
-@dataclass
-class LLMSettings:
-    model: str | None = None
-    base_url: str | None = None  # else $OPENAI_BASE_URL, else OpenAI
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout: float = 60.0
-    candidates: int = 3
-    rounds: int = 2
-    temperature: float = 0.2
-    allow_remote: bool = True
-    redact: list[str] = field(default_factory=lambda: list(DEFAULT_REDACT))
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> tuple[LLMSettings, list[str]]:
-        """Settings from the client's `tracefix.llm` object (camelCase or snake_case keys).
-
-        Wrong values fall back to the default with a warning; this never raises.
-        """
-        settings, warnings = cls(), []
-        if data is None:
-            return settings, warnings
-        if not isinstance(data, dict):
-            return settings, [f"{PREFIX[:-1]} should be an object, got {type(data).__name__}; using defaults"]
-        known = {f.name for f in fields(cls)}
-        for key, value in data.items():
-            name = _snake(key)
-            if value is None or value == "":
-                continue  # editors send unset settings as null or ""
-            if name not in known:
-                warnings.append(f"unknown setting {PREFIX}{key} is ignored")
-                continue
-            problem = _check(name, value)
-            if problem:
-                warnings.append(f"{PREFIX}{_camel(name)} {problem}; using {getattr(settings, name)!r}")
-            elif name == "redact":
-                # user patterns add to the defaults, so setting one never drops the built-in ones
-                settings.redact = settings.redact + [p for p in value if p not in settings.redact]
-            else:
-                setattr(settings, name, float(value) if name in ("timeout", "temperature") else value)
-        return settings, warnings
-
-    def endpoint(self, env: dict[str, str] | None = None) -> str:
-        env = os.environ if env is None else env
-        return (self.base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-
-
-def _snake(key: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check(name: str, value) -> str | None:
-    """Why `value` is wrong for setting `name`, or None."""
-    if name == "model":
-        ok = value is None or (isinstance(value, str) and value.strip())
-        return None if ok else "should be a model name"
-    if name == "base_url":
-        if value is None:
-            return None
-        parsed = urlparse(value) if isinstance(value, str) else None
-        ok = parsed is not None and parsed.scheme in ("http", "https") and parsed.hostname
-        return None if ok else "should be an http(s) URL such as http://127.0.0.1:8080/v1"
-    if name == "api_key_env":
-        ok = isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)
-        return None if ok else "should be the name of an environment variable, not the key itself"
-    if name == "timeout":
-        return None if _number(value) and value > 0 else "should be a positive number of seconds"
-    if name in ("candidates", "rounds"):
-        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10
-        return None if ok else "should be a whole number from 1 to 10"
-    if name == "temperature":
-        return None if _number(value) and 0 <= value <= 2 else "should be a number from 0 to 2"
-    if name == "allow_remote":
-        return None if isinstance(value, bool) else "should be true or false"
-    if name == "redact":
-        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-            return "should be a list of regular expressions"
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                return f"has an invalid regular expression {pattern!r} ({exc})"
-    return None
 
 
 def not_configured_message() -> str:
@@ -160,46 +58,6 @@ def temperatures(base: float, n: int) -> list[float]:
     """n diverse temperatures from `base` up in steps of 0.4, capped: diversity finds more fixes."""
     cap = max(base, MAX_TEMPERATURE)
     return [round(min(base + 0.4 * i, cap), 2) for i in range(n)]
-
-
-class Redactor:
-    """Replaces secrets in text sent to the model with placeholders and puts them back in replies.
-
-    Putting them back keeps a candidate from replacing a real secret with a placeholder.
-    """
-
-    def __init__(self, patterns: list[str], literals: tuple[str, ...] = ()) -> None:
-        self._patterns = [re.compile(p) for p in patterns]
-        self._literals = [s for s in literals if len(s) >= 4]
-        self._secrets: dict[str, str] = {}  # placeholder -> secret
-
-    def _placeholder(self, secret: str) -> str:
-        for placeholder, known in self._secrets.items():
-            if known == secret:
-                return placeholder
-        placeholder = f"REDACTED_{len(self._secrets) + 1}"
-        self._secrets[placeholder] = secret
-        return placeholder
-
-    def _sub(self, match: re.Match) -> str:
-        if "secret" not in match.re.groupindex or match.group("secret") is None:
-            return self._placeholder(match.group(0))
-        start, end = (i - match.start() for i in match.span("secret"))  # keep the code around it
-        whole = match.group(0)
-        return whole[:start] + self._placeholder(match.group("secret")) + whole[end:]
-
-    def redact(self, text: str) -> str:
-        for literal in self._literals:
-            text = text.replace(literal, self._placeholder(literal))
-        for pattern in self._patterns:
-            text = pattern.sub(self._sub, text)
-        return text
-
-    def restore(self, text: str) -> str:
-        # longest placeholder first, so REDACTED_1 never eats the head of REDACTED_12
-        for placeholder in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(placeholder, self._secrets[placeholder])
-        return text
 
 
 @dataclass

@@ -9,7 +9,9 @@ import re
 
 from tracefix.parsing.symbols import Symbol
 from tracefix.project import Project
-from tracefix.refining.llm import LLMSettings, ModelClient, Redactor
+from tracefix.fixing.model import ModelClient
+from tracefix.fixing.secrets import Redactor
+from tracefix.settings import LLMSettings
 from tracefix.reviews import Comment, ReviewSet
 
 AUTHOR = "tracefix-critic"

@@ -12,9 +12,10 @@ from typing import Callable
 
 from tracefix.parsing.symbols import MODULE, Symbol
 from tracefix.project import Project
-from tracefix.refining.engine import FixOutcome, refine
-from tracefix.refining.llm import LLMSettings, not_configured_message
-from tracefix.refining.prompt import FixRequest
+from tracefix.fixing.engine import FixOutcome, refine
+from tracefix.fixing.model import not_configured_message
+from tracefix.settings import LLMSettings
+from tracefix.fixing.prompt import FixRequest
 from tracefix.reviews import (
     Comment,
     ReviewSet,
@@ -24,7 +25,7 @@ from tracefix.reviews import (
     removal_edit,
     touches,
 )
-from tracefix.running.runner import TestResult
+from tracefix.running.results import TestResult
 from tracefix.tracing import Trace, capture, lines_in
 
 NEIGHBOURS = 3  # callers and callees shown to the model
@@ -69,10 +70,6 @@ def line_edit(path: str, before: str, after: str) -> Edit:
     while tail < min(len(old), len(new)) - head and old[-1 - tail] == new[-1 - tail]:
         tail += 1
     return Edit(path, head + 1, len(old) - tail, "".join(new[head:len(new) - tail]))
-
-
-def llm_settings(project: Project) -> tuple[LLMSettings, list[str]]:
-    return LLMSettings.from_dict(project.settings.llm)
 
 
 def _source(text: str, symbol: Symbol) -> str:
@@ -161,7 +158,7 @@ def _test_source(project: Project, test, texts: dict[str, str]) -> str:
 
 
 def _settings_or_raise(project: Project) -> LLMSettings:
-    settings, _ = llm_settings(project)
+    settings = project.settings.llm
     if not settings.model:
         raise FixError(not_configured_message())
     return settings

@@ -1,0 +1,179 @@
+"""The project's Python files and the facts parsed from each: the base of the index."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+from tracefix.index.pytestconfig import PytestConfig
+from tracefix.parsing.document import parse
+from tracefix.parsing.symbols import Facts, Import, Symbol, facts
+from tracefix.paths import MAX_FILE_BYTES, is_source_dir, read_bytes
+
+Node = tuple[str, str]  # (path relative to root, qualname)
+FACTS_VERSION = 2  # stored facts of another version are parsed again
+
+
+def _facts_to_json(f: Facts) -> dict:
+    return {
+        "symbols": [asdict(s) for s in f.symbols],
+        "imports": [asdict(i) for i in f.imports],
+        "uses": {k: sorted(v) for k, v in f.uses.items()},
+        "params": {k: list(v) for k, v in f.params.items()},
+        "bases": {k: list(v) for k, v in f.bases.items()},
+        "version": FACTS_VERSION,
+    }
+
+
+def _facts_from_json(d: dict) -> Facts:
+    symbols = [Symbol(**{**s, "decorators": tuple(s["decorators"])}) for s in d["symbols"]]
+    imports = [Import(i["module"], tuple(i["names"]), i["level"], i["alias"]) for i in d["imports"]]
+    return Facts(symbols, imports, {k: set(v) for k, v in d["uses"].items()},
+                 {k: tuple(v) for k, v in d["params"].items()}, {k: tuple(v) for k, v in d["bases"].items()})
+
+
+def digest_bytes(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+@dataclass
+class FileEntry:
+    path: str
+    mtime_ns: int
+    size: int
+    digest: str
+    facts: Facts
+
+
+class IndexFiles:
+    """Every indexable .py file's facts, kept current by load/update/remove."""
+
+    def __init__(self, root: Path, config: PytestConfig):
+        self.root = root
+        self.config = config
+        self.files: dict[str, FileEntry] = {}
+        self._graph: dict[Node, set[Node]] | None = None
+        self._reverse: dict[Node, set[Node]] | None = None
+        self._modules: dict[str, str] | None = None
+
+    # building and updating
+    def scan(self) -> dict[str, tuple[int, int]]:
+        """All indexable .py files on disk: relpath → (mtime_ns, size)."""
+        found = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            base = Path(dirpath)
+            dirnames[:] = [d for d in dirnames if is_source_dir(base / d)]
+            for name in filenames:
+                if name.endswith(".py"):
+                    path = base / name
+                    try:
+                        st = path.stat()
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_FILE_BYTES:
+                        found[path.relative_to(self.root).as_posix()] = (st.st_mtime_ns, st.st_size)
+        return found
+
+    def load(self, stored: dict[str, tuple[int, int, str, dict]]) -> tuple[list, list[str]]:
+        """Reuse stored facts for files whose mtime and size match; parse the rest.
+
+        Returns (rows to persist, removed paths)."""
+        on_disk = self.scan()
+        rows = []
+        for path, (mtime, size) in on_disk.items():
+            old = stored.get(path)
+            if old and old[0] == mtime and old[1] == size and old[3].get("version") == FACTS_VERSION:
+                self.files[path] = FileEntry(path, mtime, size, old[2], _facts_from_json(old[3]))
+                continue
+            entry = self.update_from_disk(path)
+            if entry is not None:
+                rows.append(self.row(entry))
+        removed = [p for p in stored if p not in on_disk]
+        self.invalidate()
+        return rows, removed
+
+    def update_from_disk(self, path: str) -> FileEntry | None:
+        full = self.root / path
+        data = read_bytes(full)
+        try:
+            st = full.stat()
+        except OSError:
+            data = None
+        if data is None:
+            self.remove(path)
+            return None
+        return self.update(path, data, st.st_mtime_ns, st.st_size)
+
+    def update(self, path: str, data: bytes, mtime_ns: int = 0, size: int = 0) -> FileEntry:
+        tree = parse(data)
+        entry = FileEntry(path, mtime_ns, size or len(data), digest_bytes(data), facts(tree, data))
+        old = self.files.get(path)
+        self.files[path] = entry
+        if old is None or _shape(old.facts) != _shape(entry.facts):
+            self.invalidate()
+        return entry
+
+    def remove(self, path: str) -> None:
+        if self.files.pop(path, None) is not None:
+            self.invalidate()
+
+    @staticmethod
+    def row(entry: FileEntry) -> tuple[str, int, int, str, dict]:
+        return (entry.path, entry.mtime_ns, entry.size, entry.digest, _facts_to_json(entry.facts))
+
+    def invalidate(self) -> None:
+        self._graph = self._reverse = self._modules = None
+
+    def is_test_file(self, path: str) -> bool:
+        parts = PurePosixPath(path)
+        if not self.config.is_test_file(parts.name):
+            return False
+        if self.config.testpaths:
+            return any(path == t or path.startswith(t.rstrip("/") + "/") for t in self.config.testpaths)
+        return not any(self.config.skips_dir(p) for p in parts.parts[:-1])
+
+    def conftests_for(self, path: str) -> list[str]:
+        parents = [str(p) for p in PurePosixPath(path).parents]
+        return [
+            ("" if d == "." else d + "/") + "conftest.py" for d in parents
+            if (("" if d == "." else d + "/") + "conftest.py") in self.files
+        ]
+
+    def symbol(self, path: str, qualname: str) -> Symbol | None:
+        entry = self.files.get(path)
+        if entry is None:
+            return None
+        return next((s for s in entry.facts.symbols if s.qualname == qualname), None)
+
+    def digests(self, path: str) -> dict[str, str]:
+        """qualname → digest of the file's symbols. A name defined twice (a property's getter and
+        setter) is one node: its digest covers every definition, so code that ran either one sees a
+        change to the other."""
+        entry = self.files.get(path)
+        found: dict[str, list[str]] = {}
+        for s in entry.facts.symbols if entry else ():
+            found.setdefault(s.qualname, []).append(s.digest)
+        return {q: d[0] if len(d) == 1 else digest_bytes("\n".join(d).encode()) for q, d in found.items()}
+
+    def symbol_at(self, path: str, line: int) -> Symbol | None:
+        """The innermost function/class/method containing a 1-based line."""
+        entry = self.files.get(path)
+        if entry is None:
+            return None
+        best = None
+        for s in entry.facts.symbols:
+            if s.kind != "module" and s.start_line <= line <= s.end_line:
+                if best is None or s.start_line >= best.start_line:
+                    best = s
+        return best
+
+def _shape(f: Facts) -> tuple:
+    """What the graph depends on; a body-only edit that keeps names and imports leaves it valid."""
+    return (
+        tuple((s.qualname, s.kind) for s in f.symbols),
+        tuple(f.imports),
+        tuple(sorted((k, tuple(sorted(v))) for k, v in f.uses.items())),
+    )

@@ -42,7 +42,7 @@ def test_first_run_without_history_runs_everything_and_reports_the_failure(shop)
     assert failed[0]["location"] == {"path": "tests/test_pricing.py", "line": 11, "function": "test_bulk_discount_tiers"}
     kinds = {(d["path"], d["line"], d["kind"]) for d in data["diagnostics"]}
     assert kinds == {("tests/test_pricing.py", 11, "assert"), ("shop/pricing.py", 11, "frame")}
-    assert all(d["source"] == "tracefix" and d["severity"] == "error" for d in data["diagnostics"])
+    assert all(d["nodeid"] and d["severity"] == "error" for d in data["diagnostics"])
 
 
 def test_uncommitted_change_against_git_head(repo):

@@ -20,7 +20,7 @@ from test_fixing import RIGHT
 from test_lsp_e2e import edit_and_save, errors, open_file
 from test_lsp_fixes import actions_at
 from tracefix.index.store import Store
-from tracefix.lsp.server import TracefixServer
+from tracefix.lsp.server import create_server
 from tracefix.running.process import CPU_GRACE, FILE_BYTES, Limits
 from tracefix.running.runner import run_tests
 
@@ -255,7 +255,7 @@ def test_quitting_during_a_run_is_prompt(hostile):
 def test_a_closed_stream_ends_error_reporting():
     """Reporting an error sends a message; when sending fails, that is reported once, not again
     and again (it was a recursion that logged for seconds when the editor quit mid-run)."""
-    ls = TracefixServer()
+    ls = create_server()
     stream = io.BytesIO()
     stream.close()
     ls.protocol.set_writer(StdoutWriter(stream))
@@ -268,7 +268,7 @@ def test_a_closed_stream_ends_error_reporting():
 
 @pytest.mark.parametrize("limits, body, outcome, words", [
     (Limits(timeout=60, file_bytes=1 << 20), "open('big', 'wb').write(bytes(2 << 20))", "failed", "File too large"),
-    (Limits(timeout=60, cpu_seconds=1), "while True: pass", "timeout", "used up its CPU time limit of 1 s"),
+    (Limits(timeout=60, cpu_seconds=3), "while True: pass", "timeout", "used up its CPU time limit of 3 s"),
 ], ids=["file size", "cpu time"])
 def test_rlimits_stop_a_runaway_test(tmp_path, limits, body, outcome, words):
     (tmp_path / "test_runaway.py").write_text(f"def test_runaway():\n    {body}\n")
@@ -410,7 +410,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from tracefix.index.store import Store
-from tracefix.lsp.server import TracefixServer
+from tracefix.lsp.server import create_server
 
 store = Store(Path(sys.argv[1]))
 print("writing", flush=True)

@@ -215,12 +215,7 @@ def _json(project, changes, selected, report, diagnostics, traces, explain) -> d
         "changed": [{"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line}
                     for c in changes or []],
         "selected": [s.nodeid for s in selected],
-        "results": [
-            {"nodeid": r.nodeid, "outcome": r.outcome, "duration": r.duration, "message": r.message,
-             "location": asdict(r.location) if r.location else ({"path": r.path, "line": r.line} if r.path else None),
-             "frame": asdict(r.frame) if r.frame else None, "expected": r.expected, "actual": r.actual}
-            for r in report.results
-        ],
+        "results": [r.to_dict() for r in report.results],
         "diagnostics": [d.to_dict() for d in diagnostics],
         "status": report.status,
         "summary": report.summary(),

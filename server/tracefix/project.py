@@ -6,11 +6,12 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tracefix import settings as settings_mod
 from tracefix.index import pytestconfig
+from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.index.graph import ProjectIndex
 from tracefix.paths import is_relevant_file
 from tracefix.index.store import Store
@@ -20,7 +21,7 @@ from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running import warm as warm_mod
 from tracefix.running.process import Limits, spawn_process
 from tracefix.running.interpreter import InterpreterError, find_python
-from tracefix.running.results import FAILING, RunReport, TestResult
+from tracefix.running.results import FAILING, Outcome, RunReport, RunStatus, TestResult
 from tracefix.running.runner import run_tests
 from tracefix.selection import dynamic, environment
 from tracefix.selection.recorded import Recorded, base_nodeid, deps_from_records, read_records
@@ -35,6 +36,19 @@ def _symbols_json(symbols: list[Symbol]) -> list:
 
 def _symbols_from_json(rows: list) -> list[Symbol]:
     return [Symbol(q, k, line, line, line, d) for q, k, d, line in rows]
+
+
+@dataclass
+class RunPlan:
+    nodeids: list[str]  # in the order to run them: likely failures first
+    python: str
+    env: dict[str, str]
+    deps_file: Path  # where the tracefix_deps plugin writes what each test used
+    started: dict[str, str]  # each file's digest when the run was planned
+    extra: tuple[str, ...]  # pytest arguments
+    warm: bool  # fork the warm worker
+    full: bool  # every test: what collection ran is replaced, not added to
+    limits: Limits
 
 
 @dataclass
@@ -104,6 +118,25 @@ class Project:
             new = outline(parse(data), data)
         return [Changed(rel, c.qualname, c.kind, c.what, c.line) for c in diff(old, new)]
 
+    def file_changed(self, rel: str, text: str | None) -> tuple[list[Changed], list[str]]:
+        """A saved or externally changed file (text None: deleted): what it changed since the
+        last-tested snapshot, with the index and store brought up to date; and warnings."""
+        changes = self.changes_in(rel, text)
+        warnings = self.reload_pytest_config() if rel in CONFIG_FILES else []
+        if rel.endswith(".py"):
+            if text is None:
+                self.index.remove(rel)
+                self.store.save_files([], [rel])
+            else:
+                try:
+                    st = (self.root / rel).stat()
+                    mtime, size = st.st_mtime_ns, st.st_size
+                except OSError:
+                    mtime, size = 0, 0
+                entry = self.index.update(rel, text.encode("utf-8", "surrogatepass"), mtime, size)
+                self.store.save_files([self.index.row(entry)], [])
+        return changes, warnings
+
     def changes_since_snapshot(self) -> list[Changed]:
         changes: list[Changed] = []
         for rel in sorted(set(self.snapshot) | set(self.index.files)):
@@ -149,9 +182,12 @@ class Project:
         return changes
 
     # selection and runs
-    def select(self, changes: list[Changed], mode: str | None = None) -> list[Selected]:
+    def select(self, changes: list[Changed], mode: str | None = None, run_code: bool = True) -> list[Selected]:
+        """The tests to run for `changes`. run_code False: never start the workspace's interpreter to
+        ask what it has installed (no consent to run workspace code: --no-run, untrusted)."""
         mode = mode or self.settings.selection
-        evidence = dynamic.evidence_for(mode, self.recorded(), self.root, self._installed)
+        installed = self._installed if run_code else (lambda: None)
+        evidence = dynamic.evidence_for(mode, self.recorded(), self.root, installed)
         return select(self.index, changes, mode, evidence)
 
     def select_all(self) -> list[Selected]:
@@ -180,30 +216,50 @@ class Project:
     def python(self) -> str:
         return find_python(self.root, self.settings.python)
 
-    async def run(self, nodeids: list[str], on_result: Callable[[TestResult], None] | None = None,
-                  nice: bool = False) -> RunReport:
-        """Run tests, recording what each one used; `nice`: at the lowest CPU priority."""
+    def plan(self, nodeids: list[str], nice: bool = False) -> RunPlan:
+        """Everything a run needs from the index and the store, read before it starts; `nice`: at
+        the lowest CPU priority (a background audit)."""
         previous = self.store.results()  # read once: it orders the run and sizes it
         ordered = self._order(nodeids, previous)
         fd, deps_file = tempfile.mkstemp(prefix="tracefix-deps-", suffix=".jsonl")  # a test may delete .tracefix
         os.close(fd)
         env = dict(os.environ, TRACEFIX_DEPS=deps_file, **({"TRACEFIX_NICE": "19"} if nice else {}))
-        started = {rel: e.digest for rel, e in self.index.files.items()}
-        python = self.python()
-        # a niced background audit must not occupy the worker the next save wants
-        warm = self.pool is not None and self.settings.warm_runner and not nice
         workers = self._workers(ordered, previous)
-        extra = ("-p", "tracefix_deps") + (("-n", str(workers)) if workers else ())
+        return RunPlan(
+            nodeids=ordered, python=self.python(), env=env, deps_file=Path(deps_file),
+            started={rel: e.digest for rel, e in self.index.files.items()},
+            extra=("-p", "tracefix_deps") + (("-n", str(workers)) if workers else ()),
+            # a niced background audit must not occupy the worker the next save wants
+            warm=self.pool is not None and self.settings.warm_runner and not nice,
+            full={t.nodeid for t in self.index.tests()} <= set(nodeids),
+            limits=Limits(timeout=self.settings.timeout),
+        )
+
+    async def execute(self, plan: RunPlan, on_result: Callable[[TestResult], None] | None = None) -> RunReport:
+        """Run a planned run; nothing here blocks the event loop."""
+        spawn = self.pool.spawner(plan.python) if plan.warm and self.pool is not None else spawn_process
         try:
-            report = await run_tests(self.root, python, ordered, limits=Limits(timeout=self.settings.timeout),
-                                     on_result=on_result, extra_args=extra, env=env,
-                                     spawn=self.pool.spawner(python) if warm else spawn_process)
+            return await run_tests(self.root, plan.python, plan.nodeids, limits=plan.limits, on_result=on_result,
+                                   extra_args=plan.extra, env=plan.env, spawn=spawn)
+        except BaseException:
+            plan.deps_file.unlink(missing_ok=True)
+            raise
+
+    def conclude(self, plan: RunPlan, report: RunReport) -> None:
+        """Store what the run found out about the interpreter and what each test used."""
+        try:
             if report.xdist is not None:
                 self.store.put("xdist", report.xdist)
-            full = {t.nodeid for t in self.index.tests()} <= set(nodeids)
-            self._save_deps(read_records(Path(deps_file)), started, full)
+            self._save_deps(read_records(plan.deps_file), plan.started, plan.full)
         finally:
-            Path(deps_file).unlink(missing_ok=True)
+            plan.deps_file.unlink(missing_ok=True)
+
+    async def run(self, nodeids: list[str], on_result: Callable[[TestResult], None] | None = None,
+                  nice: bool = False) -> RunReport:
+        """plan, execute and conclude in one: for callers that may block, like `tracefix check`."""
+        plan = self.plan(nodeids, nice)
+        report = await self.execute(plan, on_result)
+        self.conclude(plan, report)
         return report
 
     def _save_deps(self, records: list[dict], started: dict[str, str], full: bool) -> None:
@@ -217,9 +273,14 @@ class Project:
     async def audit(self, selected: list[Selected], on_result: Callable[[TestResult], None] | None = None,
                     nice: bool = False) -> Audit:
         """Run every test; count the failures that `selected`, selection's choice, would have missed."""
-        would_run = {s.nodeid for s in selected}
         before = self.store.results()
         report = await self.run([t.nodeid for t in self.index.tests()], on_result, nice)
+        return self.audited(selected, before, report)
+
+    def audited(self, selected: list[Selected], before: dict[str, dict], report: RunReport) -> Audit:
+        """The audit of a run of every test: failures `selected` would have missed that did not fail
+        `before`, counted over every audit of this project."""
+        would_run = {s.nodeid for s in selected}
         missed = [r.nodeid for r in report.failed
                   if base_nodeid(r.nodeid) not in would_run
                   and before.get(r.nodeid, {}).get("outcome") not in FAILING]
@@ -250,8 +311,8 @@ class Project:
 
     def record(self, report: RunReport, paths: list[str] | None = None) -> None:
         """Store results; the files the run covered become the new baseline (all if paths is None)."""
-        self.store.save_results([asdict(r) for r in report.results if r.outcome != "not run"])
-        if report.status not in ("ok",):
+        self.store.save_results([r.to_dict() for r in report.results if r.outcome != Outcome.NOT_RUN])
+        if report.status != RunStatus.OK:
             return
         covered = self.index.files if paths is None else paths
         update = {}

@@ -8,6 +8,7 @@ import json
 import re
 
 from tracefix.parsing.symbols import Symbol
+from tracefix.fixing.jobs import Call, inline
 from tracefix.project import Project
 from tracefix.fixing.model import ModelClient
 from tracefix.fixing.secrets import Redactor
@@ -58,19 +59,21 @@ def parse(reply: str, symbol: Symbol) -> list[tuple[int, str]]:
     return found[:MAX_COMMENTS]
 
 
-async def critique(project: Project, path: str, symbol: Symbol, text: str, settings: LLMSettings) -> list[Comment]:
+async def critique(project: Project, path: str, symbol: Symbol, text: str, settings: LLMSettings,
+                   call: Call = inline) -> list[Comment]:
     """Ask the model once; file each new comment (skipping ones already open) as a review."""
     client = ModelClient(settings)
     try:
         redact = Redactor(settings.redact, (client.api_key,) if client.key_set else ()).redact
-        asked = [dict(m, content=redact(m["content"])) for m in messages(project, path, symbol, text)]
+        asked = [dict(m, content=redact(m["content"])) for m in await call(messages, project, path, symbol, text)]
         [completion] = await client.complete(asked, n=1, temperature=settings.temperature)
     finally:
         await client.close()
+    return await call(_file, project, path, symbol, text, completion.text)
+
+
+def _file(project: Project, path: str, symbol: Symbol, text: str, reply: str) -> list[Comment]:
     reviews = ReviewSet.from_settings(project.root, project.settings.review)
     open_bodies = {c.body for c in reviews.collect({path: text}) if c.state == "open"}
-    added = []
-    for line, comment in parse(completion.text, symbol):
-        if comment not in open_bodies:
-            added.append(reviews.add(path, line, line, comment, author=AUTHOR, source="critic", text=text))
-    return added
+    return [reviews.add(path, line, line, comment, author=AUTHOR, source="critic", text=text)
+            for line, comment in parse(reply, symbol) if comment not in open_bodies]

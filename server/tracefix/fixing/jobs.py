@@ -8,7 +8,8 @@ from __future__ import annotations
 import ast
 import textwrap
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from tracefix.parsing.symbols import MODULE, Symbol
 from tracefix.project import Project
@@ -29,6 +30,7 @@ from tracefix.running.results import TestResult
 from tracefix.tracing import Trace, capture, lines_in
 
 NEIGHBOURS = 3  # callers and callees shown to the model
+T = TypeVar("T")
 
 
 @dataclass
@@ -170,39 +172,56 @@ def prompt_trace(project: Project, trace: Trace) -> str:
     return trace.render(source=lines_in(project.root)) if trace.calls else ""
 
 
+async def inline(fn: Callable[..., T], *args: Any) -> T:
+    """`call` for callers that may block (the CLI): fn(*args), here and now."""
+    return fn(*args)
+
+
+Call = Callable[..., Awaitable[Any]]  # how a job runs blocking core work: the server passes its worker thread
+
+
 async def fix_test(project: Project, result: TestResult, texts: dict[str, str],
-                   report: Callable[[str], None] | None = None) -> Fix:
+                   report: Callable[[str], None] | None = None, call: Call = inline) -> Fix:
     """Trace the failing test, ask for candidates, verify them; never touches the user's files."""
     settings = _settings_or_raise(project)
-    found = function_under_test(project, result)
+    found = await call(function_under_test, project, result)
     if found is None:
         raise FixError(f"cannot tell which function {result.nodeid} exercises; no fix attempted")
     path, symbol = found
     say = report or (lambda message: None)
     say(f"tracing {result.nodeid}")
-    trace = await capture(project.root, project.python(), result.nodeid, timeout=project.settings.timeout)
-    comments = comments_for_symbol(ReviewSet.from_settings(project.root, project.settings.review).collect(texts),
-                                   path, symbol.qualname)
-    request = build_request(project, path, symbol, nodeid=result.nodeid, texts=texts, result=result,
-                            trace_text=prompt_trace(project, trace), comments=comments)
-    outcome = await refine(request, settings, report=say)
-    return _fix(result.nodeid, request, outcome)
+    python = await call(project.python)
+    trace = await capture(project.root, python, result.nodeid, timeout=project.settings.timeout)
+
+    def request() -> FixRequest:
+        reviews = ReviewSet.from_settings(project.root, project.settings.review).collect(texts)
+        return build_request(project, path, symbol, nodeid=result.nodeid, texts=texts, result=result,
+                             trace_text=prompt_trace(project, trace),
+                             comments=comments_for_symbol(reviews, path, symbol.qualname))
+
+    asked = await call(request)
+    outcome = await refine(asked, settings, report=say)
+    return _fix(result.nodeid, asked, outcome)
 
 
 async def address_review(project: Project, comment: Comment, texts: dict[str, str],
-                         report: Callable[[str], None] | None = None) -> Fix:
+                         report: Callable[[str], None] | None = None, call: Call = inline) -> Fix:
     """Make the change a review comment asks for, guarded by the tests of its function."""
     settings = _settings_or_raise(project)
-    symbol = project.index.symbol(comment.path, comment.symbol) if comment.symbol else None
-    if symbol is None or symbol.kind not in ("function", "method"):
-        raise FixError(f"review {comment.id} is not inside a function; tracefix edits one function at a time")
-    tests = sorted(project.index.tests_reaching({(comment.path, symbol.qualname)}))
-    if not tests:
-        raise FixError(f"no test reaches {symbol.qualname}: an edit for this review could not be verified")
-    request = build_request(project, comment.path, symbol, nodeid=tests[0], texts=texts,
-                            instruction=describe(comment), comments=[comment])
-    outcome = await refine(request, settings, report=report)
-    fix = _fix(f"review {comment.id}", request, outcome, comment)
+
+    def request() -> FixRequest:
+        symbol = project.index.symbol(comment.path, comment.symbol) if comment.symbol else None
+        if symbol is None or symbol.kind not in ("function", "method"):
+            raise FixError(f"review {comment.id} is not inside a function; tracefix edits one function at a time")
+        tests = sorted(project.index.tests_reaching({(comment.path, symbol.qualname)}))
+        if not tests:
+            raise FixError(f"no test reaches {symbol.qualname}: an edit for this review could not be verified")
+        return build_request(project, comment.path, symbol, nodeid=tests[0], texts=texts,
+                             instruction=describe(comment), comments=[comment])
+
+    asked = await call(request)
+    outcome = await refine(asked, settings, report=report)
+    fix = _fix(f"review {comment.id}", asked, outcome, comment)
     if fix.verified and not touches(comment, [(e.start, max(e.end, e.start)) for e in [fix.edit()]]):
         fix.verified = False
         fix.evidence = f"not verified: the edit does not touch the lines the review is about ({fix.evidence})"

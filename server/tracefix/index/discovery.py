@@ -15,7 +15,8 @@ class TestItem:
     nodeid: str
     path: str
     qualname: str  # "test_x" or "TestCart.test_x", as pytest names it
-    line: int
+    line: int  # where its name is, 1-based
+    end_line: int  # the last line of its def (of its class, for an inherited test)
     source: Node | None = None  # where an inherited test's code is: (path, "Mixin.test_x")
 
     @property
@@ -36,7 +37,7 @@ class TestDiscovery(ModuleResolution):
 
     def _tests_in(self, path: str, f: Facts) -> list[TestItem]:
         cfg = self.config
-        items = [TestItem(f"{path}::{s.qualname}", path, s.qualname, s.name_line) for s in f.symbols
+        items = [TestItem(f"{path}::{s.qualname}", path, s.qualname, s.name_line, s.end_line) for s in f.symbols
                  if s.kind == "function" and cfg.is_test_function(s.qualname) and not _is_fixture(s)]
         for cls in (s for s in f.symbols if s.kind == "class" and "." not in s.qualname):
             methods = self._methods(path, cls.qualname)  # own and inherited: name → defining node
@@ -47,9 +48,9 @@ class TestDiscovery(ModuleResolution):
                 if (name.startswith("test") if unittest else cfg.is_test_function(name)):
                     symbol = self.symbol(where, qualname)
                     inherited = (where, qualname) != (path, f"{cls.qualname}.{name}")
+                    own = symbol if symbol is not None and not inherited else cls
                     items.append(TestItem(f"{path}::{cls.qualname}::{name}", path, f"{cls.qualname}.{name}",
-                                          symbol.name_line if symbol and not inherited else cls.name_line,
-                                          (where, qualname) if inherited else None))
+                                          own.name_line, own.end_line, (where, qualname) if inherited else None))
         return sorted(items, key=lambda t: t.line)
 
     def _base_nodes(self, path: str, cls: str) -> list[Node | str]:

@@ -5,48 +5,49 @@ from __future__ import annotations
 from lsprotocol import types
 
 from tracefix.lsp import fixes
-from tracefix.lsp.commands import RERUN_TEST
+from tracefix.lsp.handlers import sync
+from tracefix.lsp.publishing import SOURCE
 from tracefix.lsp.reviews import REVIEW_SOURCE
-from tracefix.lsp.server import TracefixServer, server
-from tracefix.lsp.traces import SHOW_TRACE
-from tracefix.reporting.diagnostics import SOURCE, test_name
+from tracefix.lsp.session import Session
+from tracefix.protocol import Command
+from tracefix.reporting.diagnostics import test_name
 
 
 def _data(d: types.Diagnostic) -> dict:
     return d.data if isinstance(d.data, dict) else {}
 
 
-@server.feature(
-    types.TEXT_DOCUMENT_CODE_ACTION,
-    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=False),
-)
-def code_actions(ls: TracefixServer, params: types.CodeActionParams) -> list[types.CodeAction]:
-    located = ls.locate(params.text_document.uri)
+@sync(types.TEXT_DOCUMENT_CODE_ACTION,
+      types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=False))
+def code_actions(session: Session, params: types.CodeActionParams) -> list[types.CodeAction]:
+    located = session.locate(params.text_document.uri)
     if located is None:
         return []
-    project = located[0]
-    root = str(project.root)
-    actions, seen = [], set()
+    state = located[0]
+    root = str(state.root)
+    actions: list[types.CodeAction] = []
+    seen: set[str] = set()
     for d in params.context.diagnostics:
         data = _data(d)
         nodeid, comment_id = data.get("nodeid"), data.get("comment")
         if d.source == SOURCE and nodeid and nodeid not in seen:
             seen.add(nodeid)
             name = test_name(nodeid)
-            actions += fixes.actions(ls, project, nodeid, f"Fix {name} with tracefix", d,
-                                     fixes.FIX_TEST, [nodeid, root])
+            actions += fixes.actions(session, state, nodeid, f"Fix {name} with tracefix", d,
+                                     Command.FIX_TEST, [nodeid, root])
             actions.append(types.CodeAction(
                 title=f"Rerun {name}", kind=types.CodeActionKind.QuickFix, diagnostics=[d],
-                command=types.Command(title=f"Rerun {name}", command=RERUN_TEST, arguments=[nodeid, root])))
+                command=types.Command(title=f"Rerun {name}", command=Command.RERUN_TEST, arguments=[nodeid, root])))
             actions.append(types.CodeAction(
                 title=f"Show failing trace of {name}", kind=types.CodeActionKind.Empty, diagnostics=[d],
-                command=types.Command(title="Show failing trace", command=SHOW_TRACE, arguments=[nodeid, root])))
+                command=types.Command(title="Show failing trace", command=Command.SHOW_TRACE,
+                                      arguments=[nodeid, root])))
         elif d.source == REVIEW_SOURCE and comment_id and comment_id not in seen:
             seen.add(comment_id)
             short = fixes.short(data.get("body", ""))
-            actions += fixes.actions(ls, project, f"review {comment_id}", f"Address review: {short}", d,
-                                     fixes.ADDRESS_REVIEW, [comment_id, root])
+            actions += fixes.actions(session, state, f"review {comment_id}", f"Address review: {short}", d,
+                                     Command.ADDRESS_REVIEW, [comment_id, root])
             actions.append(types.CodeAction(
                 title="Resolve this review comment", kind=types.CodeActionKind.Empty, diagnostics=[d],
-                command=types.Command(title="Resolve", command=fixes.RESOLVE_REVIEW, arguments=[comment_id, root])))
+                command=types.Command(title="Resolve", command=Command.RESOLVE_REVIEW, arguments=[comment_id, root])))
     return actions

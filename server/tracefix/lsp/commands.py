@@ -1,50 +1,49 @@
-"""workspace/executeCommand: the commands editors bind to buttons and palettes."""
+"""workspace/executeCommand: the run commands editors bind to buttons and palettes."""
 
 from __future__ import annotations
 
-from tracefix.lsp.runs import Pending
-from tracefix.lsp.server import TracefixServer, server
-
-RUN_AFFECTED = "tracefix.runAffected"
-RUN_ALL = "tracefix.runAll"
-RERUN_TEST = "tracefix.rerunTest"
+from tracefix.lsp import runs
+from tracefix.lsp.handlers import sync
+from tracefix.lsp.session import Pending, ProjectState, Session
+from tracefix.protocol import Command
 
 
-def _projects(ls: TracefixServer, uri: str | None):
+def _folders(session: Session, uri: str | None) -> list[ProjectState]:
     if uri:
-        located = ls.locate(uri)
+        located = session.locate(uri)
         return [located[0]] if located else []
-    return list(ls.projects.values())
+    return list(session.projects.values())
 
 
-@server.command(RUN_AFFECTED)
-def run_affected(ls: TracefixServer, *args) -> dict:
+@sync(Command.RUN_AFFECTED, command=True)
+async def run_affected(session: Session, *args) -> dict:
     """Tests affected by everything that changed since the last run (saved files)."""
     count = 0
-    for project in _projects(ls, args[0] if args and isinstance(args[0], str) else None):
-        changes = project.changes_since_snapshot()
+    for state in _folders(session, args[0] if args and isinstance(args[0], str) else None):
+        changes = await state.call(state.project.changes_since_snapshot)
         count += len(changes)
         if changes:
-            ls.runs.request(project, Pending({(c.path, c.qualname): c for c in changes}, {c.path for c in changes}))
+            runs.request(session, state, Pending({(c.path, c.qualname): c for c in changes}, {c.path for c in changes}))
     return {"changes": count}
 
 
-@server.command(RUN_ALL)
-def run_all(ls: TracefixServer, *args) -> dict:
-    projects = _projects(ls, args[0] if args and isinstance(args[0], str) else None)
-    for project in projects:
-        ls.runs.request(project, Pending(run_all=True))
-    return {"projects": len(projects)}
+@sync(Command.RUN_ALL, command=True)
+def run_all(session: Session, *args) -> dict:
+    folders = _folders(session, args[0] if args and isinstance(args[0], str) else None)
+    for state in folders:
+        runs.request(session, state, Pending(run_all=True))
+    return {"projects": len(folders)}
 
 
-@server.command(RERUN_TEST)
-def rerun_test(ls: TracefixServer, *args) -> dict:
+@sync(Command.RERUN_TEST, command=True)
+def rerun_test(session: Session, *args) -> dict:
     """Arguments: [nodeid, root?]."""
     nodeid, root = (list(args) + [None, None])[:2]
     if not isinstance(nodeid, str):
         raise ValueError("tracefix.rerunTest needs a test node id")
-    for project in [ls.project_named(root)] if root else list(ls.projects.values()):
-        if project.index.test_for(nodeid) is not None:
-            ls.runs.request(project, Pending(nodeids={nodeid}))
+    for state in [session.project_named(root)] if root else list(session.projects.values()):
+        base = nodeid.split("[")[0]
+        if any(t.nodeid == base for t in state.tests.get(base.split("::")[0], [])):
+            runs.request(session, state, Pending(nodeids={nodeid}))
             return {"scheduled": nodeid}
     raise ValueError(f"no test {nodeid!r} in this workspace")

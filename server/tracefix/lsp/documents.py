@@ -6,12 +6,14 @@ import asyncio
 
 from lsprotocol import types
 
-from tracefix.lsp import reviews
-from tracefix.lsp.server import TracefixServer, server
+from tracefix.lsp import publishing, reviews, runs
+from tracefix.lsp.handlers import background, sync
+from tracefix.lsp.session import OpenDocument, Session, Snapshot
 from tracefix.parsing.document import Document
+from tracefix.protocol import AffectedResult, Method
 from tracefix.reviews.inline import mentions_review
 
-_pending_syntax: dict[str, asyncio.TimerHandle] = {}
+DEBOUNCE = 0.3  # seconds of quiet before syntax errors show, outside any workspace folder
 
 
 def column(line: str, units: int, encoding: str) -> int:
@@ -35,105 +37,99 @@ def _point(doc: Document, pos: types.Position, encoding: str) -> tuple[int, int]
     return pos.line, column(line, pos.character, encoding)
 
 
-def _encoding(ls: TracefixServer) -> str:
-    return ls.workspace.position_encoding or types.PositionEncodingKind.Utf16
-
-
-def _schedule_syntax(ls: TracefixServer, uri: str, delay: float) -> None:
-    handle = _pending_syntax.pop(uri, None)
+def _schedule_syntax(session: Session, uri: str, delay: float) -> None:
+    handle = session.syntax_timers.pop(uri, None)
     if handle is not None:
         handle.cancel()
 
     def publish() -> None:
-        _pending_syntax.pop(uri, None)
-        doc = ls.docs.get(uri)
-        if doc is not None:
-            ls.publisher.set_syntax(uri, doc.syntax_problems())
-            located = ls.locate(uri)
-            if located is not None and mentions_review(doc.text):
-                reviews.refresh(ls, located[0])  # inline comments in the unsaved buffer
+        session.syntax_timers.pop(uri, None)
+        opened = session.documents.get(uri)
+        if opened is None:
+            return
+        publishing.set_syntax(session, uri, opened.doc.syntax_problems())
+        located = session.locate(uri)
+        if located is not None and mentions_review(opened.doc.text):
+            session.spawn(reviews.refresh(session, located[0]), "reviews")  # inline comments in the unsaved buffer
 
-    _pending_syntax[uri] = asyncio.get_running_loop().call_later(delay, publish)
+    session.syntax_timers[uri] = asyncio.get_running_loop().call_later(delay, publish)
 
 
 def _is_python(uri: str, language: str | None = None) -> bool:
     return language == "python" or uri.endswith((".py", ".pyi"))
 
 
-@server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-def did_open(ls: TracefixServer, params: types.DidOpenTextDocumentParams) -> None:
+@sync(types.TEXT_DOCUMENT_DID_OPEN)
+def did_open(session: Session, params: types.DidOpenTextDocumentParams) -> None:
     item = params.text_document
     if not _is_python(item.uri, item.language_id):
         return
-    ls.docs[item.uri] = Document(item.text)
-    ls.versions[item.uri] = item.version
-    _schedule_syntax(ls, item.uri, 0)
+    session.documents[item.uri] = OpenDocument(Document(item.text), item.version)
+    _schedule_syntax(session, item.uri, 0)
 
 
-@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-def did_change(ls: TracefixServer, params: types.DidChangeTextDocumentParams) -> None:
+@sync(types.TEXT_DOCUMENT_DID_CHANGE)
+def did_change(session: Session, params: types.DidChangeTextDocumentParams) -> None:
     uri = params.text_document.uri
-    doc = ls.docs.get(uri)
-    if doc is None:
-        ls.log(f"ignored a change to {uri}, which is not open")
+    opened = session.documents.get(uri)
+    if opened is None:
+        session.ls.log(f"ignored a change to {uri}, which is not open")
         return
-    encoding = _encoding(ls)
+    encoding = session.ls.workspace.position_encoding or types.PositionEncodingKind.Utf16
+    doc = opened.doc
     for change in params.content_changes:
         if isinstance(change, types.TextDocumentContentChangePartial):
-            start = _point(doc, change.range.start, encoding)
-            end = _point(doc, change.range.end, encoding)
-            doc.edit(start, end, change.text)
+            doc.edit(_point(doc, change.range.start, encoding), _point(doc, change.range.end, encoding), change.text)
         else:
             doc.replace(change.text)
-    ls.versions[uri] = params.text_document.version
-    debounce = 0.3
-    located = ls.locate(uri)
-    if located is not None:
-        debounce = located[0].settings.debounce_ms / 1000
-    _schedule_syntax(ls, uri, debounce)
+    opened.version = params.text_document.version
+    located = session.locate(uri)
+    debounce = located[0].settings.debounce_ms / 1000 if located is not None else DEBOUNCE
+    _schedule_syntax(session, uri, debounce)
 
 
-@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
-def did_close(ls: TracefixServer, params: types.DidCloseTextDocumentParams) -> None:
+@sync(types.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(session: Session, params: types.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
-    ls.docs.pop(uri, None)
-    ls.versions.pop(uri, None)
-    handle = _pending_syntax.pop(uri, None)
+    session.documents.pop(uri, None)
+    handle = session.syntax_timers.pop(uri, None)
     if handle is not None:
         handle.cancel()
-    ls.publisher.set_syntax(uri, [])
+    publishing.set_syntax(session, uri, [])
 
 
-@server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
-async def did_save(ls: TracefixServer, params: types.DidSaveTextDocumentParams) -> None:
+@sync(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+async def did_save(session: Session, params: types.DidSaveTextDocumentParams) -> None:
     uri = params.text_document.uri
-    await ls.ready.wait()  # a save that races start-up waits for the index
-    located = ls.locate(uri)
+    await session.ready.wait()  # a save that races start-up waits for the index
+    located = session.locate(uri)
     if located is None:
         return
-    project, rel = located
-    doc = ls.docs.get(uri)
-    text = doc.text if doc is not None else ls.text_of(project, rel)
+    state, rel = located
+    opened = session.documents.get(uri)
+    text = opened.doc.text if opened is not None else await state.call(state.project.text, rel)
     if text is not None:
-        reviews.critique_changes(ls, project, rel, text)  # before the index takes the new text
-    ls.runs.file_changed(project, rel, text)
-    reviews.refresh(ls, project)
+        reviews.critique_changes(session, state, rel, text)  # before the index takes the new text
+    await runs.file_changed(session, state, rel, text)
+    await reviews.refresh(session, state)
 
 
-AFFECTED = "tracefix/affected"
-
-
-@server.feature(AFFECTED)
-def affected(ls: TracefixServer, params) -> dict:
-    """What the buffer's unsaved edits changed since the last run, and the tests they would run."""
+def _affected_snapshot(session: Session, params) -> Snapshot | None:
     uri = params.textDocument.uri if hasattr(params, "textDocument") else params["textDocument"]["uri"]
-    located, doc = ls.locate(uri), ls.docs.get(uri)
-    if located is None or doc is None:
-        return {"changed": [], "selected": []}
-    project, rel = located
-    changes = project.changes_in(rel, doc.text)
+    located = session.locate(uri)
+    if located is None or uri not in session.documents:
+        return None
+    return session.snapshot(*located)
+
+
+@background(Method.AFFECTED, _affected_snapshot, empty={"changed": [], "selected": []})
+def affected(snapshot: Snapshot, params) -> AffectedResult:
+    """What the buffer's unsaved edits changed since the last run, and the tests they would run."""
+    project, rel = snapshot.state.project, snapshot.rel
+    changes = project.changes_in(rel, snapshot.texts[rel])
+    selected = project.select(changes, run_code=snapshot.trusted)
     return {
         "changed": [{"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line}
                     for c in changes],
-        "selected": [{"nodeid": s.nodeid, "reason": s.reason} for s in project.select(changes)],
+        "selected": [{"nodeid": s.nodeid, "reason": s.reason} for s in selected],
     }

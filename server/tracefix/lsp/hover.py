@@ -5,34 +5,33 @@ from __future__ import annotations
 from lsprotocol import types
 
 from tracefix.lsp import reviews
-from tracefix.lsp.server import TracefixServer, server
+from tracefix.lsp.handlers import sync
+from tracefix.lsp.session import Session
 from tracefix.lsp.traces import traces_covering
 
 
-@server.feature(types.TEXT_DOCUMENT_HOVER)
-def hover(ls: TracefixServer, params: types.HoverParams) -> types.Hover | None:
-    located = ls.locate(params.text_document.uri)
+@sync(types.TEXT_DOCUMENT_HOVER)
+def hover(session: Session, params: types.HoverParams) -> types.Hover | None:
+    located = session.locate(params.text_document.uri)
     if located is None:
         return None
-    project, rel = located
+    state, rel = located
     line = params.position.line + 1
-    for test in project.index.tests(rel):
-        symbol = project.index.symbol(rel, test.qualname)
-        if symbol is None or not (symbol.start_line <= line <= symbol.end_line):
-            continue
-        result = ls.publisher.results.get((project.root, test.nodeid))
-        reason = ls.runs.reasons.get((project.root, test.nodeid))
-        lines = [f"**{test.nodeid}**"]
+    spanning = [t for t in state.tests.get(rel, []) if t.line <= line <= t.end_line]
+    for nodeid in [max(spanning, key=lambda t: t.line).nodeid] if spanning else []:
+        result = state.results.get(nodeid)
+        reason = state.reasons.get(nodeid)
+        lines = [f"**{nodeid}**"]
         if result is not None:
             lines.append(f"last run: {result.outcome} in {result.duration:.3f} s")
             if result.failing and result.message:
                 lines.append("```\n" + result.message.strip()[:1500] + "\n```")
         lines.append(f"selected: {reason}" if reason else "not run since the server started")
         return _markdown(lines)
-    threads = [reviews.thread(c) for c in reviews.at(project, rel, line)]
+    threads = [reviews.thread(c) for c in reviews.at(state, rel, line)]
     if threads:
         return _markdown(threads)
-    for trace in traces_covering(project, rel, line)[:1]:
+    for trace in traces_covering(state, rel, line)[:1]:
         values = trace.values_at(rel, line)
         if values:
             call = trace.failing_call(rel, line)

@@ -1,4 +1,4 @@
-"""Start-up, workspace folders, settings and trust."""
+"""Start-up, workspace folders, settings, trust and shutdown."""
 
 from __future__ import annotations
 
@@ -8,92 +8,109 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from tracefix.lsp import reviews, watching
-from tracefix.lsp.server import TracefixServer, server
+from tracefix.lsp import publishing, reviews, runs, watching
+from tracefix.lsp.handlers import sync
+from tracefix.lsp.session import ProjectState, Session
 from tracefix.project import Project
 
 
-@server.feature(types.INITIALIZE)
-def initialize(ls: TracefixServer, params: types.InitializeParams) -> None:
+@sync(types.INITIALIZE)
+def initialize(session: Session, params: types.InitializeParams) -> None:
     options = params.initialization_options or {}
     if isinstance(options, dict):
         settings = options.get("settings", {})
-        ls.editor_settings = settings if isinstance(settings, dict) else {}
-        ls.trusted = options.get("trusted", True) is not False
+        session.editor_settings = settings if isinstance(settings, dict) else {}
+        session.trusted = options.get("trusted", True) is not False
 
 
-def _roots(ls: TracefixServer) -> list[Path]:
-    uris = [f.uri for f in ls.workspace.folders.values()] or ([ls.workspace.root_uri] if ls.workspace.root_uri else [])
+def _roots(session: Session) -> list[Path]:
+    workspace = session.ls.workspace
+    uris = [f.uri for f in workspace.folders.values()] or ([workspace.root_uri] if workspace.root_uri else [])
     return [Path(to_fs_path(u)).resolve() for u in uris if u and to_fs_path(u)]
 
 
-async def _pull_settings(ls: TracefixServer) -> None:
-    caps = ls.client_capabilities.workspace
+async def _pull_settings(session: Session) -> None:
+    caps = session.ls.client_capabilities.workspace
     if not (caps and caps.configuration):
         return
     try:
-        values = await asyncio.wait_for(ls.workspace_configuration_async(
+        values = await asyncio.wait_for(session.ls.workspace_configuration_async(
             types.ConfigurationParams(items=[types.ConfigurationItem(section="tracefix")])), 10)
     except Exception as exc:  # an editor that cannot answer keeps the initializationOptions
-        ls.warn(f"could not read the editor's tracefix settings: {exc!r}")
+        session.ls.warn(f"could not read the editor's tracefix settings: {exc!r}")
         return
     if values and isinstance(values[0], dict):
-        ls.editor_settings = values[0]
+        session.editor_settings = values[0]
 
 
-async def open_project(ls: TracefixServer, root: Path) -> None:
-    try:
-        project = await asyncio.to_thread(Project, root, ls.editor_settings, warm=True)
-    except Exception as exc:
-        ls.log(f"cannot index {root}: {exc!r}", types.MessageType.Error)
+async def open_project(session: Session, root: Path) -> None:
+    if not root.is_dir():
+        session.ls.warn(f"workspace folder {root} does not exist; not indexed")
         return
-    ls.projects[project.root] = project
+    try:
+        project = await asyncio.to_thread(Project, root, session.editor_settings, warm=True)
+    except Exception as exc:
+        session.ls.log(f"cannot index {root}: {exc!r}", types.MessageType.Error)
+        return
+    state = ProjectState(project)
+    session.projects[project.root] = state
     for warning in project.warnings:
-        ls.warn(warning)
-    project.baseline_everything()
-    ls.publisher.restore(project)
-    reviews.refresh(ls, project)
-    ls.log(f"indexed {root}: {len(project.index.files)} Python files, {len(project.index.tests())} tests")
+        session.ls.warn(warning)
+    await state.call(project.baseline_everything)
+    await state.refresh_tests()
+    await publishing.restore(session, state)
+    await reviews.refresh(session, state)
+    files = await state.call(lambda: len(project.index.files))
+    session.ls.log(f"indexed {root}: {files} Python files, {sum(map(len, state.tests.values()))} tests")
 
 
-@server.feature(types.INITIALIZED)
-async def initialized(ls: TracefixServer, params: types.InitializedParams) -> None:
-    await _pull_settings(ls)
-    for root in _roots(ls):
-        await open_project(ls, root)
-    ls.ready.set()
-    await watching.start(ls)
-    ls.runs.publish_status()
+async def close_project(session: Session, state: ProjectState) -> None:
+    session.projects.pop(state.root, None)
+    publishing.forget(session, state)
+    await state.close()
 
 
-@server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
-async def folders_changed(ls: TracefixServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+@sync(types.INITIALIZED)
+async def initialized(session: Session, params: types.InitializedParams) -> None:
+    await _pull_settings(session)
+    for root in _roots(session):
+        await open_project(session, root)
+    session.ready.set()
+    await watching.start(session)
+    runs.publish_status(session)
+
+
+@sync(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+async def folders_changed(session: Session, params: types.DidChangeWorkspaceFoldersParams) -> None:
     for folder in params.event.removed:
-        project = ls.projects.pop(Path(to_fs_path(folder.uri)).resolve(), None)
-        if project is not None:
-            ls.publisher.forget(project)
-            project.close()
+        state = session.projects.get(Path(to_fs_path(folder.uri)).resolve())
+        if state is not None:
+            watching.unwatch(session, state)
+            await close_project(session, state)
     for folder in params.event.added:
-        await open_project(ls, Path(to_fs_path(folder.uri)).resolve())
+        root = Path(to_fs_path(folder.uri)).resolve()
+        await open_project(session, root)
+        if root in session.projects:
+            watching.watch(session, session.projects[root])
 
 
-@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-async def configuration_changed(ls: TracefixServer, params: types.DidChangeConfigurationParams) -> None:
+@sync(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+async def configuration_changed(session: Session, params: types.DidChangeConfigurationParams) -> None:
     settings = params.settings
     if isinstance(settings, dict) and isinstance(settings.get("tracefix"), dict):
-        ls.editor_settings = settings["tracefix"]
+        session.editor_settings = settings["tracefix"]
     else:
-        await _pull_settings(ls)
-    for project in ls.projects.values():
-        for warning in project.reconfigure(ls.editor_settings):
-            ls.warn(warning)
+        await _pull_settings(session)
+    for state in session.projects.values():
+        for warning in await state.call(state.project.reconfigure, session.editor_settings):
+            session.ls.warn(warning)
 
 
-@server.feature(types.SHUTDOWN)
-def shutdown(ls: TracefixServer, params) -> None:
-    ls.runs.cancel_all()
-    for task in list(ls.background):
-        task.cancel()  # traces and fixes in flight would write to a closed connection
-    watching.stop()
-    for project in ls.projects.values():
-        project.close()
+@sync(types.SHUTDOWN)
+async def shutdown(session: Session, params) -> None:
+    session.shut_down = True
+    for task in list(session.tasks):
+        task.cancel()  # runs, traces and fixes in flight would write to a closed connection
+    watching.stop(session)
+    for state in list(session.projects.values()):
+        await close_project(session, state)

@@ -3,55 +3,54 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 from lsprotocol import types
 
-from tracefix.lsp.server import TracefixServer, server
-
-_ids = itertools.count(1)
-_cancellable: dict[str, asyncio.Task] = {}
+from tracefix.lsp.handlers import sync
+from tracefix.lsp.session import Session
 
 
 class Progress:
-    """$/progress for one run, or nothing when the client does not support it."""
+    """$/progress for one piece of work, or nothing when the client does not support it."""
 
-    def __init__(self, ls: TracefixServer, token: str | None):
-        self.ls, self.token = ls, token
+    def __init__(self, session: Session, token: str | None):
+        self.session, self.token = session, token
 
     @classmethod
-    async def start(cls, ls: TracefixServer, title: str, task: asyncio.Task | None = None) -> "Progress":
+    async def start(cls, session: Session, title: str, task: asyncio.Task | None = None) -> Progress:
         """With `task`, the client may cancel: window/workDoneProgress/cancel cancels the task."""
+        ls = session.ls
         ls.log(title)
         window = ls.client_capabilities.window
         if not (window and window.work_done_progress):
-            return cls(ls, None)
-        token = f"tracefix-{next(_ids)}"
+            return cls(session, None)
+        token = f"tracefix-{next(session.progress_ids)}"
         try:
             await asyncio.wait_for(ls.work_done_progress.create_async(token), 5)
         except Exception:
-            return cls(ls, None)
+            return cls(session, None)
         if task is not None:
-            _cancellable[token] = task
+            session.progress[token] = task
         ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
             title=title, cancellable=task is not None, percentage=0))
-        return cls(ls, token)
+        return cls(session, token)
 
     def report(self, message: str, percentage: int | None = None) -> None:
         if self.token:
-            self.ls.work_done_progress.report(self.token, types.WorkDoneProgressReport(message=message, percentage=percentage))
+            self.session.ls.work_done_progress.report(
+                self.token, types.WorkDoneProgressReport(message=message, percentage=percentage))
 
     def end(self, message: str) -> None:
-        self.ls.log(message)
+        self.session.ls.log(message)
         if self.token:
-            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
-            _cancellable.pop(self.token, None)
+            self.session.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+            self.session.progress.pop(self.token, None)
             self.token = None
 
 
-@server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
-def cancel(ls: TracefixServer, params: types.WorkDoneProgressCancelParams) -> None:
-    task = _cancellable.pop(str(params.token), None)
+@sync(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+def cancel(session: Session, params: types.WorkDoneProgressCancelParams) -> None:
+    task = session.progress.pop(str(params.token), None)
     if task is not None:
-        ls.log(f"cancelled by the editor: {task.get_name()}")
+        session.ls.log(f"cancelled by the editor: {task.get_name()}")
         task.cancel()

@@ -1,19 +1,15 @@
-"""Publishes the union of syntax, test and review diagnostics per file, for open and closed files."""
+"""Publishes, per file, the union of syntax, test and review diagnostics, for open and closed files."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from lsprotocol import types
 
+from tracefix.lsp.session import ProjectState, Session
 from tracefix.parsing.document import SyntaxProblem
-from tracefix.reporting.diagnostics import SOURCE, Diagnostic
-from tracefix.running.results import TestResult
+from tracefix.reporting.diagnostics import Diagnostic
+from tracefix.running.results import Outcome, TestResult
 
-if TYPE_CHECKING:
-    from tracefix.lsp.server import TracefixServer
-    from tracefix.project import Project
-
+SOURCE = "tracefix"
 SEVERITY = {
     "error": types.DiagnosticSeverity.Error,
     "warning": types.DiagnosticSeverity.Warning,
@@ -39,95 +35,95 @@ def _utf16(line: str, column: int) -> int:
     return len(line[:column].encode("utf-16-le")) // 2
 
 
-class Publisher:
-    def __init__(self, ls: TracefixServer):
-        self.ls = ls
-        self.tests: dict[tuple, list[Diagnostic]] = {}  # (project root, nodeid) → diagnostics
-        self.results: dict[tuple, TestResult] = {}  # (project root, nodeid) → latest result
-        self.syntax: dict[str, list[types.Diagnostic]] = {}  # uri → syntax diagnostics
-        self.extra: dict[str, dict[str, list[types.Diagnostic]]] = {}  # kind → uri → diagnostics
-        self.published: set[str] = set()
+async def restore(session: Session, state: ProjectState) -> None:
+    """Failures stored by an earlier session show again at start-up."""
+    stored = await state.call(state.project.store.results)
+    results = [TestResult.from_dict(d) for d in stored.values()]
+    await update(session, state, [r for r in results if r.failing])
 
-    def restore(self, project: Project) -> None:
-        """Failures stored by an earlier session show again at start-up."""
-        results = [TestResult.from_dict(d) for d in project.store.results().values()]
-        self.update(project, [r for r in results if r.failing])
 
-    def update(self, project: Project, results: list[TestResult]) -> None:
-        """Replace the diagnostics of these tests (a passing test clears its own) and publish."""
-        touched: set[str] = set()
-        for r in results:
-            if r.outcome == "not run":
-                continue
-            key = (project.root, r.nodeid)
-            self.results[key] = r
-            old = self.tests.pop(key, [])
-            new = project.diagnostics([r])
-            if new:
-                self.tests[key] = new
-            touched.update(self.ls.uri(project, d.path) for d in old + new)
-        for uri in touched:
-            self.publish(uri)
+async def update(session: Session, state: ProjectState, results: list[TestResult]) -> None:
+    """Replace these tests' results and diagnostics (a passing test clears its own) and publish."""
+    results = [r for r in results if r.outcome != Outcome.NOT_RUN]
+    found = await state.call(_diagnose, state, results)
+    touched: set[str] = set()
+    for r in results:
+        state.results[r.nodeid] = r
+        old = state.diagnostics.pop(r.nodeid, [])
+        new = found.get(r.nodeid, [])
+        if new:
+            state.diagnostics[r.nodeid] = new
+        touched.update(state.uri(d.path) for d in old + new)
+    for uri in touched:
+        publish(session, uri)
 
-    def set_syntax(self, uri: str, problems: list[SyntaxProblem]) -> None:
-        self.syntax[uri] = [
-            types.Diagnostic(
-                range=types.Range(types.Position(p.line, p.column), types.Position(p.end_line, p.end_column)),
-                message=p.message, severity=types.DiagnosticSeverity.Error, source=SOURCE, code="syntax",
-            )
-            for p in problems
-        ]
-        self.publish(uri)
 
-    def set_extra(self, kind: str, by_uri: dict[str, list[types.Diagnostic]]) -> None:
-        """Diagnostics owned by another feature (reviews), replaced as a whole."""
-        old = self.extra.get(kind, {})
-        self.extra[kind] = by_uri
-        for uri in set(old) | set(by_uri):
-            self.publish(uri)
+def _diagnose(state: ProjectState, results: list[TestResult]) -> dict[str, list[Diagnostic]]:
+    found: dict[str, list[Diagnostic]] = {}
+    for d in state.project.diagnostics(results):
+        found.setdefault(d.nodeid, []).append(d)
+    return found
 
-    def forget(self, project: Project) -> None:
-        for key in [k for k in self.tests if k[0] == project.root]:
-            for d in self.tests.pop(key):
-                self.publish(self.ls.uri(project, d.path))
 
-    def failing(self, project: Project) -> list[TestResult]:
-        return [r for (root, _), r in self.results.items() if root == project.root and r.failing]
-
-    def for_uri(self, uri: str) -> list[types.Diagnostic]:
-        found = list(self.syntax.get(uri, []))
-        located = self.ls.locate(uri)
-        if located is not None:
-            project, rel = located
-            text = self.ls.text_of(project, rel)
-            for (root, _), diagnostics in self.tests.items():
-                if root != project.root:
-                    continue
-                found.extend(self._to_lsp(project, d, text) for d in diagnostics if d.path == rel)
-        for by_uri in self.extra.values():
-            found.extend(by_uri.get(uri, []))
-        return found
-
-    def publish(self, uri: str) -> None:
-        diagnostics = self.for_uri(uri)
-        if not diagnostics and uri not in self.published:
-            return
-        self.published.add(uri)
-        version = self.ls.versions.get(uri)
-        self.ls.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
+def set_syntax(session: Session, uri: str, problems: list[SyntaxProblem]) -> None:
+    session.syntax[uri] = [
+        types.Diagnostic(
+            range=types.Range(types.Position(p.line, p.column), types.Position(p.end_line, p.end_column)),
+            message=p.message, severity=types.DiagnosticSeverity.Error, source=SOURCE, code="syntax",
         )
+        for p in problems
+    ]
+    publish(session, uri)
 
-    def _to_lsp(self, project: Project, d: Diagnostic, text: str | None) -> types.Diagnostic:
-        related = []
-        for r in d.related:
-            related.append(types.DiagnosticRelatedInformation(
-                location=types.Location(uri=self.ls.uri(project, r.path),
-                                        range=line_range(self.ls.text_of(project, r.path), r.line)),
-                message=r.message,
-            ))
-        return types.Diagnostic(
-            range=line_range(text, d.line), message=d.message, severity=SEVERITY[d.severity],
-            source=SOURCE, code=d.nodeid, related_information=related or None,
-            data={"nodeid": d.nodeid, "kind": d.kind, "root": str(project.root)},
+
+def set_reviews(session: Session, state: ProjectState, by_uri: dict[str, list[types.Diagnostic]]) -> None:
+    old = state.review_diagnostics
+    state.review_diagnostics = by_uri
+    for uri in set(old) | set(by_uri):
+        publish(session, uri)
+
+
+def forget(session: Session, state: ProjectState) -> None:
+    """A folder that left the workspace: clear what it published."""
+    uris = {state.uri(d.path) for ds in state.diagnostics.values() for d in ds} | set(state.review_diagnostics)
+    state.diagnostics.clear()
+    state.review_diagnostics = {}
+    for uri in uris:
+        publish(session, uri)
+
+
+def for_uri(session: Session, uri: str) -> list[types.Diagnostic]:
+    found = list(session.syntax.get(uri, []))
+    located = session.locate(uri)
+    if located is not None:
+        state, rel = located
+        text = session.text_of(state, rel)
+        for diagnostics in state.diagnostics.values():
+            found.extend(_to_lsp(session, state, d, text) for d in diagnostics if d.path == rel)
+        found.extend(state.review_diagnostics.get(uri, []))
+    return found
+
+
+def publish(session: Session, uri: str) -> None:
+    diagnostics = for_uri(session, uri)
+    if not diagnostics and uri not in session.published:
+        return
+    session.published.add(uri)
+    opened = session.documents.get(uri)
+    session.ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
+        uri=uri, diagnostics=diagnostics, version=opened.version if opened else None))
+
+
+def _to_lsp(session: Session, state: ProjectState, d: Diagnostic, text: str | None) -> types.Diagnostic:
+    related = [
+        types.DiagnosticRelatedInformation(
+            location=types.Location(uri=state.uri(r.path), range=line_range(session.text_of(state, r.path), r.line)),
+            message=r.message,
         )
+        for r in d.related
+    ]
+    return types.Diagnostic(
+        range=line_range(text, d.line), message=d.message, severity=SEVERITY[d.severity],
+        source=SOURCE, code=d.nodeid, related_information=related or None,
+        data={"nodeid": d.nodeid, "kind": d.kind, "root": str(state.root)},
+    )

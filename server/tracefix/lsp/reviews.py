@@ -5,82 +5,72 @@ from __future__ import annotations
 from lsprotocol import types
 
 from tracefix.fixing import critic
-from tracefix.lsp.fixes import RESOLVE_REVIEW, overlay
-from tracefix.lsp.server import TracefixServer, server
-from tracefix.parsing.document import parse
-from tracefix.parsing.symbols import outline
-from tracefix.project import Project
 from tracefix.fixing.model import ModelError
+from tracefix.lsp import publishing
+from tracefix.lsp.handlers import sync
+from tracefix.lsp.session import ProjectState, Session
+from tracefix.parsing.document import Document
+from tracefix.protocol import Command
 from tracefix.reviews import Comment, ReviewSet
 
 REVIEW_SOURCE = "tracefix-review"
-ADD_REVIEW = "tracefix.addReviewComment"
-_comments: dict[str, list[Comment]] = {}  # project root → its comments, as last collected
+CRITIC_FUNCTIONS = 2  # changed functions reviewed per save: each costs a model call
 
 
-def reviews_of(project: Project) -> ReviewSet:
-    return ReviewSet.from_settings(project.root, project.settings.review)
+def reviews_of(state: ProjectState) -> ReviewSet:
+    return ReviewSet.from_settings(state.root, state.settings.review)
 
 
-def comments(project: Project) -> list[Comment]:
-    return _comments.get(str(project.root), [])
-
-
-def refresh(ls: TracefixServer, project: Project) -> None:
+async def refresh(session: Session, state: ProjectState) -> None:
     """Collect every source again (open buffers win over disk) and republish."""
     try:
-        found = reviews_of(project).collect(overlay(ls, project))
+        found = await state.call(reviews_of(state).collect, session.overlay(state))
     except Exception as exc:  # a broken review file must not take the other diagnostics down
-        ls.warn(f"could not read review comments: {exc!r}")
+        session.ls.warn(f"could not read review comments: {exc!r}")
         return
-    _comments[str(project.root)] = found
+    state.comments = found
     by_uri: dict[str, list[types.Diagnostic]] = {}
     for c in found:
         if c.state == "resolved":
             continue
-        uri = ls.uri(project, c.path)
         who = f" (@{c.author})" if c.author else ""
         outdated = c.state == "outdated"
-        by_uri.setdefault(uri, []).append(types.Diagnostic(
+        by_uri.setdefault(state.uri(c.path), []).append(types.Diagnostic(
             range=types.Range(types.Position(c.start_line - 1, 0), types.Position(c.end_line, 0)),
             message=f"{'outdated ' if outdated else ''}review{who}: {c.body}",
             severity=types.DiagnosticSeverity.Hint if outdated else types.DiagnosticSeverity.Information,
             source=REVIEW_SOURCE, code=c.id,
-            data={"comment": c.id, "body": c.body, "root": str(project.root)},
+            data={"comment": c.id, "body": c.body, "root": str(state.root)},
         ))
-    ls.publisher.set_extra(f"reviews:{project.root}", by_uri)
+    publishing.set_reviews(session, state, by_uri)
 
 
-CRITIC_FUNCTIONS = 2  # changed functions reviewed per save: each costs a model call
-
-
-def critique_changes(ls: TracefixServer, project: Project, rel: str, text: str) -> None:
+def critique_changes(session: Session, state: ProjectState, rel: str, text: str) -> None:
     """With tracefix.review.critic on, the model reviews the functions this save changed."""
-    settings = project.settings.llm
-    if project.settings.review.get("critic") is not True or not settings.model or not ls.trusted:
+    settings = state.settings.llm
+    if state.settings.review.get("critic") is not True or not settings.model or not session.trusted:
         return
-    data = text.encode("utf-8", "surrogatepass")
-    symbols = {s.qualname: s for s in outline(parse(data), data)}
-    changed = [symbols[c.qualname] for c in project.changes_in(rel, text)
-               if c.kind in ("function", "method") and c.what != "removed"][:CRITIC_FUNCTIONS]
+    symbols = {s.qualname: s for s in Document(text).symbols}
 
     async def review_all() -> None:
-        for symbol in changed:
+        changes = await state.call(state.project.changes_in, rel, text)
+        changed = [symbols[c.qualname] for c in changes
+                   if c.kind in ("function", "method") and c.what != "removed" and c.qualname in symbols]
+        for symbol in changed[:CRITIC_FUNCTIONS]:
             try:
-                added = await critic.critique(project, rel, symbol, text, settings)
+                added = await critic.critique(state.project, rel, symbol, text, settings, call=state.call)
             except ModelError as exc:
-                ls.warn(f"review critic: {exc}")
+                session.ls.warn(f"review critic: {exc}")
                 return
             if added:
-                ls.log(f"review critic left {len(added)} comment(s) on {symbol.qualname}")
-                refresh(ls, project)
+                session.ls.log(f"review critic left {len(added)} comment(s) on {symbol.qualname}")
+                await refresh(session, state)
 
-    if changed:
-        ls.spawn(review_all(), f"critic {rel}")
+    session.spawn(review_all(), f"critic {rel}")
 
 
-def at(project: Project, rel: str, line: int) -> list[Comment]:
-    return [c for c in comments(project) if c.path == rel and c.start_line <= line <= c.end_line]
+def at(state: ProjectState, rel: str, line: int) -> list[Comment]:
+    return [c for c in state.comments if c.path == rel and c.start_line <= line <= c.end_line]
 
 
 def thread(c: Comment) -> str:
@@ -92,20 +82,28 @@ def thread(c: Comment) -> str:
     return "\n\n".join(lines)
 
 
-@server.command(ADD_REVIEW)
-def add_review(ls: TracefixServer, *args) -> dict:
+def find_comment(state: ProjectState, comment_id: str) -> Comment:
+    for comment in state.comments:
+        if comment.id == comment_id:
+            return comment
+    raise ValueError(f"no review comment {comment_id!r}")
+
+
+@sync(Command.ADD_REVIEW, command=True)
+async def add_review(session: Session, *args) -> dict:
     """Arguments: [uri, range, text, author?]."""
     uri, rng, text, author = (list(args) + [None] * 4)[:4]
     if not (isinstance(uri, str) and isinstance(text, str) and text.strip()):
         raise ValueError("tracefix.addReviewComment needs a document uri, a range and a text")
-    located = ls.locate(uri)
+    located = session.locate(uri)
     if located is None:
         raise ValueError(f"{uri} is not in a workspace folder")
-    project, rel = located
+    state, rel = located
     start, end = _lines(rng)
-    comment = reviews_of(project).add(rel, start, end, text.strip(), author=author, source="editor",
-                                      text=ls.text_of(project, rel))
-    refresh(ls, project)
+    current = session.text_of(state, rel)
+    comment = await state.call(lambda: reviews_of(state).add(rel, start, end, text.strip(), author=author,
+                                                             source="editor", text=current))
+    await refresh(session, state)
     return {"id": comment.id}
 
 
@@ -121,11 +119,11 @@ def _lines(rng) -> tuple[int, int]:
     return start + 1, end + 1
 
 
-@server.command(RESOLVE_REVIEW)
-def resolve_review(ls: TracefixServer, *args) -> dict:
+@sync(Command.RESOLVE_REVIEW, command=True)
+async def resolve_review(session: Session, *args) -> dict:
     """Arguments: [comment id, root?]."""
     comment_id, root = (list(args) + [None, None])[:2]
-    project = ls.project_named(root)
-    reviews_of(project).resolve(comment_id)
-    refresh(ls, project)
+    state = session.project_named(root)
+    await state.call(reviews_of(state).resolve, comment_id)
+    await refresh(session, state)
     return {"resolved": comment_id}

@@ -1,5 +1,6 @@
 """Test runs in the background: saves coalesce, a new save cancels a stale run, results stream
-to diagnostics, $/progress and the `tracefix/testResults` notification as tests finish.
+to diagnostics, $/progress and the `tracefix/testResults` notification as tests finish, and
+every run request ends in one `done: true` notification, even when nothing needed to run.
 
 When no run has started for AUDIT_IDLE seconds after one that selected tests for changes, the
 whole suite runs at low priority to audit selection: failures it would have skipped are counted."""
@@ -7,253 +8,255 @@ whole suite runs at low priority to audit selection: failures it would have skip
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
 from tracefix.index.pytestconfig import CONFIG_FILES
-from tracefix.lsp import traces
+from tracefix.lsp import publishing, traces
 from tracefix.lsp.progress import Progress
+from tracefix.lsp.session import Pending, ProjectState, Session
+from tracefix.project import Audit, Project
+from tracefix.protocol import Method, ResultPayload, RunSummary, StatusParams, TestResultsParams
 from tracefix.running.interpreter import InterpreterError, check_python
-from tracefix.running.results import RunReport, TestResult
-from tracefix.selection.select import Changed, Selected
-
-if TYPE_CHECKING:
-    from tracefix.lsp.server import TracefixServer
-    from tracefix.project import Project
+from tracefix.running.results import Outcome, RunReport, RunStatus, TestResult
+from tracefix.selection.select import Selected
 
 COALESCE = 0.05  # seconds: a "save all" arrives as a burst of didSave
 AUDIT_IDLE = float(os.environ.get("TRACEFIX_AUDIT_IDLE", "60"))  # seconds; tests shorten it
-_ids = itertools.count(1)
+UNTRUSTED = "workspace not trusted: tracefix runs no tests"
 
 
-@dataclass
-class Pending:
-    changes: dict[tuple[str, str], Changed] = field(default_factory=dict)
-    paths: set[str] = field(default_factory=set)
-    run_all: bool = False
-    nodeids: set[str] = field(default_factory=set)  # explicit reruns
+async def file_changed(session: Session, state: ProjectState, rel: str, text: str | None) -> None:
+    """A saved or externally changed file: update the index, then maybe run."""
+    changes, warnings = await state.call(state.project.file_changed, rel, text)
+    for warning in warnings:
+        session.ls.warn(warning)
+    if rel in CONFIG_FILES:
+        await state.refresh_tests()  # what counts as a test may have changed
+    elif rel.endswith(".py") and await state.call(state.project.index.is_test_file, rel):
+        await state.refresh_tests(rel)
+    if not changes:
+        return
+    pending = Pending({(c.path, c.qualname): c for c in changes}, {rel})
+    if state.settings.run_on_save:
+        request(session, state, pending)
+    elif state.runs.pending is None:
+        state.runs.pending = pending
+    else:
+        state.runs.pending.merge(pending)
 
-    def merge(self, other: Pending) -> None:
-        self.changes.update(other.changes)
-        self.paths |= other.paths
-        self.run_all |= other.run_all
-        self.nodeids |= other.nodeids
+
+def request(session: Session, state: ProjectState, pending: Pending) -> None:
+    """Run what `pending` covers soon, together with anything still waiting or running."""
+    runs = state.runs
+    _cancel_audit(state)  # the user's run comes first
+    if runs.pending is None:
+        runs.pending = Pending()
+    runs.pending.merge(pending)
+    if runs.active is not None:
+        if runs.covering is not None:
+            runs.pending.merge(runs.covering)  # its tests did not all finish: run them again
+        runs.active.cancel()
+        runs.active = runs.covering = None
+    if runs.timer is not None:
+        runs.timer.cancel()
+    runs.timer = asyncio.get_running_loop().call_later(COALESCE, _start, session, state)
 
 
-class Runs:
-    def __init__(self, ls: TracefixServer):
-        self.ls = ls
-        self.pending: dict[Path, Pending] = {}
-        self.active: dict[Path, tuple[asyncio.Task, Pending]] = {}
-        self.timers: dict[Path, asyncio.TimerHandle] = {}
-        self.reasons: dict[tuple[Path, str], str] = {}  # why each test last ran
-        self.checked_python: dict[str, str | None] = {}
-        self.running = 0
-        self.unaudited: dict[Path, dict[tuple[str, str], Changed]] = {}  # changes since the last audit
-        self.audits: dict[Path, asyncio.TimerHandle | asyncio.Task] = {}  # waiting or running
+def _start(session: Session, state: ProjectState) -> None:
+    runs = state.runs
+    runs.timer = None
+    pending, runs.pending = runs.pending, None
+    if pending is None:
+        return
+    task = session.spawn(_run(session, state, pending), f"run {state.root}")
+    runs.active, runs.covering = task, pending
 
-    # requests
-    def file_changed(self, project: Project, rel: str, text: str | None) -> None:
-        """A saved or externally changed file: update the index, then maybe run."""
-        changes = project.changes_in(rel, text)
-        if rel in CONFIG_FILES:
-            for warning in project.reload_pytest_config():
-                self.ls.warn(warning)
-        if rel.endswith(".py"):
-            if text is None:
-                project.index.remove(rel)
-                project.store.save_files([], [rel])
-            else:
-                path = project.root / rel
-                try:
-                    st = path.stat()
-                    mtime, size = st.st_mtime_ns, st.st_size
-                except OSError:
-                    mtime, size = 0, 0
-                entry = project.index.update(rel, text.encode("utf-8", "surrogatepass"), mtime, size)
-                project.store.save_files([project.index.row(entry)], [])
-        if not changes:
-            return
-        pending = Pending({(c.path, c.qualname): c for c in changes}, {rel})
-        if project.settings.run_on_save:
-            self.request(project, pending)
+    def finished(t: asyncio.Task) -> None:
+        if runs.active is t:
+            runs.active = runs.covering = None
+
+    task.add_done_callback(finished)
+
+
+# the audit
+def _cancel_audit(state: ProjectState) -> None:
+    if state.runs.audit is not None:
+        state.runs.audit.cancel()
+        state.runs.audit = None
+
+
+def _schedule_audit(session: Session, state: ProjectState) -> None:
+    if state.runs.unaudited:
+        _cancel_audit(state)
+        state.runs.audit = asyncio.get_running_loop().call_later(AUDIT_IDLE, _start_audit, session, state)
+
+
+def _start_audit(session: Session, state: ProjectState) -> None:
+    if state.runs.active is None:  # a run that is under way reschedules it when done
+        state.runs.audit = session.spawn(_audit(session, state), f"audit {state.root}")
+
+
+async def _audit(session: Session, state: ProjectState) -> None:
+    project = state.project
+    changes = dict(state.runs.unaudited)
+
+    def plan():
+        selected = project.select(list(changes.values()))
+        return selected, project.store.results(), project.plan([t.nodeid for t in project.index.tests()], nice=True)
+
+    selected, before, plan = await state.call(plan)
+    report = await project.execute(plan)
+    audit: Audit = await state.call(_conclude_audit, project, plan, selected, before, report)
+    state.runs.audit = None
+    for key in changes:  # changes that arrived meanwhile wait for the next audit
+        state.runs.unaudited.pop(key, None)
+    await publishing.update(session, state, audit.report.results)
+    if audit.missed:
+        session.ls.warn(f"selection audit: a run of every test found {len(audit.missed)} failing test(s) that "
+                        f"selection would have skipped: {', '.join(audit.missed)} ({audit.missed_so_far} so far)")
+    else:
+        session.ls.log(f"selection audit: a run of every test found no failure selection would have skipped "
+                       f"({audit.missed_so_far} so far)")
+    publish_status(session)
+
+
+def _conclude_audit(project: Project, plan, selected: list[Selected], before: dict, report: RunReport) -> Audit:
+    project.conclude(plan, report)
+    project.record(report)
+    return project.audited(selected, before, report)
+
+
+# the run
+def _select(project: Project, pending: Pending) -> list[Selected]:
+    if pending.run_all:
+        return project.select_all()
+    selected = project.select(list(pending.changes.values()))
+    chosen = {s.nodeid for s in selected}
+    return selected + [Selected(n, "asked to rerun") for n in sorted(pending.nodeids) if n not in chosen]
+
+
+async def _python_problem(state: ProjectState) -> str | None:
+    """Why the folder's interpreter cannot run tests, asked once per interpreter."""
+    try:
+        python = await state.call(state.project.python)
+    except InterpreterError as exc:
+        return str(exc)
+    if python not in state.python_problem:
+        state.python_problem[python] = await state.call(check_python, python)
+    return state.python_problem[python]
+
+
+async def _run(session: Session, state: ProjectState, pending: Pending) -> None:
+    ls, project, runs = session.ls, state.project, state.runs
+    run_id = f"run-{next(session.run_ids)}"
+    started = time.monotonic()
+    if not session.trusted:
+        publish_status(session, "untrusted", UNTRUSTED)
+        _notify_done(session, state, run_id, [], RunReport(status=RunStatus.ERROR, message=UNTRUSTED), 0.0)
+        return
+    selected = await state.call(_select, project, pending)
+    runs.unaudited.update(pending.changes)
+    for s in selected:
+        state.reasons[s.nodeid] = s.reason
+    paths = sorted(pending.paths) if not pending.run_all else None
+    if not selected:
+        ls.log(f"no tests can reach the change in {', '.join(sorted(pending.paths))}")
+        await state.call(project.record, RunReport(), paths)  # the change is now the baseline
+        _notify_done(session, state, run_id, [], None, 0.0)
+        _schedule_audit(session, state)
+        return
+    problem = await _python_problem(state)
+    if problem:
+        ls.log(f"cannot run tests: {problem}", types.MessageType.Error)
+        ls.tell(f"tracefix: {problem}", types.MessageType.Error)
+        publish_status(session, "error", problem)
+        _notify_done(session, state, run_id, [], RunReport(status=RunStatus.ERROR, message=problem), 0.0)
+        return
+    total = len(selected)
+    what = "every test" if pending.run_all else f"{total} affected test{'s' if total != 1 else ''}"
+    progress = await Progress.start(session, f"Running {what}" if not pending.run_all else f"Running all {total} tests")
+    runs.running += total
+    publish_status(session)
+    done: list[TestResult] = []
+    updates: list[asyncio.Task] = []
+
+    def on_result(result: TestResult) -> None:
+        done.append(result)
+        updates.append(session.spawn(publishing.update(session, state, [result]), "publish"))
+        _notify(session, state, run_id, [result])
+        failed = sum(r.failing for r in done)
+        progress.report(f"{len(done)}/{total} done, {failed} failed", min(99, len(done) * 100 // total))
+
+    try:
+        plan = await state.call(project.plan, [s.nodeid for s in selected])
+        report = await project.execute(plan, on_result)
+        await state.call(project.conclude, plan, report)
+    except asyncio.CancelledError:
+        progress.end("cancelled: a newer save supersedes this run")
+        _notify_done(session, state, run_id, [], RunReport(status=RunStatus.CANCELLED,
+                                                            message="superseded by a newer save"),
+                     time.monotonic() - started)
+        raise
+    finally:
+        runs.running -= total
+    late = [r for r in report.results if r not in done]  # "not run" and killed tests
+    await asyncio.gather(*updates)
+    await publishing.update(session, state, late)
+    await state.call(project.record, report, paths)
+    summary = report.summary() if report.status == RunStatus.OK else f"{report.message}; {report.summary()}"
+    if report.status != RunStatus.OK:
+        ls.warn(f"test run {run_id}: {summary}\n{report.output[-4000:]}")
+    traces.after_run(session, state, report.results)
+    _notify_done(session, state, run_id, late, report, time.monotonic() - started)
+    progress.end(summary)
+    publish_status(session)
+    _schedule_audit(session, state)
+
+
+def _notify(session: Session, state: ProjectState, run_id: str, results: list[TestResult]) -> None:
+    params: TestResultsParams = {"runId": run_id, "results": [_payload(state, r) for r in results], "done": False,
+                                 "summary": None}
+    session.ls.notify(Method.TEST_RESULTS, params)
+
+
+def _notify_done(session: Session, state: ProjectState, run_id: str, results: list[TestResult],
+                 report: RunReport | None, duration: float) -> None:
+    """The end of a run request; report None: nothing needed to run."""
+    counts = {k: sum(r.outcome == k for r in report.results) if report else 0
+              for k in (Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED)}
+    summary: RunSummary = {
+        "passed": counts[Outcome.PASSED], "failed": counts[Outcome.FAILED], "errors": counts[Outcome.ERROR],
+        "skipped": counts[Outcome.SKIPPED], "duration": round(duration, 3),
+        "status": report.status if report else "nothing to run",
+        "message": report.message if report else "no test can reach the change",
+    }
+    params: TestResultsParams = {"runId": run_id, "results": [_payload(state, r) for r in results], "done": True,
+                                 "summary": summary}
+    session.ls.notify(Method.TEST_RESULTS, params)
+
+
+def _payload(state: ProjectState, r: TestResult) -> ResultPayload:
+    data = r.to_dict()
+    rel = r.path or r.nodeid.split("::")[0]
+    where = r.location
+    return {
+        "nodeid": r.nodeid, "outcome": data["outcome"], "duration": r.duration, "message": r.message,
+        "path": str(state.root / rel), "uri": state.uri(rel), "line": r.line or None,
+        "location": {"uri": state.uri(where.path), "line": where.line} if where else None,
+        "reason": state.reasons.get(r.nodeid, ""),
+    }
+
+
+def publish_status(session: Session, state: str | None = None, message: str = "") -> None:
+    failed = sum(len(s.failing()) for s in session.projects.values())
+    running = sum(s.runs.running for s in session.projects.values())
+    if state is None:
+        if not session.trusted:
+            state, message = "untrusted", UNTRUSTED
         else:
-            self.pending.setdefault(project.root, Pending()).merge(pending)
-
-    def request(self, project: Project, pending: Pending) -> None:
-        self._cancel_audit(project.root)  # the user's run comes first
-        self.pending.setdefault(project.root, Pending()).merge(pending)
-        active = self.active.pop(project.root, None)
-        if active is not None:
-            task, stale = active
-            self.pending[project.root].merge(stale)  # its tests did not all finish: run them again
-            task.cancel()
-        timer = self.timers.pop(project.root, None)
-        if timer is not None:
-            timer.cancel()
-        self.timers[project.root] = asyncio.get_running_loop().call_later(COALESCE, self._start, project)
-
-    def _start(self, project: Project) -> None:
-        self.timers.pop(project.root, None)
-        pending = self.pending.pop(project.root, None)
-        if pending is None:
-            return
-        task = self.ls.spawn(self._run(project, pending), f"run {project.root}")
-        self.active[project.root] = (task, pending)
-        task.add_done_callback(lambda t: self._finished(project, t))
-
-    def _finished(self, project: Project, task: asyncio.Task) -> None:
-        if self.active.get(project.root, (None,))[0] is task:
-            del self.active[project.root]
-
-    def cancel_all(self) -> None:
-        for timer in self.timers.values():
-            timer.cancel()  # a coalescing save must not start a run after shutdown
-        self.timers.clear()
-        for task, _ in list(self.active.values()):
-            task.cancel()
-        self.active.clear()
-        for root in list(self.audits):
-            self._cancel_audit(root)
-
-    # the audit
-    def _cancel_audit(self, root: Path) -> None:
-        job = self.audits.pop(root, None)
-        if job is not None:
-            job.cancel()
-
-    def _schedule_audit(self, project: Project) -> None:
-        if self.unaudited.get(project.root):
-            self._cancel_audit(project.root)
-            loop = asyncio.get_running_loop()
-            self.audits[project.root] = loop.call_later(AUDIT_IDLE, self._start_audit, project)
-
-    def _start_audit(self, project: Project) -> None:
-        if project.root not in self.active:  # a run that is under way reschedules it when done
-            self.audits[project.root] = self.ls.spawn(self._audit(project), f"audit {project.root}")
-
-    async def _audit(self, project: Project) -> None:
-        changes = dict(self.unaudited.get(project.root, {}))
-        audit = await project.audit(project.select(list(changes.values())), nice=True)
-        self.audits.pop(project.root, None)
-        for key in changes:  # changes that arrived meanwhile wait for the next audit
-            self.unaudited[project.root].pop(key, None)
-        self.ls.publisher.update(project, audit.report.results)
-        project.record(audit.report)
-        missed = f": this audit found {', '.join(audit.missed)}" if audit.missed else ""
-        kind = types.MessageType.Warning if audit.missed else types.MessageType.Info
-        self.ls.log(f"selection audit: {audit.missed_so_far} missed failures so far{missed}", kind)
-        self.publish_status()
-
-    # the run
-    def _select(self, project: Project, pending: Pending) -> list[Selected]:
-        if pending.run_all:
-            return project.select_all()
-        selected = project.select(list(pending.changes.values()))
-        chosen = {s.nodeid for s in selected}
-        selected += [Selected(n, "asked to rerun") for n in sorted(pending.nodeids) if n not in chosen]
-        return selected
-
-    def _python_problem(self, project: Project) -> str | None:
-        try:
-            python = project.python()
-        except InterpreterError as exc:
-            return str(exc)
-        if python not in self.checked_python:
-            self.checked_python[python] = check_python(python)
-        return self.checked_python[python]
-
-    async def _run(self, project: Project, pending: Pending) -> None:
-        ls = self.ls
-        if not ls.trusted:
-            self.publish_status("untrusted", message="workspace not trusted: tracefix runs no tests")
-            return
-        selected = self._select(project, pending)
-        self.unaudited.setdefault(project.root, {}).update(pending.changes)
-        for s in selected:
-            self.reasons[(project.root, s.nodeid)] = s.reason
-        if not selected:
-            ls.log(f"no tests can reach the change in {', '.join(sorted(pending.paths))}")
-            project.record(RunReport(), sorted(pending.paths))  # the change is now the baseline
-            self._schedule_audit(project)
-            return
-        problem = self._python_problem(project)
-        if problem:
-            ls.log(f"cannot run tests: {problem}", types.MessageType.Error)
-            ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=f"tracefix: {problem}"))
-            self.publish_status("error", message=problem)
-            return
-        run_id = f"run-{next(_ids)}"
-        total = len(selected)
-        title = f"Running {total} affected test{'s' if total != 1 else ''}"
-        progress = await Progress.start(ls, title)
-        self.running += total
-        self.publish_status()
-        done: list[TestResult] = []
-        started = time.monotonic()
-
-        def on_result(result: TestResult) -> None:
-            done.append(result)
-            ls.publisher.update(project, [result])
-            self._notify(project, run_id, [result], False)
-            failed = sum(r.failing for r in done)
-            progress.report(f"{len(done)}/{total} done, {failed} failed", min(99, len(done) * 100 // total))
-
-        try:
-            report = await project.run([s.nodeid for s in selected], on_result)
-        except asyncio.CancelledError:
-            progress.end("cancelled: a newer save supersedes this run")
-            self._notify(project, run_id, [], True, RunReport(status="cancelled", message="superseded by a newer save"),
-                         time.monotonic() - started)
-            raise
-        finally:
-            self.running -= total
-        late = [r for r in report.results if r not in done]  # "not run" and killed tests
-        ls.publisher.update(project, late)
-        project.record(report, sorted(pending.paths) if not pending.run_all else None)
-        summary = report.summary() if report.status == "ok" else f"{report.message}; {report.summary()}"
-        if report.status != "ok":
-            ls.warn(f"test run {run_id}: {summary}\n{report.output[-4000:]}")
-        traces.after_run(ls, project, report.results)
-        self._notify(project, run_id, late, True, report, time.monotonic() - started)
-        progress.end(summary)
-        self.publish_status()
-        self._schedule_audit(project)
-
-    def _notify(self, project: Project, run_id: str, results: list[TestResult], done: bool,
-                report=None, duration: float = 0.0) -> None:
-        payload = {"runId": run_id, "results": [self._result_json(project, r) for r in results], "done": done,
-                   "summary": None}
-        if done and report is not None:
-            counts = {k: sum(r.outcome == k for r in report.results) for k in ("passed", "failed", "error", "skipped")}
-            payload["summary"] = {"passed": counts["passed"], "failed": counts["failed"], "errors": counts["error"],
-                                  "skipped": counts["skipped"], "duration": round(duration, 3),
-                                  "status": report.status, "message": report.message}
-        self.ls.notify("tracefix/testResults", payload)
-
-    def _result_json(self, project: Project, r: TestResult) -> dict:
-        where = r.location
-        path = project.root / (r.path or r.nodeid.split("::")[0])
-        return {
-            "nodeid": r.nodeid, "outcome": r.outcome, "duration": r.duration, "message": r.message,
-            "path": str(path), "uri": self.ls.uri(project, path.relative_to(project.root).as_posix()),
-            "line": r.line or None,
-            "location": {"uri": self.ls.uri(project, where.path), "line": where.line} if where else None,
-            "reason": self.reasons.get((project.root, r.nodeid), ""),
-        }
-
-    def publish_status(self, state: str | None = None, message: str = "") -> None:
-        failed = sum(len(self.ls.publisher.failing(p)) for p in self.ls.projects.values())
-        if state is None:
-            if not self.ls.trusted:
-                state, message = "untrusted", "workspace not trusted: tracefix runs no tests"
-            else:
-                state = "running" if self.running else ("failed" if failed else "idle")
-        self.ls.notify("tracefix/status", {"state": state, "running": self.running, "failed": failed,
-                                            "message": message})
+            state = "running" if running else ("failed" if failed else "idle")
+    params: StatusParams = {"state": state, "running": running, "failed": failed, "message": message}  # type: ignore[typeddict-item]
+    session.ls.notify(Method.STATUS, params)

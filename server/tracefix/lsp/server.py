@@ -1,5 +1,6 @@
-"""The language server: state lives here and changes only on the event loop; features are
-registered by one module each."""
+"""The language server: the connection to the client. What the server knows lives in the
+Session (lsp/session.py); each feature module declares its handlers (lsp/handlers.py), and
+create_server() binds them to one Session."""
 
 from __future__ import annotations
 
@@ -8,23 +9,16 @@ import logging
 import re
 import sys
 import threading
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
-from pygls.uris import from_fs_path, to_fs_path
 
 from tracefix import __version__
-from tracefix.parsing.document import Document
-from tracefix.project import Project
-
-if TYPE_CHECKING:
-    from tracefix.lsp.publishing import Publisher
-    from tracefix.lsp.runs import Runs
+from tracefix.lsp.handlers import register
+from tracefix.lsp.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +60,11 @@ class Protocol(LanguageServerProtocol):
 
 
 class TracefixServer(LanguageServer):
-    def __init__(self) -> None:
+    def __init__(self, session: Session) -> None:
         super().__init__("tracefix", __version__, protocol_cls=Protocol,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
-        self.projects: dict[Path, Project] = {}
-        self.docs: dict[str, Document] = {}  # open buffers by uri
-        self.versions: dict[str, int] = {}
-        self.editor_settings: dict = {}
-        self.trusted = True
-        self.ready = asyncio.Event()
-        self.background: set[asyncio.Task] = set()
+        self.session = session
         self._reporting = False
-        self.publisher: Publisher  # set by _register: feature modules import this one
-        self.runs: Runs
 
     # logging to the client; never a popup for our own errors
     def log(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
@@ -90,6 +76,10 @@ class TracefixServer(LanguageServer):
 
     def warn(self, message: str) -> None:
         self.log(message, types.MessageType.Warning)
+
+    def tell(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        """A message the user sees (a toast), for what they asked for."""
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
 
     def report_server_error(self, error: Exception, source) -> None:
         if self._reporting:  # sending the report failed (a closed stream): the file log has it
@@ -104,48 +94,8 @@ class TracefixServer(LanguageServer):
         finally:
             self._reporting = False
 
-    def spawn(self, coro, name: str) -> asyncio.Task:
-        """Background work whose failure is logged, never lost and never fatal."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self.background.add(task)
-
-        def done(t: asyncio.Task) -> None:
-            self.background.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                self.report_server_error(t.exception(), None)
-
-        task.add_done_callback(done)
-        return task
-
     def notify(self, method: str, params) -> None:
         self.protocol.notify(method, params)
-
-    # paths
-    def project_for(self, path: Path) -> Project | None:
-        best = None
-        for root, project in self.projects.items():
-            if path == root or root in path.parents:
-                if best is None or len(root.parts) > len(best.root.parts):
-                    best = project
-        return best
-
-    def project_named(self, root: str | None) -> Project:
-        """The workspace folder whose root is `root`, or the first one when root is None."""
-        for project in self.projects.values():
-            if root is None or str(project.root) == root:
-                return project
-        raise ValueError(f"no workspace folder {root!r}")
-
-    def locate(self, uri: str) -> tuple[Project, str] | None:
-        """(project, path relative to its root) for a file uri inside a workspace folder."""
-        fs = to_fs_path(uri) if uri.startswith("file:") else None
-        if fs is None:
-            return None
-        path = Path(fs).resolve()
-        project = self.project_for(path)
-        if project is None:
-            return None
-        return project, path.relative_to(project.root).as_posix()
 
     def start_io(self, stdin=None, stdout=None) -> None:
         """pygls's stdio loop, reading through Resync."""
@@ -162,21 +112,10 @@ class TracefixServer(LanguageServer):
         finally:
             self.shutdown()
 
-    @staticmethod
-    def uri(project: Project, rel: str) -> str:
-        return from_fs_path(str(project.root / rel))
 
-    def text_of(self, project: Project, rel: str) -> str | None:
-        """The open buffer's text if there is one (buffers win over disk), else the file's."""
-        doc = self.docs.get(self.uri(project, rel))
-        return doc.text if doc is not None else project.text(rel)
-
-
-server = TracefixServer()
-
-
-def _register() -> None:
-    from tracefix.lsp import (  # noqa: F401
+def create_server() -> TracefixServer:
+    """A server with a new Session and every feature module's handlers."""
+    from tracefix.lsp import (
         code_actions,
         commands,
         documents,
@@ -185,19 +124,22 @@ def _register() -> None:
         lifecycle,
         progress,
         reviews,
+        runs,
         traces,
         watching,
     )
-    from tracefix.lsp.publishing import Publisher
-    from tracefix.lsp.runs import Runs
 
-    server.publisher = Publisher(server)
-    server.runs = Runs(server)
+    session = Session()
+    ls = TracefixServer(session)
+    session.client = ls
+    register(ls, session, [code_actions, commands, documents, fixes, hover, lifecycle, progress, reviews, runs,
+                           traces, watching])
+    return ls
 
 
 def serve(tcp: tuple[str, int] | None = None) -> None:
-    _register()
+    ls = create_server()
     if tcp:
-        server.start_tcp(*tcp)
+        ls.start_tcp(*tcp)
     else:
-        server.start_io()
+        ls.start_io()

@@ -4,82 +4,80 @@ and on hover."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from lsprotocol import types
 
-from tracefix.lsp.server import TracefixServer, server
-from tracefix.project import Project
+from tracefix.lsp.handlers import sync
+from tracefix.lsp.session import ProjectState, Session
+from tracefix.protocol import Command
 from tracefix.running.results import RAISED, TestResult
 from tracefix.tracing import Trace, capture, lines_in
 
-SHOW_TRACE = "tracefix.showTrace"
 AUTO_TRACES = 3  # failing tests traced after each run; each trace re-runs its test
-_cache: dict[tuple[Path, str], Trace] = {}
-_locks: dict[tuple[Path, str], asyncio.Lock] = {}
 
 
-async def trace_for(ls: TracefixServer, project: Project, nodeid: str, refresh: bool = False) -> Trace:
-    key = (project.root, nodeid)
-    async with _locks.setdefault(key, asyncio.Lock()):
-        if refresh or key not in _cache:
-            _cache[key] = await capture(project.root, project.python(), nodeid, timeout=project.settings.timeout)
-        return _cache[key]
+async def trace_for(state: ProjectState, nodeid: str, refresh: bool = False) -> Trace:
+    async with state.tracing.setdefault(nodeid, asyncio.Lock()):
+        if refresh or nodeid not in state.traces:
+            python = await state.call(state.project.python)
+            state.traces[nodeid] = await capture(state.root, python, nodeid, timeout=state.settings.timeout)
+        return state.traces[nodeid]
 
 
-def after_run(ls: TracefixServer, project: Project, results: list[TestResult]) -> None:
+def after_run(session: Session, state: ProjectState, results: list[TestResult]) -> None:
     """Forget traces of tests that ran again; trace the first few failures in the background."""
     for r in results:
-        _cache.pop((project.root, r.nodeid), None)
+        state.traces.pop(r.nodeid, None)
     failing = [r.nodeid for r in results if r.outcome in RAISED][:AUTO_TRACES]
-    if failing and ls.trusted:
-        ls.spawn(_trace_all(ls, project, failing), "trace failures")
+    if failing and session.trusted:
+        session.spawn(_trace_all(session, state, failing), "trace failures")
 
 
-async def _trace_all(ls: TracefixServer, project: Project, nodeids: list[str]) -> None:
+async def _trace_all(session: Session, state: ProjectState, nodeids: list[str]) -> None:
     for nodeid in nodeids:
-        trace = await trace_for(ls, project, nodeid)
+        trace = await trace_for(state, nodeid)
         if trace.error:
-            ls.log(f"no trace for {nodeid}: {trace.error.splitlines()[0]}")
-    if ls.client_capabilities.workspace and ls.client_capabilities.workspace.inline_value:
+            session.ls.log(f"no trace for {nodeid}: {trace.error.splitlines()[0]}")
+    workspace = session.ls.client_capabilities.workspace
+    if workspace and workspace.inline_value:
         try:
-            ls.workspace_inline_value_refresh(None)
+            session.ls.workspace_inline_value_refresh(None)
         except Exception as exc:  # an old client: the next request gets the values anyway
-            ls.log(f"inline value refresh failed: {exc!r}")
+            session.ls.log(f"inline value refresh failed: {exc!r}")
 
 
-def traces_covering(project: Project, rel: str, line: int) -> list[Trace]:
-    return [t for (root, _), t in _cache.items() if root == project.root and t.failing_call(rel, line)]
+def traces_covering(state: ProjectState, rel: str, line: int) -> list[Trace]:
+    return [t for t in state.traces.values() if t.failing_call(rel, line)]
 
 
-@server.command(SHOW_TRACE)
-async def show_trace(ls: TracefixServer, *args) -> dict:
+@sync(Command.SHOW_TRACE, command=True)
+async def show_trace(session: Session, *args) -> dict:
     """Arguments: [nodeid?, root?]; without a nodeid, the first failing test."""
     nodeid, root = (list(args) + [None, None])[:2]
-    if not ls.trusted:
+    if not session.trusted:
         raise ValueError("this workspace is not trusted: tracefix runs no code in it")
-    for project in [ls.project_named(root)] if root else list(ls.projects.values()):
-        failing = [r.nodeid for r in ls.publisher.failing(project)]
+    for state in [session.project_named(root)] if root else list(session.projects.values()):
+        failing = [r.nodeid for r in state.failing()]
         target = nodeid or (failing[0] if failing else None)
-        if target is None or project.index.test_for(target) is None:
+        if target is None or await state.call(state.project.index.test_for, target) is None:
             continue
-        trace = await trace_for(ls, project, target, refresh=target not in failing)
-        content = trace.render(source=lines_in(project.root))
+        trace = await trace_for(state, target, refresh=target not in failing)
+        content = await state.call(lambda: trace.render(source=lines_in(state.root)))
         return {"nodeid": target, "content": content, "trace": trace.to_dict()}
     raise ValueError(f"no failing test {nodeid!r} to trace" if nodeid else "no failing test to trace")
 
 
-@server.feature(types.TEXT_DOCUMENT_INLINE_VALUE)
-def inline_values(ls: TracefixServer, params: types.InlineValueParams) -> list[types.InlineValue]:
-    located = ls.locate(params.text_document.uri)
+@sync(types.TEXT_DOCUMENT_INLINE_VALUE)
+def inline_values(session: Session, params: types.InlineValueParams) -> list[types.InlineValue]:
+    located = session.locate(params.text_document.uri)
     if located is None:
         return []
-    project, rel = located
-    lines = (ls.text_of(project, rel) or "").splitlines()
+    state, rel = located
+    lines = (session.text_of(state, rel) or "").splitlines()
     values: list[types.InlineValue] = []
     previous = None
     for line in range(params.range.start.line + 1, min(params.range.end.line + 1, len(lines)) + 1):
-        for trace in traces_covering(project, rel, line)[:1]:
+        for trace in traces_covering(state, rel, line)[:1]:
             shown = trace.values_at(rel, line)
             if shown and shown != previous:  # one hint per block, not per line
                 previous = shown

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tracefix.index.graph import ProjectIndex
 from tracefix.parsing.symbols import MODULE
 from tracefix.running.results import Location, Outcome, TestResult
-
-SOURCE = "tracefix"
-
 
 @dataclass(frozen=True)
 class Related:
@@ -31,11 +28,7 @@ class Diagnostic:
     related: tuple[Related, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
-        return {
-            "path": self.path, "line": self.line, "message": self.message, "severity": self.severity,
-            "source": SOURCE, "code": self.nodeid, "kind": self.kind,
-            "related": [r.__dict__ for r in self.related],
-        }
+        return asdict(self)
 
 
 def test_name(nodeid: str) -> str:

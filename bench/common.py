@@ -41,8 +41,7 @@ class RealProject:
         """Environment for pytest and tracefix in a checkout: a bench venv (which tracefix picks as
         the test interpreter through VIRTUAL_ENV) and the project's imports."""
         paths = [str(BENCH)] + ([str(root / self.pythonpath)] if self.pythonpath else [])
-        return dict(os.environ, VIRTUAL_ENV=str(venv), PYTHONPATH=os.pathsep.join(paths),
-                    PYTHONDONTWRITEBYTECODE="1")
+        return dict(os.environ, VIRTUAL_ENV=str(venv), PYTHONPATH=os.pathsep.join(paths), PYTHONDONTWRITEBYTECODE="1")
 
 
 # pure Python, tests shipped in the sdist, no test dependencies beyond pytest
@@ -54,11 +53,16 @@ PROJECTS = {
 
 def machine() -> dict:
     """Where, when and which tracefix; the load average says how much other work shared the cores."""
-    return {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-            "tracefix": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
-                                       text=True, check=False).stdout.strip()}
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "tracefix": subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip(),
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -69,8 +73,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def summary_ms(seconds: list[float]) -> dict:
     ms = [s * 1000 for s in seconds]
-    return {"n": len(ms), "p50_ms": round(percentile(ms, 50), 3), "p90_ms": round(percentile(ms, 90), 3),
-            "p99_ms": round(percentile(ms, 99), 3), "mean_ms": round(statistics.fmean(ms), 3)}
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p90_ms": round(percentile(ms, 90), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
 
 
 def timed(argv: list[str], **kwargs) -> tuple[float, subprocess.CompletedProcess]:
@@ -97,8 +106,22 @@ def checkout(project: RealProject, purpose: str) -> Path:
     spec = f"{project.name}=={project.version}"
     found = list(sdists.glob(f"{project.name.replace('-', '_')}-{project.version}.tar.gz"))
     if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps",
-                        "-d", str(sdists), spec], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                "-d",
+                str(sdists),
+                spec,
+            ],
+            check=True,
+        )
         found = list(sdists.glob(f"{project.name.replace('-', '_')}-{project.version}.tar.gz"))
     root = CHECKOUTS / purpose / f"{project.name}-{project.version}"
     shutil.rmtree(root, ignore_errors=True)

@@ -63,11 +63,17 @@ def measure(edits: int, seed: int) -> dict:
         diff(symbols, new)
         stamps.append((time.perf_counter(), time.thread_time()))
         symbols = new
-        for name, before, after in zip((*stages, "total"), (*stamps[:3], stamps[0]), (*stamps[1:], stamps[3]), strict=True):
+        for name, before, after in zip(
+            (*stages, "total"), (*stamps[:3], stamps[0]), (*stamps[1:], stamps[3]), strict=True
+        ):
             times[f"{name}_wall"].append(after[0] - before[0])
             times[f"{name}_cpu"].append(after[1] - before[1])
-    return {"lines": doc.text.count("\n"), "bytes": len(doc.source), "symbols": len(symbols),
-            **{name: summary_ms(values) for name, values in times.items()}}
+    return {
+        "lines": doc.text.count("\n"),
+        "bytes": len(doc.source),
+        "symbols": len(symbols),
+        **{name: summary_ms(values) for name, values in times.items()},
+    }
 
 
 def main() -> int:
@@ -82,13 +88,16 @@ def main() -> int:
         profiler.runcall(measure, args.edits, args.seed)
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(15)
     result = measure(args.edits, args.seed)
-    result.update(target_ms=2.0, machine=machine(),
-                  command=f"python bench/keystroke.py --edits {args.edits} --seed {args.seed}")
+    result.update(
+        target_ms=2.0, machine=machine(), command=f"python bench/keystroke.py --edits {args.edits} --seed {args.seed}"
+    )
     path = write_results("keystroke", result)
     for key in ("total", "edit_reparse", "outline", "diff"):
         for clock in ("wall", "cpu"):
             s = result[f"{key}_{clock}"]
-            print(f"{key:13s} {clock:4s} p50 {s['p50_ms']:7.3f} ms  p99 {s['p99_ms']:7.3f} ms  mean {s['mean_ms']:7.3f} ms")
+            print(
+                f"{key:13s} {clock:4s} p50 {s['p50_ms']:7.3f} ms  p99 {s['p99_ms']:7.3f} ms  mean {s['mean_ms']:7.3f} ms"
+            )
     print(f"{result['lines']} lines, {result['symbols']} symbols, {args.edits} edits; results: {path}")
     return 0
 

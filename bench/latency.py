@@ -91,7 +91,7 @@ def _save_row(sent: float, notes: list, statuses: list, breaking: bool) -> dict:
     first = next((k for k, (_, r) in enumerate(results) if r["outcome"] in FAILING), None)
     if first is not None:
         row["first_failing_s"] = results[first][0] - sent
-        row["tests_s"] = sum(r["duration"] for _, r in results[:first + 1])
+        row["tests_s"] = sum(r["duration"] for _, r in results[: first + 1])
         row["start_s"] = results[first][0] - running_at - row["tests_s"]
     return row
 
@@ -129,25 +129,43 @@ def main() -> int:
     breaks = [r for r in rows if "first_failing_s" in r]
     answered = [r for r in rows if "done_s" in r]
     result = {
-        "saves": len(rows), "unanswered_saves": len(rows) - len(answered), "break_saves_with_failure": len(breaks),
+        "saves": len(rows),
+        "unanswered_saves": len(rows) - len(answered),
+        "break_saves_with_failure": len(breaks),
         "save_to_first_failure": summary_ms([r["first_failing_s"] for r in breaks]),
         "tests_own_time": summary_ms([r["tests_s"] for r in breaks]),
-        "overhead": summary_ms([r["first_failing_s"] - r["tests_s"] for r in breaks]), "target_overhead_p50_ms": 300,
+        "overhead": summary_ms([r["first_failing_s"] - r["tests_s"] for r in breaks]),
+        "target_overhead_p50_ms": 300,
         "before_run": summary_ms([r["before_run_s"] for r in breaks]),
         "start": summary_ms([r["start_s"] for r in breaks]),
-        "parse": core["parse"], "select": core["select"],
+        "parse": core["parse"],
+        "select": core["select"],
         "save_to_done": summary_ms([r["done_s"] for r in answered]),
-        "python": python, "warm_runner": not args.cold, "rows": rows, "machine": machine(),
-        "command": f"python bench/latency.py --saves {args.saves}" + (f" --python {args.python}" if args.python else "")
-                   + (" --cold" if args.cold else ""),
+        "python": python,
+        "warm_runner": not args.cold,
+        "rows": rows,
+        "machine": machine(),
+        "command": f"python bench/latency.py --saves {args.saves}"
+        + (f" --python {args.python}" if args.python else "")
+        + (" --cold" if args.cold else ""),
     }
     path = write_results("latency-cold" if args.cold else "latency", result)
-    for key in ("save_to_first_failure", "tests_own_time", "overhead", "before_run", "start", "parse", "select",
-                "save_to_done"):
+    for key in (
+        "save_to_first_failure",
+        "tests_own_time",
+        "overhead",
+        "before_run",
+        "start",
+        "parse",
+        "select",
+        "save_to_done",
+    ):
         s = result[key]
         print(f"{key:22s} p50 {s['p50_ms']:8.1f} ms  p90 {s['p90_ms']:8.1f} ms  (n={s['n']})")
-    print(f"{result['unanswered_saves']} saves unanswered in {ANSWER_TIMEOUT:g} s; "
-          f"load average {result['machine']['load_average_1_5_15']}; results: {path}")
+    print(
+        f"{result['unanswered_saves']} saves unanswered in {ANSWER_TIMEOUT:g} s; "
+        f"load average {result['machine']['load_average_1_5_15']}; results: {path}"
+    )
     return 0
 
 

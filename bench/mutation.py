@@ -46,9 +46,20 @@ from common import (
 FAILING = ("failed", "error", "timeout", "crashed")
 STATES = (".tracefix", ".testmondata")  # what each tool keeps between runs, reset before every mutant
 SWAPS = {
-    ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
-    ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
-    ast.And: ast.Or, ast.Or: ast.And, ast.Add: ast.Sub, ast.Sub: ast.Add,
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+    ast.And: ast.Or,
+    ast.Or: ast.And,
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
 }
 
 
@@ -69,7 +80,7 @@ class Mutant:
     def apply(self, text: str) -> str:
         lines = text.splitlines(keepends=True)
         line, col = lines[self.line - 1], self.column
-        lines[self.line - 1] = line[:col] + self.after + line[col + len(self.before):]
+        lines[self.line - 1] = line[:col] + self.after + line[col + len(self.before) :]
         return "".join(lines)
 
 
@@ -87,14 +98,18 @@ def _mutations(node: ast.AST) -> list[tuple[str, ast.AST]]:
         found.append(("+/-", ast.BinOp(node.left, SWAPS[type(node.op)](), node.right)))
     elif isinstance(node, ast.Constant) and type(node.value) is int:
         found.append(("constant+1", ast.Constant(node.value + 1)))
-    elif isinstance(node, ast.Return) and node.value is not None and not (
-            isinstance(node.value, ast.Constant) and node.value.value is None):
+    elif (
+        isinstance(node, ast.Return)
+        and node.value is not None
+        and not (isinstance(node.value, ast.Constant) and node.value.value is None)
+    ):
         found.append(("return None", ast.Return(ast.Constant(None))))
     return found
 
 
 def _function_nodes(tree: ast.Module):
     """(qualname, node) for every node in a function body, attributed to the innermost function."""
+
     def visit(node: ast.AST, prefix: str, function: str | None):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -108,6 +123,7 @@ def _function_nodes(tree: ast.Module):
             if function:
                 yield function, child
             yield from visit(child, prefix, function)
+
     yield from visit(tree, "", None)
 
 
@@ -122,8 +138,8 @@ def candidates(root: Path, package: str) -> list[Mutant]:
             if getattr(node, "end_lineno", None) != getattr(node, "lineno", 0):
                 continue
             line = lines[node.lineno - 1].encode()  # ast columns count UTF-8 bytes
-            before = line[node.col_offset:node.end_col_offset].decode()
-            column = len(line[:node.col_offset].decode())
+            before = line[node.col_offset : node.end_col_offset].decode()
+            column = len(line[: node.col_offset].decode())
             for kind, replacement in _mutations(node):
                 mutant = Mutant(rel, node.lineno, column, function, kind, before, ast.unparse(replacement))
                 mutated = mutant.apply(text)
@@ -139,7 +155,15 @@ def pytest_run(project: RealProject, root: Path, *extra: str, timeout: float) ->
     """(wall seconds, {nodeid: outcome}); None outcomes when the run timed out (a looping mutant)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         env = dict(project.env(root), BENCH_OUTCOMES=out.name)
-        argv = [str(ensure_venv()), "-m", "pytest", "-q", "-p", "pytest_outcomes", *extra]  # testmon needs the cache plugin
+        argv = [
+            str(ensure_venv()),
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "pytest_outcomes",
+            *extra,
+        ]  # testmon needs the cache plugin
         try:
             seconds, _ = timed(argv, cwd=root, env=env, timeout=timeout)
         except subprocess.TimeoutExpired:  # a mutant that loops
@@ -182,8 +206,11 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dic
     # mutants no test kills do not depend on tracefix: a rerun skips their full runs
     survivors_file = WORK / f"survivors-{project.name}-{project.version}.json"
     survivors = set(json.loads(survivors_file.read_text())) if survivors_file.exists() else set()
-    print(f"{project.name}: {len(baseline)} tests, {len(broken_before)} failing at baseline, "
-          f"full run {full_seconds:.1f} s, {len(pool)} candidate mutants", flush=True)
+    print(
+        f"{project.name}: {len(baseline)} tests, {len(broken_before)} failing at baseline, "
+        f"full run {full_seconds:.1f} s, {len(pool)} candidate mutants",
+        flush=True,
+    )
     rows, screened = [], 0
     for mutant in pool[:max_tries]:
         if len(rows) >= wanted:
@@ -209,15 +236,24 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dic
             file.write_text(original, encoding="utf-8")
         rows.append(_row(mutant, truth, broken, full_s, tf_s, report, tm_s, testmon))
         r = rows[-1]
-        print(f"  {len(rows):3d} {mutant.path}:{mutant.line} {mutant.kind:12s} failing {len(broken):3d} "
-              f"tracefix ran {r['tracefix']['ran']:4d} missed {len(r['tracefix']['missed'])} "
-              f"{tf_s:5.1f} s | testmon ran {r['testmon']['ran']:4d} missed {len(r['testmon']['missed'])} "
-              f"{tm_s:5.1f} s | full {full_s:5.1f} s", flush=True)
+        print(
+            f"  {len(rows):3d} {mutant.path}:{mutant.line} {mutant.kind:12s} failing {len(broken):3d} "
+            f"tracefix ran {r['tracefix']['ran']:4d} missed {len(r['tracefix']['missed'])} "
+            f"{tf_s:5.1f} s | testmon ran {r['testmon']['ran']:4d} missed {len(r['testmon']['missed'])} "
+            f"{tm_s:5.1f} s | full {full_s:5.1f} s",
+            flush=True,
+        )
     shutil.rmtree(keep)
-    return {"project": f"{project.name}=={project.version}", "tests": len(baseline),
-            "failing_at_baseline": sorted(broken_before), "full_run_s": round(full_seconds, 2),
-            "candidates": len(pool), "screened": screened,
-            "summary": summarize(rows, len(baseline)), "mutants": rows}
+    return {
+        "project": f"{project.name}=={project.version}",
+        "tests": len(baseline),
+        "failing_at_baseline": sorted(broken_before),
+        "full_run_s": round(full_seconds, 2),
+        "candidates": len(pool),
+        "screened": screened,
+        "summary": summarize(rows, len(baseline)),
+        "mutants": rows,
+    }
 
 
 def _row(mutant, truth, broken, full_s, tf_s, report, tm_s, testmon) -> dict:
@@ -226,9 +262,13 @@ def _row(mutant, truth, broken, full_s, tf_s, report, tm_s, testmon) -> dict:
     tf_missed = sorted(broken - failing(tf_results))
     testmon = testmon or {}
     return {
-        "mutant": asdict(mutant), "failing": sorted(broken), "full_s": round(full_s, 3),
+        "mutant": asdict(mutant),
+        "failing": sorted(broken),
+        "full_s": round(full_s, 3),
         "tracefix": {
-            "s": round(tf_s, 3), "ran": len(tf_results), "selected": len(selected),
+            "s": round(tf_s, 3),
+            "ran": len(tf_results),
+            "selected": len(selected),
             "changed": [f"{c['path']}::{c['symbol']}" for c in report["changed"]],
             "missed": tf_missed,
             # a miss is either selection (the test was never chosen) or reporting (chosen, not seen failing)
@@ -255,25 +295,34 @@ def summarize(rows: list[dict], suite: int) -> dict:
             "speedup_vs_full_median": round(statistics.median(speedup), 2),
         }
 
-    summary = {"mutants": len(rows), "failing_tests": sum(len(r["failing"]) for r in rows),
-               "full_wall_s_median": round(statistics.median(r["full_s"] for r in rows), 3),
-               "tracefix": tool("tracefix"), "testmon": tool("testmon")}
+    summary = {
+        "mutants": len(rows),
+        "failing_tests": sum(len(r["failing"]) for r in rows),
+        "full_wall_s_median": round(statistics.median(r["full_s"] for r in rows), 3),
+        "tracefix": tool("tracefix"),
+        "testmon": tool("testmon"),
+    }
     summary["tracefix"]["missed_unselected"] = sum(len(r["tracefix"]["missed_unselected"]) for r in rows)
     return summary
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--project", action="append", choices=sorted(PROJECTS),
-                   help="project to mutate (repeatable; default: all)")
+    p.add_argument(
+        "--project", action="append", choices=sorted(PROJECTS), help="project to mutate (repeatable; default: all)"
+    )
     p.add_argument("--mutants", type=int, default=50, help="killed mutants wanted per project")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-tries", type=int, default=300, help="candidates screened at most per project")
     args = p.parse_args()
     for name in args.project or sorted(PROJECTS):
         result = measure(PROJECTS[name], args.mutants, args.seed, args.max_tries)
-        result.update(machine=machine(), command=" ".join(["python bench/mutation.py", f"--project {name}",
-                                                            f"--mutants {args.mutants}", f"--seed {args.seed}"]))
+        result.update(
+            machine=machine(),
+            command=" ".join(
+                ["python bench/mutation.py", f"--project {name}", f"--mutants {args.mutants}", f"--seed {args.seed}"]
+            ),
+        )
         path = write_results(f"mutation-{name}", result)
         print(json.dumps(result["summary"], indent=2))
         print(f"results: {path}")

@@ -57,17 +57,28 @@ def measure(name: str, rounds: int, base: str | None = None) -> dict:
             times[arm]["wall"].append(time.perf_counter() - wall)
             times[arm]["cpu"].append(_cpu() - cpu)
             times[arm]["cpu_ours"].append(_cpu(resource.RUSAGE_SELF) - ours)
-        print(f"  round {i + 1}: " + "  ".join(f"{a} {t['wall'][-1]:.2f} s ({t['cpu'][-1]:.2f} s CPU)"
-                                               for a, t in times.items()), flush=True)
+        print(
+            f"  round {i + 1}: "
+            + "  ".join(f"{a} {t['wall'][-1]:.2f} s ({t['cpu'][-1]:.2f} s CPU)" for a, t in times.items()),
+            flush=True,
+        )
     tracefix.close()
-    version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    result = {"project": f"{project.name}=={project.version}", "tests": len(nodeids), "rounds": rounds,
-              "test_python": version, "target_ratio_deps": 1.3}
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    result = {
+        "project": f"{project.name}=={project.version}",
+        "tests": len(nodeids),
+        "rounds": rounds,
+        "test_python": version,
+        "target_ratio_deps": 1.3,
+    }
     for clock in ("wall", "cpu", "cpu_ours"):
         median = {a: statistics.median(t[clock]) for a, t in times.items()}
-        result[clock] = {"seconds": {a: [round(x, 3) for x in t[clock]] for a, t in times.items()},
-                         "median_s": {a: round(m, 3) for a, m in median.items()}}
+        result[clock] = {
+            "seconds": {a: [round(x, 3) for x in t[clock]] for a, t in times.items()},
+            "median_s": {a: round(m, 3) for a, m in median.items()},
+        }
         if clock != "cpu_ours":  # plain pytest spends next to nothing in this process
             result[clock]["ratio_to_plain"] = {a: round(m / median["plain"], 3) for a, m in median.items()}
     return result
@@ -83,19 +94,26 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--project", choices=sorted(PROJECTS), default="boltons")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--base-python", help="the CPython to run the tests with (a venv is made from it); "
-                   "default: this one. Python 3.12+ measures the sys.monitoring path")
+    p.add_argument(
+        "--base-python",
+        help="the CPython to run the tests with (a venv is made from it); "
+        "default: this one. Python 3.12+ measures the sys.monitoring path",
+    )
     args = p.parse_args()
     result = measure(args.project, args.rounds, args.base_python)
     base = f" --base-python {args.base_python}" if args.base_python else ""
-    result.update(machine=machine(), command=f"python bench/overhead.py --project {args.project} --rounds {args.rounds}{base}")
+    result.update(
+        machine=machine(), command=f"python bench/overhead.py --project {args.project} --rounds {args.rounds}{base}"
+    )
     path = write_results(f"overhead-{args.project}-py{result['test_python']}", result)
     for clock in ("wall", "cpu"):
         for arm, seconds in result[clock]["median_s"].items():
             ratio = result[clock]["ratio_to_plain"][arm]
             ours = result["cpu_ours"]["median_s"][arm]
-            print(f"{arm:10s} {clock:4s} median {seconds:6.2f} s  ×{ratio:.2f} of plain pytest"
-                  + (f"  ({ours:.2f} s CPU in tracefix's process)" if clock == "cpu" else ""))
+            print(
+                f"{arm:10s} {clock:4s} median {seconds:6.2f} s  ×{ratio:.2f} of plain pytest"
+                + (f"  ({ours:.2f} s CPU in tracefix's process)" if clock == "cpu" else "")
+            )
     print(f"{result['tests']} test ids; load average {result['machine']['load_average_1_5_15']}; results: {path}")
     return 0
 

@@ -33,18 +33,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import machine  # noqa: E402
-from tests.support.models import MODELS, LlamaServer, model_path  # noqa: E402
-from tracefix.fixing.jobs import FixError, build_request, function_under_test, prompt_trace  # noqa: E402
-from tracefix.parsing.symbols import Symbol  # noqa: E402
-from tracefix.project import Project  # noqa: E402
-from tracefix.fixing.engine import refine  # noqa: E402
-from tracefix.fixing.model import ModelClient, ModelError, temperatures  # noqa: E402
+from tests.support.models import MODELS, LlamaServer, model_path
+
+from common import machine
+from tracefix.fixing.engine import refine
+from tracefix.fixing.jobs import FixError, build_request, function_under_test, prompt_trace
+from tracefix.fixing.model import ModelClient, ModelError, temperatures
+from tracefix.fixing.prompt import FixRequest
+from tracefix.fixing.replies import Candidate, Target, parse_reply
+from tracefix.parsing.symbols import Symbol
+from tracefix.project import Project
+from tracefix.running.results import TestResult
 from tracefix.settings import LLMSettings
-from tracefix.fixing.prompt import FixRequest  # noqa: E402
-from tracefix.fixing.replies import Candidate, Target, parse_reply  # noqa: E402
-from tracefix.running.results import TestResult  # noqa: E402
-from tracefix.tracing import capture  # noqa: E402
+from tracefix.tracing import capture
 
 DATASET = ROOT.parent / "shared" / "datasets" / "humanevalfix-python.jsonl"
 SOLUTION, TEST_FILE = "solution.py", "test_example.py"
@@ -84,7 +85,10 @@ def run_visible(python: str, project: Path) -> tuple[bool, str]:
     try:
         proc = subprocess.run(
             [python, "-m", "pytest", "-q", "--tb=short", "--no-header", "-p", "no:cacheprovider", TEST_FILE],
-            cwd=project, capture_output=True, text=True, timeout=TEST_TIMEOUT,
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=TEST_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
         return False, f"pytest was killed after {TEST_TIMEOUT:g} s: the test does not finish"
@@ -135,12 +139,12 @@ def request_for(ctx: Context, symbol: Symbol | None = None, trace_text: str = ""
         if found is None:
             raise FixError(f"cannot tell which function {NODEID} exercises")
         symbol = found[1]
-    return build_request(ctx.project, SOLUTION, symbol, nodeid=NODEID, texts={}, result=ctx.result, trace_text=trace_text)
+    return build_request(
+        ctx.project, SOLUTION, symbol, nodeid=NODEID, texts={}, result=ctx.result, trace_text=trace_text
+    )
 
 
-BASELINE_SYSTEM = (
-    "You fix bugs in Python code. Reply with the complete corrected function in one ```python block."
-)
+BASELINE_SYSTEM = "You fix bugs in Python code. Reply with the complete corrected function in one ```python block."
 BASELINE_PROMPT = """The test in {test_file} fails. Fix the function `{name}` in {solution_file}.
 
 {solution_file}:
@@ -162,8 +166,12 @@ async def baseline(ctx: Context) -> Attempt:
     request = request_for(ctx, ctx.project.index.symbol(SOLUTION, ctx.task["entry_point"]))
     target = Target.from_request(request)
     prompt = BASELINE_PROMPT.format(
-        name=request.name, solution_file=request.path, solution=request.file_text(),
-        test_file=TEST_FILE, test=(ctx.project.root / TEST_FILE).read_text(), output=ctx.output.strip(),
+        name=request.name,
+        solution_file=request.path,
+        solution=request.file_text(),
+        test_file=TEST_FILE,
+        test=(ctx.project.root / TEST_FILE).read_text(),
+        output=ctx.output.strip(),
     )
     messages = [{"role": "system", "content": BASELINE_SYSTEM}, {"role": "user", "content": prompt}]
     attempt, reasons = Attempt(), []
@@ -208,7 +216,9 @@ async def tracefix(ctx: Context) -> Attempt:
     attempt.detail = {
         "trace_error": trace.error,
         "evidence": outcome.evidence,
-        "attempts": [f"r{a.round}c{a.index} t={a.temperature} {a.view} {a.verdict}: {a.reason}" for a in outcome.attempts],
+        "attempts": [
+            f"r{a.round}c{a.index} t={a.temperature} {a.view} {a.verdict}: {a.reason}" for a in outcome.attempts
+        ],
         # which prompt the offered fix answered: with the trace, or the brief view without it
         "offered_view": next((a.view for a in outcome.attempts if outcome.best and a.candidate is outcome.best), None),
         # Offered in the editor only as clearly unverified; scored here for information, not as a fix.
@@ -245,18 +255,23 @@ async def run_task(task: dict, args: argparse.Namespace, settings: LLMSettings, 
             attempt = await ARMS[arm](Context(task, project, result, output, budget, settings))
         except FixError as exc:
             attempt = Attempt(note=str(exc))
-        except Exception as exc:  # noqa: BLE001 - one task's crash must not end an hour-long run
+        except Exception as exc:
             attempt = Attempt(note=f"error: {type(exc).__name__}: {exc}")
         finally:
             project.close()
         if arm == "tracefix":
             budget = max(attempt.calls, 1)  # the baseline may spend what tracefix spent, no more
         if attempt.solution is not None:
-            attempt.visible_pass = run_visible(args.python, make_project(task, base / f"{arm}-offered", attempt.solution))[0]
+            attempt.visible_pass = run_visible(
+                args.python, make_project(task, base / f"{arm}-offered", attempt.solution)
+            )[0]
             attempt.hidden_pass = passes_hidden(args.python, task, attempt.solution)
         row["arms"][arm] = asdict(attempt)
-        print(f"{task['task_id']:>12} {arm:>9}: {attempt.note[:60]:<60} hidden={attempt.hidden_pass} "
-              f"calls={attempt.calls} tokens={attempt.tokens} {attempt.seconds:.0f}s", flush=True)
+        print(
+            f"{task['task_id']:>12} {arm:>9}: {attempt.note[:60]:<60} hidden={attempt.hidden_pass} "
+            f"calls={attempt.calls} tokens={attempt.tokens} {attempt.seconds:.0f}s",
+            flush=True,
+        )
     return row
 
 
@@ -290,8 +305,10 @@ def summarize(rows: list[dict], arms: list[str]) -> dict:
     if set(ARMS) <= set(arms):
         fixed_by = [tuple(bool(r["arms"][a]["hidden_pass"]) for a in ARMS) for r in attempted]
         summary["paired"] = {
-            "both": fixed_by.count((True, True)), "tracefix only": fixed_by.count((True, False)),
-            "baseline only": fixed_by.count((False, True)), "neither": fixed_by.count((False, False)),
+            "both": fixed_by.count((True, True)),
+            "tracefix only": fixed_by.count((True, False)),
+            "baseline only": fixed_by.count((False, True)),
+            "neither": fixed_by.count((False, False)),
         }
     return summary
 
@@ -332,12 +349,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--calls", type=int, default=1, help="baseline's budget when tracefix does not run")
     p.add_argument("--temperature", type=float, default=LLMSettings.temperature)
     p.add_argument("--n-ctx", type=int, default=8192, help="context size of the local server")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads of the local server (fewer than the "
-                   "cores if other jobs share the machine: llama.cpp's threads wait on each other)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="CPU threads of the local server (fewer than the "
+        "cores if other jobs share the machine: llama.cpp's threads wait on each other)",
+    )
     p.add_argument("--python", default=sys.executable, help="interpreter with pytest that runs the tests")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"repair-{dt.date.today()}.json")
-    p.add_argument("--table", type=Path, metavar="RESULTS", help="only print the table of a results file "
-                   "(also of a run that was stopped: results are saved after each task)")
+    p.add_argument(
+        "--table",
+        type=Path,
+        metavar="RESULTS",
+        help="only print the table of a results file "
+        "(also of a run that was stopped: results are saved after each task)",
+    )
     args = p.parse_args(argv)
     args.argv = argv  # recorded in the results, to reproduce them
     args.commit = git_head()  # now, as the code is imported: a run outlives commits made meanwhile
@@ -356,8 +383,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 async def run_all(args: argparse.Namespace, tasks: list[dict], base_url: str, model: str) -> list[dict]:
     settings = LLMSettings(
-        model=model, base_url=base_url, timeout=600.0,  # a 2-core CPU server queues the parallel candidates
-        candidates=args.candidates, rounds=args.rounds, temperature=args.temperature,
+        model=model,
+        base_url=base_url,
+        timeout=600.0,  # a 2-core CPU server queues the parallel candidates
+        candidates=args.candidates,
+        rounds=args.rounds,
+        temperature=args.temperature,
     )
     rows: list[dict] = []
     started = time.monotonic()
@@ -377,7 +408,7 @@ def git_head() -> str:
 
 def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
     result = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", "bench/repair.py", *args.argv]),
         "model": args.model or args.model_name,
         "commit": args.commit,

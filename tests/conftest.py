@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, client_capabilities
+
 from tracefix.project import Project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,20 +54,35 @@ def fixed_shop(shop: Path) -> Path:
     return shop
 
 
-async def start_client(root: Path, settings: dict | None = None, trusted: bool = True,
-                       spec: str = "visual-studio-code"):
-    config = ClientServerConfig(server_command=[sys.executable, "-m", "tracefix", "serve", *(["--verbose", "--log-file", os.environ["TRACEFIX_TEST_LOG"]] if os.environ.get("TRACEFIX_TEST_LOG") else [])])
+async def start_client(
+    root: Path, settings: dict | None = None, trusted: bool = True, spec: str = "visual-studio-code"
+):
+    config = ClientServerConfig(
+        server_command=[
+            sys.executable,
+            "-m",
+            "tracefix",
+            "serve",
+            *(
+                ["--verbose", "--log-file", os.environ["TRACEFIX_TEST_LOG"]]
+                if os.environ.get("TRACEFIX_TEST_LOG")
+                else []
+            ),
+        ]
+    )
     client = await config.start()
     client.tracefix_status, client.tracefix_results = [], []
     client.feature("tracefix/status")(lambda ls, params: client.tracefix_status.append(plain(params)))
     client.feature("tracefix/testResults")(lambda ls, params: client.tracefix_results.append(plain(params)))
     client.set_configuration({"tracefix": settings or {}} if settings else {})
-    await client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities(spec),
-        root_uri=root.as_uri(),
-        workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
-        initialization_options={"settings": settings or {}, "trusted": trusted},
-    ))
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities(spec),
+            root_uri=root.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
+            initialization_options={"settings": settings or {}, "trusted": trusted},
+        )
+    )
     await wait_until(lambda: client.tracefix_status)  # indexed and ready
     return client
 

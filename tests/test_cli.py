@@ -11,8 +11,9 @@ from tracefix.settings import merge
 
 
 def tracefix(*args, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "tracefix", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-    return proc
+    return subprocess.run(
+        [sys.executable, "-m", "tracefix", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def check_json(root: Path, *args):
@@ -39,7 +40,11 @@ def test_first_run_without_history_runs_everything_and_reports_the_failure(shop)
     assert len(data["selected"]) == 8
     failed = [r for r in data["results"] if r["outcome"] == "failed"]
     assert [r["nodeid"] for r in failed] == ["tests/test_pricing.py::test_bulk_discount_tiers"]
-    assert failed[0]["location"] == {"path": "tests/test_pricing.py", "line": 11, "function": "test_bulk_discount_tiers"}
+    assert failed[0]["location"] == {
+        "path": "tests/test_pricing.py",
+        "line": 11,
+        "function": "test_bulk_discount_tiers",
+    }
     kinds = {(d["path"], d["line"], d["kind"]) for d in data["diagnostics"]}
     assert kinds == {("tests/test_pricing.py", 11, "assert"), ("shop/pricing.py", 11, "frame")}
     assert all(d["nodeid"] and d["severity"] == "error" for d in data["diagnostics"])
@@ -47,11 +52,14 @@ def test_first_run_without_history_runs_everything_and_reports_the_failure(shop)
 
 def test_uncommitted_change_against_git_head(repo):
     pricing = repo / "shop" / "pricing.py"
-    pricing.write_text(pricing.read_text().replace("return price * (1 - percent / 100)", "return price * (1 + percent / 100)"))
+    pricing.write_text(
+        pricing.read_text().replace("return price * (1 - percent / 100)", "return price * (1 + percent / 100)")
+    )
     code, data = check_json(repo)
     assert code == 1
-    assert data["changed"] == [{"path": "shop/pricing.py", "symbol": "apply_discount", "kind": "function",
-                                "what": "changed", "line": 6}]
+    assert data["changed"] == [
+        {"path": "shop/pricing.py", "symbol": "apply_discount", "kind": "function", "what": "changed", "line": 6}
+    ]
     assert "tests/test_text.py::test_money" not in data["selected"]
     assert "tests/test_pricing.py::test_apply_discount" in data["selected"]
     assert {r["nodeid"] for r in data["results"]} == set(data["selected"])
@@ -86,11 +94,14 @@ def test_text_report(shop):
     assert "\033[" not in proc.stdout  # not a terminal: no colour
 
 
-@pytest.mark.parametrize("args, message", [
-    (["check", "/no/such/dir"], "is not a directory"),
-    (["check", "--since"], "expected one argument"),
-    (["check", "--format", "xml"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["check", "/no/such/dir"], "is not a directory"),
+        (["check", "--since"], "expected one argument"),
+        (["check", "--format", "xml"], "invalid choice"),
+    ],
+)
 def test_usage_errors_exit_2(args, message):
     proc = tracefix(*args)
     assert proc.returncode == 2
@@ -112,16 +123,19 @@ def test_version():
     assert proc.returncode == 0 and proc.stdout.startswith("tracefix ")
 
 
-@pytest.mark.parametrize("layers, field, value, warned", [
-    ([{"timeout": 5}], "timeout", 5.0, False),
-    ([{"timeout": -1}], "timeout", 120.0, True),
-    ([{"selection": "all"}, {"selection": "precise"}], "selection", "precise", False),
-    ([{"selection": "some"}], "selection", "precise", True),
-    ([{"runOnSave": "yes"}], "run_on_save", True, True),
-    ([{"fix": {"offerUnverified": True}}], "offer_unverified", True, False),
-    ([{"nope": 1}], "timeout", 120.0, True),
-    (["not a table"], "timeout", 120.0, True),
-])
+@pytest.mark.parametrize(
+    "layers, field, value, warned",
+    [
+        ([{"timeout": 5}], "timeout", 5.0, False),
+        ([{"timeout": -1}], "timeout", 120.0, True),
+        ([{"selection": "all"}, {"selection": "precise"}], "selection", "precise", False),
+        ([{"selection": "some"}], "selection", "precise", True),
+        ([{"runOnSave": "yes"}], "run_on_save", True, True),
+        ([{"fix": {"offerUnverified": True}}], "offer_unverified", True, False),
+        ([{"nope": 1}], "timeout", 120.0, True),
+        (["not a table"], "timeout", 120.0, True),
+    ],
+)
 def test_settings_validation(layers, field, value, warned):
     settings, warnings = merge(*layers)
     assert getattr(settings, field) == value

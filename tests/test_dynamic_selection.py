@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import baselined, session, version_of, wait_until
 from lsprotocol import types
+
+from conftest import baselined, session, version_of, wait_until
 from tracefix.project import Project
 from tracefix.selection.select import explain_skipped
 
@@ -18,10 +19,7 @@ PYPROJECT = "[tool.pytest.ini_options]\ntestpaths = ['tests']\n"
 APP = {
     "pyproject.toml": PYPROJECT,
     "app/__init__.py": "",
-    "app/handlers.py": (
-        "def on_add(a, b):\n    return a + b\n\n\n"
-        "def on_sub(a, b):\n    return a - b\n"
-    ),
+    "app/handlers.py": ("def on_add(a, b):\n    return a + b\n\n\ndef on_sub(a, b):\n    return a - b\n"),
     "app/dispatch.py": (
         "import importlib\n\n\n"
         "def handle(event, *args):\n"
@@ -111,12 +109,15 @@ def project(app: Path, python: str):
 
 def test_dynamic_dispatch_is_seen_after_a_first_run(project):
     edit_add = ("app/handlers.py", "return a + b", "return b + a")
-    static_only = chosen(project, project.changes_in(edit_add[0], (project.root / edit_add[0]).read_text().replace(*edit_add[1:])))
+    static_only = chosen(
+        project, project.changes_in(edit_add[0], (project.root / edit_add[0]).read_text().replace(*edit_add[1:]))
+    )
     assert "tests/test_dispatch.py::test_add" not in static_only  # getattr on a computed name
 
     run_all(project)
     assert chosen(project, edit(project, *edit_add)) == {
-        "tests/test_dispatch.py::test_add": "executed handlers.on_add (changed at app/handlers.py:1)"}
+        "tests/test_dispatch.py::test_add": "executed handlers.on_add (changed at app/handlers.py:1)"
+    }
 
 
 def test_module_level_change_selects_only_tests_that_ran_that_module(project):
@@ -125,13 +126,14 @@ def test_module_level_change_selects_only_tests_that_ran_that_module(project):
 
     run_all(project)
     assert chosen(project, edit(project, "app/rates.py", "RATE = 2", "RATE = 3")) == {
-        "tests/test_mix.py::test_scaled":
-            "executed code that uses rates's module-level code (changed at app/rates.py:1)"}
+        "tests/test_mix.py::test_scaled": "executed code that uses rates's module-level code (changed at app/rates.py:1)"
+    }
 
 
 def test_fixture_change_selects_only_its_users(project):
-    changes = project.changes_in("tests/conftest.py", (project.root / "tests/conftest.py").read_text()
-                                 .replace("'hits': 0", "'hits': 1"))
+    changes = project.changes_in(
+        "tests/conftest.py", (project.root / "tests/conftest.py").read_text().replace("'hits': 0", "'hits': 1")
+    )
     assert len(chosen(project, changes)) == len(project.index.tests())  # no record: the conftest's scope
 
     run_all(project)
@@ -168,11 +170,12 @@ def test_code_a_test_module_runs_at_import_selects_that_modules_tests(import_tim
     # both modules call make_cases at import: the second call must be seen too
     reasons = chosen(import_time, edit(import_time, "tests/cases.py", "[1, 2]", "[1, 2, 0]"))
     assert reasons == {
-        "tests/test_params.py::test_positive":
-            "at import of tests/test_params.py, executed cases.make_cases (changed at tests/cases.py:1)",
-        **{f"tests/test_more_params.py::{name}":  # the module's tests share its import
-           "at import of tests/test_more_params.py, executed cases.make_cases (changed at tests/cases.py:1)"
-           for name in ("test_small", "test_size")},
+        "tests/test_params.py::test_positive": "at import of tests/test_params.py, executed cases.make_cases (changed at tests/cases.py:1)",
+        **{
+            f"tests/test_more_params.py::{name}":  # the module's tests share its import
+            "at import of tests/test_more_params.py, executed cases.make_cases (changed at tests/cases.py:1)"
+            for name in ("test_small", "test_size")
+        },
     }
     everything = {t.nodeid for t in import_time.index.tests()}
     assert set(chosen_in(import_time, "conservative", "tests/cases.py")) == everything
@@ -188,7 +191,8 @@ def test_code_another_module_runs_at_import_selects_every_test(import_time):
     reasons = chosen(import_time, edit(import_time, "tests/cases.py", "{1, 2}", "{2}"))
     assert set(reasons) == {t.nodeid for t in import_time.index.tests()}
     assert reasons["tests/test_mix.py::test_ident"] == (
-        "at import of tests/registry.py, executed cases.known (changed at tests/cases.py:5)")
+        "at import of tests/registry.py, executed cases.known (changed at tests/cases.py:5)"
+    )
 
 
 def chosen_in(project: Project, mode: str, rel: str) -> list[str]:
@@ -226,22 +230,24 @@ def test_data_file_read_selects_only_its_reader(project):
     assert chosen(project, changes) == {"tests/test_data.py::test_prices": "read tests/data/prices.json (changed)"}
     # without a file event (`tracefix check` sees only Python changes) the recorded content says so
     assert chosen(project, []) == {
-        "tests/test_data.py::test_prices": "read tests/data/prices.json, which changed since the test last ran"}
+        "tests/test_data.py::test_prices": "read tests/data/prices.json, which changed since the test last ran"
+    }
 
 
 def test_code_changed_outside_the_editor_is_caught_by_its_digest(project):
     run_all(project)
     edit(project, "app/other.py", "return x", "return -x")
     assert chosen(project, []) == {
-        "tests/test_mix.py::test_ident": "executed other.ident, changed since the test last ran (app/other.py:1)"}
+        "tests/test_mix.py::test_ident": "executed other.ident, changed since the test last ran (app/other.py:1)"
+    }
 
 
 def test_new_function_selects_tests_that_use_its_module(project):
     run_all(project)
     changes = edit(project, "app/other.py", "    return x\n", "    return x\n\n\ndef twice(x):\n    return 2 * x\n")
     assert chosen(project, changes) == {
-        "tests/test_mix.py::test_ident":
-            "executed code that uses other's module-level code, where twice was added (app/other.py:5)"}
+        "tests/test_mix.py::test_ident": "executed code that uses other's module-level code, where twice was added (app/other.py:5)"
+    }
 
 
 def test_a_second_run_records_the_same_and_selects_the_same(project):
@@ -251,8 +257,9 @@ def test_a_second_run_records_the_same_and_selects_the_same(project):
     assert {n: set(deps.code) for n, deps in project.recorded().tests.items()} == first
     changes = edit(project, "app/handlers.py", "return a - b", "return a - b - 0")
     assert set(chosen(project, changes)) == {"tests/test_dispatch.py::test_sub"}
-    skipped = {s.nodeid: s.reason for s in explain_skipped(project.index, project.select(changes),
-                                                           project.recorded().tests)}
+    skipped = {
+        s.nodeid: s.reason for s in explain_skipped(project.index, project.select(changes), project.recorded().tests)
+    }
     assert skipped["tests/test_dispatch.py::test_add"] == "skipped: its last run used none of the changes"
 
 
@@ -262,8 +269,9 @@ def test_upgraded_distribution_selects_the_tests_that_ran_it(project, monkeypatc
     assert all("pytest" in deps.dists for deps in recorded.tests.values())
     installed = {d: v for deps in recorded.tests.values() for d, v in deps.dists.items()}
     asked = []
-    monkeypatch.setattr("tracefix.selection.environment.installed_versions",
-                        lambda python: asked.append(python) or installed)
+    monkeypatch.setattr(
+        "tracefix.selection.environment.installed_versions", lambda python: asked.append(python) or installed
+    )
     assert (chosen(project, []), asked) == ({}, [])  # site-packages untouched: the interpreter is not asked
     env = project.store.get("environment")
     project.store.put("environment", dict(env, paths={p: m + 1 for p, m in env["paths"].items()}))
@@ -275,14 +283,22 @@ def test_upgraded_distribution_selects_the_tests_that_ran_it(project, monkeypatc
     reasons = chosen(upgraded, [])
     upgraded.close()
     assert set(reasons) == set(recorded.tests)
-    assert reasons["tests/test_mix.py::test_ident"] == f"ran pytest {recorded.tests['tests/test_mix.py::test_ident'].dists['pytest']}, now 0"
+    assert (
+        reasons["tests/test_mix.py::test_ident"]
+        == f"ran pytest {recorded.tests['tests/test_mix.py::test_ident'].dists['pytest']}, now 0"
+    )
 
 
 def test_a_test_that_replaces_the_tracer_is_left_to_static_evidence(project, python):
-    write(project.root, {"tests/test_tracer.py": (
-        "import sys\nfrom app import other\n\n\n"
-        "def test_own_tracer():\n    sys.settrace(None)\n    sys.setprofile(None)\n    assert other.ident(1) == 1\n"
-    )})
+    write(
+        project.root,
+        {
+            "tests/test_tracer.py": (
+                "import sys\nfrom app import other\n\n\n"
+                "def test_own_tracer():\n    sys.settrace(None)\n    sys.setprofile(None)\n    assert other.ident(1) == 1\n"
+            )
+        },
+    )
     project.index.update_from_disk("tests/test_tracer.py")
     run_all(project)
     reasons = chosen(project, edit(project, "app/other.py", "return x", "return x * 1"))
@@ -304,8 +320,13 @@ def test_audit_counts_a_failure_selection_skipped(project):
 
 
 def tracefix_check(root: Path, *args: str):
-    proc = subprocess.run([sys.executable, "-m", "tracefix", "check", str(root), "--no-trace", *args],
-                          check=False, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracefix", "check", str(root), "--no-trace", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     return proc
 
@@ -338,12 +359,16 @@ async def test_server_audits_when_idle(tmp_path, monkeypatch):
         await wait_until(lambda: any(n["done"] for n in client.tracefix_results))
         flag = tmp_path / "tests" / "flag"
         flag.write_text("")
-        client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
-            changes=[types.FileEvent(uri=flag.as_uri(), type=types.FileChangeType.Created)]))
+        client.workspace_did_change_watched_files(
+            types.DidChangeWatchedFilesParams(
+                changes=[types.FileEvent(uri=flag.as_uri(), type=types.FileChangeType.Created)]
+            )
+        )
         await wait_until(lambda: any("selection audit" in m.message for m in client.log_messages))
         audit = next(m for m in client.log_messages if "selection audit" in m.message)
-        assert audit.message == ("selection audit: 1 missed failures so far: "
-                                 "this audit found tests/test_flag.py::test_no_flag")
+        assert audit.message == (
+            "selection audit: 1 missed failures so far: this audit found tests/test_flag.py::test_no_flag"
+        )
         assert audit.type == types.MessageType.Warning
 
 
@@ -354,8 +379,11 @@ def test_xdist_workers_record_what_one_process_records(app):
         project = Project(app, settings)
         project.baseline_everything()
         report = run_all(project)
-        got = ({n: set(d.code) for n, d in project.recorded().tests.items()}, set(project.recorded().session.code),
-               {r.nodeid: r.outcome for r in report.results})
+        got = (
+            {n: set(d.code) for n, d in project.recorded().tests.items()},
+            set(project.recorded().session.code),
+            {r.nodeid: r.outcome for r in report.results},
+        )
         project.close()
         return got
 

@@ -22,8 +22,13 @@ def configure(root: Path, base_url: str, **llm):
 
 
 def check(root: Path, *args):
-    proc = subprocess.run([sys.executable, "-m", "tracefix", "check", str(root), "--all", "--format", "json", *args],
-                          capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(root)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracefix", "check", str(root), "--all", "--format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(root)},
+    )
     assert proc.returncode in (0, 1), proc.stderr
     return json.loads(proc.stdout)
 
@@ -69,15 +74,18 @@ def test_without_a_model_it_says_how_to_configure_one(shop):
 
 NAMED = (
     "```python\ndef receipt_line(name, amount):\n    name_width, amount_width = 20, 16\n"
-    "    return f\"{name:<{name_width}}{money(amount):>{amount_width}}\"\n```"
+    '    return f"{name:<{name_width}}{money(amount):>{amount_width}}"\n```'
 )
 
 
 def test_review_comment_addressed_and_removed_by_the_same_edit(fixed_shop, fake_openai):
     text = fixed_shop / "shop" / "text.py"
-    text.write_text(text.read_text().replace(
-        "def receipt_line(name, amount):\n",
-        "def receipt_line(name, amount):\n    # review(@ana): name the column widths instead of magic numbers\n"))
+    text.write_text(
+        text.read_text().replace(
+            "def receipt_line(name, amount):\n",
+            "def receipt_line(name, amount):\n    # review(@ana): name the column widths instead of magic numbers\n",
+        )
+    )
     fake = fake_openai([NAMED])
     configure(fixed_shop, fake.base_url, rounds=1)
     data = check(fixed_shop, "--reviews", "--fix", "--apply")
@@ -98,7 +106,11 @@ def test_github_export_and_jsonl_reviews_are_listed_with_anchors(shop):
         (shop / ".tracefix" / "reviews" / name).write_text((EXAMPLES / name).read_text())
     reviews = {c["id"]: c for c in check(shop, "--reviews", "--no-run")["reviews"]}
     off_by_one = reviews["github:1001"]
-    assert (off_by_one["path"], off_by_one["start_line"], off_by_one["symbol"]) == ("shop/pricing.py", 13, "bulk_discount")
+    assert (off_by_one["path"], off_by_one["start_line"], off_by_one["symbol"]) == (
+        "shop/pricing.py",
+        13,
+        "bulk_discount",
+    )
     assert off_by_one["replies"][0][0] == "bo"  # the reply is part of the thread
     assert reviews["github:1004"]["state"] == "outdated"
     assert reviews["jsonl:cart-qty"]["symbol"] == "Cart.add"
@@ -116,13 +128,32 @@ def respond(body: dict) -> str:
 def test_review_edit_that_breaks_tests_is_only_an_unverified_suggestion(fixed_shop, fake_openai):
     shop = fixed_shop
     (shop / ".tracefix" / "reviews").mkdir(parents=True)
-    (shop / ".tracefix" / "reviews" / "pr.json").write_text(json.dumps([
-        {"id": 1, "path": "shop/text.py", "line": 9, "side": "RIGHT", "body": "Avoid the magic numbers 20 and 16",
-         "diff_hunk": "@@ -8,2 +8,2 @@ def receipt_line(name, amount):\n     return f\"{name:<20}{money(amount):>16}\"",
-         "user": {"login": "ana"}, "commit_id": "abc"},
-        {"id": 2, "path": "shop/cart.py", "line": 11, "side": "RIGHT", "body": "Truncate fractional quantities",
-         "diff_hunk": "@@ -10,2 +10,2 @@ class Cart:\n         if quantity <= 0:", "user": {"login": "bo"}, "commit_id": "abc"},
-    ]))
+    (shop / ".tracefix" / "reviews" / "pr.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": 1,
+                    "path": "shop/text.py",
+                    "line": 9,
+                    "side": "RIGHT",
+                    "body": "Avoid the magic numbers 20 and 16",
+                    "diff_hunk": '@@ -8,2 +8,2 @@ def receipt_line(name, amount):\n     return f"{name:<20}{money(amount):>16}"',
+                    "user": {"login": "ana"},
+                    "commit_id": "abc",
+                },
+                {
+                    "id": 2,
+                    "path": "shop/cart.py",
+                    "line": 11,
+                    "side": "RIGHT",
+                    "body": "Truncate fractional quantities",
+                    "diff_hunk": "@@ -10,2 +10,2 @@ class Cart:\n         if quantity <= 0:",
+                    "user": {"login": "bo"},
+                    "commit_id": "abc",
+                },
+            ]
+        )
+    )
     configure(shop, fake_openai([respond] * 8).base_url, rounds=1)
     data = check(shop, "--reviews", "--fix", "--apply", "--no-trace")
     by_subject = {f["subject"]: f for f in data["fixes"]}
@@ -137,9 +168,12 @@ def test_review_edit_that_breaks_tests_is_only_an_unverified_suggestion(fixed_sh
 
 def test_the_prompt_shows_the_test_helpers_that_hold_the_asserts(shop, fake_openai):
     tests = shop / "tests" / "test_pricing.py"
-    tests.write_text(tests.read_text().replace(
-        "def test_bulk_discount_tiers():\n    assert bulk_discount(1) == 0\n    assert bulk_discount(10) == 5\n    assert bulk_discount(50) == 10\n",
-        "def check(fn):\n    assert fn(1) == 0\n    assert fn(50) == 10\n\n\ndef test_bulk_discount_tiers():\n    check(bulk_discount)\n"))
+    tests.write_text(
+        tests.read_text().replace(
+            "def test_bulk_discount_tiers():\n    assert bulk_discount(1) == 0\n    assert bulk_discount(10) == 5\n    assert bulk_discount(50) == 10\n",
+            "def check(fn):\n    assert fn(1) == 0\n    assert fn(50) == 10\n\n\ndef test_bulk_discount_tiers():\n    check(bulk_discount)\n",
+        )
+    )
     fake = fake_openai([RIGHT])
     configure(shop, fake.base_url, rounds=1)
     check(shop, "--fix")

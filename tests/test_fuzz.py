@@ -7,28 +7,51 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tests.support.raw_lsp import RawServer
 
 FILES = ["shop/pricing.py", "shop/text.py", "tests/test_pricing.py", "scratch.py", "../outside.py"]
 COMMANDS = [
-    "tracefix.runAffected", "tracefix.runAll", "tracefix.rerunTest", "tracefix.showTrace", "tracefix.fixTest",
-    "tracefix.addressReview", "tracefix.addReviewComment", "tracefix.resolveReviewComment",
-    "tracefix.explainModel", "tracefix.noSuchCommand",
+    "tracefix.runAffected",
+    "tracefix.runAll",
+    "tracefix.rerunTest",
+    "tracefix.showTrace",
+    "tracefix.fixTest",
+    "tracefix.addressReview",
+    "tracefix.addReviewComment",
+    "tracefix.resolveReviewComment",
+    "tracefix.explainModel",
+    "tracefix.noSuchCommand",
 ]
-REQUESTS = ["textDocument/hover", "textDocument/codeAction", "textDocument/inlineValue", "tracefix/affected",
-            "workspace/executeCommand", "textDocument/definition"]
-NOTIFICATIONS = ["textDocument/didOpen", "textDocument/didChange", "textDocument/didSave", "textDocument/didClose",
-                 "workspace/didChangeConfiguration", "workspace/didChangeWatchedFiles", "$/cancelRequest"]
+REQUESTS = [
+    "textDocument/hover",
+    "textDocument/codeAction",
+    "textDocument/inlineValue",
+    "tracefix/affected",
+    "workspace/executeCommand",
+    "textDocument/definition",
+]
+NOTIFICATIONS = [
+    "textDocument/didOpen",
+    "textDocument/didChange",
+    "textDocument/didSave",
+    "textDocument/didClose",
+    "workspace/didChangeConfiguration",
+    "workspace/didChangeWatchedFiles",
+    "$/cancelRequest",
+]
 
 # lone surrogates, NULs and astral characters included
 text = st.text(st.characters(blacklist_categories=()), max_size=200)
 json_value = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8)
-position = st.builds(lambda line, character: {"line": line, "character": character},
-                     st.integers(-2, 10**6) | st.integers(0, 40), st.integers(-2, 10**6) | st.integers(0, 80))
+    max_leaves=8,
+)
+position = st.builds(
+    lambda line, character: {"line": line, "character": character},
+    st.integers(-2, 10**6) | st.integers(0, 40),
+    st.integers(-2, 10**6) | st.integers(0, 80),
+)
 span = st.builds(lambda start, end: {"start": start, "end": end}, position, position)
 file = st.sampled_from(FILES)
 
@@ -86,19 +109,32 @@ class Fuzzer:
             return (self.root / rel).as_uri()
 
         if kind == "open":
-            server.notify("textDocument/didOpen", {"textDocument": {
-                "uri": uri(action[1]), "languageId": "python", "version": version, "text": action[2]}})
+            server.notify(
+                "textDocument/didOpen",
+                {
+                    "textDocument": {
+                        "uri": uri(action[1]),
+                        "languageId": "python",
+                        "version": version,
+                        "text": action[2],
+                    }
+                },
+            )
         elif kind == "change":
             changes = [{"range": r, "text": t} if r else {"text": t} for r, t in action[2]]
-            server.notify("textDocument/didChange", {
-                "textDocument": {"uri": uri(action[1]), "version": version}, "contentChanges": changes})
+            server.notify(
+                "textDocument/didChange",
+                {"textDocument": {"uri": uri(action[1]), "version": version}, "contentChanges": changes},
+            )
         elif kind in ("save", "close"):
             server.notify(f"textDocument/did{kind.title()}", {"textDocument": {"uri": uri(action[1])}})
         elif kind == "hover":
             self.request("textDocument/hover", {"textDocument": {"uri": uri(action[1])}, "position": action[2]})
         elif kind == "codeAction":
-            self.request("textDocument/codeAction", {"textDocument": {"uri": uri(action[1])}, "range": action[2],
-                                                     "context": {"diagnostics": []}})
+            self.request(
+                "textDocument/codeAction",
+                {"textDocument": {"uri": uri(action[1])}, "range": action[2], "context": {"diagnostics": []}},
+            )
         elif kind == "command":
             self.request("workspace/executeCommand", {"command": action[1], "arguments": action[2]})
         elif kind == "request":
@@ -127,8 +163,13 @@ def fuzzer(fixed_shop):
 
 
 def test_random_sequences_leave_a_working_server(fuzzer, fixed_shop):
-    @settings(max_examples=40, deadline=None, database=None, print_blob=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=40,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(st.lists(actions, min_size=1, max_size=12))
     def sequence_leaves_it_answering(sequence):
         fuzzer.play(sequence)

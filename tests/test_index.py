@@ -25,15 +25,22 @@ def index_of(root: Path, config: PytestConfig | None = None) -> ProjectIndex:
     return idx
 
 
-@pytest.mark.parametrize("files, expected", [
-    ({"pytest.ini": "[pytest]\ntestpaths = checks\npython_files = check_*.py\n"},
-     dict(testpaths=("checks",), python_files=("check_*.py",))),
-    ({"pyproject.toml": "[tool.pytest.ini_options]\npython_functions = ['should_*']\n"},
-     dict(python_functions=("should_*",))),
-    ({"setup.cfg": "[tool:pytest]\npython_classes = Check Test\n"}, dict(python_classes=("Check", "Test"))),
-    ({"tox.ini": "[pytest]\npythonpath = src lib\n"}, dict(pythonpath=("src", "lib"))),
-    ({"pyproject.toml": "[project]\nname='x'\n", "tox.ini": "[pytest]\ntestpaths = t\n"}, dict(testpaths=("t",))),
-])
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        (
+            {"pytest.ini": "[pytest]\ntestpaths = checks\npython_files = check_*.py\n"},
+            dict(testpaths=("checks",), python_files=("check_*.py",)),
+        ),
+        (
+            {"pyproject.toml": "[tool.pytest.ini_options]\npython_functions = ['should_*']\n"},
+            dict(python_functions=("should_*",)),
+        ),
+        ({"setup.cfg": "[tool:pytest]\npython_classes = Check Test\n"}, dict(python_classes=("Check", "Test"))),
+        ({"tox.ini": "[pytest]\npythonpath = src lib\n"}, dict(pythonpath=("src", "lib"))),
+        ({"pyproject.toml": "[project]\nname='x'\n", "tox.ini": "[pytest]\ntestpaths = t\n"}, dict(testpaths=("t",))),
+    ],
+)
 def test_pytest_config(tmp_path, files, expected):
     config, warnings = load(write(tmp_path, files))
     assert not warnings
@@ -48,20 +55,23 @@ def test_broken_pytest_config_warns_and_defaults(tmp_path):
 
 
 def test_discovery_follows_pytest_rules(tmp_path):
-    write(tmp_path, {
-        "tests/test_a.py": (
-            "import pytest, unittest\n"
-            "def test_one(): pass\n"
-            "def helper(): pass\n"
-            "@pytest.fixture\ndef test_data(): return 1\n"
-            "class TestGroup:\n    def test_two(self): pass\n    def other(self): pass\n"
-            "class TestWithInit:\n    def __init__(self): pass\n    def test_skipped(self): pass\n"
-            "class Legacy(unittest.TestCase):\n    def test_three(self): pass\n"
-        ),
-        "tests/b_test.py": "def test_four(): pass\n",
-        "tests/helpers.py": "def test_not_collected(): pass\n",
-        "build/test_x.py": "def test_in_build(): pass\n",
-    })
+    write(
+        tmp_path,
+        {
+            "tests/test_a.py": (
+                "import pytest, unittest\n"
+                "def test_one(): pass\n"
+                "def helper(): pass\n"
+                "@pytest.fixture\ndef test_data(): return 1\n"
+                "class TestGroup:\n    def test_two(self): pass\n    def other(self): pass\n"
+                "class TestWithInit:\n    def __init__(self): pass\n    def test_skipped(self): pass\n"
+                "class Legacy(unittest.TestCase):\n    def test_three(self): pass\n"
+            ),
+            "tests/b_test.py": "def test_four(): pass\n",
+            "tests/helpers.py": "def test_not_collected(): pass\n",
+            "build/test_x.py": "def test_in_build(): pass\n",
+        },
+    )
     nodeids = [t.nodeid for t in index_of(tmp_path).tests()]
     assert nodeids == [
         "tests/b_test.py::test_four",
@@ -72,11 +82,14 @@ def test_discovery_follows_pytest_rules(tmp_path):
 
 
 def test_configured_names_and_testpaths(tmp_path):
-    write(tmp_path, {
-        "pytest.ini": "[pytest]\ntestpaths = checks\npython_files = check_*.py\npython_functions = should_*\n",
-        "checks/check_x.py": "def should_work(): pass\ndef test_ignored(): pass\n",
-        "tests/test_y.py": "def test_outside_testpaths(): pass\n",
-    })
+    write(
+        tmp_path,
+        {
+            "pytest.ini": "[pytest]\ntestpaths = checks\npython_files = check_*.py\npython_functions = should_*\n",
+            "checks/check_x.py": "def should_work(): pass\ndef test_ignored(): pass\n",
+            "tests/test_y.py": "def test_outside_testpaths(): pass\n",
+        },
+    )
     assert [t.nodeid for t in index_of(tmp_path).tests()] == ["checks/check_x.py::should_work"]
 
 
@@ -97,13 +110,16 @@ def test_modules_resolve_src_layout(tmp_path):
     assert idx.modules()["app"] == "src/app/__init__.py"
 
 
-@pytest.mark.parametrize("target, tests", [
-    (("src/app/util.py", "clamp"), ["tests/test_core.py::test_compute", "tests/test_star.py::test_clamp"]),
-    (("src/app/core.py", "unused"), []),
-    (("src/app/models.py", "Item.price"), ["tests/test_models.py::test_item"]),
-    (("src/app/core.py", MODULE), ["tests/test_core.py::test_compute"]),
-    (("tests/test_core.py", "test_compute"), ["tests/test_core.py::test_compute"]),
-])
+@pytest.mark.parametrize(
+    "target, tests",
+    [
+        (("src/app/util.py", "clamp"), ["tests/test_core.py::test_compute", "tests/test_star.py::test_clamp"]),
+        (("src/app/core.py", "unused"), []),
+        (("src/app/models.py", "Item.price"), ["tests/test_models.py::test_item"]),
+        (("src/app/core.py", MODULE), ["tests/test_core.py::test_compute"]),
+        (("tests/test_core.py", "test_compute"), ["tests/test_core.py::test_compute"]),
+    ],
+)
 def test_reachability(tmp_path, target, tests):
     idx = index_of(write(tmp_path, PROJECT))
     assert sorted(idx.tests_reaching({target})) == tests
@@ -112,7 +128,10 @@ def test_reachability(tmp_path, target, tests):
 def test_graph_follows_incremental_updates(tmp_path):
     idx = index_of(write(tmp_path, PROJECT))
     assert "tests/test_models.py::test_item" not in idx.tests_reaching({("src/app/util.py", "clamp")})
-    idx.update("src/app/models.py", b"from app.util import clamp\n\nclass Item:\n    def price(self):\n        return clamp(1)\n")
+    idx.update(
+        "src/app/models.py",
+        b"from app.util import clamp\n\nclass Item:\n    def price(self):\n        return clamp(1)\n",
+    )
     assert "tests/test_models.py::test_item" in idx.tests_reaching({("src/app/util.py", "clamp")})
 
 
@@ -152,17 +171,20 @@ def test_store_from_another_version_is_rebuilt(tmp_path):
 
 
 def test_inherited_tests_follow_pytest_collection(tmp_path):
-    write(tmp_path, {
-        "tests/__init__.py": "",
-        "tests/base.py": "class Shared:\n    def test_shared(self):\n        pass\n",
-        "tests/test_a.py": (
-            "import unittest\nfrom .base import Shared\n\n"
-            "class SimplifiedTestCaseProtocol:\n    pass\n\n"
-            "class Mixin(SimplifiedTestCaseProtocol):\n    def test_inherited(self):\n        pass\n\n"
-            "class CacheTest(unittest.TestCase, Mixin):\n    def test_own(self):\n        pass\n\n"
-            "class TestFromOther(Shared):\n    pass\n"
-        ),
-    })
+    write(
+        tmp_path,
+        {
+            "tests/__init__.py": "",
+            "tests/base.py": "class Shared:\n    def test_shared(self):\n        pass\n",
+            "tests/test_a.py": (
+                "import unittest\nfrom .base import Shared\n\n"
+                "class SimplifiedTestCaseProtocol:\n    pass\n\n"
+                "class Mixin(SimplifiedTestCaseProtocol):\n    def test_inherited(self):\n        pass\n\n"
+                "class CacheTest(unittest.TestCase, Mixin):\n    def test_own(self):\n        pass\n\n"
+                "class TestFromOther(Shared):\n    pass\n"
+            ),
+        },
+    )
     idx = index_of(tmp_path)
     tests = {t.nodeid: t.source for t in idx.tests()}
     assert tests == {  # the mixin itself is not collected; what it gives its subclasses is
@@ -172,7 +194,8 @@ def test_inherited_tests_follow_pytest_collection(tmp_path):
     }
     # a change to the inherited method selects every class that inherits it
     assert sorted(idx.tests_reaching({("tests/base.py", "Shared.test_shared")})) == [
-        "tests/test_a.py::TestFromOther::test_shared"]
+        "tests/test_a.py::TestFromOther::test_shared"
+    ]
 
 
 def test_store_deleted_in_use_is_recreated_with_a_warning(tmp_path):

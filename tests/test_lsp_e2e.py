@@ -4,9 +4,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from conftest import wait_until
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+
+from conftest import wait_until
 
 
 def errors(client, path: Path):
@@ -14,16 +15,24 @@ def errors(client, path: Path):
 
 
 async def open_file(client, path: Path):
-    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
-        uri=path.as_uri(), language_id="python", version=1, text=path.read_text())))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=path.as_uri(), language_id="python", version=1, text=path.read_text()
+            )
+        )
+    )
 
 
 def type_line(client, path: Path, line: int, text: str, version: int = 2) -> None:
     """Insert text at the start of a 0-based line of the open buffer, unsaved."""
     start = types.Position(line, 0)
-    client.text_document_did_change(types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=version),
-        content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start, start), text=text)]))
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=version),
+            content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start, start), text=text)],
+        )
+    )
 
 
 async def edit_and_save(client, path: Path, old: str, new: str, version: int):
@@ -32,14 +41,20 @@ async def edit_and_save(client, path: Path, old: str, new: str, version: int):
     index = text.index(old)
     line = text.count("\n", 0, index)
     col = index - (text.rfind("\n", 0, index) + 1)
-    client.text_document_did_change(types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=version),
-        content_changes=[types.TextDocumentContentChangePartial(
-            range=types.Range(types.Position(line, col), types.Position(line, col + len(old))), text=new)],
-    ))
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(types.Position(line, col), types.Position(line, col + len(old))), text=new
+                )
+            ],
+        )
+    )
     path.write_text(text.replace(old, new, 1))
-    client.text_document_did_save(types.DidSaveTextDocumentParams(
-        text_document=types.TextDocumentIdentifier(uri=path.as_uri())))
+    client.text_document_did_save(
+        types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=path.as_uri()))
+    )
 
 
 async def test_break_save_diagnose_fix_clear(lsp, fixed_shop):
@@ -85,13 +100,16 @@ async def test_unsaved_edit_names_changed_symbols_and_affected_tests(lsp, fixed_
     answer = await lsp.protocol.send_request_async("tracefix/affected", {"textDocument": {"uri": text.as_uri()}})
     assert [(c.symbol, c.what) for c in answer.changed] == [("money", "changed")]
     assert sorted(s.nodeid for s in answer.selected) == [
-        "tests/test_text.py::test_money", "tests/test_text.py::test_receipt_line_width"]
+        "tests/test_text.py::test_money",
+        "tests/test_text.py::test_receipt_line_width",
+    ]
     assert lsp.tracefix_results == []  # nothing runs before a save
 
 
 async def test_tcp_transport(fixed_shop, unused_tcp_port):
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tracefix", "serve", "--tcp", f"127.0.0.1:{unused_tcp_port}")
+        sys.executable, "-m", "tracefix", "serve", "--tcp", f"127.0.0.1:{unused_tcp_port}"
+    )
     client = LanguageClient("probe", "1")
     try:
         for _ in range(100):
@@ -100,8 +118,9 @@ async def test_tcp_transport(fixed_shop, unused_tcp_port):
                 break
             except OSError:
                 await asyncio.sleep(0.1)
-        result = await client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities(), root_uri=fixed_shop.as_uri()))
+        result = await client.initialize_async(
+            types.InitializeParams(capabilities=types.ClientCapabilities(), root_uri=fixed_shop.as_uri())
+        )
         assert result.server_info.name == "tracefix"
         await client.shutdown_async(None)
     finally:

@@ -3,8 +3,9 @@
 from pathlib import Path
 
 import pytest_asyncio
-from conftest import run_all, session, wait_until
 from lsprotocol import types
+
+from conftest import run_all, session, wait_until
 from test_lsp_e2e import edit_and_save, errors, open_file
 
 
@@ -26,34 +27,53 @@ async def test_code_actions_on_a_failure(broken, shop):
     test_file = shop / "tests" / "test_pricing.py"
     await wait_until(lambda: errors(broken, test_file))
     diagnostic = errors(broken, test_file)[0]
-    actions = await broken.text_document_code_action_async(types.CodeActionParams(
-        text_document=types.TextDocumentIdentifier(uri=test_file.as_uri()), range=diagnostic.range,
-        context=types.CodeActionContext(diagnostics=[diagnostic])))
+    actions = await broken.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=test_file.as_uri()),
+            range=diagnostic.range,
+            context=types.CodeActionContext(diagnostics=[diagnostic]),
+        )
+    )
     titles = [a.title for a in actions]
     assert "Rerun test_bulk_discount_tiers" in titles
     assert "Show failing trace of test_bulk_discount_tiers" in titles
 
 
 async def test_show_trace_and_values_in_the_failing_run(broken, shop):
-    result = await broken.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="tracefix.showTrace", arguments=["tests/test_pricing.py::test_bulk_discount_tiers"]))
+    result = await broken.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="tracefix.showTrace", arguments=["tests/test_pricing.py::test_bulk_discount_tiers"]
+        )
+    )
     assert "bulk_discount(quantity=50)" in result["content"]
     pricing = shop / "shop" / "pricing.py"
     await open_file(broken, pricing)
-    hover = await broken.text_document_hover_async(types.HoverParams(
-        text_document=types.TextDocumentIdentifier(uri=pricing.as_uri()), position=position(pricing, "return 5")))
+    hover = await broken.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=pricing.as_uri()), position=position(pricing, "return 5")
+        )
+    )
     assert "failing run" in hover.contents.value and "quantity = 50" in hover.contents.value
-    values = await broken.text_document_inline_value_async(types.InlineValueParams(
-        text_document=types.TextDocumentIdentifier(uri=pricing.as_uri()),
-        range=types.Range(types.Position(0, 0), types.Position(30, 0)),
-        context=types.InlineValueContext(frame_id=0, stopped_location=types.Range(types.Position(0, 0), types.Position(0, 0)))))
+    values = await broken.text_document_inline_value_async(
+        types.InlineValueParams(
+            text_document=types.TextDocumentIdentifier(uri=pricing.as_uri()),
+            range=types.Range(types.Position(0, 0), types.Position(30, 0)),
+            context=types.InlineValueContext(
+                frame_id=0, stopped_location=types.Range(types.Position(0, 0), types.Position(0, 0))
+            ),
+        )
+    )
     assert any("quantity = 50" in v.text for v in values)
 
 
 async def test_hover_on_a_test_says_why_it_ran(broken, shop):
     test_file = shop / "tests" / "test_pricing.py"
-    hover = await broken.text_document_hover_async(types.HoverParams(
-        text_document=types.TextDocumentIdentifier(uri=test_file.as_uri()), position=position(test_file, "def test_bulk")))
+    hover = await broken.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=test_file.as_uri()),
+            position=position(test_file, "def test_bulk"),
+        )
+    )
     assert "tests/test_pricing.py::test_bulk_discount_tiers" in hover.contents.value
     assert "last run: failed" in hover.contents.value
     assert "selected: selection is set to run all tests" in hover.contents.value

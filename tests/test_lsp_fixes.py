@@ -3,8 +3,9 @@
 import ast
 from pathlib import Path
 
-from conftest import run_all, session, wait_until
 from lsprotocol import types
+
+from conftest import run_all, session, wait_until
 from test_fixing import RIGHT, WRONG
 from test_lsp_e2e import edit_and_save, errors, open_file
 
@@ -18,29 +19,38 @@ def command_of(action) -> dict:
 
 
 async def actions_at(client, path: Path, diagnostic) -> list[types.CodeAction]:
-    return await client.text_document_code_action_async(types.CodeActionParams(
-        text_document=types.TextDocumentIdentifier(uri=path.as_uri()), range=diagnostic.range,
-        context=types.CodeActionContext(diagnostics=[diagnostic])))
+    return await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
+            range=diagnostic.range,
+            context=types.CodeActionContext(diagnostics=[diagnostic]),
+        )
+    )
 
 
 def apply_and_save(client, path: Path, edit: types.WorkspaceEdit, version: int) -> None:
     """What an editor does when the user picks the action: edit the buffer, then save it."""
     [change] = edit.document_changes
     [text_edit] = change.edits
-    client.text_document_did_change(types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=version),
-        content_changes=[types.TextDocumentContentChangePartial(range=text_edit.range, text=text_edit.new_text)]))
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=version),
+            content_changes=[types.TextDocumentContentChangePartial(range=text_edit.range, text=text_edit.new_text)],
+        )
+    )
     lines = path.read_text().splitlines(keepends=True)
-    lines[text_edit.range.start.line:text_edit.range.end.line] = [text_edit.new_text]
+    lines[text_edit.range.start.line : text_edit.range.end.line] = [text_edit.new_text]
     path.write_text("".join(lines))
-    client.text_document_did_save(types.DidSaveTextDocumentParams(
-        text_document=types.TextDocumentIdentifier(uri=path.as_uri())))
+    client.text_document_did_save(
+        types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=path.as_uri()))
+    )
 
 
 async def test_fix_verified_then_offered_as_a_pinned_edit(shop, fake_openai):
     fake = fake_openai([WRONG, RIGHT])
-    async with session(shop, settings={"llm": {"model": "fake-model", "baseUrl": fake.base_url,
-                                                        "candidates": 1, "rounds": 2}}) as client:
+    async with session(
+        shop, settings={"llm": {"model": "fake-model", "baseUrl": fake.base_url, "candidates": 1, "rounds": 2}}
+    ) as client:
         pricing, test_file = shop / "shop" / "pricing.py", shop / "tests" / "test_pricing.py"
         await open_file(client, pricing)
         await run_all(client)
@@ -48,8 +58,11 @@ async def test_fix_verified_then_offered_as_a_pinned_edit(shop, fake_openai):
         titles = [a.title for a in await actions_at(client, test_file, diagnostic)]
         assert "Fix test_bulk_discount_tiers with tracefix" in titles
 
-        result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-            command="tracefix.fixTest", arguments=["tests/test_pricing.py::test_bulk_discount_tiers"]))
+        result = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(
+                command="tracefix.fixTest", arguments=["tests/test_pricing.py::test_bulk_discount_tiers"]
+            )
+        )
         assert result["status"] == "verified"
         assert any("verified fix" in m.message for m in client.messages)
         assert pricing.read_text().count("if quantity > 50:") == 1  # nothing written yet
@@ -68,12 +81,14 @@ async def test_no_model_configured_says_how(shop):
     async with session(shop) as client:
         test_file = shop / "tests" / "test_pricing.py"
         await run_all(client)
-        [action] = [a for a in await actions_at(client, test_file, errors(client, test_file)[0])
-                    if a.title.startswith("Fix")]
+        [action] = [
+            a for a in await actions_at(client, test_file, errors(client, test_file)[0]) if a.title.startswith("Fix")
+        ]
         assert action.title.endswith("set up a model first")
         command = command_of(action)
-        result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-            command=command["command"], arguments=command.get("arguments")))
+        result = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=command["command"], arguments=command.get("arguments"))
+        )
         assert "tracefix.llm.model" in result["message"]
 
 
@@ -82,8 +97,11 @@ async def test_review_comments_add_show_hover_resolve(fixed_shop):
         text = fixed_shop / "shop" / "text.py"
         await open_file(client, text)
         rng = {"start": {"line": 7, "character": 0}, "end": {"line": 8, "character": 0}}
-        added = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-            command="tracefix.addReviewComment", arguments=[text.as_uri(), rng, "name the widths", "ana"]))
+        added = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(
+                command="tracefix.addReviewComment", arguments=[text.as_uri(), rng, "name the widths", "ana"]
+            )
+        )
 
         def reviews():
             return [d for d in client.diagnostics.get(text.as_uri(), []) if d.source == "tracefix-review"]
@@ -92,13 +110,17 @@ async def test_review_comments_add_show_hover_resolve(fixed_shop):
         [d] = reviews()
         assert d.severity == types.DiagnosticSeverity.Information and d.range.start.line == 7
         assert d.message == "review (@ana): name the widths"
-        hover = await client.text_document_hover_async(types.HoverParams(
-            text_document=types.TextDocumentIdentifier(uri=text.as_uri()), position=types.Position(7, 4)))
+        hover = await client.text_document_hover_async(
+            types.HoverParams(
+                text_document=types.TextDocumentIdentifier(uri=text.as_uri()), position=types.Position(7, 4)
+            )
+        )
         assert "@ana: name the widths" in hover.contents.value
         titles = [a.title for a in await actions_at(client, text, d)]
         assert "Address review: name the widths: set up a model first" in titles
-        await client.workspace_execute_command_async(types.ExecuteCommandParams(
-            command="tracefix.resolveReviewComment", arguments=[added["id"]]))
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="tracefix.resolveReviewComment", arguments=[added["id"]])
+        )
         await wait_until(lambda: not reviews())
 
 
@@ -109,7 +131,7 @@ async def test_review_critic_files_comments_after_a_save(fixed_shop, fake_openai
     async with session(fixed_shop, settings=settings) as client:
         text = fixed_shop / "shop" / "text.py"
         await open_file(client, text)
-        await edit_and_save(client, text, "return f\"{amount:,.2f} EUR\"", "return f\"{amount:,.2f} EUR\"  # money", 2)
+        await edit_and_save(client, text, 'return f"{amount:,.2f} EUR"', 'return f"{amount:,.2f} EUR"  # money', 2)
 
         def critic_comments():
             return [d for d in client.diagnostics.get(text.as_uri(), []) if d.source == "tracefix-review"]

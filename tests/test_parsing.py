@@ -7,7 +7,7 @@ import pytest
 from tracefix.parsing.document import Document, parse
 from tracefix.parsing.symbols import MODULE, diff, facts, outline
 
-SOURCE = '''import os
+SOURCE = """import os
 from .util import helper as h, other
 
 LIMIT = 3
@@ -29,7 +29,7 @@ class Shape:
     class Meta:
         def name(self):
             return "m"
-'''
+"""
 
 
 def symbols(text):
@@ -53,17 +53,20 @@ def test_outline_names_kinds_and_lines():
     }
 
 
-@pytest.mark.parametrize("old, new, expected", [
-    ("return 0", "return 1", [("Shape.area", "changed")]),
-    ("sides = 0", "sides = 4", [("Shape", "changed")]),
-    ("return os.sep", "return os.linesep", [("top", "changed")]),  # nested def is part of top
-    ("LIMIT = 3", "LIMIT = 4", [(MODULE, "changed")]),
-    ("@decorate\n", "@decorate(1)\n", [("top", "changed")]),
-    ('return "m"', 'return "n"', [("Shape.Meta.name", "changed")]),
-    ("    def area(self):\n        return 0\n", "", [("Shape.area", "removed")]),
-    ("class Shape:", "def extra():\n    pass\n\n\nclass Shape:", [("extra", "added")]),
-    ("\n\n@decorate", "\n\n\n\n@decorate", []),  # blank lines carry no meaning
-])
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("return 0", "return 1", [("Shape.area", "changed")]),
+        ("sides = 0", "sides = 4", [("Shape", "changed")]),
+        ("return os.sep", "return os.linesep", [("top", "changed")]),  # nested def is part of top
+        ("LIMIT = 3", "LIMIT = 4", [(MODULE, "changed")]),
+        ("@decorate\n", "@decorate(1)\n", [("top", "changed")]),
+        ('return "m"', 'return "n"', [("Shape.Meta.name", "changed")]),
+        ("    def area(self):\n        return 0\n", "", [("Shape.area", "removed")]),
+        ("class Shape:", "def extra():\n    pass\n\n\nclass Shape:", [("extra", "added")]),
+        ("\n\n@decorate", "\n\n\n\n@decorate", []),  # blank lines carry no meaning
+    ],
+)
 def test_diff_reports_the_innermost_changed_symbol(old, new, expected):
     assert old in SOURCE
     assert changed(SOURCE, SOURCE.replace(old, new, 1)) == expected
@@ -91,7 +94,9 @@ def test_incremental_edits_match_a_fresh_parse():
         line = rng.randrange(len(lines))
         col = rng.randrange(len(lines[line]) + 1)
         end_line = min(line + rng.randrange(2), len(lines) - 1)
-        end_col = rng.randrange(len(lines[end_line]) + 1) if end_line > line else rng.randrange(col, len(lines[line]) + 1)
+        end_col = (
+            rng.randrange(len(lines[end_line]) + 1) if end_line > line else rng.randrange(col, len(lines[line]) + 1)
+        )
         text = rng.choice(["x", "\n", "", "é", "def f(:", "    ", "😀", "return 1\n"])
         doc.edit((line, col), (end_line, end_col), text)
         fresh = parse(doc.source)
@@ -111,12 +116,15 @@ def test_multibyte_columns_are_code_points():
     assert not doc.syntax_problems()
 
 
-@pytest.mark.parametrize("text, line, message", [
-    ("def f(:\n    pass\n", 0, "missing"),
-    ("x = (1,\n", 0, ""),
-    ("x = 1\ny = = 2\n", 1, ""),
-    ("ok = 1\nclass :\n", 1, "syntax error"),
-])
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("def f(:\n    pass\n", 0, "missing"),
+        ("x = (1,\n", 0, ""),
+        ("x = 1\ny = = 2\n", 1, ""),
+        ("ok = 1\nclass :\n", 1, "syntax error"),
+    ],
+)
 def test_syntax_problems(text, line, message):
     problems = Document(text).syntax_problems()
     assert problems, text

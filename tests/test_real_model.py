@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from tests.support.models import LlamaServer, llama_python, model_path
+
 from tracefix.fixing.engine import refine
-from tracefix.settings import LLMSettings
 from tracefix.fixing.prompt import FixRequest
+from tracefix.settings import LLMSettings
 from tracefix.tracing import capture
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -31,13 +31,13 @@ def discounted(price, percent):
     cut = price * percent
     return price - cut
 '''
-TEST = '''\
+TEST = """\
 from prices import discounted
 
 
 def test_discount():
     assert discounted(200, 10) == 180
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,11 @@ def llama_url():
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def passes(root: Path, path: str, text: str, tmp: Path) -> bool:
@@ -75,10 +78,18 @@ async def test_refine_with_a_real_model(llama_url, tmp_path: Path) -> None:
     trace = await capture(root, sys.executable, NODEID, timeout=60)
     assert trace.outcome == "failed" and trace.error is None
     request = FixRequest(
-        root=root, python=sys.executable, path="prices.py", qualname="discounted",
-        function_source=SOURCE, function_start_line=1, function_end_line=4,
-        signature="def discounted(price, percent):", docstring="The price after taking percent off.",
-        test_nodeid=NODEID, test_source=TEST, failure_message=trace.exception or "",
+        root=root,
+        python=sys.executable,
+        path="prices.py",
+        qualname="discounted",
+        function_source=SOURCE,
+        function_start_line=1,
+        function_end_line=4,
+        signature="def discounted(price, percent):",
+        docstring="The price after taking percent off.",
+        test_nodeid=NODEID,
+        test_source=TEST,
+        failure_message=trace.exception or "",
         trace_text=trace.render(),
     )
     settings = LLMSettings(model=model, base_url=base_url, candidates=2, rounds=2, timeout=300)

@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.support.fake_openai import FakeOpenAI
+
 from tracefix.fixing.engine import refine
 from tracefix.fixing.model import ModelClient, ModelError, not_configured_message, temperatures
-from tracefix.fixing.secrets import Redactor
-from tracefix.settings import LLMSettings, merge
 from tracefix.fixing.prompt import Feedback, FixRequest, build_messages
 from tracefix.fixing.replies import Candidate, Rejected, Target, TargetError, parse_reply
+from tracefix.fixing.secrets import Redactor
 from tracefix.fixing.shadow import Shadow, sandbox_prefix
+from tracefix.settings import LLMSettings, merge
 
 STATS = '''\
 """Statistics helpers."""
@@ -37,7 +37,7 @@ def total(values):
     return sum(values)
 '''
 
-TESTS = '''\
+TESTS = """\
 from stats import mean, total
 
 
@@ -55,7 +55,7 @@ def test_mean_empty():
 
 def test_total():
     assert total([1, 2]) == 3
-'''
+"""
 
 RIGHT = '''\
 def mean(values):
@@ -100,7 +100,8 @@ def project(tmp_path: Path) -> Path:
 def snapshot(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file() and not p.is_fifo()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_fifo()
     }
 
 
@@ -214,9 +215,7 @@ async def test_search_replace_reply_is_verified(project, fake_openai):
 async def test_unusable_replies_are_rejected_and_explained_to_the_next_round(project, fake_openai):
     changed_signature = RIGHT.replace("def mean(values):", "def mean(values, default=0):")
     fake = fake_openai([fenced(changed_signature), "Sorry, I cannot help with that.", fenced(RIGHT)])
-    outcome = await refine(
-        fix_request(project), settings_for(fake, candidates=2, rounds=2), client=client_for(fake)
-    )
+    outcome = await refine(fix_request(project), settings_for(fake, candidates=2, rounds=2), client=client_for(fake))
     reasons = " | ".join(a.reason for a in outcome.attempts[:2])
     assert [a.verdict for a in outcome.attempts[:2]] == ["rejected", "rejected"]
     assert "changes the signature of mean" in reasons and "no ```python block" in reasons
@@ -241,7 +240,7 @@ async def test_an_unsaved_buffer_is_what_gets_verified(project, fake_openai):
 async def test_secrets_are_redacted_from_the_prompt_and_restored_in_the_fix(project, fake_openai, monkeypatch):
     key = "sk-test-SECRETKEY-abcdefghijklmnop"
     monkeypatch.setenv("TRACEFIX_TEST_KEY", key)
-    source = RIGHT.replace('    return', '    password = "hunter2hunter2"\n    return')
+    source = RIGHT.replace("    return", '    password = "hunter2hunter2"\n    return')
 
     def echo_placeholders(body: dict) -> str:
         # a model that copies the placeholders it was shown back into its fix
@@ -249,7 +248,9 @@ async def test_secrets_are_redacted_from_the_prompt_and_restored_in_the_fix(proj
         placeholder = prompt.split('password = "')[1].split('"')[0]
         return fenced(source.replace("hunter2hunter2", placeholder))
 
-    original = STATS.replace('    return sum(values) / (len', '    password = "hunter2hunter2"\n    return sum(values) / (len')
+    original = STATS.replace(
+        "    return sum(values) / (len", '    password = "hunter2hunter2"\n    return sum(values) / (len'
+    )
     (project / "stats.py").write_text(original)
     request = fix_request(
         project,
@@ -272,11 +273,11 @@ async def test_secrets_are_redacted_from_the_prompt_and_restored_in_the_fix(proj
 async def test_candidate_tests_do_not_see_the_api_key_or_the_users_home(project, fake_openai, monkeypatch):
     monkeypatch.setenv("TRACEFIX_TEST_KEY", "sk-test-abcdefghijklmnopqrstuvwx")
     probe = RIGHT.replace(
-        '    return',
-        '    import os\n'
+        "    return",
+        "    import os\n"
         '    assert "TRACEFIX_TEST_KEY" not in os.environ\n'
         f'    assert os.environ["HOME"] != {str(Path.home())!r}\n'
-        '    return',
+        "    return",
     )
     fake = fake_openai([fenced(probe)])
     settings = settings_for(fake, api_key_env="TRACEFIX_TEST_KEY", rounds=1)
@@ -354,7 +355,9 @@ async def test_a_hanging_candidate_is_stopped_by_the_test_timeout(project, fake_
     fake = fake_openai([fenced(hang)])
     outcome = await refine(
         # long enough for the baseline run on a loaded 2-core machine, short enough for the test
-        fix_request(project, test_timeout=20), settings_for(fake, rounds=1), client=client_for(fake)
+        fix_request(project, test_timeout=20),
+        settings_for(fake, rounds=1),
+        client=client_for(fake),
     )
     assert outcome.error is None
     (attempt,) = outcome.attempts
@@ -422,7 +425,7 @@ async def test_a_server_that_is_not_running_is_named():
     with FakeOpenAI([]) as fake:
         url = fake.base_url  # a port that was free a moment ago and is closed now
     client = ModelClient(LLMSettings(model="m", base_url=url), env={})
-    with pytest.raises(ModelError, match="Cannot reach the model m at http://127.0.0.1:.*Is the server running"):
+    with pytest.raises(ModelError, match=r"Cannot reach the model m at http://127\.0\.0\.1:.*Is the server running"):
         await client.complete(MESSAGES, n=1, temperature=0.2)
 
 
@@ -435,10 +438,10 @@ async def test_some_failed_candidates_still_leave_the_others(fake_openai):
 
 def test_allow_remote_false_refuses_a_remote_endpoint():
     remote = LLMSettings(model="gpt-4o-mini", base_url="https://api.openai.com/v1", allow_remote=False)
-    with pytest.raises(ModelError, match="allowRemote is false.*https://api.openai.com/v1 is not on this machine"):
+    with pytest.raises(ModelError, match=r"allowRemote is false.*https://api\.openai\.com/v1 is not on this machine"):
         ModelClient(remote, env={})
     from_env = LLMSettings(model="m", allow_remote=False)
-    with pytest.raises(ModelError, match="example.com"):
+    with pytest.raises(ModelError, match=r"example\.com"):
         ModelClient(from_env, env={"OPENAI_BASE_URL": "http://example.com:8000/v1"})
     for url in ("http://127.0.0.1:8080/v1", "http://localhost:11434/v1", "http://[::1]:1234/v1", "http://127.1.2.3/v1"):
         ModelClient(LLMSettings(model="m", base_url=url, allow_remote=False), env={})
@@ -456,18 +459,20 @@ def llm_of(table) -> tuple[LLMSettings, list[str]]:
 
 
 def test_model_settings_are_validated_with_warnings():
-    settings, warnings = llm_of({
-        "model": "qwen2.5-coder",
-        "baseUrl": "http://127.0.0.1:11434/v1",
-        "apiKeyEnv": "sk-oops-a-key-not-a-name",
-        "timeout": -3,
-        "candidates": 2,
-        "rounds": True,
-        "temperature": 0.5,
-        "allowRemote": "no",
-        "redact": [r"INTERNAL-\d+", "("],
-        "colour": "blue",
-    })
+    settings, warnings = llm_of(
+        {
+            "model": "qwen2.5-coder",
+            "baseUrl": "http://127.0.0.1:11434/v1",
+            "apiKeyEnv": "sk-oops-a-key-not-a-name",
+            "timeout": -3,
+            "candidates": 2,
+            "rounds": True,
+            "temperature": 0.5,
+            "allowRemote": "no",
+            "redact": [r"INTERNAL-\d+", "("],
+            "colour": "blue",
+        }
+    )
     assert settings.model == "qwen2.5-coder" and settings.base_url == "http://127.0.0.1:11434/v1"
     assert settings.candidates == 2 and settings.temperature == 0.5
     defaults = LLMSettings()
@@ -492,8 +497,14 @@ def test_model_settings_never_raise_and_redact_patterns_add_to_the_defaults():
 
 def test_not_configured_message_says_what_to_set():
     message = not_configured_message()
-    for words in ("tracefix.llm.model", "tracefix.llm.baseUrl", "OPENAI_BASE_URL", "OPENAI_API_KEY",
-                  "tracefix.llm.apiKeyEnv", "docs/models.md"):
+    for words in (
+        "tracefix.llm.model",
+        "tracefix.llm.baseUrl",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "tracefix.llm.apiKeyEnv",
+        "docs/models.md",
+    ):
         assert words in message
 
 
@@ -544,8 +555,10 @@ def test_a_missing_closing_fence_is_tolerated(project):
     [
         ("```python\ndef mean(values:\n    return 0\n```", "does not parse"),
         ("```python\ndef median(values):\n    return 0\n```", "does not define mean"),
-        (fenced(STATS.split("def mean")[0] + "def mean" + STATS.split("def mean")[1].split("\n\n\n")[0] + "\n"),
-         "unchanged"),
+        (
+            fenced(STATS.split("def mean")[0] + "def mean" + STATS.split("def mean")[1].split("\n\n\n")[0] + "\n"),
+            "unchanged",
+        ),
         (fenced("def mean(items):\n    return 0\n"), "changes the signature"),
         (fenced("def mean(values=()):\n    return 0\n"), "changes the signature"),
         (fenced("async def mean(values):\n    return 0\n"), "changes the signature"),
@@ -560,13 +573,14 @@ def test_unusable_replies_say_why(project, reply, reason):
 
 
 def test_an_allowed_signature_change_passes(project):
-    result = parse_reply(fenced("def mean(values, empty=0):\n    return empty\n"), target(project),
-                         allow_signature_change=True)
+    result = parse_reply(
+        fenced("def mean(values, empty=0):\n    return empty\n"), target(project), allow_signature_change=True
+    )
     assert isinstance(result, Candidate)
 
 
 def test_a_method_is_reindented_to_its_class(tmp_path):
-    text = textwrap.dedent('''\
+    text = textwrap.dedent("""\
         class Cart:
             @property
             def total(self):
@@ -574,18 +588,28 @@ def test_a_method_is_reindented_to_its_class(tmp_path):
 
             def other(self):
                 return 2
-        ''')
+        """)
     (tmp_path / "cart.py").write_text(text)
     request = FixRequest(
-        root=tmp_path, python=sys.executable, path="cart.py", qualname="Cart.total",
+        root=tmp_path,
+        python=sys.executable,
+        path="cart.py",
+        qualname="Cart.total",
         function_source="    @property\n    def total(self):\n        return 1\n",
-        function_start_line=2, function_end_line=4, signature="    def total(self):",
-        test_nodeid="tests/test_cart.py::test_total", test_source="", failure_message="assert 1 == 42",
+        function_start_line=2,
+        function_end_line=4,
+        signature="    def total(self):",
+        test_nodeid="tests/test_cart.py::test_total",
+        test_source="",
+        failure_message="assert 1 == 42",
     )
     reply = fenced("@property\ndef total(self):\n    '''Sum.\n\n    Of lines.'''\n    return 42\n")
     candidate = parse_reply(reply, Target.from_request(request))
     assert isinstance(candidate, Candidate)
-    assert candidate.function_source == "    @property\n    def total(self):\n        '''Sum.\n\n        Of lines.'''\n        return 42\n"
+    assert (
+        candidate.function_source
+        == "    @property\n    def total(self):\n        '''Sum.\n\n        Of lines.'''\n        return 42\n"
+    )
     assert candidate.file_text.endswith("\n\n    def other(self):\n        return 2\n")
     # the whole class quoted back also works
     quoted = fenced("class Cart:\n    @property\n    def total(self):\n        return 43\n")
@@ -608,7 +632,7 @@ def test_crlf_files_keep_their_line_endings(tmp_path):
 def test_target_checks_the_request_against_the_file(project):
     with pytest.raises(TargetError, match="has 12 lines"):
         Target.from_request(fix_request(project, function_end_line=99))
-    with pytest.raises(TargetError, match="cannot read gone.py"):
+    with pytest.raises(TargetError, match=r"cannot read gone\.py"):
         Target.from_request(fix_request(project, path="gone.py"))
 
 
@@ -626,9 +650,19 @@ def test_prompt_has_what_the_model_needs(project):
     assert system["role"] == "system" and "one ```python fenced block" in system["content"]
     assert "parameters (with their defaults)" in system["content"]
     content = user["content"]
-    for part in ("stats.py, lines 6-8", RIGHT.splitlines()[0], "def report(values)", "test_mean",
-                 "expected: 3\nactual:   2.0", "L9 mean: values=[2, 4]", "@ana: handle the empty list",
-                 "return 0 for []", "Earlier attempt 1 did not work", "(len(values) + 2)", "Try a different fix"):
+    for part in (
+        "stats.py, lines 6-8",
+        RIGHT.splitlines()[0],
+        "def report(values)",
+        "test_mean",
+        "expected: 3\nactual:   2.0",
+        "L9 mean: values=[2, 4]",
+        "@ana: handle the empty list",
+        "return 0 for []",
+        "Earlier attempt 1 did not work",
+        "(len(values) + 2)",
+        "Try a different fix",
+    ):
         assert part in content
     allowed = build_messages(fix_request(project, allow_signature_change=True))[0]["content"]
     assert "parameters" not in allowed

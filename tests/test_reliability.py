@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_all, session, wait_until
 from lsprotocol import types
 from pygls.io_ import StdoutWriter
+from tests.support.raw_lsp import RawServer
+
+from conftest import run_all, session, wait_until
 from test_fixing import RIGHT
 from test_lsp_e2e import edit_and_save, errors, open_file
 from test_lsp_fixes import actions_at
@@ -23,8 +25,6 @@ from tracefix.index.store import Store
 from tracefix.lsp.server import create_server
 from tracefix.running.process import CPU_GRACE, FILE_BYTES, Limits
 from tracefix.running.runner import run_tests
-
-from tests.support.raw_lsp import RawServer
 
 BULK = "tests/test_pricing.py::test_bulk_discount_tiers"
 
@@ -50,6 +50,7 @@ def live_commands(marker: str) -> list[str]:
 
 # --- the protocol: whatever a client sends, the server answers what it can and keeps serving
 
+
 def test_malformed_frames_are_skipped_and_requests_answered(fixed_shop):
     server = RawServer(fixed_shop)
     body = b'{"jsonrpc": "2.0", "method": "$/junk"}'
@@ -59,8 +60,10 @@ def test_malformed_frames_are_skipped_and_requests_answered(fixed_shop):
         "a header without a length": lambda: server.send_bytes(b"Content-Length: many\r\n\r\n" + body),
         "a length too short": lambda: server.frame(body, length=5),
         # too long: swallows what follows up to its length, then the reader finds the next header
-        "a length too long": lambda: [server.frame(body, length=len(body) + 200)]
-        + [server.notify("$/pad", {"pad": "x" * 100}) for _ in range(3)],
+        "a length too long": lambda: (
+            [server.frame(body, length=len(body) + 200)]
+            + [server.notify("$/pad", {"pad": "x" * 100}) for _ in range(3)]
+        ),
         "an absurd length": lambda: server.frame(body, length=10**12),
         "a notification of an unknown method": lambda: server.notify("$/unknown", {"a": 1}),
         "params of the wrong types": lambda: server.notify("textDocument/didOpen", {"textDocument": 5}),
@@ -81,11 +84,13 @@ def test_odd_documents_keep_the_loop_working(fixed_shop):
     server = RawServer(fixed_shop)
     odd, pricing = fixed_shop / "shop" / "odd.py", fixed_shop / "shop" / "pricing.py"
     odd.write_text("x = 1\n")
-    odd_text = "def f(:\r\n\x00 \ud800 \U0001F600 \udcff\r\n\tif if if\n" * 50  # never valid Python
+    odd_text = "def f(:\r\n\x00 \ud800 \U0001f600 \udcff\r\n\tif if if\n" * 50  # never valid Python
 
     def change(path: Path, version: int, *edits) -> None:
-        server.notify("textDocument/didChange", {"textDocument": {**fs_uri(path), "version": version},
-                                                 "contentChanges": list(edits)})
+        server.notify(
+            "textDocument/didChange",
+            {"textDocument": {**fs_uri(path), "version": version}, "contentChanges": list(edits)},
+        )
 
     def span(a, b, c, d) -> dict:
         return {"start": {"line": a, "character": b}, "end": {"line": c, "character": d}}
@@ -95,12 +100,18 @@ def test_odd_documents_keep_the_loop_working(fixed_shop):
         change(odd, 2, {"range": span(0, 0, 0, 0), "text": "x"})  # never opened
         server.notify("textDocument/didClose", {"textDocument": fs_uri(fixed_shop / "never.py")})
         server.open(odd, odd_text)
-        change(odd, 2, {"range": span(999, 5, 1000, 99), "text": "past the end"},
-               {"range": span(3, 0, 1, 0), "text": "\U0001F600 inverted"},
-               {"range": span(1, 10**6, 2, 3), "text": "\x00"})
+        change(
+            odd,
+            2,
+            {"range": span(999, 5, 1000, 99), "text": "past the end"},
+            {"range": span(3, 0, 1, 0), "text": "\U0001f600 inverted"},
+            {"range": span(1, 10**6, 2, 3), "text": "\x00"},
+        )
         assert "result" in server.hover(odd, 10**6, 10**6)
-        assert "result" in server.request("textDocument/codeAction", {
-            "textDocument": fs_uri(odd), "range": span(0, 0, 10**6, 0), "context": {"diagnostics": []}})
+        assert "result" in server.request(
+            "textDocument/codeAction",
+            {"textDocument": fs_uri(odd), "range": span(0, 0, 10**6, 0), "context": {"diagnostics": []}},
+        )
         server.save(odd)
         server.wait(lambda: server.diagnostics.get(odd.as_uri()), what="no syntax errors for the odd file")
         big = fixed_shop / "shop" / "big.py"
@@ -108,8 +119,10 @@ def test_odd_documents_keep_the_loop_working(fixed_shop):
         server.open(big, "x = 1  # " + "é" * 5_000_000 + "\n")  # 10 MB of UTF-8
         change(big, 2, {"range": span(0, 4, 0, 5), "text": "2"})
         server.save(big)
-        server.notify("textDocument/didOpen", {"textDocument": {
-            "uri": "untitled:Untitled-1", "languageId": "python", "version": 1, "text": "def f(:"}})
+        server.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": "untitled:Untitled-1", "languageId": "python", "version": 1, "text": "def f(:"}},
+        )
         assert server.alive()
 
         # and the save loop still reports a failing test
@@ -184,7 +197,9 @@ def hostile(tmp_path: Path) -> Path:
     (root / "tests").mkdir(parents=True)
     (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
     (root / "calc.py").write_text("def add(a, b):\n    return a + b\n")
-    (root / "tests" / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n")
+    (root / "tests" / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    )
     (root / "tests" / "test_hostile.py").write_text(HOSTILE)
     return root
 
@@ -192,8 +207,9 @@ def hostile(tmp_path: Path) -> Path:
 async def rerun(client, nodeid: str) -> tuple[dict, dict]:
     """Rerun one test through the server: (its result, the run's summary)."""
     client.tracefix_results.clear()
-    await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="tracefix.rerunTest", arguments=[nodeid]))
+    await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tracefix.rerunTest", arguments=[nodeid])
+    )
     await wait_until(lambda: any(n["done"] for n in client.tracefix_results))
     [result] = [r for n in client.tracefix_results for r in n["results"] if r["nodeid"] == nodeid]
     [summary] = [n["summary"] for n in client.tracefix_results if n["done"]]
@@ -238,8 +254,10 @@ async def test_hostile_tests_are_bounded_and_the_server_unharmed(hostile):
 def test_quitting_during_a_run_is_prompt(hostile):
     server = RawServer(hostile, settings={"timeout": 60})
     server.initialize()
-    server.request("workspace/executeCommand", {"command": "tracefix.rerunTest",
-                                                "arguments": ["tests/test_hostile.py::test_hangs_in_a_fixture"]})
+    server.request(
+        "workspace/executeCommand",
+        {"command": "tracefix.rerunTest", "arguments": ["tests/test_hostile.py::test_hangs_in_a_fixture"]},
+    )
     server.wait(lambda: any(s["state"] == "running" for s in server.notes("tracefix/status")))
     started = time.monotonic()
     server.send({"id": "bye", "method": "shutdown"})  # and exit at once, as editors do when they quit
@@ -266,10 +284,14 @@ def test_a_closed_stream_ends_error_reporting():
     assert len(reports) <= 2
 
 
-@pytest.mark.parametrize("limits, body, outcome, words", [
-    (Limits(timeout=60, file_bytes=1 << 20), "open('big', 'wb').write(bytes(2 << 20))", "failed", "File too large"),
-    (Limits(timeout=60, cpu_seconds=3), "while True: pass", "timeout", "used up its CPU time limit of 3 s"),
-], ids=["file size", "cpu time"])
+@pytest.mark.parametrize(
+    "limits, body, outcome, words",
+    [
+        (Limits(timeout=60, file_bytes=1 << 20), "open('big', 'wb').write(bytes(2 << 20))", "failed", "File too large"),
+        (Limits(timeout=60, cpu_seconds=3), "while True: pass", "timeout", "used up its CPU time limit of 3 s"),
+    ],
+    ids=["file size", "cpu time"],
+)
 def test_rlimits_stop_a_runaway_test(tmp_path, limits, body, outcome, words):
     (tmp_path / "test_runaway.py").write_text(f"def test_runaway():\n    {body}\n")
     report = asyncio.run(run_tests(tmp_path, sys.executable, ["test_runaway.py"], limits=limits))
@@ -287,11 +309,17 @@ def test_every_run_gets_default_limits():
 
 # --- trust: nothing of the project runs before it is trusted (the save loop: test_lsp_features.py)
 
+
 async def test_no_run_and_an_untrusted_session_run_no_project_code(shop, tmp_path):
     ran = tmp_path / "project-code-ran"
     (shop / "tests" / "conftest.py").write_text(f"from pathlib import Path\nPath({str(ran)!r}).write_text('x')\n")
-    cli = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "tracefix", "check", str(shop), "--all",
-                                                   "--no-run"], capture_output=True, text=True, check=False)
+    cli = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tracefix", "check", str(shop), "--all", "--no-run"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert f"--no-run: would run 8 test(s) with {sys.executable}; ran nothing." in cli.stdout
     store = Store(shop)  # a failure from an earlier, trusted session: something to ask a fix for
     store.save_results([{"nodeid": BULK, "outcome": "failed", "path": "tests/test_pricing.py", "line": 8}])
@@ -301,21 +329,33 @@ async def test_no_run_and_an_untrusted_session_run_no_project_code(shop, tmp_pat
         await wait_until(lambda: client.tracefix_status[-1]["state"] == "untrusted")
         for command in ("tracefix.fixTest", "tracefix.showTrace"):
             with pytest.raises(Exception, match="not trusted"):
-                await client.workspace_execute_command_async(types.ExecuteCommandParams(command=command, arguments=[BULK]))
+                await client.workspace_execute_command_async(
+                    types.ExecuteCommandParams(command=command, arguments=[BULK])
+                )
     assert not ran.exists()
-    await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "pytest", "--collect-only", "-q"], cwd=shop,
-                            capture_output=True, check=False)
+    await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pytest", "--collect-only", "-q"],
+        cwd=shop,
+        capture_output=True,
+        check=False,
+    )
     assert ran.exists()  # the probe works: any pytest run imports it
 
 
 # --- model code runs only in the shadow copy; secrets stay out of prompts and logs
 
 # a right fix that also writes where it runs: the working directory, HOME, TMPDIR, its module's folder
-ESCAPING = RIGHT.replace("    if quantity >= 50:", (
-    "    import os, pathlib, tempfile\n"
-    "    for place in (os.getcwd(), os.path.expanduser('~'), tempfile.gettempdir(), os.path.dirname(__file__)):\n"
-    "        pathlib.Path(place, 'tracefix-was-here').write_text('x')\n"
-    "    if quantity >= 50:"), 1)
+ESCAPING = RIGHT.replace(
+    "    if quantity >= 50:",
+    (
+        "    import os, pathlib, tempfile\n"
+        "    for place in (os.getcwd(), os.path.expanduser('~'), tempfile.gettempdir(), os.path.dirname(__file__)):\n"
+        "        pathlib.Path(place, 'tracefix-was-here').write_text('x')\n"
+        "    if quantity >= 50:"
+    ),
+    1,
+)
 
 
 def model(fake, **more) -> dict:
@@ -323,8 +363,9 @@ def model(fake, **more) -> dict:
 
 
 async def fix(client, nodeid: str = BULK) -> dict:
-    return await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="tracefix.fixTest", arguments=[nodeid]))
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tracefix.fixTest", arguments=[nodeid])
+    )
 
 
 async def test_model_code_runs_only_in_the_shadow_copy(shop, fake_openai, tmp_path, monkeypatch):
@@ -346,15 +387,17 @@ async def test_model_code_runs_only_in_the_shadow_copy(shop, fake_openai, tmp_pa
 KEY = "tfx-test-key-5f1c0a77e2"  # no built-in pattern matches it: only the key's own redaction can
 
 
-async def test_the_api_key_is_never_logged_nor_sent_and_patterns_are_redacted(shop, fake_openai, tmp_path,
-                                                                             monkeypatch):
+async def test_the_api_key_is_never_logged_nor_sent_and_patterns_are_redacted(shop, fake_openai, tmp_path, monkeypatch):
     log = tmp_path / "server.log"
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("TRACEFIX_TEST_LOG", str(log))  # conftest starts the server with --verbose --log-file
     test_file = shop / "tests" / "test_pricing.py"
-    test_file.write_text(test_file.read_text().replace(
-        "def test_bulk_discount_tiers():\n",
-        f"def test_bulk_discount_tiers():\n    # pasted by mistake: {KEY}, ticket INTERNAL-424242\n"))
+    test_file.write_text(
+        test_file.read_text().replace(
+            "def test_bulk_discount_tiers():\n",
+            f"def test_bulk_discount_tiers():\n    # pasted by mistake: {KEY}, ticket INTERNAL-424242\n",
+        )
+    )
     fake = fake_openai([RIGHT])
     # allowRemote false: the loopback server is still allowed
     settings = model(fake, redact=[r"INTERNAL-\d{6}"], allowRemote=False)
@@ -373,7 +416,11 @@ async def test_the_api_key_is_never_logged_nor_sent_and_patterns_are_redacted(sh
 # each model fault, through the server's fix command: (what, scripted steps, words the user reads)
 FAULTS = [
     ("a timeout", [{"delay": 3, "reply": RIGHT}], "did not answer within 1 s"),
-    ("429 asking to wait an hour", [{"status": 429, "headers": {"Retry-After": "3600"}}], "rate limiting requests (429)"),
+    (
+        "429 asking to wait an hour",
+        [{"status": 429, "headers": {"Retry-After": "3600"}}],
+        "rate limiting requests (429)",
+    ),
     ("503, retried", [{"status": 503, "headers": {"Retry-After": "0"}}] * 4, "HTTP 503 after 4 tries"),
     ("a malformed completion", [{"raw": "<html>bad gateway</html>"}], "malformed reply"),
     ("a cut-off stream", [{"finish_reason": "length", "reply": RIGHT[:80]}], "cut off at its token limit"),
@@ -398,7 +445,9 @@ async def test_model_faults_reach_the_user_and_never_an_edit(shop, fake_openai):
         await run_all(client)
         for what, _, words in FAULTS:
             await fails_cleanly(what, words)
-        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"tracefix": {"llm": REMOTE}}))
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"tracefix": {"llm": REMOTE}})
+        )
         await fails_cleanly("a remote endpoint with allowRemote false", "allowRemote is false")
     assert pricing.read_text() == before
     assert len(fake.chat_requests) == sum(len(steps) for _, steps, _ in FAULTS)  # none to the remote one
@@ -439,8 +488,18 @@ def test_the_store_survives_sigkill_mid_write(tmp_path):
 async def test_a_cli_run_and_a_server_session_share_the_store(shop):
     async with session(shop) as client:
         cli = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tracefix", "check", str(shop), "--all", "--no-trace", "--format", "json",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "tracefix",
+            "check",
+            str(shop),
+            "--all",
+            "--no-trace",
+            "--format",
+            "json",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         await run_all(client)  # the server runs and writes while the CLI does
         out, err = await cli.communicate()
         assert cli.returncode == 1, err
@@ -466,12 +525,20 @@ def test_git_config_cannot_run_programs(fixed_shop):
     hook = fixed_shop.parent / "monitor.sh"
     hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
     hook.chmod(0o755)
-    for args in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"],
-                 ["config", "core.fsmonitor", str(hook)]):
+    for args in (
+        ["init", "-q"],
+        ["add", "."],
+        ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"],
+        ["config", "core.fsmonitor", str(hook)],
+    ):
         subprocess.run(["git", *args], cwd=fixed_shop, check=True, capture_output=True)
     (fixed_shop / "shop" / "text.py").write_text("def money(amount):\n    return ''\n")
-    proc = subprocess.run([sys.executable, "-m", "tracefix", "check", str(fixed_shop), "--no-run"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracefix", "check", str(fixed_shop), "--no-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "money" in proc.stdout  # the change was still found
     assert not marker.exists()

@@ -6,6 +6,7 @@ from textwrap import dedent
 
 import pytest
 
+from tracefix.parsing.document import Document
 from tracefix.reviews import (
     Comment,
     ReviewSet,
@@ -21,7 +22,6 @@ from tracefix.reviews import (
     removal_edit,
     touches,
 )
-from tracefix.parsing.document import Document
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -189,9 +189,7 @@ def test_inline_comments(source, expected):
     comments = inline_comments("m.py", dedent(source))
     got = [(c.body, c.author, c.start_line, c.end_line, c.symbol, c.replies) for c in comments]
     assert got == expected
-    assert all(
-        c.source == "inline" and c.state == "open" and c.id.startswith("inline:m.py:") for c in comments
-    )
+    assert all(c.source == "inline" and c.state == "open" and c.id.startswith("inline:m.py:") for c in comments)
 
 
 def test_inline_comments_survive_expressions_nested_past_the_recursion_limit():
@@ -388,9 +386,7 @@ def test_jsonl_comments(caplog):
     text = "\n".join(
         [
             json.dumps({"path": "shop/pricing.py", "line": 6, "body": "clamp percent", "author": "dee"}),
-            json.dumps(
-                {"id": "n2", "path": "shop/pricing.py", "line": 17, "end_line": 19, "body": "use sum"}
-            ),
+            json.dumps({"id": "n2", "path": "shop/pricing.py", "line": 17, "end_line": 19, "body": "use sum"}),
             json.dumps({"path": "shop/pricing.py", "line": 99, "body": "past the end"}),
             json.dumps({"path": "gone.py", "line": 1, "body": "missing file"}),
             json.dumps({"path": "shop/pricing.py", "body": "no line"}),
@@ -439,9 +435,7 @@ def test_collect_reads_every_source(workspace):
         "class Cart:\n    # review(@ana): reuse total()\n    def sum(self):\n        pass\n"
     )
     write_reviews(workspace, "pr-7.json", json.dumps([github_item(1)]))
-    write_reviews(
-        workspace, "notes.jsonl", json.dumps({"path": "shop/pricing.py", "line": 10, "body": "x"}) + "\n"
-    )
+    write_reviews(workspace, "notes.jsonl", json.dumps({"path": "shop/pricing.py", "line": 10, "body": "x"}) + "\n")
     # Neither a hidden directory nor a virtualenv is the project's code.
     for folder in (".git", "venv"):
         (workspace / folder).mkdir()
@@ -668,9 +662,7 @@ def test_touches(changed, expected):
 
 
 def test_addressing_an_inline_comment_touches_it_and_removes_it():
-    text = PRICING.replace(
-        "    return price * (1", "    # review: clamp percent to 0..100\n    return price * (1"
-    )
+    text = PRICING.replace("    return price * (1", "    # review: clamp percent to 0..100\n    return price * (1")
     (comment,) = inline_comments("shop/pricing.py", text)
     fixed = apply(text, removal_edit(text, comment)).replace(
         "    return price", "    percent = min(max(percent, 0), 100)\n    return price"
@@ -687,11 +679,7 @@ def test_example_reviews_anchor_in_the_example_project():
     if not (shop / "shop" / "pricing.py").exists():
         pytest.skip("examples/shop is not in this checkout")
     comments = collect(shop, extra_paths=[EXAMPLES / "reviews"])
-    got = [
-        (c.source, c.path, c.start_line, c.end_line, c.symbol, c.state)
-        for c in comments
-        if c.source != "inline"
-    ]
+    got = [(c.source, c.path, c.start_line, c.end_line, c.symbol, c.state) for c in comments if c.source != "inline"]
     assert got == [
         ("jsonl", "shop/cart.py", 11, 12, "Cart.add", "open"),
         ("github", "shop/cart.py", 16, 18, "Cart.subtotal", "open"),

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tracefix.running.process import Limits
 from tracefix.running.interpreter import InterpreterError, check_python, find_python
+from tracefix.running.process import Limits
 from tracefix.running.runner import run_tests
 
 HOSTILE = {
@@ -65,7 +65,8 @@ def test_deepest_workspace_frame(tmp_path):
 def test_fixture_error_and_collection_error(tmp_path):
     (tmp_path / "test_fix.py").write_text(
         "import pytest\n@pytest.fixture\ndef broken():\n    raise RuntimeError('boom')\n"
-        "def test_uses(broken):\n    pass\n")
+        "def test_uses(broken):\n    pass\n"
+    )
     (tmp_path / "test_bad.py").write_text("import not_a_module_anywhere\n")
     report = run(tmp_path, ["test_fix.py", "test_bad.py"])
     outcomes = {r.nodeid: r.outcome for r in report.results}
@@ -76,7 +77,9 @@ def test_fixture_error_and_collection_error(tmp_path):
 
 def test_hanging_test_is_killed_and_reported(hostile):
     started = time.monotonic()
-    report = run(hostile, ["test_hostile.py::test_ok", "test_hostile.py::test_hang", "test_hostile.py::test_fail"], timeout=8)
+    report = run(
+        hostile, ["test_hostile.py::test_ok", "test_hostile.py::test_hang", "test_hostile.py::test_fail"], timeout=8
+    )
     assert time.monotonic() - started < 30
     outcomes = {r.nodeid: r.outcome for r in report.results}
     assert report.status == "timeout"
@@ -103,11 +106,16 @@ def test_huge_output_is_capped(hostile):
 
 def test_cancel_kills_the_process_group(tmp_path):
     # a name of its own: pgrep must not see the hang of another test running beside this one
-    (tmp_path / "test_cancelled.py").write_text("import time\n\n\ndef test_hang_until_cancelled():\n    time.sleep(600)\n")
+    (tmp_path / "test_cancelled.py").write_text(
+        "import time\n\n\ndef test_hang_until_cancelled():\n    time.sleep(600)\n"
+    )
 
     async def scenario():
-        task = asyncio.create_task(run_tests(tmp_path, sys.executable, ["test_cancelled.py::test_hang_until_cancelled"],
-                                             limits=Limits(timeout=120)))
+        task = asyncio.create_task(
+            run_tests(
+                tmp_path, sys.executable, ["test_cancelled.py::test_hang_until_cancelled"], limits=Limits(timeout=120)
+            )
+        )
         await asyncio.sleep(3)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -184,6 +192,8 @@ def test_xdist_workers_stream_what_one_process_streams(tmp_path):
     assert died["outcome"] == "crashed" and "crashed" in died["message"]
     assert parallel == alone
     assert alone["test_many.py::test_frame"]["frame"].function == "inner"
-    assert (alone["test_many.py::test_compare"]["expected"], alone["test_many.py::test_compare"]["actual"]) \
-        == ("{'a': 2}", "{'a': 1}")
+    assert (alone["test_many.py::test_compare"]["expected"], alone["test_many.py::test_compare"]["actual"]) == (
+        "{'a': 2}",
+        "{'a': 1}",
+    )
     assert {r["outcome"] for r in alone.values()} == {"passed", "failed", "skipped", "xfailed", "error"}

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from conftest import baselined
 from tracefix.project import Project
 from tracefix.selection.select import Changed, explain_skipped, select
@@ -22,28 +23,55 @@ def edit(project: Project, rel: str, old: str, new: str) -> list[Changed]:
 
 CASES = [
     # (file, old, new, tests expected, a word from the reason)
-    ("shop/pricing.py", "return price * (1 - percent / 100)", "return price", {
-        "tests/test_pricing.py::test_apply_discount",
-        "tests/test_pricing.py::test_line_total_uses_bulk_discount",
-        "tests/test_cart.py::test_empty_cart_totals_zero",
-        "tests/test_cart.py::test_cart_total_with_tax",
-        "tests/test_cart.py::test_rejects_zero_quantity",
-    }, "apply_discount"),
-    ("shop/text.py", "return f\"{amount:,.2f} EUR\"", "return ''", {
-        "tests/test_text.py::test_money", "tests/test_text.py::test_receipt_line_width",
-    }, "money"),
-    ("shop/cart.py", "raise ValueError", "raise TypeError", {
-        "tests/test_cart.py::test_empty_cart_totals_zero",
-        "tests/test_cart.py::test_cart_total_with_tax",
-        "tests/test_cart.py::test_rejects_zero_quantity",
-    }, "Cart.add"),
+    (
+        "shop/pricing.py",
+        "return price * (1 - percent / 100)",
+        "return price",
+        {
+            "tests/test_pricing.py::test_apply_discount",
+            "tests/test_pricing.py::test_line_total_uses_bulk_discount",
+            "tests/test_cart.py::test_empty_cart_totals_zero",
+            "tests/test_cart.py::test_cart_total_with_tax",
+            "tests/test_cart.py::test_rejects_zero_quantity",
+        },
+        "apply_discount",
+    ),
+    (
+        "shop/text.py",
+        'return f"{amount:,.2f} EUR"',
+        "return ''",
+        {
+            "tests/test_text.py::test_money",
+            "tests/test_text.py::test_receipt_line_width",
+        },
+        "money",
+    ),
+    (
+        "shop/cart.py",
+        "raise ValueError",
+        "raise TypeError",
+        {
+            "tests/test_cart.py::test_empty_cart_totals_zero",
+            "tests/test_cart.py::test_cart_total_with_tax",
+            "tests/test_cart.py::test_rejects_zero_quantity",
+        },
+        "Cart.add",
+    ),
     ("tests/test_text.py", "== 36", "== 37", {"tests/test_text.py::test_receipt_line_width"}, "the test itself"),
-    ("shop/pricing.py", "TAX_RATE = 0.2", "TAX_RATE = 0.25", {
-        "tests/test_pricing.py::test_apply_discount", "tests/test_pricing.py::test_bulk_discount_tiers",
-        "tests/test_pricing.py::test_line_total_uses_bulk_discount",
-        "tests/test_cart.py::test_empty_cart_totals_zero", "tests/test_cart.py::test_cart_total_with_tax",
-        "tests/test_cart.py::test_rejects_zero_quantity",
-    }, "module-level"),
+    (
+        "shop/pricing.py",
+        "TAX_RATE = 0.2",
+        "TAX_RATE = 0.25",
+        {
+            "tests/test_pricing.py::test_apply_discount",
+            "tests/test_pricing.py::test_bulk_discount_tiers",
+            "tests/test_pricing.py::test_line_total_uses_bulk_discount",
+            "tests/test_cart.py::test_empty_cart_totals_zero",
+            "tests/test_cart.py::test_cart_total_with_tax",
+            "tests/test_cart.py::test_rejects_zero_quantity",
+        },
+        "module-level",
+    ),
 ]
 
 
@@ -61,8 +89,11 @@ def test_reason_names_the_path(project):
         "reaches bulk_discount (changed at shop/pricing.py:11) via cart.Cart → cart.Cart.subtotal → pricing.line_total"
     )
     skipped = {s.nodeid for s in explain_skipped(project.index, selected)}
-    assert skipped == {"tests/test_pricing.py::test_apply_discount", "tests/test_text.py::test_money",
-                       "tests/test_text.py::test_receipt_line_width"}
+    assert skipped == {
+        "tests/test_pricing.py::test_apply_discount",
+        "tests/test_text.py::test_money",
+        "tests/test_text.py::test_receipt_line_width",
+    }
 
 
 def test_conftest_change_selects_its_scope(project):
@@ -79,7 +110,7 @@ def test_data_file_change_selects_everything(project):
 
 
 def test_modes(project):
-    changes = edit(project, "shop/text.py", "return f\"{amount:,.2f} EUR\"", "return ''")
+    changes = edit(project, "shop/text.py", 'return f"{amount:,.2f} EUR"', "return ''")
     assert len(select(project.index, changes, "all")) == 8
     assert len(select(project.index, changes, "conservative")) == 2  # both tests are in one file
     assert select(project.index, [], "precise") == []

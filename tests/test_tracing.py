@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import version_of
 from tracefix.running.process import PLUGIN_DIR, Limits
 from tracefix.tracing import Block, Call, Trace, capture, lines_in
-
-from conftest import version_of
 
 AVERAGE = """\
 def average(xs):
@@ -56,8 +55,9 @@ def plugin_module():
     return module
 
 
-async def run_trace(python: str, root: Path, files: dict[str, str], nodeid: str, timeout: float = 60,
-                    limits: Limits | None = None) -> Trace:
+async def run_trace(
+    python: str, root: Path, files: dict[str, str], nodeid: str, timeout: float = 60, limits: Limits | None = None
+) -> Trace:
     for name, text in files.items():
         (root / name).write_text(textwrap.dedent(text))
     return await capture(root, python, nodeid, timeout=timeout, limits=limits)
@@ -73,13 +73,17 @@ def only(trace: Trace, qualname: str) -> Call:
 
 
 async def test_off_by_one_loop_through_helper(python, tmp_path):
-    trace = await run_trace(python, tmp_path, {"calc.py": AVERAGE, "test_calc.py": AVERAGE_TEST}, "test_calc.py::test_mean")
+    trace = await run_trace(
+        python, tmp_path, {"calc.py": AVERAGE, "test_calc.py": AVERAGE_TEST}, "test_calc.py::test_mean"
+    )
 
     assert trace.error is None
     assert trace.outcome == "failed"
     assert "assert 4.5 == 5.5" in trace.exception
     assert [(c.qualname, c.path, c.depth) for c in trace.calls] == [
-        ("test_mean", "test_calc.py", 0), ("mean_of", "calc.py", 1), ("average", "calc.py", 2),
+        ("test_mean", "test_calc.py", 0),
+        ("mean_of", "calc.py", 1),
+        ("average", "calc.py", 2),
     ]
     average = only(trace, "average")
     assert (average.first_line, average.last_line) == (1, 5)
@@ -106,15 +110,24 @@ async def test_off_by_one_loop_through_helper(python, tmp_path):
     assert trace.values_at("test_calc.py", 1) == []
 
     text = trace.render()
-    for expected in ("Trace of test_calc.py::test_mean (failed)", "average(xs=[1, 2, 3, 4, 5, 6, ...]) at calc.py:1",
-                     "[block L4] total=45", "[…×7 iterations L3-L4] i=7 total=36", "returned 4.5",
-                     "raised AssertionError: assert 4.5 == 5.5 at L5"):
+    for expected in (
+        "Trace of test_calc.py::test_mean (failed)",
+        "average(xs=[1, 2, 3, 4, 5, 6, ...]) at calc.py:1",
+        "[block L4] total=45",
+        "[…×7 iterations L3-L4] i=7 total=36",
+        "returned 4.5",
+        "raised AssertionError: assert 4.5 == 5.5 at L5",
+    ):
         assert expected in text
 
     # with the source, each block shows its code beside what it set; a raising block stops at the raise
     code = trace.render(source=lines_in(tmp_path))
-    for expected in ("  [L2] total = 0  # total=0", "  [L4] total += xs[i]  # total=45",
-                     "[…×7 iterations L3-L4] i=7 total=36", "  [L5] return total / len(xs)"):
+    for expected in (
+        "  [L2] total = 0  # total=0",
+        "  [L4] total += xs[i]  # total=45",
+        "[…×7 iterations L3-L4] i=7 total=36",
+        "  [L5] return total / len(xs)",
+    ):
         assert expected in code
     assert code.count("[L3] for i in range(len(xs) - 1):") == 3
 
@@ -142,8 +155,11 @@ async def test_exception_inside_loop_keeps_the_raising_block(python, tmp_path):
     assert call.exit_line == 4
     assert labels(call)[-4:] == ["[block L3]", "[block L4]", "[block L3]", "[block L4]"]
     assert call.blocks[-2].changed == {"item": "'x'"}
-    assert trace.values_at("parse.py", 4) == [("items", "['1', '2', '3', '4', '5', 'x', ...]"),
-                                                ("out", "[1, 2, 3, 4, 5]"), ("item", "'x'")]
+    assert trace.values_at("parse.py", 4) == [
+        ("items", "['1', '2', '3', '4', '5', 'x', ...]"),
+        ("out", "[1, 2, 3, 4, 5]"),
+        ("item", "'x'"),
+    ]
     assert "raised ValueError: invalid literal for int() with base 10: 'x' at L4" in trace.render()
 
 
@@ -158,10 +174,23 @@ BLOCK_PATHS = [
                     break
             return n
         """,
-        "count(4) == 5", "count",
-        ["[block L2]", "[block L3]", "[block L4]", "[block L5]", "[…×1 iteration L3-L6]",
-         "[block L3]", "[block L4]", "[block L5]", "[block L3]", "[block L4]", "[block L5]", "[block L6]",
-         "[block L7]"],
+        "count(4) == 5",
+        "count",
+        [
+            "[block L2]",
+            "[block L3]",
+            "[block L4]",
+            "[block L5]",
+            "[…×1 iteration L3-L6]",
+            "[block L3]",
+            "[block L4]",
+            "[block L5]",
+            "[block L3]",
+            "[block L4]",
+            "[block L5]",
+            "[block L6]",
+            "[block L7]",
+        ],
         id="while-true-break",
     ),
     pytest.param(
@@ -173,7 +202,8 @@ BLOCK_PATHS = [
                 q = None
             return q
         """,
-        "safe_div(1, 0) == 0", "safe_div",
+        "safe_div(1, 0) == 0",
+        "safe_div",
         ["[block L3]", "[block L4]", "[block L5]", "[block L6]"],
         id="handled-exception",
     ),
@@ -187,9 +217,19 @@ BLOCK_PATHS = [
         def total(n):
             return sum(evens(n))
         """,
-        "total(3) == 3", "evens",
-        ["[block L2]", "[block L3]", "[block L4]", "[block L2]", "[block L3]",
-         "[block L2]", "[block L3]", "[block L4]", "[block L2]"],
+        "total(3) == 3",
+        "evens",
+        [
+            "[block L2]",
+            "[block L3]",
+            "[block L4]",
+            "[block L2]",
+            "[block L3]",
+            "[block L2]",
+            "[block L3]",
+            "[block L4]",
+            "[block L2]",
+        ],
         id="generator-one-invocation",
     ),
     pytest.param(
@@ -200,7 +240,8 @@ BLOCK_PATHS = [
             await asyncio.sleep(0)
             return n * 2
         """,
-        "asyncio.run(fetch(5)) == 11", "fetch",
+        "asyncio.run(fetch(5)) == 11",
+        "fetch",
         ["[block L4-L5]"],  # resuming after the await continues the block
         id="coroutine-await",
     ),
@@ -213,7 +254,8 @@ BLOCK_PATHS = [
                 return "B"
             return "C"
         """,
-        "grade(85) == 'A'", "grade",
+        "grade(85) == 'A'",
+        "grade",
         ["[block L2]", "[block L4]", "[block L5]"],
         id="elif",
     ),
@@ -226,19 +268,48 @@ BLOCK_PATHS = [
                     cells += 1
             return cells
         """,
-        "grid(4) == 15", "grid",
-        ["[block L2]", "[block L3]", "[block L4]", "[block L5]", "[…×2 iterations L4-L5]", "[block L4]",
-         "[block L5]", "[block L4]", "[…×2 iterations L3-L5]", "[block L3]", "[block L4]", "[block L5]",
-         "[…×2 iterations L4-L5]", "[block L4]", "[block L5]", "[block L4]", "[block L3]", "[block L6]"],
+        "grid(4) == 15",
+        "grid",
+        [
+            "[block L2]",
+            "[block L3]",
+            "[block L4]",
+            "[block L5]",
+            "[…×2 iterations L4-L5]",
+            "[block L4]",
+            "[block L5]",
+            "[block L4]",
+            "[…×2 iterations L3-L5]",
+            "[block L3]",
+            "[block L4]",
+            "[block L5]",
+            "[…×2 iterations L4-L5]",
+            "[block L4]",
+            "[block L5]",
+            "[block L4]",
+            "[block L3]",
+            "[block L6]",
+        ],
         id="nested-loops",
     ),
 ]
 
 
 # Python 3.9 compiles `while True:` away: its line never runs
-PATHS_BEFORE_310 = {BLOCK_PATHS[0].values[0]: [
-    "[block L2]", "[block L4]", "[block L5]", "[…×1 iteration L3-L6]", "[block L4]", "[block L5]", "[block L4]",
-    "[block L5]", "[block L6]", "[block L7]"]}
+PATHS_BEFORE_310 = {
+    BLOCK_PATHS[0].values[0]: [
+        "[block L2]",
+        "[block L4]",
+        "[block L5]",
+        "[…×1 iteration L3-L6]",
+        "[block L4]",
+        "[block L5]",
+        "[block L4]",
+        "[block L5]",
+        "[block L6]",
+        "[block L7]",
+    ]
+}
 
 
 @pytest.mark.parametrize("source, check, qualname, expected", BLOCK_PATHS)
@@ -253,8 +324,10 @@ async def test_block_paths(python, tmp_path, source, check, qualname, expected):
 
 
 async def test_handled_exception_is_not_a_raise(python, tmp_path):
-    files = {"mod.py": BLOCK_PATHS[1].values[0],
-             "test_mod.py": "from mod import safe_div\n\ndef test_it():\n    assert safe_div(1, 0) == 0\n"}
+    files = {
+        "mod.py": BLOCK_PATHS[1].values[0],
+        "test_mod.py": "from mod import safe_div\n\ndef test_it():\n    assert safe_div(1, 0) == 0\n",
+    }
     trace = await run_trace(python, tmp_path, files, "test_mod.py::test_it")
 
     call = only(trace, "safe_div")
@@ -359,8 +432,13 @@ async def test_hanging_test_times_out_with_an_error(python, tmp_path, test_sourc
 
 async def test_a_test_stopped_at_its_cpu_limit_is_a_timeout(python, tmp_path):
     # on an idle machine a spinning test may reach the CPU limit before the wall-clock timeout
-    trace = await run_trace(python, tmp_path, {"test_hang.py": HANGS[1].values[0]}, "test_hang.py::test_hang",
-                            limits=Limits(timeout=60, cpu_seconds=1))
+    trace = await run_trace(
+        python,
+        tmp_path,
+        {"test_hang.py": HANGS[1].values[0]},
+        "test_hang.py::test_hang",
+        limits=Limits(timeout=60, cpu_seconds=1),
+    )
 
     assert trace.error.startswith("the test run used up its CPU time limit (a timeout)")
     assert trace.outcome is None
@@ -375,8 +453,15 @@ async def test_unknown_test_reports_why(python, tmp_path):
 
 
 async def test_passing_test_and_json_round_trip(python, tmp_path):
-    trace = await run_trace(python, tmp_path, {"calc.py": AVERAGE, "test_ok.py": (
-        "from calc import average\n\ndef test_ok():\n    assert average([2, 2]) == 1\n")}, "test_ok.py::test_ok")
+    trace = await run_trace(
+        python,
+        tmp_path,
+        {
+            "calc.py": AVERAGE,
+            "test_ok.py": ("from calc import average\n\ndef test_ok():\n    assert average([2, 2]) == 1\n"),
+        },
+        "test_ok.py::test_ok",
+    )
 
     assert (trace.outcome, trace.exception, trace.error) == ("passed", None, None)
     assert only(trace, "average").returned == "1.0"
@@ -385,11 +470,24 @@ async def test_passing_test_and_json_round_trip(python, tmp_path):
 
 def test_render_keeps_raising_blocks_when_shrinking():
     filler = [Block(line, line, {"v": str(line) * 20}) for line in range(2, 60)]
-    trace = Trace("t.py::test_x", "failed", "AssertionError", calls=[
-        Call("m.py", "busy", 1, 60, depth=1, blocks=filler, returned="0"),
-        Call("m.py", "boom", 70, 80, depth=1, blocks=[Block(71, 72, {"a": "1"}), Block(73, 73, {"b": "2"})],
-             exception="KeyError: 'k'", exit_line=73),
-    ])
+    trace = Trace(
+        "t.py::test_x",
+        "failed",
+        "AssertionError",
+        calls=[
+            Call("m.py", "busy", 1, 60, depth=1, blocks=filler, returned="0"),
+            Call(
+                "m.py",
+                "boom",
+                70,
+                80,
+                depth=1,
+                blocks=[Block(71, 72, {"a": "1"}), Block(73, 73, {"b": "2"})],
+                exception="KeyError: 'k'",
+                exit_line=73,
+            ),
+        ],
+    )
     full = trace.render(max_chars=100_000)
     small = trace.render(max_chars=500)
 
@@ -402,7 +500,8 @@ def test_render_keeps_raising_blocks_when_shrinking():
 
 
 SPLITS = [
-    pytest.param("""\
+    pytest.param(
+        """\
         def f(x):
             '''Doc.'''
             a = 1
@@ -411,16 +510,24 @@ SPLITS = [
             if b:
                 return b
             return 0
-        """, [(3, 5), (6, 6), (7, 7), (8, 8)], id="docstring-multiline-if"),
-    pytest.param("""\
+        """,
+        [(3, 5), (6, 6), (7, 7), (8, 8)],
+        id="docstring-multiline-if",
+    ),
+    pytest.param(
+        """\
         def f(items):
             for i in items: print(i)
             with open(
                     "p") as fh:
                 data = fh.read()
                 return data
-        """, [(2, 2), (3, 4), (5, 6)], id="one-line-loop-with"),
-    pytest.param("""\
+        """,
+        [(2, 2), (3, 4), (5, 6)],
+        id="one-line-loop-with",
+    ),
+    pytest.param(
+        """\
         def f(x):
             try:
                 y = 1 / x
@@ -434,7 +541,10 @@ SPLITS = [
             def g():
                 return 1
             return y
-        """, [(3, 3), (4, 5), (6, 6), (8, 8), (10, 10), (11, 13)], id="try-nested-def"),
+        """,
+        [(3, 3), (4, 5), (6, 6), (8, 8), (10, 10), (11, 13)],
+        id="try-nested-def",
+    ),
 ]
 
 
@@ -450,8 +560,11 @@ def test_blocks_of_a_function(source, blocks):
 def test_record_drops_blocks_of_calls_that_did_not_raise_first():
     tracer = plugin_module()
     block = {"start_line": 1, "end_line": 1, "changed": {"x": "1"}, "note": ""}
-    calls = [{"exception": None, "blocks": [block] * 3000}, {"exception": None, "blocks": [block] * 3000},
-             {"exception": "KeyError: 1", "blocks": [block] * 3000}]
+    calls = [
+        {"exception": None, "blocks": [block] * 3000},
+        {"exception": None, "blocks": [block] * 3000},
+        {"exception": "KeyError: 1", "blocks": [block] * 3000},
+    ]
     record = json.loads(tracer._bounded({"kind": "trace", "truncated": False, "calls": calls}))
 
     assert record["truncated"]

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import interpreters
 from tracefix.project import Project
 from tracefix.running import warm
 from tracefix.running.process import plugin_env
-
-from conftest import interpreters
 
 pytestmark = pytest.mark.skipif(not warm.supported(), reason="the warm runner needs fork and fd passing")
 
@@ -91,9 +91,17 @@ FILES = {
             time.sleep(120)
         """,
 }
-STATE_TESTS = [f"tests/test_state.py::{name}" for name in (
-    "test_module_state_is_fresh", "test_limit", "test_preloaded_module_is_fresh", "test_session_fixture_is_fresh",
-    "test_parent", "test_fails")]
+STATE_TESTS = [
+    f"tests/test_state.py::{name}"
+    for name in (
+        "test_module_state_is_fresh",
+        "test_limit",
+        "test_preloaded_module_is_fresh",
+        "test_session_fixture_is_fresh",
+        "test_parent",
+        "test_fails",
+    )
+]
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -104,7 +112,9 @@ def write(root: Path, files: dict[str, str]) -> None:
 
 
 def outcomes(report) -> list[tuple[str, str, str]]:
-    first = (lambda r: r.message.splitlines()[0].removeprefix("AssertionError: ") if r.message else "")
+    def first(r) -> str:
+        return r.message.splitlines()[0].removeprefix("AssertionError: ") if r.message else ""
+
     return sorted((r.nodeid, r.outcome, first(r)) for r in report.results)
 
 
@@ -138,8 +148,13 @@ async def test_warm_runs_match_cold_runs(tmp_path, python):
         assert (root / "sessions.txt").read_text().count("session") == sessions + 1
 
     # edits to the workspace's code and conftest reach the next warm run
-    write(root, {"pkg/state.py": FILES["pkg/state.py"].replace("LIMIT = 3", "LIMIT = 4"),
-                 "conftest.py": FILES["conftest.py"].replace('"seen": []', '"seen": [0]')})
+    write(
+        root,
+        {
+            "pkg/state.py": FILES["pkg/state.py"].replace("LIMIT = 3", "LIMIT = 4"),
+            "conftest.py": FILES["conftest.py"].replace('"seen": []', '"seen": [0]'),
+        },
+    )
     changed = outcomes(await cold.run(STATE_TESTS))
     assert ("tests/test_state.py::test_limit", "failed", "assert 4 == 3") in changed
     assert outcomes(await project.run(STATE_TESTS)) == changed
@@ -228,15 +243,26 @@ def test_worker_ends_its_run_and_itself_when_tracefix_goes_away(tmp_path):
     write(root, FILES)
     ours, theirs = socket.socketpair()
     env = plugin_env()
-    worker = subprocess.Popen([sys.executable, "-m", "tracefix_warm"], cwd=root, start_new_session=True,
-                              env=dict(env, TRACEFIX_WARM_FD=str(theirs.fileno())), pass_fds=(theirs.fileno(),))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tracefix_warm"],
+        cwd=root,
+        start_new_session=True,
+        env=dict(env, TRACEFIX_WARM_FD=str(theirs.fileno())),
+        pass_fds=(theirs.fileno(),),
+    )
     theirs.close()
     replies = ours.makefile("rb")
     assert "ready" in json.loads(replies.readline())
     out_read, out_write = os.pipe()
     report_read, report_write = os.pipe()
-    body = json.dumps({"args": ["-q", "-p", "tracefix_pytest", "tests/test_bad.py::test_hang"],
-                       "cwd": str(root), "env": env, "limits": {}}).encode()
+    body = json.dumps(
+        {
+            "args": ["-q", "-p", "tracefix_pytest", "tests/test_bad.py::test_hang"],
+            "cwd": str(root),
+            "env": env,
+            "limits": {},
+        }
+    ).encode()
     socket.send_fds(ours, [b"%d\n" % len(body)], [out_write, report_write])
     ours.sendall(body)
     for fd in (out_write, report_write):

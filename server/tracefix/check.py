@@ -126,8 +126,9 @@ async def _traces(project: Project, report: RunReport) -> dict[str, object]:
         if result.outcome not in RAISED:
             continue
         try:
-            traces[result.nodeid] = await capture(project.root, project.python(), result.nodeid,
-                                                  timeout=project.settings.timeout)
+            traces[result.nodeid] = await capture(
+                project.root, project.python(), result.nodeid, timeout=project.settings.timeout
+            )
         except Exception as exc:  # a trace is extra information; its failure must not hide results
             traces[result.nodeid] = f"(no trace: {exc})"
     return traces
@@ -138,10 +139,16 @@ async def _fixes(project: Project, report: RunReport, comments, args, style) -> 
     # imported here: the model client costs half a second of start-up that a plain check never needs
     from tracefix.fixing.jobs import FixError, address_review, fix_test
 
-    jobs = [(r.nodeid, fix_test(project, r, {}, _progress(args, style))) for r in report.failed[:MAX_FIXES]
-            if r.outcome in RAISED]
-    jobs += [(f"review {c.id}", address_review(project, c, {}, _progress(args, style)))
-             for c in comments if c.state == "open"][:MAX_FIXES]
+    jobs = [
+        (r.nodeid, fix_test(project, r, {}, _progress(args, style)))
+        for r in report.failed[:MAX_FIXES]
+        if r.outcome in RAISED
+    ]
+    jobs += [
+        (f"review {c.id}", address_review(project, c, {}, _progress(args, style)))
+        for c in comments
+        if c.state == "open"
+    ][:MAX_FIXES]
     found = []
     for subject, job in jobs:
         try:
@@ -149,9 +156,16 @@ async def _fixes(project: Project, report: RunReport, comments, args, style) -> 
         except FixError as exc:
             found.append({"subject": subject, "verified": False, "error": str(exc)})
             continue
-        entry = {"subject": subject, "path": fix.path, "verified": fix.verified, "evidence": fix.evidence,
-                 "diff": fix.diff, "applied": False, "model_calls": fix.outcome.model_calls,
-                 "tokens": fix.outcome.tokens_in + fix.outcome.tokens_out}
+        entry = {
+            "subject": subject,
+            "path": fix.path,
+            "verified": fix.verified,
+            "evidence": fix.evidence,
+            "diff": fix.diff,
+            "applied": False,
+            "model_calls": fix.outcome.model_calls,
+            "tokens": fix.outcome.tokens_in + fix.outcome.tokens_out,
+        }
         if args.apply and fix.verified:
             entry["applied"] = _apply(project, fix)
         found.append(entry)
@@ -181,8 +195,14 @@ def _text_audit(out, style, audit) -> None:
     if audit is None:
         return
     colour = "31" if audit.missed else "32"
-    print(style(f"selection audit: {len(audit.missed)} missed failure(s) in this run, "
-                f"{audit.missed_so_far} so far (selection chose {len(audit.would_run)} test(s))", colour), file=out)
+    print(
+        style(
+            f"selection audit: {len(audit.missed)} missed failure(s) in this run, "
+            f"{audit.missed_so_far} so far (selection chose {len(audit.would_run)} test(s))",
+            colour,
+        ),
+        file=out,
+    )
     for nodeid in audit.missed:
         print(f"  missed {nodeid}", file=out)
 
@@ -212,8 +232,10 @@ def _text_fixes(out, style, fixes: list[dict]) -> None:
 
 def _json(project, changes, selected, report, diagnostics, traces, explain) -> dict:
     data = {
-        "changed": [{"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line}
-                    for c in changes or []],
+        "changed": [
+            {"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line}
+            for c in changes or []
+        ],
         "selected": [s.nodeid for s in selected],
         "results": [r.to_dict() for r in report.results],
         "diagnostics": [d.to_dict() for d in diagnostics],

@@ -31,18 +31,23 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="select, run and report the tests affected by changes")
     check.add_argument("path", nargs="?", type=Path, default=Path("."), help="project root (default: .)")
     since = check.add_mutually_exclusive_group()
-    since.add_argument("--since", metavar="REV",
-                       help="changes since a git revision (default: since the last run, else git HEAD)")
+    since.add_argument(
+        "--since", metavar="REV", help="changes since a git revision (default: since the last run, else git HEAD)"
+    )
     since.add_argument("--all", action="store_true", help="run every test")
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument("--explain", action="store_true", help="say why each test was selected or skipped")
     check.add_argument("--no-run", action="store_true", help="only say what would run; run nothing")
     check.add_argument("--no-trace", action="store_true", help="do not trace failing tests")
-    check.add_argument("--audit", action="store_true",
-                       help="run every test and count failures that selection would have skipped")
-    check.add_argument("--fix", action="store_true",
-                       help="ask the configured model for fixes of failing tests (and, with --reviews, of "
-                            "open review comments); print the verified diffs")
+    check.add_argument(
+        "--audit", action="store_true", help="run every test and count failures that selection would have skipped"
+    )
+    check.add_argument(
+        "--fix",
+        action="store_true",
+        help="ask the configured model for fixes of failing tests (and, with --reviews, of "
+        "open review comments); print the verified diffs",
+    )
     check.add_argument("--apply", action="store_true", help="with --fix: write verified fixes to the files")
     check.add_argument("--reviews", action="store_true", help="list open review comments with their anchors")
     return p

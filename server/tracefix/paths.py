@@ -12,10 +12,24 @@ import stat
 from pathlib import Path
 
 # Tool state, caches and version control: never the project's code, never needed to run its tests.
-CACHE_DIRS = frozenset({
-    ".git", ".hg", ".svn", "__pycache__", ".tracefix", "node_modules", ".tox", ".nox",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".venv", "venv", "site-packages",
-})
+CACHE_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "__pycache__",
+        ".tracefix",
+        "node_modules",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".venv",
+        "venv",
+        "site-packages",
+    }
+)
 # Build output holds copies of the project's modules; pytest does not collect there either.
 BUILD_DIRS = frozenset({"build", "dist"})
 NOT_DATA = (".md", ".rst", ".pyc", ".orig", ".rej", ".swp")  # files whose change cannot change a test outcome
@@ -29,8 +43,9 @@ def is_venv(path: Path) -> bool:
 def is_source_dir(path: Path) -> bool:
     """Whether a directory may hold the project's own code (the index and reviews walk these)."""
     name = path.name
-    return not (name in CACHE_DIRS or name in BUILD_DIRS or name.startswith(".") or name.endswith(".egg-info")
-                or is_venv(path))
+    return not (
+        name in CACHE_DIRS or name in BUILD_DIRS or name.startswith(".") or name.endswith(".egg-info") or is_venv(path)
+    )
 
 
 def is_copied_dir(path: Path) -> bool:

@@ -11,23 +11,21 @@ from pathlib import Path
 
 from tracefix import settings as settings_mod
 from tracefix.index import pytestconfig
-from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.index.graph import ProjectIndex
-from tracefix.paths import is_relevant_file
+from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.index.store import Store
 from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import Symbol, diff, outline
+from tracefix.paths import is_relevant_file
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running import warm as warm_mod
-from tracefix.running.process import Limits, spawn_process
 from tracefix.running.interpreter import InterpreterError, find_python
+from tracefix.running.process import Limits, spawn_process
 from tracefix.running.results import FAILING, Outcome, RunReport, RunStatus, TestResult
 from tracefix.running.runner import run_tests
 from tracefix.selection import dynamic, environment
 from tracefix.selection.recorded import Recorded, base_nodeid, deps_from_records, read_records
 from tracefix.selection.select import Changed, Selected, select
-
-
 
 
 def _symbols_json(symbols: list[Symbol]) -> list:
@@ -154,7 +152,10 @@ class Project:
         if top is None or _git(self.root, "rev-parse", "--verify", rev + "^{commit}") is None:
             return None
         top_path = Path(top.strip())
-        names = (_git(self.root, "diff", "--no-ext-diff", "--no-textconv", "--name-only", "--no-renames", rev, "--", ".") or "").split("\n")
+        names = (
+            _git(self.root, "diff", "--no-ext-diff", "--no-textconv", "--name-only", "--no-renames", rev, "--", ".")
+            or ""
+        ).split("\n")
         untracked = (_git(self.root, "ls-files", "--others", "--exclude-standard", "--", ".") or "").split("\n")
         changes: list[Changed] = []
         prefix = self.root.relative_to(top_path).as_posix()
@@ -226,7 +227,10 @@ class Project:
         env = dict(os.environ, TRACEFIX_DEPS=deps_file, **({"TRACEFIX_NICE": "19"} if nice else {}))
         workers = self._workers(ordered, previous)
         return RunPlan(
-            nodeids=ordered, python=self.python(), env=env, deps_file=Path(deps_file),
+            nodeids=ordered,
+            python=self.python(),
+            env=env,
+            deps_file=Path(deps_file),
             started={rel: e.digest for rel, e in self.index.files.items()},
             extra=("-p", "tracefix_deps") + (("-n", str(workers)) if workers else ()),
             # a niced background audit must not occupy the worker the next save wants
@@ -239,8 +243,16 @@ class Project:
         """Run a planned run; nothing here blocks the event loop."""
         spawn = self.pool.spawner(plan.python) if plan.warm and self.pool is not None else spawn_process
         try:
-            return await run_tests(self.root, plan.python, plan.nodeids, limits=plan.limits, on_result=on_result,
-                                   extra_args=plan.extra, env=plan.env, spawn=spawn)
+            return await run_tests(
+                self.root,
+                plan.python,
+                plan.nodeids,
+                limits=plan.limits,
+                on_result=on_result,
+                extra_args=plan.extra,
+                env=plan.env,
+                spawn=spawn,
+            )
         except BaseException:
             plan.deps_file.unlink(missing_ok=True)
             raise
@@ -254,8 +266,9 @@ class Project:
         finally:
             plan.deps_file.unlink(missing_ok=True)
 
-    async def run(self, nodeids: list[str], on_result: Callable[[TestResult], None] | None = None,
-                  nice: bool = False) -> RunReport:
+    async def run(
+        self, nodeids: list[str], on_result: Callable[[TestResult], None] | None = None, nice: bool = False
+    ) -> RunReport:
         """plan, execute and conclude in one: for callers that may block, like `tracefix check`."""
         plan = self.plan(nodeids, nice)
         report = await self.execute(plan, on_result)
@@ -270,8 +283,9 @@ class Project:
         self.store.save_deps(deps_from_records(self.index, self.root, records, started, earlier))
         self._recorded = None
 
-    async def audit(self, selected: list[Selected], on_result: Callable[[TestResult], None] | None = None,
-                    nice: bool = False) -> Audit:
+    async def audit(
+        self, selected: list[Selected], on_result: Callable[[TestResult], None] | None = None, nice: bool = False
+    ) -> Audit:
         """Run every test; count the failures that `selected`, selection's choice, would have missed."""
         before = self.store.results()
         report = await self.run([t.nodeid for t in self.index.tests()], on_result, nice)
@@ -281,9 +295,11 @@ class Project:
         """The audit of a run of every test: failures `selected` would have missed that did not fail
         `before`, counted over every audit of this project."""
         would_run = {s.nodeid for s in selected}
-        missed = [r.nodeid for r in report.failed
-                  if base_nodeid(r.nodeid) not in would_run
-                  and before.get(r.nodeid, {}).get("outcome") not in FAILING]
+        missed = [
+            r.nodeid
+            for r in report.failed
+            if base_nodeid(r.nodeid) not in would_run and before.get(r.nodeid, {}).get("outcome") not in FAILING
+        ]
         total = self.store.get("audit_missed", 0) + len(missed)
         self.store.put("audit_missed", total)
         return Audit(report, would_run, missed, total)

@@ -107,7 +107,10 @@ _KEYS = {  # setting name as users write it → (field, check)
     "review": ("review", lambda v: isinstance(v, dict)),
     "fix.offerUnverified": ("offer_unverified", lambda v: isinstance(v, bool)),
     "warmRunner": ("warm_runner", lambda v: isinstance(v, bool)),
-    "parallel": ("parallel", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 256)),
+    "parallel": (
+        "parallel",
+        lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 256),
+    ),
 }
 _EXPECTED = {
     "python": "a path to a Python interpreter",
@@ -153,9 +156,7 @@ def merge(*layers: dict, source: str = "settings") -> tuple[Settings, list[str]]
             name, ok = spec
             if not ok(value):
                 default = getattr(Settings(), name)
-                warnings.append(
-                    f"{source}: tracefix.{key} = {value!r} is not {_EXPECTED[key]}; using {default!r}"
-                )
+                warnings.append(f"{source}: tracefix.{key} = {value!r} is not {_EXPECTED[key]}; using {default!r}")
                 continue
             setattr(settings, name, float(value) if name == "timeout" else value)
     settings.llm, more = _llm(llm, source)
@@ -197,4 +198,3 @@ def load(root: Path, editor: dict | None = None) -> tuple[Settings, list[str]]:
     file_layer, warnings = from_pyproject(root)
     settings, more = merge(file_layer, editor or {}, source="tracefix settings")
     return settings, warnings + more
-

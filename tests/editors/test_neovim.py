@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from test_fixing import RIGHT, configure
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,11 +57,19 @@ def run_nvim(tmp_path: Path, shop: Path, snippets: list[str], scenario: str) -> 
     # The docs start `tracefix serve` from PATH: make that this interpreter's tracefix.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "tracefix").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m tracefix \"$@\"\n")
+    (bin_dir / "tracefix").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m tracefix "$@"\n')
     (bin_dir / "tracefix").chmod(0o755)
     runtimepath = [REPO / "editors" / "nvim"] + ([REPO] if "shipped" in snippets else [])  # REPO: lsp/
-    command = [NVIM, "--headless", "-u", "NONE", "-i", "NONE",
-               "--cmd", "set runtimepath+=" + ",".join(map(str, runtimepath))]
+    command = [
+        NVIM,
+        "--headless",
+        "-u",
+        "NONE",
+        "-i",
+        "NONE",
+        "--cmd",
+        "set runtimepath+=" + ",".join(map(str, runtimepath)),
+    ]
     docs = doc_snippets()
     for name in snippets:
         (tmp_path / f"{name}.lua").write_text(docs[name])
@@ -68,10 +77,15 @@ def run_nvim(tmp_path: Path, shop: Path, snippets: list[str], scenario: str) -> 
     command += ["-c", f"luafile {SCENARIOS / scenario}"]
     outcome_file = tmp_path / "outcome.json"
     env = {
-        **os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
-        "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data"),
-        "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        "TRACEFIX_SHOP": str(shop.resolve()), "TRACEFIX_OUTCOME": str(outcome_file),
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "TRACEFIX_SHOP": str(shop.resolve()),
+        "TRACEFIX_OUTCOME": str(outcome_file),
     }
     done = subprocess.run(command, env=env, check=False, capture_output=True, text=True, timeout=100)
     logs = "".join(f"\n{log.name}:\n{log.read_text()[-4000:]}" for log in tmp_path.glob("*/nvim/lsp.log"))
@@ -140,9 +154,16 @@ def test_every_lua_block_in_the_docs_compiles(tmp_path):
     blocks = re.findall(r"```lua\n(.*?)```", DOCS.read_text(), re.DOTALL)
     for number, block in enumerate(blocks):
         (tmp_path / f"{number}.lua").write_text(block)
-    compile_all = (f"lua for _, f in ipairs(vim.fn.glob('{tmp_path}/*.lua', 0, 1)) do "
-                   "local ok, err = loadfile(f) if not ok then io.stderr:write(err, '\\n') end end")
-    done = subprocess.run([NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-c", compile_all, "-c", "qall!"],
-                          check=False, capture_output=True, text=True, timeout=30)
+    compile_all = (
+        f"lua for _, f in ipairs(vim.fn.glob('{tmp_path}/*.lua', 0, 1)) do "
+        "local ok, err = loadfile(f) if not ok then io.stderr:write(err, '\\n') end end"
+    )
+    done = subprocess.run(
+        [NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-c", compile_all, "-c", "qall!"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert blocks
     assert done.stderr == ""

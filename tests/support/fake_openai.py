@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Union
 
-Step = Union[str, dict, Callable[[dict], "Step"]]
+Step = str | dict | Callable[[dict], "Step"]
 MODEL = "fake-model"
 
 
@@ -88,23 +88,32 @@ class FakeOpenAI:
             return status, {**headers, **step.get("headers", {})}, payload
         text = "" if step.get("empty") else step.get("reply", "")
         prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
-        choices = [] if step.get("no_choices") else [{
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": step.get("finish_reason", "stop"),
-        }]
-        return _json(200, {
-            "id": f"chatcmpl-fake-{len(self.requests)}",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body.get("model", MODEL),
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": len(prompt) // 4,
-                "completion_tokens": len(text) // 4,
-                "total_tokens": (len(prompt) + len(text)) // 4,
+        choices = (
+            []
+            if step.get("no_choices")
+            else [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": step.get("finish_reason", "stop"),
+                }
+            ]
+        )
+        return _json(
+            200,
+            {
+                "id": f"chatcmpl-fake-{len(self.requests)}",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model", MODEL),
+                "choices": choices,
+                "usage": {
+                    "prompt_tokens": len(prompt) // 4,
+                    "completion_tokens": len(text) // 4,
+                    "total_tokens": (len(prompt) + len(text)) // 4,
+                },
             },
-        })
+        )
 
 
 def _json(status: int, data: dict) -> tuple[int, dict[str, str], bytes]:
@@ -126,7 +135,9 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 body = {"_raw": raw.decode(errors="replace")}
             with fake._lock:
-                fake.requests.append(Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                fake.requests.append(
+                    Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
             return body
 
         def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:

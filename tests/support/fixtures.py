@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from .fake_openai import FakeOpenAI, Step
+from tests.support.fake_openai import FakeOpenAI, Step
 
 
 @pytest.fixture

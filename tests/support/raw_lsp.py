@@ -13,15 +13,17 @@ from pathlib import Path
 
 
 class RawServer:
-    def __init__(self, root: Path, settings: dict | None = None, log_file: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, settings: dict | None = None, log_file: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.root = root
         self.settings = settings or {}
         argv = [sys.executable, "-m", "tracefix", "serve"]
         if log_file is not None:
             argv += ["--verbose", "--log-file", str(log_file)]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env=env)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
         self.responses: dict = {}
         self.notifications: list[dict] = []
         self.diagnostics: dict[str, list[dict]] = {}  # uri → the latest published list
@@ -54,30 +56,48 @@ class RawServer:
 
     def initialize(self, trusted: bool = True) -> None:
         uri = self.root.as_uri()
-        answer = self.request("initialize", {
-            "processId": None, "rootUri": uri, "capabilities": {"workspace": {"configuration": True}},
-            "workspaceFolders": [{"uri": uri, "name": self.root.name}],
-            "initializationOptions": {"settings": self.settings, "trusted": trusted}})
+        answer = self.request(
+            "initialize",
+            {
+                "processId": None,
+                "rootUri": uri,
+                "capabilities": {"workspace": {"configuration": True}},
+                "workspaceFolders": [{"uri": uri, "name": self.root.name}],
+                "initializationOptions": {"settings": self.settings, "trusted": trusted},
+            },
+        )
         assert "result" in answer, answer
         self.notify("initialized", {})
         self.wait(lambda: self.notes("tracefix/status"), 60, "the server never became ready")
 
     def open(self, path: Path, text: str | None = None, version: int = 1) -> None:
-        self.notify("textDocument/didOpen", {"textDocument": {
-            "uri": path.as_uri(), "languageId": "python", "version": version,
-            "text": path.read_text() if text is None else text}})
+        self.notify(
+            "textDocument/didOpen",
+            {
+                "textDocument": {
+                    "uri": path.as_uri(),
+                    "languageId": "python",
+                    "version": version,
+                    "text": path.read_text() if text is None else text,
+                }
+            },
+        )
 
     def save(self, path: Path) -> None:
         self.notify("textDocument/didSave", {"textDocument": {"uri": path.as_uri()}})
 
     def hover(self, path: Path, line: int = 0, character: int = 0) -> dict:
-        return self.request("textDocument/hover", {"textDocument": {"uri": path.as_uri()},
-                                                   "position": {"line": line, "character": character}})
+        return self.request(
+            "textDocument/hover",
+            {"textDocument": {"uri": path.as_uri()}, "position": {"line": line, "character": character}},
+        )
 
     def alive(self) -> bool:
         """Answers a request, and the answer is a result, not an error."""
-        return "result" in self.request("textDocument/hover", {
-            "textDocument": {"uri": (self.root / "nothing.py").as_uri()}, "position": {"line": 0, "character": 0}})
+        return "result" in self.request(
+            "textDocument/hover",
+            {"textDocument": {"uri": (self.root / "nothing.py").as_uri()}, "position": {"line": 0, "character": 0}},
+        )
 
     def close(self) -> int:
         """shutdown and exit; the server's exit status (it is killed if it does not go)."""

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import re
 
-from tracefix.parsing.symbols import Symbol
 from tracefix.fixing.jobs import Call, inline
-from tracefix.project import Project
 from tracefix.fixing.model import ModelClient
 from tracefix.fixing.secrets import Redactor
-from tracefix.settings import LLMSettings
+from tracefix.parsing.symbols import Symbol
+from tracefix.project import Project
 from tracefix.reviews import Comment, ReviewSet
+from tracefix.settings import LLMSettings
 
 AUTHOR = "tracefix-critic"
 MAX_COMMENTS = 3
@@ -27,7 +27,7 @@ LINE = re.compile(r"\{.*\}")
 
 
 def _numbered(text: str, symbol: Symbol) -> str:
-    lines = text.splitlines()[symbol.start_line - 1:symbol.end_line]
+    lines = text.splitlines()[symbol.start_line - 1 : symbol.end_line]
     return "\n".join(f"{symbol.start_line + i:4} {line}" for i, line in enumerate(lines))
 
 
@@ -38,7 +38,7 @@ def messages(project: Project, path: str, symbol: Symbol, text: str) -> list[dic
         test_symbol = project.index.symbol(test.path, test.qualname) if test else None
         test_text = project.text(test.path) if test else None
         if test_symbol and test_text:
-            tests.append("\n".join(test_text.splitlines()[test_symbol.start_line - 1:test_symbol.end_line]))
+            tests.append("\n".join(test_text.splitlines()[test_symbol.start_line - 1 : test_symbol.end_line]))
     body = f"## {path}: `{symbol.qualname}`\n```python\n{_numbered(text, symbol)}\n```"
     if tests:
         body += "\n\n## Its tests\n```python\n" + "\n\n".join(tests) + "\n```"
@@ -59,8 +59,9 @@ def parse(reply: str, symbol: Symbol) -> list[tuple[int, str]]:
     return found[:MAX_COMMENTS]
 
 
-async def critique(project: Project, path: str, symbol: Symbol, text: str, settings: LLMSettings,
-                   call: Call = inline) -> list[Comment]:
+async def critique(
+    project: Project, path: str, symbol: Symbol, text: str, settings: LLMSettings, call: Call = inline
+) -> list[Comment]:
     """Ask the model once; file each new comment (skipping ones already open) as a review."""
     client = ModelClient(settings)
     try:
@@ -75,5 +76,8 @@ async def critique(project: Project, path: str, symbol: Symbol, text: str, setti
 def _file(project: Project, path: str, symbol: Symbol, text: str, reply: str) -> list[Comment]:
     reviews = ReviewSet.from_settings(project.root, project.settings.review)
     open_bodies = {c.body for c in reviews.collect({path: text}) if c.state == "open"}
-    return [reviews.add(path, line, line, comment, author=AUTHOR, source="critic", text=text)
-            for line, comment in parse(reply, symbol) if comment not in open_bodies]
+    return [
+        reviews.add(path, line, line, comment, author=AUTHOR, source="critic", text=text)
+        for line, comment in parse(reply, symbol)
+        if comment not in open_bodies
+    ]

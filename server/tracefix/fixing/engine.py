@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from tracefix.fixing.model import Completion, ModelClient, ModelError
-from tracefix.fixing.secrets import Redactor
-from tracefix.settings import LLMSettings
 from tracefix.fixing.prompt import Feedback, FixRequest, build_messages
 from tracefix.fixing.replies import (
     Candidate,
@@ -17,8 +15,10 @@ from tracefix.fixing.replies import (
     TargetError,
     parse_reply,
 )
+from tracefix.fixing.secrets import Redactor
 from tracefix.fixing.shadow import Shadow
 from tracefix.running.results import NOT_FAILING, RunReport
+from tracefix.settings import LLMSettings
 from tracefix.tracing import lines_in
 
 TRACE_CHARS = 3000  # a candidate's trace in the next round's prompt
@@ -190,8 +190,10 @@ class _Session:
         previous: list[Feedback] = []
         for number in range(1, self.settings.rounds + 1):
             views = _views(request, self.settings.candidates)
-            prompts = [build_messages(request, previous=previous, redact=self.redactor.redact, traced=view == "trace")
-                       for view in views]
+            prompts = [
+                build_messages(request, previous=previous, redact=self.redactor.redact, traced=view == "trace")
+                for view in views
+            ]
             self.say(f"round {number}: asking the {self.client.name} for {self.settings.candidates} candidates")
             completions = await self.client.complete_each(prompts, temperature=self.settings.temperature)
             attempts = []
@@ -231,7 +233,8 @@ class _Session:
     async def _attempt(self, number: int, index: int, completion: Completion) -> Attempt:
         attempt = Attempt(number, index, completion.temperature, "rejected", "")
         parsed = parse_reply(
-            self.redactor.restore(completion.text), self.target,
+            self.redactor.restore(completion.text),
+            self.target,
             allow_signature_change=self.request.allow_signature_change,
         )
         if isinstance(parsed, Rejected):

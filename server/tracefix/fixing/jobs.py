@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import ast
 import textwrap
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tracefix.parsing.symbols import MODULE, Symbol
-from tracefix.project import Project
 from tracefix.fixing.engine import FixOutcome, refine
 from tracefix.fixing.model import not_configured_message
-from tracefix.settings import LLMSettings
 from tracefix.fixing.prompt import FixRequest
+from tracefix.parsing.symbols import MODULE, Symbol
+from tracefix.project import Project
 from tracefix.reviews import (
     Comment,
     ReviewSet,
@@ -27,6 +26,7 @@ from tracefix.reviews import (
     touches,
 )
 from tracefix.running.results import TestResult
+from tracefix.settings import LLMSettings
 from tracefix.tracing import Trace, capture, lines_in
 
 NEIGHBOURS = 3  # callers and callees shown to the model
@@ -71,12 +71,12 @@ def line_edit(path: str, before: str, after: str) -> Edit:
     tail = 0
     while tail < min(len(old), len(new)) - head and old[-1 - tail] == new[-1 - tail]:
         tail += 1
-    return Edit(path, head + 1, len(old) - tail, "".join(new[head:len(new) - tail]))
+    return Edit(path, head + 1, len(old) - tail, "".join(new[head : len(new) - tail]))
 
 
 def _source(text: str, symbol: Symbol) -> str:
     lines = text.splitlines(keepends=True)
-    return "".join(lines[symbol.start_line - 1:symbol.end_line])
+    return "".join(lines[symbol.start_line - 1 : symbol.end_line])
 
 
 def _neighbours(project: Project, path: str, qualname: str, texts: dict[str, str]) -> tuple[list, list]:
@@ -124,34 +124,59 @@ def function_under_test(project: Project, result: TestResult) -> tuple[str, Symb
     return None
 
 
-def build_request(project: Project, path: str, symbol: Symbol, *, nodeid: str, texts: dict[str, str],
-                  result: TestResult | None = None, trace_text: str = "", instruction: str | None = None,
-                  comments: list[Comment] = ()) -> FixRequest:
+def build_request(
+    project: Project,
+    path: str,
+    symbol: Symbol,
+    *,
+    nodeid: str,
+    texts: dict[str, str],
+    result: TestResult | None = None,
+    trace_text: str = "",
+    instruction: str | None = None,
+    comments: list[Comment] = (),
+) -> FixRequest:
     text = texts.get(path) or project.text(path) or ""
     source = _source(text, symbol)
-    signature = next((line.strip() for line in source.splitlines() if line.lstrip().startswith(("def ", "async def "))), "")
+    signature = next(
+        (line.strip() for line in source.splitlines() if line.lstrip().startswith(("def ", "async def "))), ""
+    )
     test = project.index.test_for(nodeid)
     callers, callees = _neighbours(project, path, symbol.qualname, texts)
     affected = sorted(project.index.tests_reaching({(path, symbol.qualname)}))
     return FixRequest(
-        root=project.root, python=project.python(), path=path, qualname=symbol.qualname,
-        function_source=source, function_start_line=symbol.start_line, function_end_line=symbol.end_line,
-        signature=signature, test_nodeid=nodeid,
+        root=project.root,
+        python=project.python(),
+        path=path,
+        qualname=symbol.qualname,
+        function_source=source,
+        function_start_line=symbol.start_line,
+        function_end_line=symbol.end_line,
+        signature=signature,
+        test_nodeid=nodeid,
         test_source=_test_source(project, test, texts) if test else "",
-        failure_message=result.message if result else "", docstring=_docstring(source),
-        expected=result.expected if result else None, actual=result.actual if result else None,
-        trace_text=trace_text, callers=callers, callees=callees,
-        review_comments=[describe(c) for c in comments], affected_tests=affected,
-        overlay=dict(texts), instruction=instruction, test_timeout=project.settings.timeout,
+        failure_message=result.message if result else "",
+        docstring=_docstring(source),
+        expected=result.expected if result else None,
+        actual=result.actual if result else None,
+        trace_text=trace_text,
+        callers=callers,
+        callees=callees,
+        review_comments=[describe(c) for c in comments],
+        affected_tests=affected,
+        overlay=dict(texts),
+        instruction=instruction,
+        test_timeout=project.settings.timeout,
     )
 
 
 def _test_source(project: Project, test, texts: dict[str, str]) -> str:
     """The test and the helpers of its own file that it calls: the asserts often live there."""
-    nodes = [test.node] + sorted(n for n in project.index.graph().get(test.node, ())
-                                 if n[0] == test.node[0] and n[1] != MODULE)
+    nodes = [test.node] + sorted(
+        n for n in project.index.graph().get(test.node, ()) if n[0] == test.node[0] and n[1] != MODULE
+    )
     parts = []
-    for path, qualname in nodes[:1 + NEIGHBOURS]:
+    for path, qualname in nodes[: 1 + NEIGHBOURS]:
         symbol = project.index.symbol(path, qualname)
         text = texts.get(path) or project.text(path)
         if symbol is not None and symbol.kind in ("function", "method") and text:
@@ -180,8 +205,13 @@ async def inline(fn: Callable[..., T], *args: Any) -> T:
 Call = Callable[..., Awaitable[Any]]  # how a job runs blocking core work: the server passes its worker thread
 
 
-async def fix_test(project: Project, result: TestResult, texts: dict[str, str],
-                   report: Callable[[str], None] | None = None, call: Call = inline) -> Fix:
+async def fix_test(
+    project: Project,
+    result: TestResult,
+    texts: dict[str, str],
+    report: Callable[[str], None] | None = None,
+    call: Call = inline,
+) -> Fix:
     """Trace the failing test, ask for candidates, verify them; never touches the user's files."""
     settings = _settings_or_raise(project)
     found = await call(function_under_test, project, result)
@@ -195,17 +225,29 @@ async def fix_test(project: Project, result: TestResult, texts: dict[str, str],
 
     def request() -> FixRequest:
         reviews = ReviewSet.from_settings(project.root, project.settings.review).collect(texts)
-        return build_request(project, path, symbol, nodeid=result.nodeid, texts=texts, result=result,
-                             trace_text=prompt_trace(project, trace),
-                             comments=comments_for_symbol(reviews, path, symbol.qualname))
+        return build_request(
+            project,
+            path,
+            symbol,
+            nodeid=result.nodeid,
+            texts=texts,
+            result=result,
+            trace_text=prompt_trace(project, trace),
+            comments=comments_for_symbol(reviews, path, symbol.qualname),
+        )
 
     asked = await call(request)
     outcome = await refine(asked, settings, report=say)
     return _fix(result.nodeid, asked, outcome)
 
 
-async def address_review(project: Project, comment: Comment, texts: dict[str, str],
-                         report: Callable[[str], None] | None = None, call: Call = inline) -> Fix:
+async def address_review(
+    project: Project,
+    comment: Comment,
+    texts: dict[str, str],
+    report: Callable[[str], None] | None = None,
+    call: Call = inline,
+) -> Fix:
     """Make the change a review comment asks for, guarded by the tests of its function."""
     settings = _settings_or_raise(project)
 
@@ -216,8 +258,15 @@ async def address_review(project: Project, comment: Comment, texts: dict[str, st
         tests = sorted(project.index.tests_reaching({(comment.path, symbol.qualname)}))
         if not tests:
             raise FixError(f"no test reaches {symbol.qualname}: an edit for this review could not be verified")
-        return build_request(project, comment.path, symbol, nodeid=tests[0], texts=texts,
-                             instruction=describe(comment), comments=[comment])
+        return build_request(
+            project,
+            comment.path,
+            symbol,
+            nodeid=tests[0],
+            texts=texts,
+            instruction=describe(comment),
+            comments=[comment],
+        )
 
     asked = await call(request)
     outcome = await refine(asked, settings, report=report)
@@ -239,8 +288,17 @@ def _fix(subject: str, request: FixRequest, outcome: FixOutcome, comment: Commen
     after = candidate.file_text
     if comment is not None and comment.source == "inline":
         after = _without_comment(request.path, after, comment)
-    return Fix(subject, request.path, before, after, outcome.best is not None, outcome.evidence,
-               candidate.diff, outcome, comment)
+    return Fix(
+        subject,
+        request.path,
+        before,
+        after,
+        outcome.best is not None,
+        outcome.evidence,
+        candidate.diff,
+        outcome,
+        comment,
+    )
 
 
 def _without_comment(path: str, text: str, comment: Comment) -> str:
@@ -250,6 +308,6 @@ def _without_comment(path: str, text: str, comment: Comment) -> str:
             removal = removal_edit(text, current)
             if removal is not None:
                 lines = text.splitlines(keepends=True)
-                lines[removal.start_line - 1:removal.end_line] = [removal.text] if removal.text else []
+                lines[removal.start_line - 1 : removal.end_line] = [removal.text] if removal.text else []
                 return "".join(lines)
     return text

@@ -10,11 +10,9 @@ import asyncio
 import ipaddress
 import itertools
 import logging
-import math
 import os
-import re
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlparse
 
@@ -26,7 +24,6 @@ log = logging.getLogger(__name__)
 
 DOCS = "docs/models.md"
 MAX_TEMPERATURE = 1.2
-
 
 
 class ModelError(Exception):
@@ -114,7 +111,10 @@ class ModelClient:
         Requests that fail are dropped; ModelError (the first failure's) only if all fail.
         """
         results = await asyncio.gather(
-            *(self._one(messages, t) for messages, t in zip(prompts, temperatures(temperature, len(prompts)), strict=True)),
+            *(
+                self._one(messages, t)
+                for messages, t in zip(prompts, temperatures(temperature, len(prompts)), strict=True)
+            ),
             return_exceptions=True,
         )
         for index, result in enumerate(results):

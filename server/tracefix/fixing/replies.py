@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from tracefix.fixing.prompt import FixRequest
 
 FENCE = re.compile(r"^[ \t]*```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.S | re.M | re.I)
-SEARCH_REPLACE = re.compile(
-    r"^<{5,9} ?SEARCH[^\n]*\n(.*?)^={5,9}[ \t]*\n(.*?)^>{5,9} ?REPLACE[^\n]*$", re.S | re.M
-)
+SEARCH_REPLACE = re.compile(r"^<{5,9} ?SEARCH[^\n]*\n(.*?)^={5,9}[ \t]*\n(.*?)^>{5,9} ?REPLACE[^\n]*$", re.S | re.M)
 FUNCTION = (ast.FunctionDef, ast.AsyncFunctionDef)
 # Lines as editors count them; str.splitlines also splits at form feeds and other separators.
 LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
@@ -85,10 +83,7 @@ class Candidate:
     @property
     def size(self) -> int:
         """Changed lines, for preferring the smallest fix."""
-        return sum(
-            1 for line in self.diff.splitlines()
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))
-        )
+        return sum(1 for line in self.diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---")))
 
 
 @dataclass
@@ -98,7 +93,9 @@ class Rejected:
 
 def parse_reply(text: str, target: Target, *, allow_signature_change: bool = False) -> Candidate | Rejected:
     edits = SEARCH_REPLACE.findall(text)
-    found = _apply_edits(target.source.replace("\r\n", "\n"), edits) if edits else _function_from_blocks(text, target.name)
+    found = (
+        _apply_edits(target.source.replace("\r\n", "\n"), edits) if edits else _function_from_blocks(text, target.name)
+    )
     if isinstance(found, Rejected):
         return found
     source, def_column = found
@@ -214,10 +211,14 @@ def _candidate(function: str, target: Target, allow_signature_change: bool) -> C
     except SyntaxError as exc:
         if parses(target.file_text):  # an unsaved buffer that is already broken is not our fault
             return Rejected(f"the file does not parse with the fix: {exc.msg} (line {exc.lineno})")
-    diff = "".join(difflib.unified_diff(
-        lines_of(target.file_text), lines_of(new_text),
-        fromfile=f"a/{target.path}", tofile=f"b/{target.path}",
-    ))
+    diff = "".join(
+        difflib.unified_diff(
+            lines_of(target.file_text),
+            lines_of(new_text),
+            fromfile=f"a/{target.path}",
+            tofile=f"b/{target.path}",
+        )
+    )
     return Candidate(function, new_text, diff, (target.start, target.end))
 
 

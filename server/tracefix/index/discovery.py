@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from tracefix.index.files import Node
 from tracefix.index.modules import ModuleResolution
-from tracefix.parsing.symbols import MODULE, Symbol
+from tracefix.parsing.symbols import MODULE, Facts, Symbol
 
 
 @dataclass(frozen=True)
@@ -37,20 +36,31 @@ class TestDiscovery(ModuleResolution):
 
     def _tests_in(self, path: str, f: Facts) -> list[TestItem]:
         cfg = self.config
-        items = [TestItem(f"{path}::{s.qualname}", path, s.qualname, s.name_line, s.end_line) for s in f.symbols
-                 if s.kind == "function" and cfg.is_test_function(s.qualname) and not _is_fixture(s)]
+        items = [
+            TestItem(f"{path}::{s.qualname}", path, s.qualname, s.name_line, s.end_line)
+            for s in f.symbols
+            if s.kind == "function" and cfg.is_test_function(s.qualname) and not _is_fixture(s)
+        ]
         for cls in (s for s in f.symbols if s.kind == "class" and "." not in s.qualname):
             methods = self._methods(path, cls.qualname)  # own and inherited: name → defining node
             unittest = any(q.rpartition(".")[2] == "TestCase" for q in self._ancestors(path, cls.qualname))
             if not unittest and (not cfg.is_test_class(cls.qualname) or "__init__" in methods):
                 continue
             for name, (where, qualname) in methods.items():
-                if (name.startswith("test") if unittest else cfg.is_test_function(name)):
+                if name.startswith("test") if unittest else cfg.is_test_function(name):
                     symbol = self.symbol(where, qualname)
                     inherited = (where, qualname) != (path, f"{cls.qualname}.{name}")
                     own = symbol if symbol is not None and not inherited else cls
-                    items.append(TestItem(f"{path}::{cls.qualname}::{name}", path, f"{cls.qualname}.{name}",
-                                          own.name_line, own.end_line, (where, qualname) if inherited else None))
+                    items.append(
+                        TestItem(
+                            f"{path}::{cls.qualname}::{name}",
+                            path,
+                            f"{cls.qualname}.{name}",
+                            own.name_line,
+                            own.end_line,
+                            (where, qualname) if inherited else None,
+                        )
+                    )
         return sorted(items, key=lambda t: t.line)
 
     def _base_nodes(self, path: str, cls: str) -> list[Node | str]:
@@ -107,7 +117,6 @@ class TestDiscovery(ModuleResolution):
         path = base.split("::")[0]
         return next((t for t in self.tests(path) if t.nodeid == base), None)
 
+
 def _is_fixture(s: Symbol) -> bool:
     return any(d.split("(")[0].endswith("fixture") for d in s.decorators)
-
-

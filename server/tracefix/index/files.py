@@ -31,8 +31,13 @@ def _facts_to_json(f: Facts) -> dict:
 def _facts_from_json(d: dict) -> Facts:
     symbols = [Symbol(**{**s, "decorators": tuple(s["decorators"])}) for s in d["symbols"]]
     imports = [Import(i["module"], tuple(i["names"]), i["level"], i["alias"]) for i in d["imports"]]
-    return Facts(symbols, imports, {k: set(v) for k, v in d["uses"].items()},
-                 {k: tuple(v) for k, v in d["params"].items()}, {k: tuple(v) for k, v in d["bases"].items()})
+    return Facts(
+        symbols,
+        imports,
+        {k: set(v) for k, v in d["uses"].items()},
+        {k: tuple(v) for k, v in d["params"].items()},
+        {k: tuple(v) for k, v in d["bases"].items()},
+    )
 
 
 def digest_bytes(data: bytes) -> str:
@@ -138,7 +143,8 @@ class IndexFiles:
     def conftests_for(self, path: str) -> list[str]:
         parents = [str(p) for p in PurePosixPath(path).parents]
         return [
-            ("" if d == "." else d + "/") + "conftest.py" for d in parents
+            ("" if d == "." else d + "/") + "conftest.py"
+            for d in parents
             if (("" if d == "." else d + "/") + "conftest.py") in self.files
         ]
 
@@ -165,10 +171,11 @@ class IndexFiles:
             return None
         best = None
         for s in entry.facts.symbols:
-            if s.kind != "module" and s.start_line <= line <= s.end_line:
-                if best is None or s.start_line >= best.start_line:
-                    best = s
+            inside = s.kind != "module" and s.start_line <= line <= s.end_line
+            if inside and (best is None or s.start_line >= best.start_line):
+                best = s
         return best
+
 
 def _shape(f: Facts) -> tuple:
     """What the graph depends on; a body-only edit that keeps names and imports leaves it valid."""

@@ -26,8 +26,10 @@ class ProjectIndex(TestDiscovery):
 
     def _build_graph(self) -> dict[Node, set[Node]]:
         graph: dict[Node, set[Node]] = {}
-        tops = {p: {s.qualname for s in e.facts.symbols if s.kind != "module" and "." not in s.qualname}
-                for p, e in self.files.items()}
+        tops = {
+            p: {s.qualname for s in e.facts.symbols if s.kind != "module" and "." not in s.qualname}
+            for p, e in self.files.items()
+        }
         for path, entry in self.files.items():
             f = entry.facts
             bound, stars = self.bindings(path, f)
@@ -42,8 +44,11 @@ class ProjectIndex(TestDiscovery):
                     if parent:
                         edges.add((path, parent))
                 if s.kind == "class":
-                    edges.update((path, m.qualname) for m in f.symbols
-                                 if m.qualname.startswith(s.qualname + ".") and m.kind == "method")
+                    edges.update(
+                        (path, m.qualname)
+                        for m in f.symbols
+                        if m.qualname.startswith(s.qualname + ".") and m.kind == "method"
+                    )
                 for name in f.uses.get(s.qualname, ()):
                     if name in tops[path] and name != s.qualname:
                         edges.add((path, name))
@@ -62,7 +67,7 @@ class ProjectIndex(TestDiscovery):
     def tests_reaching(self, targets: set[Node]) -> dict[str, list[Node]]:
         """nodeid → a path of nodes from the test to one of `targets` (for explanations)."""
         reverse = self.reverse()
-        parent: dict[Node, Node | None] = {t: None for t in targets}
+        parent: dict[Node, Node | None] = dict.fromkeys(targets)
         queue = deque(targets)
         while queue:
             node = queue.popleft()
@@ -81,5 +86,3 @@ class ProjectIndex(TestDiscovery):
                     chain.append(parent[chain[-1]])
                 found[test.nodeid] = chain
         return found
-
-

@@ -36,7 +36,7 @@ class ModuleResolution(IndexFiles):
                 for path in self.files:
                     if not path.startswith(prefix):
                         continue
-                    parts = list(PurePosixPath(path[len(prefix):]).with_suffix("").parts)
+                    parts = list(PurePosixPath(path[len(prefix) :]).with_suffix("").parts)
                     if parts[-1] == "__init__":
                         parts.pop()
                     if parts and all(p.isidentifier() for p in parts):
@@ -57,8 +57,7 @@ class ModuleResolution(IndexFiles):
                 name = ".".join(p for p in base.parts if p != ".")
             else:
                 name = package
-            full = ".".join(p for p in (name, imp.module) if p)
-            return full
+            return ".".join(p for p in (name, imp.module) if p)
         return imp.module
 
     def bindings(self, path: str, f: Facts) -> tuple[dict[str, list[Node]], set[str]]:
@@ -88,4 +87,3 @@ class ModuleResolution(IndexFiles):
                 elif module in modules:
                     bound.setdefault(name, []).append((modules[module], name))
         return bound, stars
-

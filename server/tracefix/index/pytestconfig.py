@@ -38,9 +38,7 @@ class PytestConfig:
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     # pytest: a pattern with glob characters is a glob, otherwise a prefix
-    return any(
-        fnmatch.fnmatch(name, p) if any(c in p for c in "*?[") else name.startswith(p) for p in patterns
-    )
+    return any(fnmatch.fnmatch(name, p) if any(c in p for c in "*?[") else name.startswith(p) for p in patterns)
 
 
 def _split(value) -> tuple[str, ...]:

@@ -17,8 +17,10 @@ def _data(d: types.Diagnostic) -> dict:
     return d.data if isinstance(d.data, dict) else {}
 
 
-@sync(types.TEXT_DOCUMENT_CODE_ACTION,
-      types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=False))
+@sync(
+    types.TEXT_DOCUMENT_CODE_ACTION,
+    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=False),
+)
 def code_actions(session: Session, params: types.CodeActionParams) -> list[types.CodeAction]:
     located = session.locate(params.text_document.uri)
     if located is None:
@@ -33,21 +35,47 @@ def code_actions(session: Session, params: types.CodeActionParams) -> list[types
         if d.source == SOURCE and nodeid and nodeid not in seen:
             seen.add(nodeid)
             name = test_name(nodeid)
-            actions += fixes.actions(session, state, nodeid, f"Fix {name} with tracefix", d,
-                                     Command.FIX_TEST, [nodeid, root])
-            actions.append(types.CodeAction(
-                title=f"Rerun {name}", kind=types.CodeActionKind.QuickFix, diagnostics=[d],
-                command=types.Command(title=f"Rerun {name}", command=Command.RERUN_TEST, arguments=[nodeid, root])))
-            actions.append(types.CodeAction(
-                title=f"Show failing trace of {name}", kind=types.CodeActionKind.Empty, diagnostics=[d],
-                command=types.Command(title="Show failing trace", command=Command.SHOW_TRACE,
-                                      arguments=[nodeid, root])))
+            actions += fixes.actions(
+                session, state, nodeid, f"Fix {name} with tracefix", d, Command.FIX_TEST, [nodeid, root]
+            )
+            actions.append(
+                types.CodeAction(
+                    title=f"Rerun {name}",
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[d],
+                    command=types.Command(title=f"Rerun {name}", command=Command.RERUN_TEST, arguments=[nodeid, root]),
+                )
+            )
+            actions.append(
+                types.CodeAction(
+                    title=f"Show failing trace of {name}",
+                    kind=types.CodeActionKind.Empty,
+                    diagnostics=[d],
+                    command=types.Command(
+                        title="Show failing trace", command=Command.SHOW_TRACE, arguments=[nodeid, root]
+                    ),
+                )
+            )
         elif d.source == REVIEW_SOURCE and comment_id and comment_id not in seen:
             seen.add(comment_id)
             short = fixes.short(data.get("body", ""))
-            actions += fixes.actions(session, state, f"review {comment_id}", f"Address review: {short}", d,
-                                     Command.ADDRESS_REVIEW, [comment_id, root])
-            actions.append(types.CodeAction(
-                title="Resolve this review comment", kind=types.CodeActionKind.Empty, diagnostics=[d],
-                command=types.Command(title="Resolve", command=Command.RESOLVE_REVIEW, arguments=[comment_id, root])))
+            actions += fixes.actions(
+                session,
+                state,
+                f"review {comment_id}",
+                f"Address review: {short}",
+                d,
+                Command.ADDRESS_REVIEW,
+                [comment_id, root],
+            )
+            actions.append(
+                types.CodeAction(
+                    title="Resolve this review comment",
+                    kind=types.CodeActionKind.Empty,
+                    diagnostics=[d],
+                    command=types.Command(
+                        title="Resolve", command=Command.RESOLVE_REVIEW, arguments=[comment_id, root]
+                    ),
+                )
+            )
     return actions

@@ -129,7 +129,8 @@ def affected(snapshot: Snapshot, params) -> AffectedResult:
     changes = project.changes_in(rel, snapshot.texts[rel])
     selected = project.select(changes, run_code=snapshot.trusted)
     return {
-        "changed": [{"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line}
-                    for c in changes],
+        "changed": [
+            {"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line} for c in changes
+        ],
         "selected": [{"nodeid": s.nodeid, "reason": s.reason} for s in selected],
     }

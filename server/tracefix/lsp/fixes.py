@@ -25,7 +25,7 @@ async def _run(session: Session, state: ProjectState, subject: str, title: str, 
     task = asyncio.current_task()
     progress = await Progress.start(session, title, task)
     try:
-        fix = await job(lambda message: progress.report(message))
+        fix = await job(progress.report)
     except FixError as exc:
         progress.end(f"no fix: {exc}")
         session.ls.tell(f"tracefix: {exc}", types.MessageType.Warning)
@@ -41,8 +41,13 @@ async def _run(session: Session, state: ProjectState, subject: str, title: str, 
     where = "; apply it from the quick fixes" if offered else " (set tracefix.fix.offerUnverified to see it)"
     progress.end(f"{label} for {subject}: {fix.evidence}")
     session.ls.tell(f"tracefix: {label} for {subject} ({fix.evidence}){where}")
-    return {"status": "verified" if fix.verified else "unverified", "evidence": fix.evidence, "diff": fix.diff,
-            "path": fix.path, "offered": offered}
+    return {
+        "status": "verified" if fix.verified else "unverified",
+        "evidence": fix.evidence,
+        "diff": fix.diff,
+        "path": fix.path,
+        "offered": offered,
+    }
 
 
 @sync(Command.FIX_TEST, command=True)
@@ -54,8 +59,13 @@ async def fix_failing_test(session: Session, *args) -> dict:
     if result is None or not result.failing:
         raise ValueError(f"{nodeid} is not failing")
     texts = session.overlay(state)
-    return await _run(session, state, nodeid, f"Fixing {nodeid}",
-                      lambda say: fix_test(state.project, result, texts, say, call=state.call))
+    return await _run(
+        session,
+        state,
+        nodeid,
+        f"Fixing {nodeid}",
+        lambda say: fix_test(state.project, result, texts, say, call=state.call),
+    )
 
 
 @sync(Command.ADDRESS_REVIEW, command=True)
@@ -65,8 +75,13 @@ async def address(session: Session, *args) -> dict:
     state = session.project_named(root)
     comment = find_comment(state, comment_id)
     texts = session.overlay(state)
-    return await _run(session, state, f"review {comment_id}", f"Addressing review: {short(comment.body)}",
-                      lambda say: address_review(state.project, comment, texts, say, call=state.call))
+    return await _run(
+        session,
+        state,
+        f"review {comment_id}",
+        f"Addressing review: {short(comment.body)}",
+        lambda say: address_review(state.project, comment, texts, say, call=state.call),
+    )
 
 
 def short(text: str, limit: int = 50) -> str:
@@ -81,24 +96,45 @@ def _workspace_edit(session: Session, state: ProjectState, fix: Fix) -> types.Wo
         return None
     edit = fix.edit()
     text_edit = types.TextEdit(
-        range=types.Range(types.Position(edit.start - 1, 0), types.Position(edit.end, 0)), new_text=edit.text)
+        range=types.Range(types.Position(edit.start - 1, 0), types.Position(edit.end, 0)), new_text=edit.text
+    )
     caps = session.ls.client_capabilities.workspace
     if caps and caps.workspace_edit and caps.workspace_edit.document_changes:
         opened = session.documents.get(uri)  # an open buffer's version pins the edit to it
-        return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
-            text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=opened.version if opened else None),
-            edits=[text_edit])])
+        return types.WorkspaceEdit(
+            document_changes=[
+                types.TextDocumentEdit(
+                    text_document=types.OptionalVersionedTextDocumentIdentifier(
+                        uri=uri, version=opened.version if opened else None
+                    ),
+                    edits=[text_edit],
+                )
+            ]
+        )
     return types.WorkspaceEdit(changes={uri: [text_edit]})
 
 
-def actions(session: Session, state: ProjectState, subject: str, title: str, diagnostic: types.Diagnostic,
-            command: str, arguments: list) -> list[types.CodeAction]:
-    """"Fix …" (starts the work) or, once a fix is known, "Apply …" with its edit."""
+def actions(
+    session: Session,
+    state: ProjectState,
+    subject: str,
+    title: str,
+    diagnostic: types.Diagnostic,
+    command: str,
+    arguments: list,
+) -> list[types.CodeAction]:
+    """ "Fix …" (starts the work) or, once a fix is known, "Apply …" with its edit."""
     fix = state.fixes.get(subject)
     kind = types.CodeActionKind.QuickFix
     if subject in state.fixing:
-        return [types.CodeAction(title=f"{title} (working…)", kind=kind, diagnostics=[diagnostic],
-                                 disabled=types.CodeActionDisabledType(reason="tracefix is working on it"))]
+        return [
+            types.CodeAction(
+                title=f"{title} (working…)",
+                kind=kind,
+                diagnostics=[diagnostic],
+                disabled=types.CodeActionDisabledType(reason="tracefix is working on it"),
+            )
+        ]
     found = []
     if fix is not None and (fix.verified or state.settings.offer_unverified):
         edit = _workspace_edit(session, state, fix)
@@ -106,18 +142,39 @@ def actions(session: Session, state: ProjectState, subject: str, title: str, dia
             label = "Apply verified fix" if fix.verified else "Apply UNVERIFIED suggestion"
             after = None
             if fix.comment is not None and fix.comment.source != "inline":
-                after = types.Command(title="Resolve review comment", command=Command.RESOLVE_REVIEW,
-                                      arguments=[fix.comment.id, str(state.root)])
-            found.append(types.CodeAction(
-                title=f"{label}: {short(subject, 60)} ({fix.evidence})", kind=kind, diagnostics=[diagnostic],
-                is_preferred=fix.verified, edit=edit, command=after))
+                after = types.Command(
+                    title="Resolve review comment",
+                    command=Command.RESOLVE_REVIEW,
+                    arguments=[fix.comment.id, str(state.root)],
+                )
+            found.append(
+                types.CodeAction(
+                    title=f"{label}: {short(subject, 60)} ({fix.evidence})",
+                    kind=kind,
+                    diagnostics=[diagnostic],
+                    is_preferred=fix.verified,
+                    edit=edit,
+                    command=after,
+                )
+            )
     if not state.settings.llm.model:
-        found.append(types.CodeAction(
-            title=f"{title}: set up a model first", kind=kind, diagnostics=[diagnostic],
-            command=types.Command(title="How to set up a model", command=Command.EXPLAIN_MODEL)))
+        found.append(
+            types.CodeAction(
+                title=f"{title}: set up a model first",
+                kind=kind,
+                diagnostics=[diagnostic],
+                command=types.Command(title="How to set up a model", command=Command.EXPLAIN_MODEL),
+            )
+        )
     elif not found:
-        found.append(types.CodeAction(title=title, kind=kind, diagnostics=[diagnostic],
-                                      command=types.Command(title=title, command=command, arguments=arguments)))
+        found.append(
+            types.CodeAction(
+                title=title,
+                kind=kind,
+                diagnostics=[diagnostic],
+                command=types.Command(title=title, command=command, arguments=arguments),
+            )
+        )
     return found
 
 

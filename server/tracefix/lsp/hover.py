@@ -36,8 +36,12 @@ def hover(session: Session, params: types.HoverParams) -> types.Hover | None:
         if values:
             call = trace.failing_call(rel, line)
             rows = "\n".join(f"{name} = {value}" for name, value in values)
-            return _markdown([f"**In the failing run of {trace.nodeid}** ({call.qualname}, call #{call.index})",
-                              f"```python\n{rows}\n```"])
+            return _markdown(
+                [
+                    f"**In the failing run of {trace.nodeid}** ({call.qualname}, call #{call.index})",
+                    f"```python\n{rows}\n```",
+                ]
+            )
     return None
 
 

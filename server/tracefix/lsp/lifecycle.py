@@ -34,8 +34,12 @@ async def _pull_settings(session: Session) -> None:
     if not (caps and caps.configuration):
         return
     try:
-        values = await asyncio.wait_for(session.ls.workspace_configuration_async(
-            types.ConfigurationParams(items=[types.ConfigurationItem(section="tracefix")])), 10)
+        values = await asyncio.wait_for(
+            session.ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section="tracefix")])
+            ),
+            10,
+        )
     except Exception as exc:  # an editor that cannot answer keeps the initializationOptions
         session.ls.warn(f"could not read the editor's tracefix settings: {exc!r}")
         return

@@ -31,14 +31,16 @@ class Progress:
             return cls(session, None)
         if task is not None:
             session.progress[token] = task
-        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
-            title=title, cancellable=task is not None, percentage=0))
+        ls.work_done_progress.begin(
+            token, types.WorkDoneProgressBegin(title=title, cancellable=task is not None, percentage=0)
+        )
         return cls(session, token)
 
     def report(self, message: str, percentage: int | None = None) -> None:
         if self.token:
             self.session.ls.work_done_progress.report(
-                self.token, types.WorkDoneProgressReport(message=message, percentage=percentage))
+                self.token, types.WorkDoneProgressReport(message=message, percentage=percentage)
+            )
 
     def end(self, message: str) -> None:
         self.session.ls.log(message)

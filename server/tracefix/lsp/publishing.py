@@ -69,7 +69,10 @@ def set_syntax(session: Session, uri: str, problems: list[SyntaxProblem]) -> Non
     session.syntax[uri] = [
         types.Diagnostic(
             range=types.Range(types.Position(p.line, p.column), types.Position(p.end_line, p.end_column)),
-            message=p.message, severity=types.DiagnosticSeverity.Error, source=SOURCE, code="syntax",
+            message=p.message,
+            severity=types.DiagnosticSeverity.Error,
+            source=SOURCE,
+            code="syntax",
         )
         for p in problems
     ]
@@ -110,8 +113,9 @@ def publish(session: Session, uri: str) -> None:
         return
     session.published.add(uri)
     opened = session.documents.get(uri)
-    session.ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
-        uri=uri, diagnostics=diagnostics, version=opened.version if opened else None))
+    session.ls.text_document_publish_diagnostics(
+        types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=opened.version if opened else None)
+    )
 
 
 def _to_lsp(session: Session, state: ProjectState, d: Diagnostic, text: str | None) -> types.Diagnostic:
@@ -123,7 +127,11 @@ def _to_lsp(session: Session, state: ProjectState, d: Diagnostic, text: str | No
         for r in d.related
     ]
     return types.Diagnostic(
-        range=line_range(text, d.line), message=d.message, severity=SEVERITY[d.severity],
-        source=SOURCE, code=d.nodeid, related_information=related or None,
+        range=line_range(text, d.line),
+        message=d.message,
+        severity=SEVERITY[d.severity],
+        source=SOURCE,
+        code=d.nodeid,
+        related_information=related or None,
         data={"nodeid": d.nodeid, "kind": d.kind, "root": str(state.root)},
     )

@@ -35,13 +35,16 @@ async def refresh(session: Session, state: ProjectState) -> None:
             continue
         who = f" (@{c.author})" if c.author else ""
         outdated = c.state == "outdated"
-        by_uri.setdefault(state.uri(c.path), []).append(types.Diagnostic(
-            range=types.Range(types.Position(c.start_line - 1, 0), types.Position(c.end_line, 0)),
-            message=f"{'outdated ' if outdated else ''}review{who}: {c.body}",
-            severity=types.DiagnosticSeverity.Hint if outdated else types.DiagnosticSeverity.Information,
-            source=REVIEW_SOURCE, code=c.id,
-            data={"comment": c.id, "body": c.body, "root": str(state.root)},
-        ))
+        by_uri.setdefault(state.uri(c.path), []).append(
+            types.Diagnostic(
+                range=types.Range(types.Position(c.start_line - 1, 0), types.Position(c.end_line, 0)),
+                message=f"{'outdated ' if outdated else ''}review{who}: {c.body}",
+                severity=types.DiagnosticSeverity.Hint if outdated else types.DiagnosticSeverity.Information,
+                source=REVIEW_SOURCE,
+                code=c.id,
+                data={"comment": c.id, "body": c.body, "root": str(state.root)},
+            )
+        )
     publishing.set_reviews(session, state, by_uri)
 
 
@@ -54,8 +57,11 @@ def critique_changes(session: Session, state: ProjectState, rel: str, text: str)
 
     async def review_all() -> None:
         changes = await state.call(state.project.changes_in, rel, text)
-        changed = [symbols[c.qualname] for c in changes
-                   if c.kind in ("function", "method") and c.what != "removed" and c.qualname in symbols]
+        changed = [
+            symbols[c.qualname]
+            for c in changes
+            if c.kind in ("function", "method") and c.what != "removed" and c.qualname in symbols
+        ]
         for symbol in changed[:CRITIC_FUNCTIONS]:
             try:
                 added = await critic.critique(state.project, rel, symbol, text, settings, call=state.call)
@@ -101,8 +107,9 @@ async def add_review(session: Session, *args) -> dict:
     state, rel = located
     start, end = _lines(rng)
     current = session.text_of(state, rel)
-    comment = await state.call(lambda: reviews_of(state).add(rel, start, end, text.strip(), author=author,
-                                                             source="editor", text=current))
+    comment = await state.call(
+        lambda: reviews_of(state).add(rel, start, end, text.strip(), author=author, source="editor", text=current)
+    )
     await refresh(session, state)
     return {"id": comment.id}
 

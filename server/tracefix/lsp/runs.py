@@ -115,11 +115,15 @@ async def _audit(session: Session, state: ProjectState) -> None:
         state.runs.unaudited.pop(key, None)
     await publishing.update(session, state, audit.report.results)
     if audit.missed:
-        session.ls.warn(f"selection audit: a run of every test found {len(audit.missed)} failing test(s) that "
-                        f"selection would have skipped: {', '.join(audit.missed)} ({audit.missed_so_far} so far)")
+        session.ls.warn(
+            f"selection audit: a run of every test found {len(audit.missed)} failing test(s) that "
+            f"selection would have skipped: {', '.join(audit.missed)} ({audit.missed_so_far} so far)"
+        )
     else:
-        session.ls.log(f"selection audit: a run of every test found no failure selection would have skipped "
-                       f"({audit.missed_so_far} so far)")
+        session.ls.log(
+            f"selection audit: a run of every test found no failure selection would have skipped "
+            f"({audit.missed_so_far} so far)"
+        )
     publish_status(session)
 
 
@@ -196,9 +200,14 @@ async def _run(session: Session, state: ProjectState, pending: Pending) -> None:
         await state.call(project.conclude, plan, report)
     except asyncio.CancelledError:
         progress.end("cancelled: a newer save supersedes this run")
-        _notify_done(session, state, run_id, [], RunReport(status=RunStatus.CANCELLED,
-                                                            message="superseded by a newer save"),
-                     time.monotonic() - started)
+        _notify_done(
+            session,
+            state,
+            run_id,
+            [],
+            RunReport(status=RunStatus.CANCELLED, message="superseded by a newer save"),
+            time.monotonic() - started,
+        )
         raise
     finally:
         runs.running -= total
@@ -217,24 +226,43 @@ async def _run(session: Session, state: ProjectState, pending: Pending) -> None:
 
 
 def _notify(session: Session, state: ProjectState, run_id: str, results: list[TestResult]) -> None:
-    params: TestResultsParams = {"runId": run_id, "results": [_payload(state, r) for r in results], "done": False,
-                                 "summary": None}
+    params: TestResultsParams = {
+        "runId": run_id,
+        "results": [_payload(state, r) for r in results],
+        "done": False,
+        "summary": None,
+    }
     session.ls.notify(Method.TEST_RESULTS, params)
 
 
-def _notify_done(session: Session, state: ProjectState, run_id: str, results: list[TestResult],
-                 report: RunReport | None, duration: float) -> None:
+def _notify_done(
+    session: Session,
+    state: ProjectState,
+    run_id: str,
+    results: list[TestResult],
+    report: RunReport | None,
+    duration: float,
+) -> None:
     """The end of a run request; report None: nothing needed to run."""
-    counts = {k: sum(r.outcome == k for r in report.results) if report else 0
-              for k in (Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED)}
+    counts = {
+        k: sum(r.outcome == k for r in report.results) if report else 0
+        for k in (Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED)
+    }
     summary: RunSummary = {
-        "passed": counts[Outcome.PASSED], "failed": counts[Outcome.FAILED], "errors": counts[Outcome.ERROR],
-        "skipped": counts[Outcome.SKIPPED], "duration": round(duration, 3),
+        "passed": counts[Outcome.PASSED],
+        "failed": counts[Outcome.FAILED],
+        "errors": counts[Outcome.ERROR],
+        "skipped": counts[Outcome.SKIPPED],
+        "duration": round(duration, 3),
         "status": report.status if report else "nothing to run",
         "message": report.message if report else "no test can reach the change",
     }
-    params: TestResultsParams = {"runId": run_id, "results": [_payload(state, r) for r in results], "done": True,
-                                 "summary": summary}
+    params: TestResultsParams = {
+        "runId": run_id,
+        "results": [_payload(state, r) for r in results],
+        "done": True,
+        "summary": summary,
+    }
     session.ls.notify(Method.TEST_RESULTS, params)
 
 
@@ -243,8 +271,13 @@ def _payload(state: ProjectState, r: TestResult) -> ResultPayload:
     rel = r.path or r.nodeid.split("::")[0]
     where = r.location
     return {
-        "nodeid": r.nodeid, "outcome": data["outcome"], "duration": r.duration, "message": r.message,
-        "path": str(state.root / rel), "uri": state.uri(rel), "line": r.line or None,
+        "nodeid": r.nodeid,
+        "outcome": data["outcome"],
+        "duration": r.duration,
+        "message": r.message,
+        "path": str(state.root / rel),
+        "uri": state.uri(rel),
+        "line": r.line or None,
         "location": {"uri": state.uri(where.path), "line": where.line} if where else None,
         "reason": state.reasons.get(r.nodeid, ""),
     }

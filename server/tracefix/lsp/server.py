@@ -61,8 +61,12 @@ class Protocol(LanguageServerProtocol):
 
 class TracefixServer(LanguageServer):
     def __init__(self, session: Session) -> None:
-        super().__init__("tracefix", __version__, protocol_cls=Protocol,
-                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "tracefix",
+            __version__,
+            protocol_cls=Protocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
         self.session = session
         self._reporting = False
 
@@ -103,8 +107,15 @@ class TracefixServer(LanguageServer):
         self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
         reader = Resync(StdinAsyncReader(stdin or sys.stdin.buffer, self.thread_pool))
         try:
-            asyncio.run(run_async(stop_event=self._stop_event, reader=reader, protocol=self.protocol,
-                                  logger=log, error_handler=self.report_server_error))
+            asyncio.run(
+                run_async(
+                    stop_event=self._stop_event,
+                    reader=reader,
+                    protocol=self.protocol,
+                    logger=log,
+                    error_handler=self.report_server_error,
+                )
+            )
         except BrokenPipeError:
             log.error("the client closed the connection")
         except (KeyboardInterrupt, SystemExit):
@@ -132,8 +143,11 @@ def create_server() -> TracefixServer:
     session = Session()
     ls = TracefixServer(session)
     session.client = ls
-    register(ls, session, [code_actions, commands, documents, fixes, hover, lifecycle, progress, reviews, runs,
-                           traces, watching])
+    register(
+        ls,
+        session,
+        [code_actions, commands, documents, fixes, hover, lifecycle, progress, reviews, runs, traces, watching],
+    )
     return ls
 
 

@@ -14,6 +14,7 @@ from tracefix.running.results import RAISED, TestResult
 from tracefix.tracing import Trace, capture, lines_in
 
 AUTO_TRACES = 3  # failing tests traced after each run; each trace re-runs its test
+TRACE_CHARS = 6000  # a trace shown as a document
 
 
 async def trace_for(state: ProjectState, nodeid: str, refresh: bool = False) -> Trace:
@@ -62,7 +63,7 @@ async def show_trace(session: Session, *args) -> dict:
         if target is None or await state.call(state.project.index.test_for, target) is None:
             continue
         trace = await trace_for(state, target, refresh=target not in failing)
-        content = await state.call(lambda: trace.render(source=lines_in(state.root)))
+        content = await state.call(trace.render, TRACE_CHARS, lines_in(state.root))
         return {"nodeid": target, "content": content, "trace": trace.to_dict()}
     raise ValueError(f"no failing test {nodeid!r} to trace" if nodeid else "no failing test to trace")
 

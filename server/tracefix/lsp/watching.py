@@ -75,10 +75,17 @@ async def start(session: Session) -> None:
     if _client_watches(session):
         watchers = [types.FileSystemWatcher(glob_pattern=g) for g in GLOBS]
         try:
-            await session.ls.client_register_capability_async(types.RegistrationParams(registrations=[
-                types.Registration(id="tracefix-watch", method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
-                                   register_options=types.DidChangeWatchedFilesRegistrationOptions(watchers=watchers))
-            ]))
+            await session.ls.client_register_capability_async(
+                types.RegistrationParams(
+                    registrations=[
+                        types.Registration(
+                            id="tracefix-watch",
+                            method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                            register_options=types.DidChangeWatchedFilesRegistrationOptions(watchers=watchers),
+                        )
+                    ]
+                )
+            )
             session.ls.log("watching files through the editor")
             return
         except Exception as exc:

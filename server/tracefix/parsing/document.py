@@ -184,7 +184,7 @@ class Document:
         starts = self._line_starts()
         if row >= len(starts):
             return row, 0
-        line_text = self.text[starts[row]:starts[row] + byte_col + 1]
+        line_text = self.text[starts[row] : starts[row] + byte_col + 1]
         return row, len(line_text.encode("utf-8", "surrogatepass")[:byte_col].decode("utf-8", "ignore"))
 
 

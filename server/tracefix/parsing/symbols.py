@@ -75,18 +75,16 @@ def _definition(node: Node) -> Node | None:
 def _decorators(node: Node) -> tuple[str, ...]:
     if node.type != "decorated_definition":
         return ()
-    return tuple(
-        (c.text or b"").decode("utf-8", "replace")[1:].strip() for c in node.children if c.type == "decorator"
-    )
+    return tuple((c.text or b"").decode("utf-8", "replace")[1:].strip() for c in node.children if c.type == "decorator")
 
 
 def _own_text(node: Node, source: bytes, nested: list[Node]) -> list[bytes]:
     """Bytes of `node` with nested definitions' spans cut out (replaced by their position)."""
     parts, pos = [], node.start_byte
     for child in nested:
-        parts.append(source[pos:child.start_byte])
+        parts.append(source[pos : child.start_byte])
         pos = child.end_byte
-    parts.append(source[pos:node.end_byte])
+    parts.append(source[pos : node.end_byte])
     return parts
 
 
@@ -115,10 +113,17 @@ def _collect(nodes: list[Node], source: bytes, prefix: str, in_class: bool, out:
             kind = "class"
         else:
             kind = "method" if in_class else "function"
-        out.append(Symbol(
-            qualname, kind, outer.start_point[0] + 1, outer.end_point[0] + 1, name_node.start_point[0] + 1,
-            _digest(_own_text(outer, source, nested)), _decorators(outer),
-        ))
+        out.append(
+            Symbol(
+                qualname,
+                kind,
+                outer.start_point[0] + 1,
+                outer.end_point[0] + 1,
+                name_node.start_point[0] + 1,
+                _digest(_own_text(outer, source, nested)),
+                _decorators(outer),
+            )
+        )
         if nested:
             _collect(nested, source, qualname + ".", True, out)
 
@@ -126,6 +131,7 @@ def _collect(nodes: list[Node], source: bytes, prefix: str, in_class: bool, out:
 def diff(old: list[Symbol], new: list[Symbol]) -> list[Change]:
     """Symbols added, removed or changed. A name defined twice (a property's getter and setter,
     conditional definitions) is compared as the set of its definitions."""
+
     def digests(symbols: list[Symbol]) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         for s in symbols:
@@ -152,8 +158,9 @@ def diff(old: list[Symbol], new: list[Symbol]) -> list[Change]:
 def facts(tree: Tree, source: bytes) -> Facts:
     symbols = outline(tree, source)
     result = Facts(symbols=symbols, imports=[])
-    spans = sorted(((s.start_line, s.end_line, s.qualname) for s in symbols if s.kind != "module"),
-                   key=lambda t: (t[0], -t[1]))
+    spans = sorted(
+        ((s.start_line, s.end_line, s.qualname) for s in symbols if s.kind != "module"), key=lambda t: (t[0], -t[1])
+    )
     uses: dict[str, set[str]] = {s.qualname: set() for s in symbols}
     _walk_names(tree.root_node, spans, uses, result)
     result.uses = uses
@@ -209,7 +216,11 @@ def _params(node: Node, spans, result: Facts) -> None:
         return
     names = []
     for p in params.named_children:
-        target = p if p.type == "identifier" else p.child_by_field_name("name") or (p.named_children[0] if p.named_children else None)
+        target = (
+            p
+            if p.type == "identifier"
+            else p.child_by_field_name("name") or (p.named_children[0] if p.named_children else None)
+        )
         if target is not None and target.type == "identifier":
             names.append(target.text.decode("utf-8", "replace"))
     # walked outer-first: a nested def's parameters never replace its owner's
@@ -218,7 +229,9 @@ def _params(node: Node, spans, result: Facts) -> None:
 
 def _bases(node: Node, spans, result: Facts) -> None:
     supers = node.child_by_field_name("superclasses")
-    names = tuple(_dotted(a) for a in (supers.named_children if supers else ()) if a.type in ("identifier", "attribute"))
+    names = tuple(
+        _dotted(a) for a in (supers.named_children if supers else ()) if a.type in ("identifier", "attribute")
+    )
     name = node.child_by_field_name("name")
     owner = _owner(name.start_point[0] + 1, spans) if name is not None else MODULE
     result.bases.setdefault(owner, names)

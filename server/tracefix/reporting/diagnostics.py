@@ -10,6 +10,7 @@ from tracefix.index.graph import ProjectIndex
 from tracefix.parsing.symbols import MODULE
 from tracefix.running.results import Location, Outcome, TestResult
 
+
 @dataclass(frozen=True)
 class Related:
     path: str
@@ -90,7 +91,9 @@ def diagnose(results: list[TestResult], index: ProjectIndex, root: Path) -> list
         related = ()
         if frame is not None:
             related = (Related(frame.path, frame.line, f"failing code: {frame.function or frame.path}"),)
-        diagnostics.append(Diagnostic(r.location.path, r.location.line, assert_message, r.nodeid, "assert", related=related))
+        diagnostics.append(
+            Diagnostic(r.location.path, r.location.line, assert_message, r.nodeid, "assert", related=related)
+        )
         if frame is not None:
             back = (Related(r.location.path, r.location.line, f"failing test: {test_name(r.nodeid)}"),)
             diagnostics.append(Diagnostic(frame.path, frame.line, frame_message, r.nodeid, "frame", related=back))

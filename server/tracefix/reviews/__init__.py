@@ -6,10 +6,10 @@ Pure core: nothing here knows about LSP; positions are 1-based lines.
 
 from tracefix.reviews.address import changed_lines, touches
 from tracefix.reviews.collect import ReviewSet, collect, comments_for_symbol
+from tracefix.reviews.comment import CHANGE_TYPES, Comment, change_type, describe
 from tracefix.reviews.github import export_items, github_comments
 from tracefix.reviews.inline import Removal, inline_comments, removal_edit
 from tracefix.reviews.jsonl import jsonl_comments
-from tracefix.reviews.comment import CHANGE_TYPES, Comment, change_type, describe
 
 __all__ = [
     "CHANGE_TYPES",

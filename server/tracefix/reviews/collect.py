@@ -10,14 +10,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from tracefix.parsing.document import Document
 from tracefix.paths import is_source_dir, read_text
 from tracefix.reviews.anchor import CONTEXT_LINES, relocate
+from tracefix.reviews.comment import Comment, Source
 from tracefix.reviews.github import export_items, github_comments
 from tracefix.reviews.inline import mentions_review, parse
 from tracefix.reviews.jsonl import jsonl_comments
-from tracefix.reviews.comment import Comment, Source
 from tracefix.reviews.state import load, save
-from tracefix.parsing.document import Document
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,7 @@ class ReviewSet:
         start_line = min(max(1, start_line), last)
         end_line = min(max(start_line, end_line), last)
         symbol = doc.symbol_at(start_line)
-        comment = Comment(
-            f"{source}:{uuid.uuid4().hex[:12]}", path, start_line, end_line, body, symbol, author, source
-        )
+        comment = Comment(f"{source}:{uuid.uuid4().hex[:12]}", path, start_line, end_line, body, symbol, author, source)
         state = load(self.state_path)
         state.comments.append(
             {

@@ -6,9 +6,9 @@ import json
 import re
 from collections.abc import Callable, Iterable
 
+from tracefix.parsing.document import Document
 from tracefix.reviews.anchor import CONTEXT_LINES, relocate
 from tracefix.reviews.comment import Comment
-from tracefix.parsing.document import Document
 
 _HEADER = re.compile(r"@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@ ?(.*)")
 _DEFINITION = re.compile(r"\s*(?:async\s+)?(?:def|class)\s+(\w+)")

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from tracefix.reviews.comment import Comment, short_hash
 from tracefix.parsing.document import Document
+from tracefix.reviews.comment import Comment, short_hash
 
 _MARKER = re.compile(r"#\s*review\s*(?:\(\s*@?([^)]*?)\s*\))?\s*:(.*)", re.IGNORECASE)
 
@@ -80,9 +80,7 @@ def parse(path: str, doc: Document) -> list[tuple[Block, Comment]]:
         # The id follows the text, not the line, so resolving survives edits above it.
         cid = key if seen[key] == 1 else f"{key}-{seen[key]}"
         replies = [(who, said) for who, said in rest if said]
-        comment = Comment(
-            cid, path, start, end, body, doc.symbol_at(start), author, "inline", replies=replies
-        )
+        comment = Comment(cid, path, start, end, body, doc.symbol_at(start), author, "inline", replies=replies)
         found.append((block, comment))
     return found
 

@@ -6,15 +6,13 @@ import json
 import logging
 from collections.abc import Callable
 
-from tracefix.reviews.comment import Comment, short_hash
 from tracefix.parsing.document import Document
+from tracefix.reviews.comment import Comment, short_hash
 
 log = logging.getLogger(__name__)
 
 
-def jsonl_comments(
-    text: str, doc: Callable[[str], Document | None], origin: str = "<jsonl>"
-) -> list[Comment]:
+def jsonl_comments(text: str, doc: Callable[[str], Document | None], origin: str = "<jsonl>") -> list[Comment]:
     """The comments in `text`; a line that isn't a usable object is skipped with a warning.
 
     There is no old text to re-anchor by, so the line numbers are taken as they are; a
@@ -32,11 +30,7 @@ def jsonl_comments(
         except (ValueError, KeyError, TypeError) as error:
             log.warning("%s:%d: skipped, not a {path, line, body} object (%s)", origin, number, error)
             continue
-        cid = (
-            f"jsonl:{record['id']}"
-            if record.get("id") is not None
-            else f"jsonl:{short_hash(path, start, body)}"
-        )
+        cid = f"jsonl:{record['id']}" if record.get("id") is not None else f"jsonl:{short_hash(path, start, body)}"
         comment = Comment(cid, path, start, end, body, author=record.get("author"), source="jsonl")
         found = doc(path)
         if found is None or not 1 <= start <= end <= len(found.lines):

@@ -76,11 +76,7 @@ def _set_aside(path: Path, problem: object) -> State:
     aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
     try:
         os.replace(path, aside)
-        log.warning(
-            "review state %s is unreadable (%s); moved it to %s and started empty", path, problem, aside
-        )
+        log.warning("review state %s is unreadable (%s); moved it to %s and started empty", path, problem, aside)
     except OSError as error:
-        log.warning(
-            "review state %s is unreadable (%s) and could not be moved aside (%s)", path, problem, error
-        )
+        log.warning("review state %s is unreadable (%s) and could not be moved aside (%s)", path, problem, error)
     return State()

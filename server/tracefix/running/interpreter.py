@@ -38,13 +38,9 @@ def find_python(root: Path, configured: str | None = None) -> str:
 def check_python(python: str) -> str | None:
     """None if `python` can import pytest, else a message that says what to do."""
     try:
-        proc = subprocess.run(
-            [python, "-c", "import pytest"], capture_output=True, text=True, timeout=30
-        )
+        proc = subprocess.run([python, "-c", "import pytest"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"cannot start the test interpreter {python}: {exc}"
     if proc.returncode != 0:
         return f"pytest is not installed in {python} (run: {python} -m pip install pytest)"
     return None
-
-

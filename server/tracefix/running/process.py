@@ -13,9 +13,10 @@ import json
 import math
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from tracefix.running.plugin.tracefix_warm import apply_limits
 
@@ -192,12 +193,10 @@ async def run_streaming(
     )
     result = ProcessResult(returncode=None)
     output = bytearray()
-    work = asyncio.gather(
-        _read_records(reader, on_record, result.records), _drain(proc.stdout, output), proc.wait()
-    )
+    work = asyncio.gather(_read_records(reader, on_record, result.records), _drain(proc.stdout, output), proc.wait())
     try:
         _, result.output_truncated, _ = await asyncio.wait_for(asyncio.shield(work), limits.timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         result.timed_out = True
     except asyncio.CancelledError:
         result.cancelled = True
@@ -213,7 +212,7 @@ async def run_streaming(
             kill_group(proc)
             try:
                 await asyncio.wait_for(work, 5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 work.cancel()
         elif not result.cancelled:
             kill_group(proc)  # grandchildren a test left behind die with the run
@@ -221,4 +220,3 @@ async def run_streaming(
     result.returncode = proc.returncode
     result.output = output.decode("utf-8", "replace")
     return result
-

@@ -58,7 +58,7 @@ class TestResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TestResult":
+    def from_dict(cls, data: dict) -> TestResult:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["location"], values["frame"] = _location(data.get("location")), _location(data.get("frame"))
@@ -100,7 +100,10 @@ def parse_record(record: dict) -> TestResult | None:
     if kind == "collect_error":
         path = record["nodeid"].split("::")[0]
         return TestResult(
-            nodeid=record["nodeid"], outcome=Outcome.ERROR, path=path, line=1,
+            nodeid=record["nodeid"],
+            outcome=Outcome.ERROR,
+            path=path,
+            line=1,
             message="collection failed: " + record.get("message", ""),
         )
     if kind != "result":
@@ -122,5 +125,3 @@ def parse_record(record: dict) -> TestResult | None:
         expected=expected,
         actual=actual,
     )
-
-

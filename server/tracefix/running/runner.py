@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tracefix.running.process import Limits, Spawn, plugin_env, run_streaming, spawn_process
 from tracefix.running.results import Outcome, RunReport, RunStatus, TestResult, parse_record
 
 
-
 def pytest_argv(python: str, nodeids: list[str], extra: tuple[str, ...] = ()) -> list[str]:
     return [
-        python, "-m", "pytest", "-p", "tracefix_pytest", "-p", "no:cacheprovider",
-        "-q", "--no-header", "-rN", "--color=no", "--continue-on-collection-errors", *extra, "--", *nodeids,
+        python,
+        "-m",
+        "pytest",
+        "-p",
+        "tracefix_pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--no-header",
+        "-rN",
+        "--color=no",
+        "--continue-on-collection-errors",
+        *extra,
+        "--",
+        *nodeids,
     ]
 
 
@@ -59,8 +71,12 @@ async def run_tests(
 
     try:
         proc = await run_streaming(
-            pytest_argv(python, nodeids, extra_args), cwd=root, env=plugin_env(env),
-            limits=limits, on_record=on_record, spawn=spawn,
+            pytest_argv(python, nodeids, extra_args),
+            cwd=root,
+            env=plugin_env(env),
+            limits=limits,
+            on_record=on_record,
+            spawn=spawn,
         )
     except FileNotFoundError:
         report.status, report.message = RunStatus.ERROR, f"test interpreter not found: {python}"
@@ -69,11 +85,16 @@ async def run_tests(
     if unknown:
         # pytest refuses a whole run over one id it cannot find: run the rest, report the stale ids
         rest = [n for n in nodeids if n not in unknown]
-        report = await run_tests(root, python, rest, limits=limits, on_result=on_result,
-                                 extra_args=extra_args, env=env, spawn=spawn)
+        report = await run_tests(
+            root, python, rest, limits=limits, on_result=on_result, extra_args=extra_args, env=env, spawn=spawn
+        )
         for nodeid in unknown:
-            result = TestResult(nodeid, Outcome.ERROR, path=nodeid.split("::")[0],
-                                message="pytest does not know this test; tracefix's index may be out of date")
+            result = TestResult(
+                nodeid,
+                Outcome.ERROR,
+                path=nodeid.split("::")[0],
+                message="pytest does not know this test; tracefix's index may be out of date",
+            )
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -86,8 +107,9 @@ async def run_tests(
         report.message = f"the test run exceeded its timeout of {limits.timeout:g} s and was killed"
     elif proc.out_of_time:
         report.status = RunStatus.TIMEOUT
-        report.message = (f"timeout: the test run used up its CPU time limit of "
-                          f"{limits.bounded().cpu_seconds} s and was killed")
+        report.message = (
+            f"timeout: the test run used up its CPU time limit of {limits.bounded().cpu_seconds} s and was killed"
+        )
     elif not done:
         report.status = RunStatus.CRASHED
         report.message = f"the test process ended with {_how(proc.signal, proc.returncode)} before pytest finished"
@@ -116,8 +138,12 @@ def _how(signum: int | None, returncode: int | None) -> str:
 def _account_for_lost(report, running, on_result) -> None:
     """Tests that started but whose result never came: a record too large to read."""
     for nodeid in running:
-        result = TestResult(nodeid=nodeid, outcome=Outcome.ERROR, path=nodeid.split("::")[0],
-                            message="its result was too large to read (a huge assertion or exception message?)")
+        result = TestResult(
+            nodeid=nodeid,
+            outcome=Outcome.ERROR,
+            path=nodeid.split("::")[0],
+            message="its result was too large to read (a huge assertion or exception message?)",
+        )
         report.results.append(result)
         if on_result is not None:
             on_result(result)
@@ -128,7 +154,7 @@ def _not_found(output: str, root: Path, nodeids: list[str]) -> list[str]:
     missing = set()
     for line in output.splitlines():
         if line.startswith("ERROR: not found: "):
-            target = line[len("ERROR: not found: "):].strip()
+            target = line[len("ERROR: not found: ") :].strip()
             path, sep, rest = target.partition("::")
             try:
                 path = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
@@ -149,5 +175,5 @@ def _account_for_unfinished(report, running, nodeids, on_result) -> None:
         if on_result is not None:
             on_result(result)
     for nodeid in nodeids:
-        if not any(s == nodeid or s.startswith(nodeid + "[") or s.startswith(nodeid + "::") for s in seen):
+        if not any(s == nodeid or s.startswith((nodeid + "[", nodeid + "::")) for s in seen):
             report.results.append(TestResult(nodeid=nodeid, outcome=Outcome.NOT_RUN, path=nodeid.split("::")[0]))

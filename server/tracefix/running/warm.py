@@ -59,10 +59,16 @@ class Worker:
         with tempfile.TemporaryFile() as stderr:
             try:
                 self.process = await asyncio.create_subprocess_exec(
-                    self.python, "-m", "tracefix_warm", cwd=str(self.root),
+                    self.python,
+                    "-m",
+                    "tracefix_warm",
+                    cwd=str(self.root),
                     env=dict(self.env, TRACEFIX_WARM_FD=str(theirs.fileno())),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                    stderr=stderr, pass_fds=(theirs.fileno(),), start_new_session=True,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=stderr,
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,
                 )
             except OSError as exc:
                 ours.close()
@@ -74,7 +80,7 @@ class Worker:
             self.reader, self.writer = await asyncio.open_unix_connection(sock=ours)
             try:
                 hello = await self._reply(START_TIMEOUT)
-            except (OSError, ValueError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, ValueError) as exc:
                 stderr.seek(0)
                 why = stderr.read()[-2000:].decode(errors="replace").strip() or repr(exc)
                 self.close(f"did not start: {why}")
@@ -100,7 +106,7 @@ class Worker:
             self.writer.write(body)
             await self.writer.drain()
             reply = await self._reply(REPLY_TIMEOUT)
-        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, ValueError) as exc:
             os.close(out_read)
             self.close(f"lost: {exc or type(exc).__name__}")
             return None

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from tracefix.index.graph import ProjectIndex
 from tracefix.index.files import Node
+from tracefix.index.graph import ProjectIndex
 from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.parsing.symbols import MODULE
 from tracefix.selection.recorded import EXECUTED, FIXTURE, MISSING, Deps, FileState, Recorded, file_state
@@ -51,8 +51,11 @@ class Executed:
     def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
         exact = {(c.path, c.qualname): c for c in changes if c.kind != "file" and c.what != "added"}
         # a name added to or removed from a module or class changes what that namespace holds
-        holders = {(c.path, c.qualname.rpartition(".")[0] or MODULE): c
-                   for c in changes if c.kind != "file" and c.what != "changed"}
+        holders = {
+            (c.path, c.qualname.rpartition(".")[0] or MODULE): c
+            for c in changes
+            if c.kind != "file" and c.what != "changed"
+        }
         current = {}  # node → (a symbol of that name, the digest of all its definitions)
         for path, entry in index.files.items():
             digests = index.digests(path)
@@ -60,12 +63,18 @@ class Executed:
         tests = {t.nodeid for t in index.tests()}
 
         def first_reason(deps: Deps) -> str | None:
-            return next((r for node, (digest, how) in deps.code.items()
-                         if (r := self._reason(node, digest, how, exact, holders, current))), None)
+            return next(
+                (
+                    r
+                    for node, (digest, how) in deps.code.items()
+                    if (r := self._reason(node, digest, how, exact, holders, current))
+                ),
+                None,
+            )
 
         reason = first_reason(self.recorded.session)
         if reason:
-            return {nodeid: f"at collection, {reason}" for nodeid in tests}
+            return dict.fromkeys(tests, f"at collection, {reason}")
         reasons: dict[str, str] = {}
         for path, deps in self.recorded.imports.items():
             reason = first_reason(deps) if path in index.files else None
@@ -74,7 +83,7 @@ class Executed:
             reason = f"at import of {path}, {reason}"
             own = [t.nodeid for t in index.tests(path)]
             if not own or not self.per_module:
-                return {nodeid: reason for nodeid in tests}
+                return dict.fromkeys(tests, reason)
             users = set(own) | set(index.tests_reaching({(path, MODULE)}))
             users |= {n for n, d in self.recorded.tests.items() if any(node[0] == path for node in d.code)}
             for nodeid in users & tests:
@@ -194,13 +203,21 @@ class Unrecorded:
         return {n: r for n, r in self.source.select(index, changes).items() if n not in self.recorded.tests}
 
 
-def evidence_for(mode: str, recorded: Recorded, root: Path,
-                 installed: Callable[[], dict[str, str] | None]) -> tuple[Evidence, ...]:
+def evidence_for(
+    mode: str, recorded: Recorded, root: Path, installed: Callable[[], dict[str, str] | None]
+) -> tuple[Evidence, ...]:
     """precise: what each recorded test used, plus static evidence for new names and for tests
     with no record; conservative: every source for every test."""
-    dynamic = (Executed(recorded, per_module=mode != "conservative"), DataFiles(recorded, root),
-               Distributions(recorded, installed), ConfigFiles())
+    dynamic = (
+        Executed(recorded, per_module=mode != "conservative"),
+        DataFiles(recorded, root),
+        Distributions(recorded, installed),
+        ConfigFiles(),
+    )
     if mode == "conservative":
         return dynamic + DEFAULT_EVIDENCE
-    return dynamic + (StaticNames(("added",)), ConftestScope(outside_tests=True)) + tuple(
-        Unrecorded(source, recorded) for source in DEFAULT_EVIDENCE)
+    return (
+        dynamic
+        + (StaticNames(("added",)), ConftestScope(outside_tests=True))
+        + tuple(Unrecorded(source, recorded) for source in DEFAULT_EVIDENCE)
+    )

@@ -9,8 +9,10 @@ import subprocess
 
 def installed_versions(python: str) -> dict[str, str] | None:
     """Distribution → version in the test interpreter; None if it cannot say."""
-    code = ("import importlib.metadata as m, json, sys; "
-            "json.dump({d.metadata['Name']: d.version for d in m.distributions()}, sys.stdout)")
+    code = (
+        "import importlib.metadata as m, json, sys; "
+        "json.dump({d.metadata['Name']: d.version for d in m.distributions()}, sys.stdout)"
+    )
     try:
         proc = subprocess.run([python, "-c", code], check=False, capture_output=True, text=True, timeout=60)
         return json.loads(proc.stdout) if proc.returncode == 0 else None

@@ -36,9 +36,11 @@ class Deps:
             self.code[node] = (digest, how)
 
     def rows(self) -> tuple[list, list, list]:
-        return ([(p, q, d, how) for (p, q), (d, how) in self.code.items()],
-                [(p, *state) for p, state in self.files.items()],
-                list(self.dists.items()))
+        return (
+            [(p, q, d, how) for (p, q), (d, how) in self.code.items()],
+            [(p, *state) for p, state in self.files.items()],
+            list(self.dists.items()),
+        )
 
 
 UNKNOWN_ROWS = ([("", "", "", UNKNOWN)], [], [])
@@ -68,7 +70,7 @@ class Recorded:
         for nodeid, dist, version in dist_rows:
             tests.setdefault(base_nodeid(nodeid), Deps()).dists[dist] = version
         session = tests.pop("")
-        imports = {n[len(IMPORT):]: tests.pop(n) for n in list(tests) if n.startswith(IMPORT)}
+        imports = {n[len(IMPORT) :]: tests.pop(n) for n in list(tests) if n.startswith(IMPORT)}
         # file and distribution rows alone are no record
         known = {n: d for n, d in tests.items() if n not in unknown and d.code}
         return cls(known, session, imports)
@@ -112,8 +114,9 @@ def _context(index: ProjectIndex, node: Node) -> list[Node]:
     return [n for n in found if index.symbol(*n) is not None]
 
 
-def deps_from_records(index: ProjectIndex, root: Path, records: list[dict], started: dict[str, str],
-                      session: Deps | None) -> dict[str, tuple[list, list, list]]:
+def deps_from_records(
+    index: ProjectIndex, root: Path, records: list[dict], started: dict[str, str], session: Deps | None
+) -> dict[str, tuple[list, list, list]]:
     """nodeid → rows to store, from the plugin's records of one run.
 
     `started` holds each file's digest when the run began: a test that ran code in a file that
@@ -167,7 +170,9 @@ class _Mapper:
         if sym is None:
             return []
         node = (path, sym.qualname)
-        return [(node, self.digest(node), EXECUTED)] + [(n, self.digest(n), CONTEXT) for n in _context(self.index, node)]
+        return [(node, self.digest(node), EXECUTED)] + [
+            (n, self.digest(n), CONTEXT) for n in _context(self.index, node)
+        ]
 
     def digest(self, node: Node) -> str:
         if node[0] not in self.digests:
@@ -221,5 +226,3 @@ def read_records(path: Path) -> list[dict]:
         except ValueError:
             continue  # a torn last line from a killed run
     return records
-
-

@@ -90,8 +90,12 @@ class ConftestScope:
         for c in changes:
             if PurePosixPath(c.path).name != "conftest.py":
                 continue
-            if (self.outside_tests and c.what == "changed" and c.qualname != MODULE
-                    and not c.qualname.startswith("pytest_")):
+            if (
+                self.outside_tests
+                and c.what == "changed"
+                and c.qualname != MODULE
+                and not c.qualname.startswith("pytest_")
+            ):
                 continue
             scope = str(PurePosixPath(c.path).parent)
             prefix = "" if scope == "." else scope + "/"
@@ -115,8 +119,12 @@ class NonPythonFiles:
 DEFAULT_EVIDENCE: tuple[Evidence, ...] = (StaticNames(), ConftestScope(), NonPythonFiles())
 
 
-def select(index: ProjectIndex, changes: list[Changed], mode: str = "precise",
-           evidence: tuple[Evidence, ...] = DEFAULT_EVIDENCE) -> list[Selected]:
+def select(
+    index: ProjectIndex,
+    changes: list[Changed],
+    mode: str = "precise",
+    evidence: tuple[Evidence, ...] = DEFAULT_EVIDENCE,
+) -> list[Selected]:
     """Tests to run, in file order, each with the first reason found."""
     if mode == "all":
         return [Selected(t.nodeid, "selection is set to run all tests") for t in index.tests()]
@@ -137,5 +145,13 @@ def select(index: ProjectIndex, changes: list[Changed], mode: str = "precise",
 def explain_skipped(index: ProjectIndex, selected: list[Selected], recorded: Collection[str] = ()) -> list[Selected]:
     """Why each other test was skipped; `recorded`: tests whose last run's dependencies are known."""
     chosen = {s.nodeid for s in selected}
-    return [Selected(t.nodeid, "skipped: its last run used none of the changes" if t.nodeid in recorded
-                     else "skipped: no path from the change") for t in index.tests() if t.nodeid not in chosen]
+    return [
+        Selected(
+            t.nodeid,
+            "skipped: its last run used none of the changes"
+            if t.nodeid in recorded
+            else "skipped: no path from the change",
+        )
+        for t in index.tests()
+        if t.nodeid not in chosen
+    ]

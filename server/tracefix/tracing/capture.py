@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tracefix.running.results import RAISED
 from tracefix.running.process import Limits, ProcessResult, plugin_env, run_streaming
+from tracefix.running.results import RAISED
 from tracefix.tracing.trace import Trace
 
 OUTPUT_TAIL = 1500  # characters of pytest's output quoted when no trace came back
 
 
-async def capture(root: Path, python: str, nodeid: str, *, timeout: float = 60,
-                  env: dict[str, str] | None = None, limits: Limits | None = None) -> Trace:
+async def capture(
+    root: Path,
+    python: str,
+    nodeid: str,
+    *,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    limits: Limits | None = None,
+) -> Trace:
     """Trace the test nodeid with the interpreter python (which needs pytest, not tracefix).
 
     Never raises for a test run that went wrong: a timeout, a crash or a test pytest could not
@@ -22,8 +29,7 @@ async def capture(root: Path, python: str, nodeid: str, *, timeout: float = 60,
     env = plugin_env(env)
     env["TRACEFIX_TRACE_ROOT"] = str(root)
     # xdist workers would not inherit the report fd, so the test must run in this process.
-    argv = [python, "-m", "pytest", "-p", "tracefix_trace", "-p", "no:cacheprovider", "-p", "no:xdist",
-            "-q", nodeid]
+    argv = [python, "-m", "pytest", "-p", "tracefix_trace", "-p", "no:cacheprovider", "-p", "no:xdist", "-q", nodeid]
     result = await run_streaming(argv, cwd=root, env=env, limits=limits or Limits(timeout=timeout))
     record = _pick([r for r in result.records if r.get("kind") == "trace"], nodeid)
     trace = Trace.from_dict(record) if record else Trace(nodeid=nodeid)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 LINE_CHARS = 300  # one rendered line at most, so one wide block cannot eat the budget
 GAP_CHARS = 32  # room kept for each "… N lines omitted" marker

@@ -78,7 +78,9 @@ else:
         _add_code((frame.f_globals.get("__file__"), 0 if frame.f_locals is frame.f_globals else frame.f_lineno))
 
     def _on_collect_call(frame, event, arg):
-        _at_collection(frame.f_globals.get("__file__"), 0 if frame.f_locals is frame.f_globals else frame.f_lineno, frame)
+        _at_collection(
+            frame.f_globals.get("__file__"), 0 if frame.f_locals is frame.f_globals else frame.f_lineno, frame
+        )
 
 
 def _at_collection(filename, line, frame):
@@ -173,7 +175,7 @@ def _rel(path):
     path = os.path.abspath(os.fsdecode(path))
     if not path.startswith(_root + os.sep):
         return None
-    rel = path[len(_root) + 1:]
+    rel = path[len(_root) + 1 :]
     parts = rel.split(os.sep)
     if any(part in _SKIP_DIRS or part.endswith((".egg-info", ".dist-info")) for part in parts):
         return None  # installed metadata: distributions are compared by version
@@ -206,7 +208,7 @@ def _classify(filename):
     if filename.startswith("<") or os.path.dirname(path) == _PLUGIN_DIR:
         pass
     elif path.startswith(_root + os.sep) and not any(d in path for d in ("site-packages", "dist-packages")):
-        found = ("code", path[len(_root) + 1:].replace(os.sep, "/"))
+        found = ("code", path[len(_root) + 1 :].replace(os.sep, "/"))
     else:
         found = _distribution(path)
     _where[filename] = found
@@ -236,7 +238,7 @@ def _distribution(path):
     for entry in sys.path:
         entry = os.path.abspath(entry) if entry else ""
         if entry and path.startswith(entry + os.sep):
-            top = path[len(entry) + 1:].split(os.sep)[0]
+            top = path[len(entry) + 1 :].split(os.sep)[0]
             names = _dists.get(top.split(".")[0])
             if names:
                 return ("dist", names[0])
@@ -280,9 +282,16 @@ def _record(item, used):
         where = _classify(func.co_filename) if func is not None else None
         if where is not None and where[0] == "code":
             fixtures.add((fd.argname, where[1], func.co_firstlineno))
-    return {"kind": "deps", "nodeid": item.nodeid, "complete": used.complete, "code": code,
-            "fixtures": sorted(fixtures), "files": sorted(used.files), "dirs": sorted(used.dirs),
-            "dists": dists}
+    return {
+        "kind": "deps",
+        "nodeid": item.nodeid,
+        "complete": used.complete,
+        "code": code,
+        "fixtures": sorted(fixtures),
+        "files": sorted(used.files),
+        "dirs": sorted(used.dirs),
+        "dists": dists,
+    }
 
 
 def _emit(record):
@@ -301,8 +310,11 @@ def pytest_configure(config):
     _hook = _Monitoring() if hasattr(sys, "monitoring") else _Tracing()
     sys.addaudithook(_audit)
     # installing or upgrading a distribution changes its sys.path directory's mtime
-    paths = {p: os.stat(p).st_mtime_ns for p in map(os.path.abspath, sys.path)
-             if os.path.isdir(p) and p != _root and not p.startswith(_root + os.sep)}
+    paths = {
+        p: os.stat(p).st_mtime_ns
+        for p in map(os.path.abspath, sys.path)
+        if os.path.isdir(p) and p != _root and not p.startswith(_root + os.sep)
+    }
     _emit({"kind": "env", "executable": sys.executable, "paths": paths})
 
 

@@ -51,15 +51,21 @@ def pytest_configure(config):
     if fd is None or hasattr(config, "workerinput"):
         return  # an xdist worker: its reports reach the controller, which writes the records
     _out = os.fdopen(int(fd), "w", encoding="utf-8", buffering=1)
-    _emit({"kind": "session", "root": _root, "python": sys.version.split()[0],
-           "xdist": config.pluginmanager.hasplugin("xdist")})
+    _emit(
+        {
+            "kind": "session",
+            "root": _root,
+            "python": sys.version.split()[0],
+            "xdist": config.pluginmanager.hasplugin("xdist"),
+        }
+    )
 
 
 def pytest_assertrepr_compare(config, op, left, right):
     # Keep the operands of the failing comparison; return None so pytest still explains it.
     global _last_compare
     _last_compare = {"op": op, "left": _short(left), "right": _short(right)}
-    return None
+    return
 
 
 def pytest_runtest_logstart(nodeid, location):
@@ -110,8 +116,11 @@ def _phase(item, call, report):
         return {"outcome": "skipped", "message": str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""}
     if not report.failed:
         return {}
-    info = {"outcome": "failed" if report.when == "call" else "error", "when": report.when,
-            "message": _message(report, call.excinfo)}
+    info = {
+        "outcome": "failed" if report.when == "call" else "error",
+        "when": report.when,
+        "message": _message(report, call.excinfo),
+    }
     if call.excinfo is not None:
         info["location"], info["frame"] = _failure_locations(item, call.excinfo)
         info["exception"] = call.excinfo.typename

@@ -32,8 +32,18 @@ MAX_CALLS = 300  # invocations in one trace
 MAX_CHANGED = 20  # variables written per block
 MAX_BLOCKS = 5000  # blocks in one record
 MAX_RECORD_CHARS = 1_500_000
-SKIP_DIRS = {"site-packages", "dist-packages", ".venv", "venv", ".tox", ".nox", ".tracefix", ".git",
-             "node_modules", "__pypackages__"}
+SKIP_DIRS = {
+    "site-packages",
+    "dist-packages",
+    ".venv",
+    "venv",
+    ".tox",
+    ".nox",
+    ".tracefix",
+    ".git",
+    "node_modules",
+    "__pypackages__",
+}
 CO_OPTIMIZED = 0x1  # set on function code, not on module or class bodies
 CO_SUSPENDABLE = 0x20 | 0x80 | 0x200  # generator, coroutine, async generator
 IMMUTABLE = {int, float, complex, bool, str, bytes, type(None), range}
@@ -69,7 +79,7 @@ def _describe(exc):
 
 
 class LoopSpec:
-    __slots__ = ("head", "first", "last")  # header block, and the lines of header and body
+    __slots__ = ("first", "head", "last")  # header block, and the lines of header and body
 
     def __init__(self, head, first, last):
         self.head, self.first, self.last = head, first, last
@@ -78,8 +88,7 @@ class LoopSpec:
 class Plan:
     """How one function's lines group into blocks, and where its loops are."""
 
-    __slots__ = ("path", "qualname", "first", "last", "blocks", "line_block", "line_stmt",
-                 "heads", "entries", "_run")
+    __slots__ = ("_run", "blocks", "entries", "first", "heads", "last", "line_block", "line_stmt", "path", "qualname")
 
     def __init__(self, path, qualname, node):
         self.path, self.qualname = path, qualname
@@ -91,8 +100,11 @@ class Plan:
         self.entries = {}  # first block of a loop body -> LoopSpec
         self._run = []
         body = node.body
-        if isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                and isinstance(body[0].value.value, str):
+        if (
+            isinstance(body[0], ast.Expr)
+            and isinstance(getattr(body[0], "value", None), ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             body = body[1:]  # a docstring runs no code
         self._visit(body)
 
@@ -158,8 +170,7 @@ def _start(node):
 
 
 def _header_end(node, start):
-    parts = [getattr(node, name, None) for name in ("test", "target", "iter", "subject", "type",
-                                                    "pattern", "guard")]
+    parts = [getattr(node, name, None) for name in ("test", "target", "iter", "subject", "type", "pattern", "guard")]
     for item in getattr(node, "items", ()):
         parts += [item.context_expr, item.optional_vars]
     return max([start] + [p.end_lineno for p in parts if isinstance(p, ast.AST)])
@@ -218,8 +229,12 @@ class Scope:
         path = os.path.realpath(filename)
         rel = os.path.relpath(path, self.root)
         parts = rel.split(os.sep)
-        if parts[0] != os.pardir and not SKIP_DIRS.intersection(parts) and os.path.isfile(path) \
-                and not any(path == p or path.startswith(p + os.sep) for p in self.excluded):
+        if (
+            parts[0] != os.pardir
+            and not SKIP_DIRS.intersection(parts)
+            and os.path.isfile(path)
+            and not any(path == p or path.startswith(p + os.sep) for p in self.excluded)
+        ):
             try:
                 with tokenize.open(path) as f:
                     tree = ast.parse(f.read(), path)
@@ -382,12 +397,20 @@ class Invocation:
     def to_record(self):
         plan = self.plan
         return {
-            "path": plan.path, "qualname": plan.qualname, "first_line": plan.first,
-            "last_line": plan.last, "depth": self.depth, "index": self.index,
-            "args": _capped(self.args), "returned": self.returned, "exception": self.exception,
+            "path": plan.path,
+            "qualname": plan.qualname,
+            "first_line": plan.first,
+            "last_line": plan.last,
+            "depth": self.depth,
+            "index": self.index,
+            "args": _capped(self.args),
+            "returned": self.returned,
+            "exception": self.exception,
             "exit_line": self.exit_line,
-            "blocks": [{"start_line": start, "end_line": end, "changed": _capped(changed), "note": note}
-                       for start, end, changed, note in self.items],
+            "blocks": [
+                {"start_line": start, "end_line": end, "changed": _capped(changed), "note": note}
+                for start, end, changed, note in self.items
+            ],
         }
 
 
@@ -474,7 +497,7 @@ def _suspended(frame):
         return False
     code, at = frame.f_code.co_code, frame.f_lasti
     # Before 3.11 a frame suspended in `yield from`/`await` points one instruction before it.
-    return code[at] == YIELD_VALUE or (YIELD_FROM is not None and code[at + 2:at + 3] == bytes([YIELD_FROM]))
+    return code[at] == YIELD_VALUE or (YIELD_FROM is not None and code[at + 2 : at + 3] == bytes([YIELD_FROM]))
 
 
 class SetTrace:
@@ -532,9 +555,12 @@ class Monitor:
         mon = sys.monitoring
         self.events = mon.events
         self.callbacks = {
-            self.events.PY_START: self._start, self.events.PY_RESUME: self._resume,
-            self.events.LINE: self._line, self.events.PY_RETURN: self._return,
-            self.events.PY_YIELD: self._yield, self.events.PY_UNWIND: self._unwind,
+            self.events.PY_START: self._start,
+            self.events.PY_RESUME: self._resume,
+            self.events.LINE: self._line,
+            self.events.PY_RETURN: self._return,
+            self.events.PY_YIELD: self._yield,
+            self.events.PY_UNWIND: self._unwind,
             self.events.PY_THROW: self._resume,
         }
 
@@ -649,12 +675,19 @@ class TracePlugin:
 
     def _write(self, nodeid, recorder, partial):
         outcome, exception = self.outcomes.pop(nodeid, (None, None)) if not partial else (None, None)
-        record = {"kind": "trace", "nodeid": nodeid, "outcome": outcome, "exception": exception,
-                  "partial": partial, "truncated": recorder.truncated, "calls": recorder.calls()}
+        record = {
+            "kind": "trace",
+            "nodeid": nodeid,
+            "outcome": outcome,
+            "exception": exception,
+            "partial": partial,
+            "truncated": recorder.truncated,
+            "calls": recorder.calls(),
+        }
         data = _bounded(record).encode("utf-8", "replace")
         try:
             while data:
-                data = data[os.write(self.fd, data):]
+                data = data[os.write(self.fd, data) :]
         except OSError:
             pass  # the server went away; the test run itself goes on
 

@@ -92,14 +92,15 @@ def _preload(names, root):
             if spec is None or (spec.origin and os.path.abspath(spec.origin).startswith(prefix)):
                 continue  # the workspace shadows it now: it must be imported fresh in each run
             importlib.import_module(name)
-        except BaseException:  # noqa: B036 - whatever a module does on import, the worker stays up
+        except BaseException:
             sys.modules.pop(name, None)
 
 
 def _plugins():
     """pytest and the plugins it loads from entry points, as every run imports them first."""
-    import pytest  # noqa: F401
     from importlib import metadata
+
+    import pytest  # noqa: F401
 
     try:
         points = metadata.entry_points(group="pytest11")
@@ -134,7 +135,7 @@ def _child(sock, request, fds, modules_fd):
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: B036 - report it like a crashed interpreter would
+    except BaseException:
         import traceback
 
         traceback.print_exc()
@@ -145,7 +146,7 @@ def _child(sock, request, fds, modules_fd):
         sys.stdout.flush()
         sys.stderr.flush()
         os.write(modules_fd, json.dumps(_outside(request["cwd"])).encode())
-    except BaseException:  # noqa: B036
+    except BaseException:
         pass
     os._exit(code)
 

@@ -14,6 +14,7 @@ from tracefix.index import pytestconfig
 from tracefix.index.graph import ProjectIndex
 from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.index.store import Store
+from tracefix.localizing.versions import green_rows, green_sources
 from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import Symbol, diff, outline
 from tracefix.paths import is_relevant_file
@@ -262,7 +263,8 @@ class Project:
         try:
             if report.xdist is not None:
                 self.store.put("xdist", report.xdist)
-            self._save_deps(read_records(plan.deps_file), plan.started, plan.full)
+            deps = self._save_deps(read_records(plan.deps_file), plan.started, plan.full)
+            self._save_green(deps, report, plan.started)
         finally:
             plan.deps_file.unlink(missing_ok=True)
 
@@ -275,13 +277,23 @@ class Project:
         self.conclude(plan, report)
         return report
 
-    def _save_deps(self, records: list[dict], started: dict[str, str], full: bool) -> None:
+    def _save_deps(self, records: list[dict], started: dict[str, str], full: bool) -> dict[str, tuple]:
         env = next((r for r in records if r.get("kind") == "env"), None)
         if env is not None:
             self.store.put("environment", {"executable": env["executable"], "paths": env["paths"]})
         earlier = None if full else self.recorded().session
-        self.store.save_deps(deps_from_records(self.index, self.root, records, started, earlier))
+        deps = deps_from_records(self.index, self.root, records, started, earlier)
+        self.store.save_deps(deps)
         self._recorded = None
+        return deps
+
+    def _save_green(self, deps: dict[str, tuple], report: RunReport, started: dict[str, str]) -> None:
+        """For each test that passed: the functions it executed and their sources, the versions a
+        later failure is compared with (localizing: what changed since the test last passed)."""
+        passed = {r.nodeid for r in report.results if r.outcome == Outcome.PASSED}
+        green = green_rows(self.index, {n: rows[0] for n, rows in deps.items() if n in passed})
+        wanted = {row for rows in green.values() for row in rows}
+        self.store.save_green(green, green_sources(self.index, self.root, wanted, started))
 
     async def audit(
         self, selected: list[Selected], on_result: Callable[[TestResult], None] | None = None, nice: bool = False
@@ -345,8 +357,21 @@ class Project:
             self.snapshot = {rel: _symbols_json(e.facts.symbols) for rel, e in self.index.files.items()}
             self.store.save_snapshot(self.snapshot)
 
+    def head_text(self, rel: str) -> str | None:
+        """The file as git HEAD has it; None outside git or for a file HEAD does not have."""
+        top = _git(self.root, "rev-parse", "--show-toplevel")
+        if top is None:
+            return None
+        name = (self.root / rel).resolve().relative_to(Path(top.strip()).resolve()).as_posix()
+        return _git(self.root, "show", "--no-textconv", f"HEAD:{name}")
+
     def diagnostics(self, results: list[TestResult]) -> list[Diagnostic]:
-        return diagnose(results, self.index, self.root)
+        from tracefix.localizing.gather import Localizer  # it reads the reporting helpers
+
+        failing = [r for r in results if r.failing]
+        localizer = Localizer(self, results) if failing else None
+        suspects = {r.nodeid: localizer.suspects(r) for r in failing if localizer is not None}
+        return diagnose(results, self.index, self.root, suspects)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -36,6 +36,12 @@ create table if not exists test_files (
 create index if not exists test_files_nodeid on test_files (nodeid);
 create table if not exists test_dists (nodeid text not null, dist text not null, version text not null);
 create index if not exists test_dists_nodeid on test_dists (nodeid);
+create table if not exists green (nodeid text not null, path text not null, qualname text not null, digest text not null);
+create index if not exists green_nodeid on green (nodeid);
+create index if not exists green_node on green (path, qualname, digest);
+create table if not exists green_sources (
+    path text not null, qualname text not null, digest text not null, start_line integer not null,
+    text text not null, at real not null, primary key (path, qualname, digest));
 """
 DEP_TABLES = ("test_deps", "test_files", "test_dists")
 
@@ -163,6 +169,47 @@ class Store:
 
     def deps(self) -> tuple[list, list, list]:
         return tuple(self.db.execute(f"select * from {table}").fetchall() for table in DEP_TABLES)
+
+    # the functions each test executed when it last passed, and their sources then
+    def save_green(
+        self, tests: dict[str, list[tuple[str, str, str]]], sources: list[tuple[str, str, str, int, str]]
+    ) -> None:
+        """Replace each nodeid's green rows with its (path, qualname, digest) rows; add the sources
+        (path, qualname, digest, start line, text) not stored yet; drop those no test refers to."""
+        now = time.time()
+        with self.db:
+            self.db.execute("begin")
+            self.db.executemany("delete from green where nodeid = ?", [(n,) for n in tests])
+            rows = [(n, *row) for n, found in tests.items() for row in found]
+            self.db.executemany("insert into green values (?, ?, ?, ?)", rows)
+            self.db.executemany(
+                "insert or ignore into green_sources values (?, ?, ?, ?, ?, ?)", [(*row, now) for row in sources]
+            )
+            if tests:
+                self.db.execute(
+                    "delete from green_sources where not exists (select 1 from green g where g.path = "
+                    "green_sources.path and g.qualname = green_sources.qualname and g.digest = green_sources.digest)"
+                )
+
+    def green(self, nodeid: str) -> dict[tuple[str, str], str]:
+        """(path, qualname) → digest of what nodeid executed on its last passing run; {} if it never passed."""
+        rows = self.db.execute("select path, qualname, digest from green where nodeid = ?", (nodeid,))
+        return {(p, q): d for p, q, d in rows}
+
+    def green_source(self, path: str, qualname: str, digest: str) -> tuple[int, str, float] | None:
+        """(start line, text, when stored) of a function as it was when a test last passed with it."""
+        row = self.db.execute(
+            "select start_line, text, at from green_sources where path = ? and qualname = ? and digest = ?",
+            (path, qualname, digest),
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def green_digests(self, path: str, qualname: str) -> list[tuple[str, float]]:
+        """(digest, when stored) of the green versions of a function, newest first."""
+        rows = self.db.execute(
+            "select digest, at from green_sources where path = ? and qualname = ? order by at desc", (path, qualname)
+        )
+        return list(rows)
 
     def get(self, key: str, default=None):
         row = self.db.execute("select value from kv where key = ?", (key,)).fetchone()

@@ -1,4 +1,6 @@
-"""Test results → diagnostics: at the failing line of the test and where the code under test failed."""
+"""Test results → diagnostics: at the failing line of the test, and at the line of the code most
+likely at fault (the top suspect of tracefix.localizing: a line changed since the test last
+passed, else where it raised or made the wrong value); a correct caller on the way gets none."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tracefix.index.graph import ProjectIndex
+from tracefix.localizing.rank import Suspect
 from tracefix.parsing.symbols import MODULE
 from tracefix.running.results import Location, Outcome, TestResult
 
@@ -24,9 +27,10 @@ class Diagnostic:
     line: int  # 1-based
     message: str
     nodeid: str
-    kind: str  # assert | frame | crash
+    kind: str  # assert | suspect (the code most likely at fault) | frame (where it raised) | crash
     severity: str = "error"
     related: tuple[Related, ...] = field(default_factory=tuple)
+    lines: tuple[int, ...] = ()  # every line of `path` a fix action is offered on
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,7 +51,7 @@ def _assert_message(r: TestResult) -> str:
     return text
 
 
-def _called_symbol(index: ProjectIndex, r: TestResult, root: Path) -> Location | None:
+def called_symbol(index: ProjectIndex, r: TestResult, root: Path) -> Location | None:
     """For a failed assert on a returned value: the project function called on that line."""
     if r.location is None:
         return None
@@ -67,7 +71,11 @@ def _called_symbol(index: ProjectIndex, r: TestResult, root: Path) -> Location |
     return None
 
 
-def diagnose(results: list[TestResult], index: ProjectIndex, root: Path) -> list[Diagnostic]:
+def diagnose(
+    results: list[TestResult], index: ProjectIndex, root: Path, suspects: dict[str, list[Suspect]] | None = None
+) -> list[Diagnostic]:
+    """suspects: nodeid → its ranked suspects; without them the code-side diagnostic goes where
+    the test's exception was raised, or to the function the failing assert called."""
     diagnostics: list[Diagnostic] = []
     for r in results:
         if not r.failing:
@@ -78,23 +86,42 @@ def diagnose(results: list[TestResult], index: ProjectIndex, root: Path) -> list
             message = f"{test_name(r.nodeid)} {what}: {_first_line(r.message) or 'no message'}"
             diagnostics.append(Diagnostic(where.path, where.line, message, r.nodeid, "crash"))
             continue
-        assert_message = _assert_message(r)
-        frame = r.frame
-        frame_message = None
-        if frame is not None:
-            frame_message = f"{test_name(r.nodeid)} fails here: {_first_line(r.message)}"
-        else:
-            frame = _called_symbol(index, r, root)
-            if frame is not None:
-                got = f": got {r.actual}, expected {r.expected}" if r.expected is not None else ""
-                frame_message = f"{frame.function} gives a wrong result in {test_name(r.nodeid)}{got}"
+        top = next(iter((suspects or {}).get(r.nodeid, [])), None)
+        code = _blame(r, top) if top is not None else _located(r, index, root)
         related = ()
-        if frame is not None:
-            related = (Related(frame.path, frame.line, f"failing code: {frame.function or frame.path}"),)
+        if code is not None:
+            related = (Related(code.path, code.line, f"likely cause: {code.message.split(': ', 1)[0]}"),)
         diagnostics.append(
-            Diagnostic(r.location.path, r.location.line, assert_message, r.nodeid, "assert", related=related)
+            Diagnostic(r.location.path, r.location.line, _assert_message(r), r.nodeid, "assert", related=related)
         )
-        if frame is not None:
-            back = (Related(r.location.path, r.location.line, f"failing test: {test_name(r.nodeid)}"),)
-            diagnostics.append(Diagnostic(frame.path, frame.line, frame_message, r.nodeid, "frame", related=back))
+        if code is not None:
+            back = (Related(r.location.path, r.location.line, f"failing test: {test_name(r.nodeid)}"), *code.related)
+            diagnostics.append(
+                Diagnostic(code.path, code.line, code.message, r.nodeid, code.kind, related=back, lines=code.lines)
+            )
     return diagnostics
+
+
+def _got(r: TestResult) -> str:
+    return f": got {r.actual}, expected {r.expected}" if r.expected is not None else ""
+
+
+def _blame(r: TestResult, top: Suspect) -> Diagnostic:
+    message = f"{top.qualname}: likely cause of {test_name(r.nodeid)} failing{_got(r)}"
+    if top.evidence:
+        message += f" ({top.describe()})"
+    related = ()
+    if r.frame is not None and (r.frame.path, r.frame.line) != (top.path, top.line):
+        related = (Related(r.frame.path, r.frame.line, f"raised here: {_first_line(r.message)}"),)
+    return Diagnostic(top.path, top.line, message, r.nodeid, "suspect", related=related, lines=top.lines)
+
+
+def _located(r: TestResult, index: ProjectIndex, root: Path) -> Diagnostic | None:
+    if r.frame is not None:
+        message = f"{r.frame.function or r.frame.path}: {test_name(r.nodeid)} fails here: {_first_line(r.message)}"
+        return Diagnostic(r.frame.path, r.frame.line, message, r.nodeid, "frame", lines=(r.frame.line,))
+    called = called_symbol(index, r, root)
+    if called is None:
+        return None
+    message = f"{called.function}: gives a wrong result in {test_name(r.nodeid)}{_got(r)}"
+    return Diagnostic(called.path, called.line, message, r.nodeid, "suspect", lines=(called.line,))

@@ -40,7 +40,7 @@ create table if not exists green (nodeid text not null, path text not null, qual
 create index if not exists green_nodeid on green (nodeid);
 create index if not exists green_node on green (path, qualname, digest);
 create table if not exists green_sources (
-    path text not null, qualname text not null, digest text not null, start_line integer not null,
+    path text not null, qualname text not null, digest text not null,
     text text not null, at real not null, primary key (path, qualname, digest));
 """
 DEP_TABLES = ("test_deps", "test_files", "test_dists")
@@ -172,10 +172,10 @@ class Store:
 
     # the functions each test executed when it last passed, and their sources then
     def save_green(
-        self, tests: dict[str, list[tuple[str, str, str]]], sources: list[tuple[str, str, str, int, str]]
+        self, tests: dict[str, list[tuple[str, str, str]]], sources: list[tuple[str, str, str, str]]
     ) -> None:
         """Replace each nodeid's green rows with its (path, qualname, digest) rows; add the sources
-        (path, qualname, digest, start line, text) not stored yet; drop those no test refers to."""
+        (path, qualname, digest, text) not stored yet; drop those no test refers to."""
         now = time.time()
         with self.db:
             self.db.execute("begin")
@@ -183,7 +183,7 @@ class Store:
             rows = [(n, *row) for n, found in tests.items() for row in found]
             self.db.executemany("insert into green values (?, ?, ?, ?)", rows)
             self.db.executemany(
-                "insert or ignore into green_sources values (?, ?, ?, ?, ?, ?)", [(*row, now) for row in sources]
+                "insert or ignore into green_sources values (?, ?, ?, ?, ?)", [(*row, now) for row in sources]
             )
             if tests:
                 self.db.execute(
@@ -196,20 +196,13 @@ class Store:
         rows = self.db.execute("select path, qualname, digest from green where nodeid = ?", (nodeid,))
         return {(p, q): d for p, q, d in rows}
 
-    def green_source(self, path: str, qualname: str, digest: str) -> tuple[int, str, float] | None:
-        """(start line, text, when stored) of a function as it was when a test last passed with it."""
+    def green_source(self, path: str, qualname: str, digest: str) -> tuple[str, float] | None:
+        """(text, when stored) of a function as it was when a test last passed with it."""
         row = self.db.execute(
-            "select start_line, text, at from green_sources where path = ? and qualname = ? and digest = ?",
+            "select text, at from green_sources where path = ? and qualname = ? and digest = ?",
             (path, qualname, digest),
         ).fetchone()
-        return (row[0], row[1], row[2]) if row else None
-
-    def green_digests(self, path: str, qualname: str) -> list[tuple[str, float]]:
-        """(digest, when stored) of the green versions of a function, newest first."""
-        rows = self.db.execute(
-            "select digest, at from green_sources where path = ? and qualname = ? order by at desc", (path, qualname)
-        )
-        return list(rows)
+        return (row[0], row[1]) if row else None
 
     def get(self, key: str, default=None):
         row = self.db.execute("select value from kv where key = ?", (key,)).fetchone()

@@ -67,7 +67,7 @@ class Localizer:
             text = self._text(node[0]) if source else None
             if source is None or symbol is None or text is None:
                 continue
-            start, old, at = source
+            old, at = source
             lines = text.splitlines(keepends=True)[symbol.start_line - 1 : symbol.end_line]
             changed = hunks(node[0], old.splitlines(keepends=True), lines, symbol.start_line)
             if changed:

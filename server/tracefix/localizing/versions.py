@@ -56,8 +56,8 @@ def green_rows(index: ProjectIndex, code: dict[str, list]) -> dict[str, list[tup
 
 def green_sources(
     index: ProjectIndex, root: Path, wanted: set[tuple[str, str, str]], started: dict[str, str]
-) -> list[tuple[str, str, str, int, str]]:
-    """(path, qualname, digest, start line, text) of the wanted functions, from files that did not
+) -> list[tuple[str, str, str, str]]:
+    """(path, qualname, digest, text) of the wanted functions, from files that did not
     change since the run started (so the text is the version that ran)."""
     sources = []
     texts: dict[str, list[str] | None] = {}
@@ -73,9 +73,7 @@ def green_sources(
                 texts[path] = None
         lines = texts[path]
         if lines is not None:
-            sources.append(
-                (path, qualname, digest, symbol.start_line, "".join(lines[symbol.start_line - 1 : symbol.end_line]))
-            )
+            sources.append((path, qualname, digest, "".join(lines[symbol.start_line - 1 : symbol.end_line])))
     return sources
 
 

@@ -155,7 +155,7 @@ async def test_wrong_then_right_only_the_right_one_is_verified(project, fake_ope
     assert outcome.error is None
     assert [a.verdict for a in outcome.attempts] == ["fails", "verified"]
     assert outcome.best is not None and "if values else 0" in outcome.best.function_source
-    assert outcome.best.lines == (6, 8)
+    assert outcome.best.rewrites[0].lines == (6, 8)
     assert "+    return sum(values) / len(values) if values else 0" in outcome.best.diff
     assert outcome.evidence.startswith("verified: 4/4 affected tests pass")
     assert outcome.model_calls == 2 and outcome.tokens_in > 0 and outcome.tokens_out > 0

@@ -135,51 +135,56 @@ async def _traces(project: Project, report: RunReport) -> dict[str, object]:
 
 
 async def _fixes(project: Project, report: RunReport, comments, args, style) -> list[dict]:
-    """Fix failing tests (and open reviews with --reviews); --apply writes verified ones."""
+    """Fix failing tests (one job for the tests that blame the same code) and open reviews with
+    --reviews; --apply writes verified fixes. An unverified suggestion is shown only with
+    fix.offerUnverified."""
     # imported here: the model client costs half a second of start-up that a plain check never needs
     from tracefix.fixing.jobs import FixError, address_review, fix_test
 
-    jobs = [
-        (r.nodeid, fix_test(project, r, {}, _progress(args, style)))
-        for r in report.failed[:MAX_FIXES]
-        if r.outcome in RAISED
-    ]
-    jobs += [
-        (f"review {c.id}", address_review(project, c, {}, _progress(args, style)))
-        for c in comments
-        if c.state == "open"
-    ][:MAX_FIXES]
+    failing = [r for r in report.failed if r.outcome in RAISED]
+    covered: set[str] = set()
     found = []
-    for subject, job in jobs:
-        try:
-            fix = await job
-        except FixError as exc:
-            found.append({"subject": subject, "verified": False, "error": str(exc)})
+    for r in failing:
+        if r.nodeid in covered or len(found) == MAX_FIXES:
             continue
-        entry = {
-            "subject": subject,
-            "path": fix.path,
-            "verified": fix.verified,
-            "evidence": fix.evidence,
-            "diff": fix.diff,
-            "applied": False,
-            "model_calls": fix.outcome.model_calls,
-            "tokens": fix.outcome.tokens_in + fix.outcome.tokens_out,
-        }
-        if args.apply and fix.verified:
-            entry["applied"] = _apply(project, fix)
-        found.append(entry)
+        others = [f for f in failing if f.nodeid != r.nodeid and f.nodeid not in covered]
+        try:
+            fix = await fix_test(project, r, {}, _progress(args, style), failing=others)
+        except FixError as exc:
+            covered.add(r.nodeid)
+            found.append(exc.report(r.nodeid))
+            continue
+        covered.update(fix.tests)
+        found.append(_offered(project, fix, args))
+    for c in [c for c in comments if c.state == "open"][:MAX_FIXES]:
+        try:
+            fix = await address_review(project, c, {}, _progress(args, style))
+        except FixError as exc:
+            found.append(exc.report(f"review {c.id}"))
+            continue
+        found.append(_offered(project, fix, args))
     return found
 
 
+def _offered(project: Project, fix, args) -> dict:
+    """The fix job's report; its diff only where it may be offered (verified, or unverified
+    suggestions allowed by fix.offerUnverified)."""
+    offered = fix.verified or project.settings.offer_unverified
+    entry = {**fix.report(), "outcome": "verified" if fix.verified else "unverified", "offered": offered}
+    entry["diff"] = fix.diff if offered else ""
+    entry["applied"] = bool(args.apply and fix.verified and _apply(project, fix))
+    return entry
+
+
 def _apply(project: Project, fix) -> bool:
-    """Write a verified fix, only if the file is still what the fix was computed from."""
-    path = project.root / fix.path
-    if project.text(fix.path) != fix.before:
+    """Write a verified fix, only if every file is still what the fix was computed from."""
+    if any(project.text(f.path) != f.before for f in fix.files):
         return False
-    tmp = path.with_name(f".{path.name}.tracefix-tmp")
-    tmp.write_text(fix.after, encoding="utf-8")
-    os.replace(tmp, path)
+    for f in fix.files:
+        path = project.root / f.path
+        tmp = path.with_name(f".{path.name}.tracefix-tmp")
+        tmp.write_text(f.after, encoding="utf-8")
+        os.replace(tmp, path)
     if fix.comment is not None and fix.comment.source != "inline":
         ReviewSet.from_settings(project.root, project.settings.review).resolve(fix.comment.id)
     return True
@@ -220,14 +225,27 @@ def _text_reviews(out, style, comments) -> None:
 
 def _text_fixes(out, style, fixes: list[dict]) -> None:
     for f in fixes:
+        spent = f"{f['model_calls']} model calls, {f['tokens']} tokens, {f['seconds']:.1f} s"
         if "error" in f:
-            print(style(f"No fix for {f['subject']}: {f['error']}", "33"), file=out)
+            print(style(f"No fix for {f['subject']}: {f['error']} ({spent})", "33"), file=out)
             continue
         label = style("Verified fix", "32") if f["verified"] else style("UNVERIFIED suggestion", "33")
-        print(f"{label} for {f['subject']} in {f['path']} ({f['evidence']}):", file=out)
+        what = f" ({f['title']})" if f["title"] else ""
+        tests = ", ".join(f["tests"]) or f["subject"]
+        if not f["offered"]:
+            print(
+                style(
+                    f"No verified fix for {tests}: {f['evidence']} ({spent}); set fix.offerUnverified to see the "
+                    "unverified suggestion",
+                    "33",
+                ),
+                file=out,
+            )
+            continue
+        print(f"{label}{what} for {tests} in {', '.join(f['paths'])} ({f['evidence']}; {spent}):", file=out)
         print(f["diff"], file=out)
         if f["applied"]:
-            print(style(f"  applied to {f['path']}", "32"), file=out)
+            print(style(f"  applied to {', '.join(f['paths'])}", "32"), file=out)
 
 
 def _json(project, changes, selected, report, diagnostics, traces, explain) -> dict:

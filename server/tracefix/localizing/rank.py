@@ -13,7 +13,7 @@ from tracefix.tracing import Trace
 
 # Weights of the signals; a change since the test last passed outweighs everything else, a raise
 # or the origin of the wrong value outweighs the spectrum, which breaks the remaining ties.
-CHANGED, RAISED, ORIGIN, CALLED = 3.0, 1.5, 1.0, 0.1
+CHANGED, RAISED, ORIGIN, CALLED = 3.0, 1.5, 0.5, 0.1
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,15 @@ def hover(session: Session, params: types.HoverParams) -> types.Hover | None:
         if values:
             call = trace.failing_call(rel, line)
             rows = "\n".join(f"{name} = {value}" for name, value in values)
+            args = ", ".join(f"{name}={value}" for name, value in call.args.items())
+            if call.exception is not None:
+                ended = f"raised {call.exception.splitlines()[0]}"
+            else:
+                ended = f"returned {call.returned}" if call.returned is not None else "did not return"
             return _markdown(
                 [
-                    f"**In the failing run of {trace.nodeid}** ({call.qualname}, call #{call.index})",
+                    f"**In the failing run of {trace.nodeid}**",
+                    f"`{call.qualname}({args})`, call #{call.index}, {ended}",
                     f"```python\n{rows}\n```",
                 ]
             )

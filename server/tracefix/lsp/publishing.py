@@ -133,5 +133,5 @@ def _to_lsp(session: Session, state: ProjectState, d: Diagnostic, text: str | No
         source=SOURCE,
         code=d.nodeid,
         related_information=related or None,
-        data={"nodeid": d.nodeid, "kind": d.kind, "root": str(state.root)},
+        data={"nodeid": d.nodeid, "kind": d.kind, "root": str(state.root), "lines": list(d.lines)},
     )

@@ -48,7 +48,11 @@ async def _trace_all(session: Session, state: ProjectState, nodeids: list[str]) 
 
 
 def traces_covering(state: ProjectState, rel: str, line: int) -> list[Trace]:
-    return [t for t in state.traces.values() if t.failing_call(rel, line)]
+    """The traces with a call around the line; first those of the tests whose diagnostics sit on
+    it, so a hover shows the same test's values as the squiggle under the cursor."""
+    here = {d.nodeid for ds in state.diagnostics.values() for d in ds if d.path == rel and d.line == line}
+    found = [t for t in state.traces.values() if t.failing_call(rel, line)]
+    return sorted(found, key=lambda t: t.nodeid not in here)
 
 
 @sync(Command.SHOW_TRACE, command=True)

@@ -27,6 +27,7 @@ from tracefix.running.runner import run_tests
 from tracefix.selection import dynamic, environment
 from tracefix.selection.recorded import Recorded, base_nodeid, deps_from_records, read_records
 from tracefix.selection.select import Changed, Selected, select
+from tracefix.tracing import Trace
 
 
 def _symbols_json(symbols: list[Symbol]) -> list:
@@ -365,12 +366,15 @@ class Project:
         name = (self.root / rel).resolve().relative_to(Path(top.strip()).resolve()).as_posix()
         return _git(self.root, "show", "--no-textconv", f"HEAD:{name}")
 
-    def diagnostics(self, results: list[TestResult]) -> list[Diagnostic]:
+    def diagnostics(self, results: list[TestResult], traces: dict[str, Trace] | None = None) -> list[Diagnostic]:
+        """Diagnostics blaming each failure's top suspect; a test's trace, where there is one,
+        points at the line inside it that made the wrong value or raised."""
         from tracefix.localizing.gather import Localizer  # it reads the reporting helpers
 
         failing = [r for r in results if r.failing]
         localizer = Localizer(self, results) if failing else None
-        suspects = {r.nodeid: localizer.suspects(r) for r in failing if localizer is not None}
+        traces = traces or {}
+        suspects = {r.nodeid: localizer.suspects(r, traces.get(r.nodeid)) for r in failing if localizer is not None}
         return diagnose(results, self.index, self.root, suspects)
 
     def close(self) -> None:

@@ -85,6 +85,7 @@ class _Score:
     evidence: list[str] = field(default_factory=list)
     depth: int = -1  # in the failing run's call tree; deeper breaks ties (bottom-up)
     strong: bool = False  # changed, raised, or gave the wrong value
+    exit: int = 0  # where its last call in the failing run returned
 
 
 def localize(evidence: Evidence) -> list[Suspect]:
@@ -114,6 +115,7 @@ def localize(evidence: Evidence) -> list[Suspect]:
         scores[evidence.called].score += CALLED
     if runs is not None:
         runs.mark_callers(scores)
+        runs.place_lines(scores)
     ranked = sorted(scores.values(), key=lambda s: (-s.score, -s.depth, s.place.path, s.place.start_line))
     return [
         Suspect(
@@ -242,6 +244,16 @@ class _Runs:
                 if words not in s.evidence:
                     s.evidence.append(words)
                     s.score -= 0.5 * CALLED  # ranks below what it calls when the rest ties
+
+    def place_lines(self, scores: dict[Node, _Score]) -> None:
+        """A suspect nothing points inside is shown where its last call in the failing run left it."""
+        for i, call in enumerate(self.calls):
+            s = scores.get(self._node(i))
+            if s is not None and not s.line and call.exit_line and not s.lines:
+                s.exit = call.exit_line
+        for s in scores.values():
+            if not s.line and s.exit:
+                s.line = s.exit
 
     def _descendants(self, i: int) -> list[int]:
         found, frontier = [], [i]

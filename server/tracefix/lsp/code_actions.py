@@ -29,6 +29,7 @@ def code_actions(session: Session, params: types.CodeActionParams) -> list[types
     root = str(state.root)
     actions: list[types.CodeAction] = []
     seen: set[str] = set()
+    offered: set[int] = set()
     # the lines blamed for a failure offer its fix too, with or without the squiggle under the cursor
     lines = set(range(params.range.start.line + 1, params.range.end.line + 2))
     blamed = [
@@ -42,9 +43,12 @@ def code_actions(session: Session, params: types.CodeActionParams) -> list[types
         if d.source == SOURCE and nodeid and nodeid not in seen:
             seen.add(nodeid)
             name = test_name(nodeid)
-            actions += fixes.actions(
-                session, state, nodeid, f"Fix {name} with tracefix", d, Command.FIX_TEST, [nodeid, root]
-            )
+            fix = state.fixes.get(nodeid)
+            if fix is None or id(fix) not in offered:  # tests that blame the same code share one fix
+                offered.add(id(fix))
+                actions += fixes.actions(
+                    session, state, nodeid, f"Fix {name} with tracefix", d, Command.FIX_TEST, [nodeid, root]
+                )
             actions.append(
                 types.CodeAction(
                     title=f"Rerun {name}",

@@ -60,7 +60,7 @@ async def update(session: Session, state: ProjectState, results: list[TestResult
 
 def _diagnose(state: ProjectState, results: list[TestResult]) -> dict[str, list[Diagnostic]]:
     found: dict[str, list[Diagnostic]] = {}
-    for d in state.project.diagnostics(results):
+    for d in state.project.diagnostics(results, dict(state.traces)):
         found.setdefault(d.nodeid, []).append(d)
     return found
 

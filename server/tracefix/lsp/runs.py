@@ -213,7 +213,8 @@ async def _run(session: Session, state: ProjectState, pending: Pending) -> None:
         runs.running -= total
     late = [r for r in report.results if r not in done]  # "not run" and killed tests
     await asyncio.gather(*updates)
-    await publishing.update(session, state, late)
+    # the failures again too: blamed anew now that the run's records say what each test executed
+    await publishing.update(session, state, late + [r for r in done if r.failing])
     await state.call(project.record, report, paths)
     summary = report.summary() if report.status == RunStatus.OK else f"{report.message}; {report.summary()}"
     if report.status != RunStatus.OK:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from tracefix.fixing.differential import calls_of, check, special_cases
 from tracefix.fixing.model import Completion, ModelClient, ModelError, not_configured_message
 from tracefix.fixing.prompt import Feedback, FixRequest, build_messages
 from tracefix.fixing.replies import (
@@ -15,6 +16,7 @@ from tracefix.fixing.replies import (
     Rejected,
     Target,
     TargetError,
+    lines_of,
     parse_reply,
     targets_for,
     unified,
@@ -33,7 +35,7 @@ class Attempt:
     round: int
     index: int  # 1-based within the round
     temperature: float
-    verdict: str  # verified | regresses | fails | rejected
+    verdict: str  # verified | regresses | fails | rejected | changes behaviour | overfits
     reason: str  # in words, for the user and for the next round's prompt
     candidate: Candidate | None = None
     report: RunReport | None = None
@@ -41,12 +43,15 @@ class Attempt:
     regressions: list[str] = field(default_factory=list)
     passed: int = 0
     total: int = 0
-    view: str = "trace"  # the prompt it answered: "trace", or "brief" (no trace)
+    view: str = "trace"  # the prompt it answered: "trace", "brief" (no trace), or "revert" (no model)
+    checks: list[str] = field(default_factory=list)  # what besides the tests verified it
+    agreeing: int = 0  # other inputs on which it agrees with the version the tests passed with
 
     def rank(self) -> tuple:
-        """Larger is better: fixes the test, breaks fewer, passes more, changes less."""
+        """Larger is better: fixes the test, breaks fewer, passes more, agrees with the last green
+        version on more inputs, changes less ("Sifting through the chaff")."""
         size = self.candidate.size if self.candidate else 0
-        return (self.candidate is not None, self.fixes_test, -len(self.regressions), self.passed, -size)
+        return (self.candidate is not None, self.fixes_test, -len(self.regressions), self.passed, self.agreeing, -size)
 
 
 @dataclass
@@ -61,6 +66,7 @@ class FixOutcome:
     tokens_out: int = 0
     model_calls: int = 0
     wall_time: float = 0.0
+    check_time: float = 0.0  # of wall_time, in the checks beyond the tests (differential, property)
 
 
 def _views(request: FixRequest, candidates: int) -> list[str]:
@@ -127,6 +133,7 @@ def _evidence(attempt: Attempt, baseline: RunReport) -> str:
     text = f"verified: {attempt.passed}/{attempt.total} affected tests pass"
     if still:
         text += f"; already failing before the fix: {', '.join(still)}"
+    text += "".join(f"; {words}" for words in attempt.checks)
     return text + f" (before: {_count(baseline)})"
 
 
@@ -273,9 +280,48 @@ class _Session:
         self._write(attempt.candidate)
         try:
             run = await self.shadow.run(self.tests, timeout=self.request.test_timeout)
+            _judge(attempt, run, self.outcome.baseline, self.request.test_nodeid)
+            if attempt.verdict == "verified" and attempt.candidate.rewrites:
+                started = time.monotonic()
+                await self._beyond_tests(attempt)
+                self.outcome.check_time += time.monotonic() - started
         finally:
             self._reset(attempt.candidate)
-        _judge(attempt, run, self.outcome.baseline, self.request.test_nodeid)
+
+    async def _beyond_tests(self, attempt: Attempt) -> None:
+        """A candidate the tests verify must also keep each function it rewrites agreeing with
+        the version its tests last passed with on other inputs (or, without one, deterministic
+        and raising nothing new), and must not branch on the failing test's own inputs unless it
+        agrees with that version elsewhere. The candidate is in the shadow meanwhile."""
+        request = self.request
+        for rewrite in attempt.candidate.rewrites:
+            label = f"{rewrite.path}::{rewrite.qualname}"
+            start, end = rewrite.lines
+            original = "".join(lines_of(request.file_text(rewrite.path))[start - 1 : end])
+            failing = calls_of([request.trace] if request.trace else [], rewrite.path, rewrite.qualname)
+            baseline = request.baselines.get(label)
+            checked = await check(
+                self.shadow,
+                rewrite,
+                original=original,
+                baseline=baseline,
+                recorded=request.inputs.get(label, []),
+                failing=failing,
+                timeout=request.test_timeout,
+            )
+            if not checked.ok:
+                attempt.verdict, attempt.reason = "changes behaviour", f"{attempt.reason}; {checked.problem}"
+                return
+            special = special_cases(rewrite.source, original, request.test_source, failing)
+            if special and not (baseline is not None and checked.agreeing):
+                attempt.verdict = "overfits"
+                attempt.reason = (
+                    f"{attempt.reason}; {rewrite.qualname} special-cases the failing test's input "
+                    f"({', '.join(special)}) and no version of it with passing tests confirms the rest"
+                )
+                return
+            attempt.checks += checked.words
+            attempt.agreeing += checked.agreeing
 
     async def _attempt(self, number: int, index: int, completion: Completion, targets: list[Target]) -> Attempt:
         attempt = Attempt(number, index, completion.temperature, "rejected", "")

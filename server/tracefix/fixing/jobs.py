@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tracefix.fixing.differential import calls_of
 from tracefix.fixing.engine import FixOutcome, refine
 from tracefix.fixing.model import not_configured_message
-from tracefix.fixing.prompt import FixRequest, Revert, Subject
+from tracefix.fixing.prompt import Baseline, FixRequest, Revert, Subject
 from tracefix.localizing.gather import SINCE_GREEN, Localizer
 from tracefix.localizing.rank import Suspect
 from tracefix.localizing.versions import revert
@@ -31,10 +32,11 @@ from tracefix.reviews import (
     touches,
 )
 from tracefix.running.results import TestResult
-from tracefix.tracing import Trace, capture, lines_in
+from tracefix.tracing import Trace, capture, capture_passing, lines_in
 
 NEIGHBOURS = 3  # callers and callees shown to the model
 SUSPECTS = 3  # functions a candidate may rewrite
+PASSING_TRACES = 5  # passing tests traced for the inputs a candidate is checked on
 T = TypeVar("T")
 
 
@@ -294,6 +296,13 @@ async def fix_test(
     asked, suspects = await call(plan_fix, project, result, texts, trace, list(failing))
     if asked.revert is None and not project.settings.llm.model:
         raise FixError(not_configured_message(), suspects=suspects)
+    if project.settings.llm.model:
+        # what passing tests give the suspects: the inputs a candidate is checked on besides the tests
+        failed = {result.nodeid, *(r.nodeid for r in failing)}
+        passing = [t for t in asked.affected_tests if t not in failed][:PASSING_TRACES]
+        say(f"tracing {len(passing)} passing tests for the inputs they give the suspects")
+        traces = await capture_passing(project.root, python, passing, timeout=project.settings.timeout)
+        asked.inputs = {s.label: calls_of(traces, s.path, s.qualname) for s in asked.subjects()}
     outcome = await refine(asked, project.settings.llm, report=say)
     fix = _fix(result.nodeid, asked, outcome, suspects=suspects)
     fix.tests = [result.nodeid, *asked.failing_tests]
@@ -329,6 +338,11 @@ def plan_fix(
     asked.failing_tests = group
     asked.trace = trace
     asked.revert = _revert(project, suspects, texts, 1 + len(group))
+    asked.baselines = {
+        f"{s.path}::{s.qualname}": Baseline(s.change.source, s.change.at or 0.0)
+        for s in suspects
+        if s.change is not None and s.change.since == SINCE_GREEN
+    }
     return asked, suspects
 
 

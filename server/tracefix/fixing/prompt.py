@@ -60,6 +60,8 @@ class FixRequest:
     failing_tests: list[str] = field(default_factory=list)  # more failing tests blamed on the same code
     trace: Trace | None = None  # the failing test's trace, for the inputs it gave each function
     revert: Revert | None = None  # a model-free first candidate
+    baselines: dict[str, Baseline] = field(default_factory=dict)  # label → the version its tests passed with
+    inputs: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # label → args passing tests gave it
 
     def subjects(self, wide: bool = True) -> list[Subject]:
         """The functions a candidate may rewrite: the primary one, and with `wide` the other suspects."""
@@ -83,6 +85,14 @@ class FixRequest:
         if path in self.overlay:
             return self.overlay[path]
         return (self.root / path).read_text(encoding="utf-8")
+
+
+@dataclass
+class Baseline:
+    """A function's source as it was when its tests last passed (the differential check's oracle)."""
+
+    source: str
+    at: float  # when it was recorded
 
 
 @dataclass

@@ -67,6 +67,20 @@ CASES = {
         ),
         ["apply_discount", "checkout"],
     ),
+    "a helper's result fed the caller's last step": (
+        dict(
+            nodeid="tests/test_shop.py::test_checkout",
+            failing={"tests/test_shop.py::test_checkout"},
+            trace=traced(
+                "test_checkout",
+                call("checkout", 1, returned="-360.0", exit_line=8),
+                call("apply_discount", 2, returned="-300.0", exit_line=8),
+                Call("shop/pricing.py", "tax", 11, 12, 2, args={"amount": "-300.0"}, returned="-360.0", exit_line=12),
+            ),
+            actual="-360.0",
+        ),
+        ["apply_discount", "checkout", "tax"],
+    ),
     "the caller made the wrong value from a right one": (
         dict(
             nodeid="tests/test_shop.py::test_checkout",

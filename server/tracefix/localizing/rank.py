@@ -14,6 +14,7 @@ from tracefix.tracing import Trace
 # Weights of the signals; a change since the test last passed outweighs everything else, a raise
 # or the origin of the wrong value outweighs the spectrum, which breaks the remaining ties.
 CHANGED, RAISED, ORIGIN, CALLED = 3.0, 1.5, 0.5, 0.1
+PLAIN = {"None", "True", "False", "0", "1", "''", "[]", "()", "{}"}  # values too common to trace back
 
 
 @dataclass(frozen=True)
@@ -192,10 +193,15 @@ class _Runs:
             deepest = max(raised, key=lambda i: (self.calls[i].depth, i))
             self._credit(scores, deepest, RAISED, self._raised_words(deepest))
             return
-        origin = self._origin(actual) if actual is not None else None
-        if origin is not None:
-            call = self.calls[origin]
-            self._credit(scores, origin, ORIGIN, f"returned {call.returned}, the value the failing assert got")
+        origin = self._origin(self._top_level(), actual) if actual is not None else None
+        if origin is None:
+            return
+        call = self.calls[origin]
+        self._credit(scores, origin, ORIGIN, f"returned {call.returned}, the value the failing assert got")
+        for fed, consumer in self._feeders(origin):
+            returned = self.calls[fed].returned
+            words = f"returned {returned}, which {self.calls[consumer].qualname} made the failing value from"
+            self._credit(scores, fed, ORIGIN, words)
 
     def _raised_words(self, i: int) -> str:
         call = self.calls[i]
@@ -212,18 +218,38 @@ class _Runs:
             s.line = call.exit_line or call.first_line
         s.lines.append(call.exit_line or call.first_line)
 
-    def _origin(self, actual: str) -> int | None:
-        """Walking down from the test: the deepest call on a chain of calls that each returned the
-        value the assert got, i.e. where that value was made (a caller that only hands a callee's
-        result on is not where it went wrong)."""
+    def _top_level(self) -> list[int]:
+        """The calls the test code made itself."""
+        return [i for i, p in self.parent.items() if p is None or self._node(p) not in self.places]
+
+    def _origin(self, level: list[int], value: str) -> int | None:
+        """Walking down from level: the deepest call on a chain of calls that each returned value,
+        i.e. where that value was made (a caller that only hands a callee's result on is not
+        where it went wrong)."""
         found = None
-        level = [i for i, p in self.parent.items() if p is None or self._node(p) not in self.places]
         while True:
-            returned = [i for i in level if self.calls[i].returned == actual and self._node(i) in self.places]
+            returned = [i for i in level if self.calls[i].returned == value and self._node(i) in self.places]
             if not returned:
                 return found
             found = returned[-1]
             level = self.children.get(found, [])
+
+    def _feeders(self, origin: int) -> list[tuple[int, int]]:
+        """(call, the call it fed): the earlier calls whose returned value another call on the
+        value's path was given as an argument, followed back (`with_tax(apply_discount(p, c))`:
+        a wrong total may come from the discount, not the tax)."""
+        found: list[tuple[int, int]] = []
+        frontier, seen = [origin], {origin}
+        while frontier:
+            consumer = frontier.pop()
+            for value in set(self.calls[consumer].args.values()) - PLAIN:
+                earlier = [j for j in range(consumer) if j not in seen and self.calls[j].returned == value]
+                made = self._origin(earlier[-1:], value) if earlier else None
+                if made is not None and made not in seen:
+                    seen.add(made)
+                    found.append((made, consumer))
+                    frontier.append(made)
+        return found
 
     def mark_callers(self, scores: dict[Node, _Score]) -> None:
         """MGDebugger's bottom-up idea: before a caller is blamed, its sub-functions are; a caller

@@ -110,7 +110,7 @@ def _strategy(value: Any):  # -> SearchStrategy; hypothesis is imported lazily
         return st.binary(max_size=12)
     if isinstance(value, (list, set, frozenset)):
         items = st.one_of(*{_strategy(v) for v in value}) if value else st.integers(-100, 100)
-        kind = {list: st.lists, set: st.sets, frozenset: st.frozensets}[type(value)]
+        kind: Any = {list: st.lists, set: st.sets, frozenset: st.frozensets}[type(value)]
         return kind(items, max_size=6)
     if isinstance(value, tuple):
         return st.tuples(*(_strategy(v) for v in value))

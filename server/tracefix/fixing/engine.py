@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from tracefix.fixing.differential import calls_of, check, special_cases
 from tracefix.fixing.model import Completion, ModelClient, ModelError, not_configured_message
-from tracefix.fixing.prompt import Feedback, FixRequest, build_messages
+from tracefix.fixing.prompt import Feedback, FixRequest, Revert, build_messages
 from tracefix.fixing.replies import (
     Candidate,
     Rejected,
@@ -201,7 +201,7 @@ class _Session:
                 f"{request.test_nodeid} passes in a fresh copy of the workspace, so there is nothing to "
                 "fix (is it flaky, or does it depend on the network or your home directory?)"
             )
-        if request.revert is not None and await self._revert():
+        if request.revert is not None and await self._revert(request.revert, baseline):
             return
         if self.client is None:
             raise TargetError(f"{outcome.evidence}; for other fixes, {not_configured_message()}")
@@ -223,14 +223,14 @@ class _Session:
             for index, completion in enumerate(completions, 1):
                 outcome.tokens_in += completion.tokens_in
                 outcome.tokens_out += completion.tokens_out
-                attempt = await self._attempt(number, index, completion, targets)
+                attempt = await self._attempt(number, index, completion, targets, baseline)
                 attempt.view = views[completion.index]
                 self.say(f"round {number}: candidate {index}/{len(completions)}: {attempt.reason}")
                 attempts.append(attempt)
             outcome.attempts += attempts
             verified = [a for a in outcome.attempts if a.verdict == "verified"]
-            if verified:
-                best = min(verified, key=lambda a: a.candidate.size)
+            if verified:  # the best by tests passed, agreement with the last green version, size
+                best = max(verified, key=Attempt.rank)
                 outcome.best, outcome.evidence = best.candidate, _evidence(best, baseline)
                 return
             overall = max(outcome.attempts, key=Attempt.rank)
@@ -239,19 +239,18 @@ class _Session:
             if number < self.settings.rounds:
                 previous.append(await self._feedback(max(attempts, key=Attempt.rank), attempts))
 
-    async def _revert(self) -> bool:
+    async def _revert(self, revert: Revert, baseline: RunReport) -> bool:
         """Verify the revert of the blamed changes like any candidate; True when it is verified."""
-        revert = self.request.revert
         diff = "".join(unified(path, self.request.file_text(path), text) for path, text in revert.texts.items())
+        candidate = Candidate(dict(revert.texts), diff, title=revert.title)
         attempt = Attempt(0, 1, 0.0, "rejected", "", view="revert")
-        attempt.candidate = Candidate(dict(revert.texts), diff, title=revert.title)
-        await self._verify(attempt)
+        await self._verify(attempt, candidate, baseline)
         self.say(f"{revert.title}: {attempt.reason}")
         self.outcome.attempts.append(attempt)
         if attempt.verdict == "verified":
-            self.outcome.best, self.outcome.evidence = attempt.candidate, _evidence(attempt, self.outcome.baseline)
+            self.outcome.best, self.outcome.evidence = candidate, _evidence(attempt, baseline)
             return True
-        self.outcome.unverified, self.outcome.evidence = attempt.candidate, _evidence(attempt, self.outcome.baseline)
+        self.outcome.unverified, self.outcome.evidence = candidate, _evidence(attempt, baseline)
         return False
 
     async def _feedback(self, best: Attempt, attempts: list[Attempt]) -> Feedback:
@@ -276,25 +275,26 @@ class _Session:
         for path in candidate.texts:
             self.shadow.reset(path)
 
-    async def _verify(self, attempt: Attempt) -> None:
-        self._write(attempt.candidate)
+    async def _verify(self, attempt: Attempt, candidate: Candidate, baseline: RunReport) -> None:
+        attempt.candidate = candidate
+        self._write(candidate)
         try:
             run = await self.shadow.run(self.tests, timeout=self.request.test_timeout)
-            _judge(attempt, run, self.outcome.baseline, self.request.test_nodeid)
-            if attempt.verdict == "verified" and attempt.candidate.rewrites:
+            _judge(attempt, run, baseline, self.request.test_nodeid)
+            if attempt.verdict == "verified" and candidate.rewrites:
                 started = time.monotonic()
-                await self._beyond_tests(attempt)
+                await self._beyond_tests(attempt, candidate)
                 self.outcome.check_time += time.monotonic() - started
         finally:
-            self._reset(attempt.candidate)
+            self._reset(candidate)
 
-    async def _beyond_tests(self, attempt: Attempt) -> None:
+    async def _beyond_tests(self, attempt: Attempt, candidate: Candidate) -> None:
         """A candidate the tests verify must also keep each function it rewrites agreeing with
         the version its tests last passed with on other inputs (or, without one, deterministic
         and raising nothing new), and must not branch on the failing test's own inputs unless it
         agrees with that version elsewhere. The candidate is in the shadow meanwhile."""
         request = self.request
-        for rewrite in attempt.candidate.rewrites:
+        for rewrite in candidate.rewrites:
             label = f"{rewrite.path}::{rewrite.qualname}"
             start, end = rewrite.lines
             original = "".join(lines_of(request.file_text(rewrite.path))[start - 1 : end])
@@ -323,7 +323,9 @@ class _Session:
             attempt.checks += checked.words
             attempt.agreeing += checked.agreeing
 
-    async def _attempt(self, number: int, index: int, completion: Completion, targets: list[Target]) -> Attempt:
+    async def _attempt(
+        self, number: int, index: int, completion: Completion, targets: list[Target], baseline: RunReport
+    ) -> Attempt:
         attempt = Attempt(number, index, completion.temperature, "rejected", "")
         parsed = parse_reply(
             self.redactor.restore(completion.text),
@@ -338,7 +340,6 @@ class _Session:
             earlier = self.tried[key]
             reason = f"same as round {earlier.round} candidate {earlier.index}: {earlier.reason}"
             return replace(earlier, round=number, index=index, temperature=completion.temperature, reason=reason)
-        attempt.candidate = parsed
         self.tried[key] = attempt
-        await self._verify(attempt)
+        await self._verify(attempt, parsed, baseline)
         return attempt

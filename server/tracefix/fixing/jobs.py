@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import textwrap
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -111,7 +111,7 @@ def usage(outcome: FixOutcome | None) -> dict:
 class FixError(Exception):
     """No fix can be looked for, or none was found; the message says why and what to do."""
 
-    def __init__(self, message: str, outcome: FixOutcome | None = None, suspects: list[Suspect] = ()):
+    def __init__(self, message: str, outcome: FixOutcome | None = None, suspects: Sequence[Suspect] = ()):
         super().__init__(message)
         self.outcome = outcome  # what was spent looking
         self.suspects = list(suspects)
@@ -177,14 +177,25 @@ def function_under_test(
     project: Project, result: TestResult, trace: Trace | None = None, texts: dict[str, str] | None = None
 ) -> tuple[str, Symbol] | None:
     """The function most likely at fault for the failing test (tracefix.localizing's top suspect);
-    without any evidence, the function the failing assert called."""
+    without any run-time evidence, the function the failing assert called, or the only function
+    the test refers to (the assert may sit in a helper: `check(fn)`)."""
     suspects = Localizer(project, [result], texts).suspects(result, trace)
     if suspects:
         symbol = project.index.symbol(suspects[0].path, suspects[0].qualname)
         return (suspects[0].path, symbol) if symbol is not None else None
     called = called_symbol(project.index, result, project.root)
-    symbol = project.index.symbol(called.path, called.function) if called else None
-    return (called.path, symbol) if called and symbol and symbol.kind in ("function", "method") else None
+    test = project.index.test_for(result.nodeid)
+    nodes = (
+        [(called.path, called.function)] if called else sorted(project.index.graph().get(test.node, ())) if test else []
+    )
+    found = [
+        (path, symbol)
+        for path, qualname in nodes
+        if (symbol := project.index.symbol(path, qualname)) is not None
+        and symbol.kind in ("function", "method")
+        and not project.index.is_test_file(path)
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 def build_request(
@@ -197,8 +208,8 @@ def build_request(
     result: TestResult | None = None,
     trace_text: str = "",
     instruction: str | None = None,
-    comments: list[Comment] = (),
-    suspects: list[Suspect] = (),
+    comments: Sequence[Comment] = (),
+    suspects: Sequence[Suspect] = (),
 ) -> FixRequest:
     """The request to fix `symbol`; with suspects (ranked, `symbol` first) a later round may
     rewrite any of them, and every test that reaches one verifies a candidate."""
@@ -209,8 +220,7 @@ def build_request(
     )
     test = project.index.test_for(nodeid)
     callers, callees = _neighbours(project, path, symbol.qualname, texts)
-    others = [_subject(project, s, texts) for s in suspects[1:]]
-    others = [s for s in others if s is not None]
+    others = [found for s in suspects[1:] if (found := _subject(project, s, texts)) is not None]
     reached = {(path, symbol.qualname)} | {(s.path, s.qualname) for s in others}
     affected = sorted(project.index.tests_reaching(reached))
     return FixRequest(
@@ -284,7 +294,7 @@ async def fix_test(
     texts: dict[str, str],
     report: Callable[[str], None] | None = None,
     call: Call = inline,
-    failing: list[TestResult] = (),
+    failing: Sequence[TestResult] = (),
 ) -> Fix:
     """Trace the failing test, localize the fault, try the revert of the blamed change, ask for
     candidates, verify them; never touches the user's files. `failing`: the other failing tests;
@@ -410,7 +420,7 @@ def _fix(
     request: FixRequest,
     outcome: FixOutcome,
     comment: Comment | None = None,
-    suspects: list[Suspect] = (),
+    suspects: Sequence[Suspect] = (),
 ) -> Fix:
     if outcome.error:
         raise FixError(outcome.error, outcome, suspects)

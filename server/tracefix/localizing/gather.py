@@ -4,6 +4,7 @@ it never passed here), and where the failure surfaced."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tracefix.index.files import Node
@@ -26,7 +27,7 @@ class Localizer:
     """Suspects for the failing tests of one state of a project; build one per batch of results
     (it reads the recorded runs and results once)."""
 
-    def __init__(self, project: Project, results: list[TestResult] = (), texts: dict[str, str] | None = None):
+    def __init__(self, project: Project, results: Sequence[TestResult] = (), texts: dict[str, str] | None = None):
         self.project = project
         self.texts = texts or {}
         recorded = project.recorded()

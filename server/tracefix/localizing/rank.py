@@ -206,7 +206,7 @@ class _Runs:
     def _raised_words(self, i: int) -> str:
         call = self.calls[i]
         where = f" at {call.path}:{call.exit_line}" if call.exit_line else ""
-        return f"raised {call.exception.splitlines()[0]}{where} in the failing run"
+        return f"raised {(call.exception or '').splitlines()[0]}{where} in the failing run"
 
     def _credit(self, scores: dict[Node, _Score], i: int, weight: float, words: str) -> None:
         call = self.calls[i]

@@ -33,8 +33,8 @@ def hover(session: Session, params: types.HoverParams) -> types.Hover | None:
         return _markdown(threads)
     for trace in traces_covering(state, rel, line)[:1]:
         values = trace.values_at(rel, line)
-        if values:
-            call = trace.failing_call(rel, line)
+        call = trace.failing_call(rel, line)
+        if values and call is not None:
             rows = "\n".join(f"{name} = {value}" for name, value in values)
             args = ", ".join(f"{name}={value}" for name, value in call.args.items())
             if call.exception is not None:

@@ -88,7 +88,7 @@ def diagnose(
             continue
         top = next(iter((suspects or {}).get(r.nodeid, [])), None)
         code = _blame(r, top) if top is not None else _located(r, index, root)
-        related = ()
+        related: tuple[Related, ...] = ()
         if code is not None:
             related = (Related(code.path, code.line, f"likely cause: {code.message.split(': ', 1)[0]}"),)
         diagnostics.append(
@@ -110,7 +110,7 @@ def _blame(r: TestResult, top: Suspect) -> Diagnostic:
     message = f"{top.qualname}: likely cause of {test_name(r.nodeid)} failing{_got(r)}"
     if top.evidence:
         message += f" ({top.describe()})"
-    related = ()
+    related: tuple[Related, ...] = ()
     if r.frame is not None and (r.frame.path, r.frame.line) != (top.path, top.line):
         related = (Related(r.frame.path, r.frame.line, f"raised here: {_first_line(r.message)}"),)
     return Diagnostic(top.path, top.line, message, r.nodeid, "suspect", related=related, lines=top.lines)

@@ -347,6 +347,7 @@ class Offer:
     calls: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    check_seconds: float = 0.0  # of seconds, in the checks beyond the tests (differential, property)
     note: str = ""
     target: str = ""  # the function the arm aimed at first
     suite_pass: bool | None = None
@@ -379,6 +380,7 @@ async def tracefix_arm(ctx: Context) -> Offer:
     else:
         offer.target = fix.suspects[0].qualname if fix.suspects else ""
         offer.calls, offer.tokens = fix.outcome.model_calls, fix.outcome.tokens_in + fix.outcome.tokens_out
+        offer.check_seconds = round(fix.outcome.check_time, 1)
         offer.note = fix.evidence[:300]
         if fix.verified:  # the product offers only what it verified
             offer.texts, offer.verified = {f.path: f.after for f in fix.files}, True

@@ -56,7 +56,6 @@ class Suspect:
     score: float
     evidence: tuple[str, ...]  # in words, strongest first
     change: Version | None = None
-    caller: bool = False  # calls a likelier suspect on the failing path: not to be marked as failing
 
     @property
     def node(self) -> Node:
@@ -127,7 +126,6 @@ def localize(evidence: Evidence) -> list[Suspect]:
             round(s.score, 3),
             tuple(s.evidence),
             evidence.changes.get(s.place.node),
-            caller=any(e.startswith("calls ") for e in s.evidence),
         )
         for s in ranked
     ]

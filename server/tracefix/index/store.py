@@ -152,6 +152,10 @@ class Store:
                 [(r["nodeid"], r["outcome"], r.get("duration", 0.0), json.dumps(r), now) for r in results],
             )
 
+    def outcomes(self) -> dict[str, str]:
+        """nodeid → outcome of its last run."""
+        return dict(self.db.execute("select nodeid, outcome from results"))
+
     def results(self) -> dict[str, dict]:
         return {n: json.loads(d) for n, d in self.db.execute("select nodeid, data from results")}
 

@@ -14,7 +14,7 @@ from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import outline
 from tracefix.reporting.diagnostics import called_symbol
 from tracefix.running.results import FAILING, TestResult
-from tracefix.selection.recorded import EXECUTED, base_nodeid
+from tracefix.selection.recorded import base_nodeid
 from tracefix.tracing import Trace
 
 if TYPE_CHECKING:
@@ -30,12 +30,8 @@ class Localizer:
     def __init__(self, project: Project, results: Sequence[TestResult] = (), texts: dict[str, str] | None = None):
         self.project = project
         self.texts = texts or {}
-        recorded = project.recorded()
-        self.executed: dict[str, frozenset[Node]] = {
-            nodeid: frozenset(n for n, (_, how) in deps.code.items() if how == EXECUTED and self._function(n))
-            for nodeid, deps in recorded.tests.items()
-        }
-        outcomes = {n: d.get("outcome") for n, d in project.store.results().items()}
+        self.executed = project.recorded().executed  # computed once per recorded state
+        outcomes: dict[str, str] = project.store.outcomes()
         outcomes.update({r.nodeid: r.outcome for r in results})
         self.failing = frozenset(base_nodeid(n) for n, o in outcomes.items() if o in FAILING)
         self._head: dict[str, dict[str, tuple]] = {}

@@ -4,6 +4,7 @@ files it read and the installed distributions it ran. A test with no complete re
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -74,6 +75,14 @@ class Recorded:
         # file and distribution rows alone are no record
         known = {n: d for n, d in tests.items() if n not in unknown and d.code}
         return cls(known, session, imports)
+
+    @functools.cached_property
+    def executed(self) -> dict[str, frozenset[Node]]:
+        """base nodeid → the code it executed (not only used as context): the spectrum that
+        fault localization compares passing and failing tests by."""
+        return {
+            n: frozenset(node for node, (_, how) in d.code.items() if how == EXECUTED) for n, d in self.tests.items()
+        }
 
 
 # reading the plugin's records

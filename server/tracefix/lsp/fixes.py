@@ -61,6 +61,13 @@ async def fix_failing_test(session: Session, *args) -> dict:
     result = state.results.get(nodeid)
     if result is None or not result.failing:
         raise ValueError(f"{nodeid} is not failing")
+    blamed = _blamed(state, nodeid)
+    for other in state.fixing:  # the running job verifies its fix on this test too
+        if blamed is not None and _blamed(state, other) == blamed:
+            return {
+                "status": "running",
+                "message": f"already looking for a fix for {other}, which blames the same code",
+            }
     texts = session.overlay(state)
     failing = [r for r in state.results.values() if r.failing and r.nodeid != nodeid]
     return await _run(
@@ -70,6 +77,11 @@ async def fix_failing_test(session: Session, *args) -> dict:
         f"Fixing {nodeid}",
         lambda say: fix_test(state.project, result, texts, say, call=state.call, failing=failing),
     )
+
+
+def _blamed(state: ProjectState, nodeid: str) -> tuple[str, int] | None:
+    """Where the test's failure is blamed in the code, if it is."""
+    return next(((d.path, d.line) for d in state.diagnostics.get(nodeid, []) if d.kind == "suspect"), None)
 
 
 @sync(Command.ADDRESS_REVIEW, command=True)

@@ -111,8 +111,9 @@ def ensure_venv(base: str | None = None) -> Path:
     return python
 
 
-def checkout(project: RealProject, purpose: str) -> Path:
-    """A fresh copy of the project's sdist, committed to git as the baseline; one per benchmark."""
+def checkout(project: RealProject, purpose: str, tracefix_timeout: float | None = None) -> Path:
+    """A fresh copy of the project's sdist, committed to git as the baseline; one per benchmark.
+    tracefix_timeout: `[tool.tracefix] timeout` (seconds per run) in its pyproject.toml, committed too."""
     sdists = WORK / "sdist"
     sdists.mkdir(parents=True, exist_ok=True)
     spec = f"{project.name}=={project.version}"
@@ -126,6 +127,9 @@ def checkout(project: RealProject, purpose: str) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(found[0]) as tar:
         tar.extractall(root.parent, filter="data")
+    if tracefix_timeout is not None:
+        with (root / "pyproject.toml").open("a", encoding="utf-8") as f:
+            f.write(f"\n[tool.tracefix]\ntimeout = {tracefix_timeout:g}\n")
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
     subprocess.run([*git, "init", "-q"], cwd=root, check=True)
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)

@@ -208,8 +208,8 @@ class Primed:
         return failing(self.baseline)
 
 
-def prime(project: RealProject, purpose: str) -> Primed:
-    root = checkout(project, purpose)
+def prime(project: RealProject, purpose: str, tracefix_timeout: float | None = None) -> Primed:
+    root = checkout(project, purpose, tracefix_timeout)
     keep = Path(tempfile.mkdtemp(prefix=f"bench-{project.name}-"))
     full_s, _, baseline = pytest_run(project, root, timeout=600)
     if not baseline:  # screening would take every mutant for a survivor

@@ -19,6 +19,7 @@ only inside the full suite (order, timing) from one the arm should have run.
 *Ran* counts collected items (each parametrized case, each unittest method) against the full run's.
 
     python bench/testmon.py --project toolz --mutants 15 --seed 1
+    python bench/testmon.py --project more-itertools --tracefix-timeout 600   # a priming run over 120 s
     python bench/testmon.py --table bench/results/testmon-*.json   # the markdown table again
 """
 
@@ -70,9 +71,9 @@ def run_arm(arm: str, project: RealProject, primed: Primed, no_state: Path, time
             "changed": [f"{c['path']}::{c['symbol']}" for c in report["changed"]]}
 
 
-def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dict:
+def measure(project: RealProject, wanted: int, seed: int, max_tries: int, tracefix_timeout: float | None) -> dict:
     at_start = machine()
-    primed = prime(project, "testmon")
+    primed = prime(project, "testmon", tracefix_timeout)
     suite = len(primed.baseline)
     timeout = max(60.0, 10 * primed.full_s)  # a mutant that loops
     pool = shuffled_candidates(project, primed, seed)
@@ -106,8 +107,8 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dic
     shutil.rmtree(no_state)
     return {"project": f"{project.name}=={project.version}", "items": suite,
             "failing_at_baseline": sorted(primed.broken_before), "full_run_s": round(primed.full_s, 2),
-            "priming": primed.priming, "candidates": len(pool), "screened": primed.screened,
-            "machine_at_start": at_start, "summary": summarize(rows, suite), "mutants": rows}
+            "priming": primed.priming, "tracefix_timeout": tracefix_timeout,
+            "candidates": len(pool), "screened": primed.screened, "machine_at_start": at_start, "summary": summarize(rows, suite), "mutants": rows}
 
 
 def summarize(rows: list[dict], suite: int) -> dict:
@@ -182,6 +183,9 @@ def main() -> int:
     p.add_argument("--mutants", type=int, default=15, help="killed mutants wanted per project")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-tries", type=int, default=300, help="candidates screened at most per project")
+    p.add_argument("--tracefix-timeout", type=float, metavar="SECONDS",
+                   help="tracefix's run timeout (default 120 s), written to the checkout's pyproject.toml: "
+                        "a priming run cut short leaves the tests it never started without a record")
     p.add_argument("--table", nargs="+", type=Path, metavar="JSON", help="print the table of these results; run nothing")
     args = p.parse_args()
     if args.table:
@@ -189,12 +193,14 @@ def main() -> int:
         return 0
     results = []
     for name in args.project or sorted(PROJECTS):
-        result = measure(PROJECTS[name], args.mutants, args.seed, args.max_tries)
+        result = measure(PROJECTS[name], args.mutants, args.seed, args.max_tries, args.tracefix_timeout)
+        timeout = f" --tracefix-timeout {args.tracefix_timeout:g}" if args.tracefix_timeout else ""
         result.update(machine=machine(), command=f"python bench/testmon.py --project {name} "
-                                                 f"--mutants {args.mutants} --seed {args.seed}")
+                                                 f"--mutants {args.mutants} --seed {args.seed}{timeout}")
         results.append(result)
         print(json.dumps(result["summary"], indent=2))
-        print(f"results: {write_results(f'testmon-{name}', result)}", flush=True)
+        print(f"results: {write_results(f'testmon-{name}' + timeout.replace(' --tracefix-timeout ', '-timeout'), result)}",
+              flush=True)
     print(table(results))
     return 0
 

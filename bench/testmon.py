@@ -84,7 +84,8 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int, tracef
     for mutant, full_s, truth, broken in killed(project, primed, pool, wanted, max_tries):
         k = len(rows)
         order = ARMS[k % len(ARMS):] + ARMS[:k % len(ARMS)]
-        runs = {arm: run_arm(arm, project, primed, no_state, timeout) for arm in order}
+        arm_timeout = max(timeout, 3 * full_s)  # a subset of what the full run just ran, on a machine as loaded
+        runs = {arm: run_arm(arm, project, primed, no_state, arm_timeout) for arm in order}
         row = {"mutant": asdict(mutant), "failing": sorted(broken), "order": list(order),
                "full": {"s": round(full_s, 3), "ran": len(truth)}}
         for arm, run in runs.items():
@@ -96,7 +97,7 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int, tracef
             row[arm] = run
         missed = sorted({n for arm in ARMS for n in row[arm]["missed"]})
         if missed:
-            _, _, alone = pytest_run(project, primed.root, "--", *missed, timeout=timeout)
+            _, _, alone = pytest_run(project, primed.root, "--", *missed, timeout=arm_timeout)
             row["missed_rerun_alone"] = {n: (alone or {}).get(n, "not run") for n in missed}
         rows.append(row)
         print(f"  {k + 1:3d} {mutant.path}:{mutant.line} {mutant.kind:12s} failing {len(broken):4d} | full "
@@ -123,6 +124,10 @@ def summarize(rows: list[dict], suite: int) -> dict:
         share = [r[arm]["ran"] / suite for r in rows]
         s = summary[arm] = {
             "errors": len(rows) - len(ok),
+            # tracefix's own run timeout (120 s unless configured): tests it never started count as missed
+            "cut_short": sum(r[arm].get("status", "ok") != "ok" for r in ok),
+            "missed_in_runs_cut_short": sum(len(r[arm]["missed"]) for r in rows
+                                            if "error" in r[arm] or r[arm].get("status", "ok") != "ok"),
             "missed_failing_tests": sum(len(r[arm]["missed"]) for r in rows),
             "mutants_with_a_miss": sum(bool(r[arm]["missed"]) for r in rows),
             "missed_failing_alone_too": sum(r.get("missed_rerun_alone", {}).get(n) in ("failed", "error")
@@ -159,6 +164,7 @@ def table(results: list[dict]) -> str:
         ("**missed failing tests**: tracefix / +trace / testmon / tracefix unprimed",
          per_arm("missed_failing_tests", "**{}**")),
         ("… of them failing when rerun alone", per_arm("missed_failing_alone_too")),
+        ("… of them in runs cut short (timeout, crash)", per_arm("missed_in_runs_cut_short")),
         ("share of items run, median: tracefix / +trace / testmon / unprimed", per_arm("share_run_median", "{:.1%}")),
         ("share of items run, mean", per_arm("share_run_mean", "{:.1%}")),
         ("wall per mutant, median (s): full suite", lambda r, s: f"{s['full']['wall_s_median']:.2f}"),
@@ -170,7 +176,10 @@ def table(results: list[dict]) -> str:
          per_arm("over_testmon_ratio_of_medians", "{:.2f}", TRACEFIX_ARMS[:2])),
         ("mutants where tracefix was slower than the full suite: tracefix / +trace",
          per_arm("slower_than_full", "{}", TRACEFIX_ARMS[:2])),
-        ("tracefix runs that crashed: tracefix / +trace / unprimed", per_arm("errors", "{}", TRACEFIX_ARMS)),
+        ("runs cut short (status not ok: timeout, crash): tracefix / +trace / unprimed",
+         per_arm("cut_short", "{}", TRACEFIX_ARMS)),
+        ("runs with no report (timeout of the bench, crash): tracefix / +trace / testmon / unprimed",
+         per_arm("errors")),
     ]
     lines += [f"| {label} | {cells(f)} |" for label, f in spec]
     return "\n".join(lines)
@@ -189,7 +198,10 @@ def main() -> int:
     p.add_argument("--table", nargs="+", type=Path, metavar="JSON", help="print the table of these results; run nothing")
     args = p.parse_args()
     if args.table:
-        print(table([json.loads(path.read_text()) for path in args.table]))
+        results = [json.loads(path.read_text()) for path in args.table]
+        for r in results:  # summarized again: the stored summary may predate a change of summarize()
+            r["summary"] = summarize(r["mutants"], r["items"])
+        print(table(results))
         return 0
     results = []
     for name in args.project or sorted(PROJECTS):

@@ -122,7 +122,7 @@ def checkout(project: RealProject, purpose: str, tracefix_timeout: float | None 
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps",
                         "-d", str(sdists), spec], check=True)
         found = list(sdists.glob(f"{project.name.replace('-', '_')}-{project.version}.tar.gz"))
-    root = CHECKOUTS / purpose / f"{project.name}-{project.version}"
+    root = CHECKOUTS / purpose / found[0].name.removesuffix(".tar.gz")  # more_itertools-11.2.1: the sdist's folder
     shutil.rmtree(root, ignore_errors=True)
     root.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(found[0]) as tar:

@@ -32,12 +32,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PROJECTS, RealProject, machine, write_results
+from common import PROJECTS, RESULTS, RealProject, machine, write_results
 from mutation import (
     Primed,
     copy_states,
@@ -71,7 +72,9 @@ def run_arm(arm: str, project: RealProject, primed: Primed, no_state: Path, time
             "changed": [f"{c['path']}::{c['symbol']}" for c in report["changed"]]}
 
 
-def measure(project: RealProject, wanted: int, seed: int, max_tries: int, tracefix_timeout: float | None) -> dict:
+def measure(project: RealProject, wanted: int, seed: int, max_tries: int, tracefix_timeout: float | None,
+            save: Callable[[dict], object]) -> dict:
+    """The result, saved after every mutant (finished: false until the last), so a stopped run keeps its rows."""
     at_start = machine()
     primed = prime(project, "testmon", tracefix_timeout)
     suite = len(primed.baseline)
@@ -80,7 +83,16 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int, tracef
     print(f"{project.name}: {suite} items, {len(primed.broken_before)} failing at baseline, full run "
           f"{primed.full_s:.1f} s, {len(pool)} candidate mutants; priming: {primed.priming}", flush=True)
     no_state = Path(tempfile.mkdtemp(prefix="bench-no-state-"))
-    rows = []
+    rows: list[dict] = []
+    result = {"project": f"{project.name}=={project.version}", "items": suite,
+              "failing_at_baseline": sorted(primed.broken_before), "full_run_s": round(primed.full_s, 2),
+              "priming": primed.priming, "tracefix_timeout": tracefix_timeout, "candidates": len(pool),
+              "machine_at_start": at_start, "mutants": rows}
+
+    def update(finished: bool) -> None:
+        result.update(screened=primed.screened, finished=finished, machine=machine(), summary=summarize(rows, suite))
+        save(result)
+
     for mutant, full_s, truth, broken in killed(project, primed, pool, wanted, max_tries):
         k = len(rows)
         order = ARMS[k % len(ARMS):] + ARMS[:k % len(ARMS)]
@@ -104,12 +116,11 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int, tracef
               f"{full_s:5.1f} s | " + " | ".join(
                   f"{arm} {row[arm]['s'] or 0:5.1f} s ran {row[arm]['ran']:4d} missed {len(row[arm]['missed'])}"
                   + (" ERROR" if "error" in row[arm] else "") for arm in ARMS), flush=True)
+        update(finished=False)
     shutil.rmtree(primed.keep)
     shutil.rmtree(no_state)
-    return {"project": f"{project.name}=={project.version}", "items": suite,
-            "failing_at_baseline": sorted(primed.broken_before), "full_run_s": round(primed.full_s, 2),
-            "priming": primed.priming, "tracefix_timeout": tracefix_timeout,
-            "candidates": len(pool), "screened": primed.screened, "machine_at_start": at_start, "summary": summarize(rows, suite), "mutants": rows}
+    update(finished=True)
+    return result
 
 
 def summarize(rows: list[dict], suite: int) -> dict:
@@ -204,15 +215,15 @@ def main() -> int:
         print(table(results))
         return 0
     results = []
+    timeout = f" --tracefix-timeout {args.tracefix_timeout:g}" if args.tracefix_timeout else ""
     for name in args.project or sorted(PROJECTS):
-        result = measure(PROJECTS[name], args.mutants, args.seed, args.max_tries, args.tracefix_timeout)
-        timeout = f" --tracefix-timeout {args.tracefix_timeout:g}" if args.tracefix_timeout else ""
-        result.update(machine=machine(), command=f"python bench/testmon.py --project {name} "
-                                                 f"--mutants {args.mutants} --seed {args.seed}{timeout}")
+        command = f"python bench/testmon.py --project {name} --mutants {args.mutants} --seed {args.seed}{timeout}"
+        out = f"testmon-{name}" + (f"-timeout{args.tracefix_timeout:g}" if args.tracefix_timeout else "")
+        result = measure(PROJECTS[name], args.mutants, args.seed, args.max_tries, args.tracefix_timeout,
+                         save=lambda r: write_results(out, dict(r, command=command)))
         results.append(result)
         print(json.dumps(result["summary"], indent=2))
-        print(f"results: {write_results(f'testmon-{name}' + timeout.replace(' --tracefix-timeout ', '-timeout'), result)}",
-              flush=True)
+        print(f"results: {RESULTS / out}.json", flush=True)
     print(table(results))
     return 0
 

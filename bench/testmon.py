@@ -106,6 +106,7 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int, tracef
                        missed=sorted(broken - failing(outcomes)))
             if selected is not None:  # a miss is either selection (never chosen) or reporting (chosen, not seen failing)
                 run["missed_unselected"] = [n for n in run["missed"] if n.split("[")[0] not in selected]
+                run["selected"] = len(selected)  # test functions: each runs all its parametrized cases
             row[arm] = run
         missed = sorted({n for arm in ARMS for n in row[arm]["missed"]})
         if missed:

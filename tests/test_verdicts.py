@@ -229,7 +229,9 @@ async def save(client, path: Path, text: str, version: int) -> None:
     path.write_text(text)
     if version == 1:
         client.text_document_did_open(
-            types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=path.as_uri(), language_id="python", version=1, text=text))
+            types.DidOpenTextDocumentParams(
+                types.TextDocumentItem(uri=path.as_uri(), language_id="python", version=1, text=text)
+            )
         )
     else:
         client.text_document_did_change(

@@ -74,8 +74,12 @@ class Store:
         now = _identity(self.path)
         if now != self._file and self.dir.parent.is_dir():
             self._db.close()
-            what = "started a new, empty index" if now is None else "reopened it"
-            message = f"{self.path} was deleted or replaced while in use; {what}"
+            what = (
+                "deleted while in use; started a new, empty index"
+                if now is None
+                else "replaced while in use; opened it"
+            )
+            message = f"{self.path} was {what}"
             self.warnings.append(message)
             log.warning(message)
             self._db = self._prepare()

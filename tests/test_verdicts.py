@@ -105,8 +105,9 @@ def test_a_run_that_did_not_complete_exits_3_with_its_cause(fixed_shop, files, c
     assert placed == ([where] if where else [])
 
 
-def test_the_text_report_says_the_run_did_not_complete(fixed_shop):
+def test_the_text_report_says_the_run_did_not_complete(fixed_shop, python):
     write(fixed_shop, INCOMPLETE["conftest-import"][0])
+    write(fixed_shop, {"pyproject.toml": PYPROJECT + f'\n[tool.tracefix]\npython = "{python}"\n'})
     proc = check_text(fixed_shop, "--all")
     assert proc.returncode == 3
     assert "tracefix: the run did not complete: a conftest.py failed to import: ModuleNotFoundError" in proc.stdout

@@ -243,10 +243,10 @@ def _text_fixes(out, style, fixes: list[dict]) -> None:
 
 
 def _json(project, changes, selected, report, diagnostics, traces, args) -> dict:
-    ran = not args.no_run
+    verdict = None if args.no_run else report.verdict
     data = {
-        "verdict": report.verdict if ran else None,
-        "cause": report.message or None if ran and report.verdict == Verdict.INCOMPLETE else None,
+        "verdict": verdict,
+        "cause": report.message if verdict == Verdict.INCOMPLETE else None,
         "changed": [
             {"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line}
             for c in changes or []

@@ -123,14 +123,13 @@ async def _audit(session: Session, state: ProjectState) -> None:
     known = set(state.found_by_audit) | {n for n, r in state.results.items() if r.failing}
     publishing.drop(session, state, gone)
     await publishing.update(session, state, audit.report.results, audit=True)
-    session.ls.log(
-        audit_message(audit, [r.nodeid for r in report.failed if r.nodeid not in known]),
-        types.MessageType.Warning if audit.missed else types.MessageType.Info,
-    )
+    new = [r.nodeid for r in report.failed if r.nodeid not in known]
+    level = types.MessageType.Warning if new or audit.missed else types.MessageType.Info
+    session.ls.log(_audit_message(audit, new), level)
     publish_status(session)
 
 
-def audit_message(audit: Audit, new: list[str]) -> str:
+def _audit_message(audit: Audit, new: list[str]) -> str:
     """What the idle audit found, in words."""
     report = audit.report
     text = f"idle audit: ran every test at low priority: {report.summary()}"

@@ -96,8 +96,11 @@ async def run_tests(
         return report
 
     async def run_rest(rest: list[str]) -> RunReport:
-        kwargs = {"limits": limits, "on_result": on_result, "extra_args": extra_args, "env": env, "spawn": spawn}
-        return await run_tests(root, python, rest, **kwargs) if rest else RunReport()  # type: ignore[arg-type]
+        if not rest:
+            return RunReport()
+        return await run_tests(
+            root, python, rest, limits=limits, on_result=on_result, extra_args=extra_args, env=env, spawn=spawn
+        )
 
     uncollected = [r for r in report.results if r.uncollected]
     if uncollected and len(uncollected) == len(report.results) and "found no collectors for" in proc.output:

@@ -130,6 +130,7 @@ async def serve_until_ready(root: Path, env: dict) -> dict:
 
 
 def measure(rounds: int) -> dict:
+    at_start = machine()
     root = checkout(SYMPY, "scale")
     env = SYMPY.env(root, ensure_venv().parent.parent)
     store = root / ".tracefix"
@@ -158,7 +159,7 @@ def measure(rounds: int) -> dict:
                      if isinstance(rs[0][key], (int, float))} for arm, rs in runs.items()}
     return {"project": f"{SYMPY.name}=={SYMPY.version}", "python_files": len(files), "lines": lines,
             "leaf_change": f"{leaf_path}: {before.strip()!r} -> {after.strip()!r} (in ordinal)",
-            "rounds": rounds, "targets": TARGETS, "median": medians, "runs": runs}
+            "rounds": rounds, "targets": TARGETS, "machine_at_start": at_start, "median": medians, "runs": runs}
 
 
 def table(result: dict) -> str:

@@ -225,7 +225,8 @@ def main() -> int:
         results.append(result)
         print(json.dumps(result["summary"], indent=2))
         print(f"results: {RESULTS / out}.json", flush=True)
-    print(table(results))
+    if any(r["mutants"] for r in results):  # --mutants 0: only the priming runs, no table
+        print(table([r for r in results if r["mutants"]]))
     return 0
 
 

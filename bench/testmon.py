@@ -102,8 +102,8 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int, tracef
                "full": {"s": round(full_s, 3), "ran": len(truth)}}
         for arm, run in runs.items():
             outcomes, selected = run.pop("outcomes"), run.pop("selected", None)
-            run.update(s=run["s"] and round(run["s"], 3), cpu_s=run["cpu_s"] and round(run["cpu_s"], 3), ran=len(outcomes),
-                       missed=sorted(broken - failing(outcomes)))
+            run.update({k: round(run[k], 3) for k in ("s", "cpu_s") if run[k] is not None},
+                       ran=len(outcomes), missed=sorted(broken - failing(outcomes)))
             if selected is not None:  # a miss is either selection (never chosen) or reporting (chosen, not seen failing)
                 run["missed_unselected"] = [n for n in run["missed"] if n.split("[")[0] not in selected]
                 run["selected"] = len(selected)  # test functions: each runs all its parametrized cases

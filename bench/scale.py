@@ -161,6 +161,7 @@ async def serve_until_ready(root: Path, env: dict) -> dict:
 
 
 def measure(rounds: int) -> dict:
+    at_start = machine()
     root = checkout(SYMPY, "scale")
     env = SYMPY.env(root, ensure_venv().parent.parent)
     store = root / ".tracefix"
@@ -201,6 +202,7 @@ def measure(rounds: int) -> dict:
         "leaf_change": f"{leaf_path}: {before.strip()!r} -> {after.strip()!r} (in ordinal)",
         "rounds": rounds,
         "targets": TARGETS,
+        "machine_at_start": at_start,
         "median": medians,
         "runs": runs,
     }

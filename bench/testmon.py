@@ -133,8 +133,7 @@ def measure(
         for arm, run in runs.items():
             outcomes, selected = run.pop("outcomes"), run.pop("selected", None)
             run.update(
-                s=run["s"] and round(run["s"], 3),
-                cpu_s=run["cpu_s"] and round(run["cpu_s"], 3),
+                {k: round(run[k], 3) for k in ("s", "cpu_s") if run[k] is not None},
                 ran=len(outcomes),
                 missed=sorted(broken - failing(outcomes)),
             )
@@ -299,12 +298,13 @@ def main() -> int:
             args.seed,
             args.max_tries,
             args.tracefix_timeout,
-            save=lambda r, out=out, command=command: write_results(out, dict(r, command=command)),
+            save=lambda r: write_results(out, dict(r, command=command)),
         )
         results.append(result)
         print(json.dumps(result["summary"], indent=2))
         print(f"results: {RESULTS / out}.json", flush=True)
-    print(table(results))
+    if any(r["mutants"] for r in results):  # --mutants 0: only the priming runs, no table
+        print(table([r for r in results if r["mutants"]]))
     return 0
 
 

@@ -298,7 +298,7 @@ def main() -> int:
             args.seed,
             args.max_tries,
             args.tracefix_timeout,
-            save=lambda r: write_results(out, dict(r, command=command)),
+            save=lambda r, out=out, command=command: write_results(out, dict(r, command=command)),
         )
         results.append(result)
         print(json.dumps(result["summary"], indent=2))

@@ -217,9 +217,14 @@ class Project:
     def python(self) -> str:
         return find_python(self.root, self.settings.python)
 
-    def plan(self, nodeids: list[str], nice: bool = False) -> RunPlan:
+    def digests(self) -> dict[str, str]:
+        """Each indexed file's digest: what a run planned now tests."""
+        return {rel: e.digest for rel, e in self.index.files.items()}
+
+    def plan(self, nodeids: list[str], nice: bool = False, started: dict[str, str] | None = None) -> RunPlan:
         """Everything a run needs from the index and the store, read before it starts; `nice`: at
-        the lowest CPU priority (a background audit)."""
+        the lowest CPU priority (a background audit); `started`: the digests the tests were
+        selected on, when not now."""
         previous = self.store.results()  # read once: it orders the run and sizes it
         ordered = self._order(nodeids, previous)
         fd, deps_file = tempfile.mkstemp(prefix="tracefix-deps-", suffix=".jsonl")  # a test may delete .tracefix
@@ -231,7 +236,7 @@ class Project:
             python=self.python(),
             env=env,
             deps_file=Path(deps_file),
-            started={rel: e.digest for rel, e in self.index.files.items()},
+            started=self.digests() if started is None else started,
             extra=("-p", "tracefix_deps") + (("-n", str(workers)) if workers else ()),
             # a niced background audit must not occupy the worker the next save wants
             warm=self.pool is not None and self.settings.warm_runner and not nice,
@@ -325,8 +330,10 @@ class Project:
 
         return sorted(nodeids, key=key)
 
-    def record(self, report: RunReport, paths: list[str] | None = None) -> None:
-        """Store results; the files the run covered become the new baseline (all if paths is None)."""
+    def record(self, report: RunReport, paths: list[str] | None = None, started: dict[str, str] | None = None) -> None:
+        """Store results; the files the run covered become the new baseline (all if paths is None),
+        except those whose content changed since the run was planned (`started`: each file's digest
+        then): the run did not test what they hold now."""
         self.store.save_results([r.to_dict() for r in report.results if r.outcome != Outcome.NOT_RUN])
         if report.status != RunStatus.OK:
             return
@@ -334,7 +341,7 @@ class Project:
         update = {}
         for rel in covered:
             entry = self.index.files.get(rel)
-            if entry is not None:
+            if entry is not None and (started is None or started.get(rel) == entry.digest):
                 update[rel] = _symbols_json(entry.facts.symbols)
         self.snapshot.update(update)
         self.store.save_snapshot(update)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import tempfile
@@ -20,12 +21,14 @@ from tracefix.paths import is_relevant_file
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running import warm as warm_mod
 from tracefix.running.interpreter import InterpreterError, find_python
-from tracefix.running.process import Limits, spawn_process
+from tracefix.running.process import Limits, Spawn, spawn_process
 from tracefix.running.results import FAILING, Outcome, RunReport, RunStatus, TestResult
 from tracefix.running.runner import run_tests
 from tracefix.selection import dynamic, environment
 from tracefix.selection.recorded import Recorded, base_nodeid, deps_from_records, read_records
 from tracefix.selection.select import Changed, Selected, select
+
+log = logging.getLogger(__name__)
 
 
 def _symbols_json(symbols: list[Symbol]) -> list:
@@ -244,10 +247,16 @@ class Project:
             limits=Limits(timeout=self.settings.timeout),
         )
 
-    async def execute(self, plan: RunPlan, on_result: Callable[[TestResult], None] | None = None) -> RunReport:
-        """Run a planned run; nothing here blocks the event loop."""
-        spawn = self.pool.spawner(plan.python) if plan.warm and self.pool is not None else spawn_process
-        try:
+    async def execute(
+        self,
+        plan: RunPlan,
+        on_result: Callable[[TestResult], None] | None = None,
+        note: Callable[[str], None] = log.info,
+    ) -> RunReport:
+        """Run a planned run; nothing here blocks the event loop. note(why): a warm run went cold."""
+
+        async def attempt(spawn: Spawn) -> RunReport:
+            os.truncate(plan.deps_file, 0)  # what an attempt that failed recorded is not the run's
             return await run_tests(
                 self.root,
                 plan.python,
@@ -258,6 +267,11 @@ class Project:
                 env=plan.env,
                 spawn=spawn,
             )
+
+        try:
+            if plan.warm and self.pool is not None:
+                return await self.pool.run(plan.python, attempt, note)
+            return await attempt(spawn_process)
         except BaseException:
             plan.deps_file.unlink(missing_ok=True)
             raise

@@ -260,7 +260,7 @@ async def _run(session: Session, state: ProjectState, pending: Pending) -> None:
 
     try:
         plan = await state.call(project.plan, [s.nodeid for s in selected], False, started)
-        report = await project.execute(plan, on_result)
+        report = await project.execute(plan, on_result, ls.log)
         await state.call(project.conclude, plan, report)
         late = [r for r in report.results if r not in done]  # "not run" and killed tests
         await asyncio.gather(*updates)

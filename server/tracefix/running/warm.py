@@ -1,9 +1,15 @@
 """Test runs handed to a warm worker (plugin/tracefix_warm.py) instead of a new interpreter.
 
-The worker has pytest, its plugins and the tests' third-party imports loaded; every run is a
-fresh fork of it, so workspace code is always imported anew. When the worker cannot take a run
-(starting, busy, gone, out of date), the run starts a new interpreter as before: warm is only
-ever faster, never different in what it can run.
+The worker has pytest and the tests' third-party imports loaded; every run is a fresh fork of
+it, so workspace code is always imported anew. Warm is only ever faster, never different:
+- a run the worker cannot take (starting, busy, gone, out of date: a module it imported changed
+  on disk, packages were installed) starts a new interpreter, and a worker that is out of date
+  is replaced;
+- a forked run that did not complete (it crashed, exited with no verdict, lost its worker) runs
+  again in a new interpreter, in the same request, since only that can tell the tests' fault from
+  the worker's; its report is the cold run's. When the cold run completes, the worker was at
+  fault and is replaced.
+Each of these says why through the `note` of Pool.run.
 """
 
 from __future__ import annotations
@@ -16,15 +22,19 @@ import os
 import signal
 import socket
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tracefix.running.plugin.tracefix_warm import UPDATED
-from tracefix.running.process import Limits, rlimits, spawn_process
+from tracefix.running.plugin.tracefix_warm import CHANGED, PULLED, UPDATED
+from tracefix.running.process import Limits, Spawn, rlimits, spawn_process
+from tracefix.running.results import RunReport, RunStatus
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT = 60.0  # seconds for the worker to import pytest and its plugins
+START_TIMEOUT = 60.0  # seconds for the worker to import pytest
 REPLY_TIMEOUT = 10.0  # seconds for the worker to fork a run
+OUT_OF_DATE = (UPDATED, CHANGED, PULLED)  # why a worker quits that is no fault of its own
+COMPLETE = (RunStatus.OK, RunStatus.TIMEOUT)  # a run that gave its verdict, or that a cold one would not finish sooner
 
 
 def supported() -> bool:
@@ -39,8 +49,9 @@ def _startup_env(env: dict[str, str]) -> dict[str, str]:
 class Worker:
     """One warm worker for one (interpreter, workspace, environment)."""
 
-    def __init__(self, python: str, root: Path, env: dict[str, str]):
+    def __init__(self, python: str, root: Path, env: dict[str, str], skip: list[str]):
         self.python, self.root, self.env = python, root, _startup_env(env)
+        self.skip = skip  # modules not to import ahead of runs; the worker's own list when it quits
         self.process: asyncio.subprocess.Process | None = None
         self.sock: socket.socket | None = None
         self.reader: asyncio.StreamReader | None = None
@@ -63,7 +74,7 @@ class Worker:
                     "-m",
                     "tracefix_warm",
                     cwd=str(self.root),
-                    env=dict(self.env, TRACEFIX_WARM_FD=str(theirs.fileno())),
+                    env=dict(self.env, TRACEFIX_WARM_FD=str(theirs.fileno()), TRACEFIX_WARM_SKIP=json.dumps(self.skip)),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=stderr,
@@ -114,6 +125,7 @@ class Worker:
             os.close(out_write)
         if "pid" not in reply:
             os.close(out_read)
+            self.skip = reply.get("skip", self.skip)
             self.close(reply.get("stale") or f"unexpected reply {reply}")
             return None
         self.running = reply["pid"]
@@ -177,35 +189,60 @@ class Pool:
         self.root = root
         self.worker: Worker | None = None
         self.restarts = 0
+        self.skip: list[str] = []  # what the last worker learnt not to import ahead of runs
+        self.closed = False
         self._starting: asyncio.Task | None = None
 
-    def spawner(self, python: str):
-        """The spawn function for run_streaming: warm when possible, else a new process."""
+    async def run(
+        self, python: str, attempt: Callable[[Spawn], Awaitable[RunReport]], note: Callable[[str], None]
+    ) -> RunReport:
+        """attempt(spawn), a test run, forked from the worker when it can take it, else in a new
+        interpreter; a forked run that did not complete runs again in a new interpreter, whose
+        report is the run's. note(why) for each run that went cold."""
+        forked: list[Worker] = []
 
-        async def spawn(argv, cwd, env, limits, report_fd):
-            worker = self._current(python, env)
-            run = await worker.spawn(argv, cwd, env, limits, report_fd) if worker else None
-            if worker is not None and worker.dead:
-                self._current(python, env)  # a replacement gets ready while this run starts cold
-            return run or await spawn_process(argv, cwd, env, limits, report_fd)
+        async def spawn(argv: list[str], cwd: Path, env: dict[str, str], limits: Limits, report_fd: int):
+            worker, why = self._current(python, env)
+            if worker is not None:
+                run = await worker.spawn(argv, cwd, env, limits, report_fd)
+                if run is not None:
+                    forked.append(worker)
+                    return run
+                why = worker.dead or ("busy with another run" if worker.busy else "still starting")
+                if worker.dead:
+                    self._current(python, env)  # a replacement gets ready while this run starts cold
+            note(f"warm runner: {why}; the run starts a new interpreter")
+            return await spawn_process(argv, cwd, env, limits, report_fd)
 
-        return spawn
+        report = await attempt(spawn)
+        if not forked or report.status in COMPLETE or self.closed:  # closed: its runs end with it
+            return report
+        worker = forked[-1]
+        note(f"warm run failed ({worker.dead or report.message}); running the same tests in a new interpreter")
+        cold = await attempt(spawn_process)
+        if cold.status in COMPLETE and worker is self.worker:
+            worker.close(f"a forked run failed where a new interpreter did not: {report.message}")
+        return cold
 
-    def _current(self, python: str, env: dict[str, str]) -> Worker | None:
+    def _current(self, python: str, env: dict[str, str]) -> tuple[Worker | None, str]:
+        """The worker that fits, or None and why not."""
         worker = self.worker
         if worker is not None and worker.fits(python, env) and not worker.dead:
-            return worker
+            return worker, ""
         if worker is not None:
             if worker.busy:
-                return None  # replaced when its run is over
-            if worker.dead not in (None, "closed", UPDATED):
-                self.restarts += 1  # a fault; an update of installed packages is not one
+                return None, "the worker is being replaced"  # when its run is over
+            if worker.dead is not None and not worker.dead.startswith(("closed", *OUT_OF_DATE)):
+                self.restarts += 1  # a fault; being out of date is not one
+            self.skip = worker.skip
             worker.close()
+        if self.closed:
+            return None, "closed"
         if self.restarts > self.RESTARTS:
-            return None
-        self.worker = Worker(python, self.root, env)
+            return None, f"off after {self.restarts} failed workers"
+        self.worker = Worker(python, self.root, env, self.skip)
         self._starting = asyncio.get_running_loop().create_task(self.worker.start())
-        return None  # this run starts cold while the worker gets ready
+        return None, "starting the worker"  # this run starts cold while the worker gets ready
 
     async def ready(self) -> bool:
         """Wait for a starting worker; True if one can take runs."""
@@ -214,6 +251,7 @@ class Pool:
         return bool(self.worker and self.worker.ready and not self.worker.dead)
 
     def close(self) -> None:
+        self.closed = True
         if self._starting is not None:
             self._starting.cancel()
         if self.worker is not None:

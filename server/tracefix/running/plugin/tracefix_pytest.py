@@ -2,6 +2,7 @@
 
 Runs inside the user's test process: Python >= 3.9, stdlib and pytest only.
 Records: {"kind": "start"|"result"|"collect_error"|"done", ...}.
+PYTEST_DONT_REWRITE: it has no asserts, and the warm worker may import it ahead of runs.
 """
 
 import json

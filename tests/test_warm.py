@@ -20,6 +20,7 @@ from tracefix.project import Project
 from tracefix.running import warm
 from tracefix.running.plugin.tracefix_warm import CHANGED, PULLED
 from tracefix.running.process import plugin_env
+from tracefix.running.results import TestResult
 
 pytestmark = pytest.mark.skipif(not warm.supported(), reason="the warm runner needs fork and fd passing")
 
@@ -416,7 +417,8 @@ async def test_a_worker_lost_mid_run_falls_back_to_a_cold_run(tmp_path, caplog):
     write(root, {**FILES, "tests/test_gate.py": gate})
     project = await warmed(root, interpreters()[0])
     caplog.set_level(logging.INFO, "tracefix.project")
-    run = asyncio.ensure_future(project.run(["tests/test_gate.py::test_gate"]))
+    streamed: list[TestResult] = []
+    run = asyncio.ensure_future(project.run(["tests/test_gate.py::test_gate"], streamed.append))
     pid = root / "gate.pid"
     await wait_until(pid.exists)
     forked = pid.read_text()
@@ -430,6 +432,7 @@ async def test_a_worker_lost_mid_run_falls_back_to_a_cold_run(tmp_path, caplog):
         "warm run failed (lost during a run: the worker exited); running the same tests in a new interpreter"
     ]
     assert report.status == "ok" and outcomes(report) == [("tests/test_gate.py::test_gate", "passed", "")]
+    assert [r.outcome for r in streamed] == ["passed"]  # never the "crashed" the lost fork was reported as
     project.close()
 
 

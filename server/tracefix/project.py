@@ -282,7 +282,7 @@ class Project:
     ) -> RunReport:
         """Run a planned run; nothing here blocks the event loop. note(why): a warm run went cold."""
 
-        async def attempt(spawn: Spawn) -> RunReport:
+        async def attempt(spawn: Spawn, on_result: Callable[[TestResult], None] | None) -> RunReport:
             os.truncate(plan.deps_file, 0)  # what an attempt that failed recorded is not the run's
             return await run_tests(
                 self.root,
@@ -297,9 +297,9 @@ class Project:
 
         try:
             if plan.warm and self.pool is not None:
-                report = await self.pool.run(plan.python, attempt, note)
+                report = await self.pool.run(plan.python, attempt, on_result, note)
             else:
-                report = await attempt(spawn_process)
+                report = await attempt(spawn_process, on_result)
         except BaseException:
             plan.deps_file.unlink(missing_ok=True)
             raise

@@ -28,13 +28,14 @@ from pathlib import Path
 
 from tracefix.running.plugin.tracefix_warm import CHANGED, PULLED, UPDATED
 from tracefix.running.process import Limits, Spawn, rlimits, spawn_process
-from tracefix.running.results import RunReport, RunStatus
+from tracefix.running.results import RunReport, RunStatus, TestResult
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # seconds for the worker to import pytest
 REPLY_TIMEOUT = 10.0  # seconds for the worker to fork a run
 OUT_OF_DATE = (UPDATED, CHANGED, PULLED)  # why a worker quits that is no fault of its own
+OnResult = Callable[[TestResult], None] | None
 COMPLETE = (RunStatus.OK, RunStatus.TIMEOUT)  # a run that gave its verdict, or that a cold one would not finish sooner
 
 
@@ -205,19 +206,26 @@ class Pool:
         self._starting: asyncio.Task | None = None
 
     async def run(
-        self, python: str, attempt: Callable[[Spawn], Awaitable[RunReport]], note: Callable[[str], None]
+        self,
+        python: str,
+        attempt: Callable[[Spawn, OnResult], Awaitable[RunReport]],
+        on_result: OnResult,
+        note: Callable[[str], None],
     ) -> RunReport:
-        """attempt(spawn), a test run, forked from the worker when it can take it, else in a new
-        interpreter; a forked run that did not complete runs again in a new interpreter, whose
-        report is the run's. note(why) for each run that went cold."""
-        forked: list[Worker] = []
+        """attempt(spawn, on_result), a test run, forked from the worker when it can take it, else
+        in a new interpreter; a forked run that did not complete runs again in a new interpreter,
+        whose report is the run's. Results stream to on_result as tests finish, except those the
+        runner makes up once a forked run has ended (crashed, not run): if it runs again, they are
+        not the run's. note(why) for each run that went cold."""
+        forked: list[tuple[Worker, _Run]] = []
+        held: list[TestResult] = []
 
         async def spawn(argv: list[str], cwd: Path, env: dict[str, str], limits: Limits, report_fd: int):
             worker, why = self._current(python, env)
             if worker is not None:
                 run = await worker.spawn(argv, cwd, env, limits, report_fd)
                 if run is not None:
-                    forked.append(worker)
+                    forked.append((worker, run))
                     return run
                 why = worker.dead or ("busy with another run" if worker.busy else "still starting")
                 if worker.dead:
@@ -225,12 +233,21 @@ class Pool:
             note(f"warm runner: {why}; the run starts a new interpreter")
             return await spawn_process(argv, cwd, env, limits, report_fd)
 
-        report = await attempt(spawn)
+        def streamed(result: TestResult) -> None:
+            if forked and forked[-1][1].returncode is not None:
+                held.append(result)
+            elif on_result is not None:
+                on_result(result)
+
+        report = await attempt(spawn, streamed)
         if not forked or report.status in COMPLETE or self.closed:  # closed: its runs end with it
+            if on_result is not None:
+                for result in held:  # the run's after all
+                    on_result(result)
             return report
-        worker = forked[-1]
+        worker = forked[-1][0]
         note(f"warm run failed ({worker.dead or report.message}); running the same tests in a new interpreter")
-        cold = await attempt(spawn_process)
+        cold = await attempt(spawn_process, on_result)
         if cold.status in COMPLETE and worker is self.worker:
             worker.close(f"a forked run failed where a new interpreter did not: {report.message}")
         return cold

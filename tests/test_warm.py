@@ -2,7 +2,9 @@
 
 import asyncio
 import json
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import interpreters
+from conftest import interpreters, session, wait_until
+from test_lsp_e2e import edit_and_save, errors, open_file
 from tracefix.project import Project
 from tracefix.running import warm
+from tracefix.running.plugin.tracefix_warm import CHANGED, PULLED
 from tracefix.running.process import plugin_env
+from tracefix.running.results import TestResult
 
 pytestmark = pytest.mark.skipif(not warm.supported(), reason="the warm runner needs fork and fd passing")
 
@@ -166,13 +171,14 @@ async def test_warm_runs_match_cold_runs(tmp_path, python):
 async def test_worker_survives_crashes_timeouts_and_cancels(tmp_path):
     root = tmp_path / "proj"
     write(root, FILES)
-    project = await warmed(root, interpreters()[0], {"timeout": 4})
+    project = await warmed(root, interpreters()[0])
     worker = project.pool.worker.process.pid
 
-    crash = await project.run(["tests/test_bad.py::test_crash"])
+    crash = await project.run(["tests/test_bad.py::test_crash"])  # forked, then again cold: the same crash
     assert crash.status == "crashed" and "exit status 3" in crash.message
     assert [(r.nodeid, r.outcome) for r in crash.results] == [("tests/test_bad.py::test_crash", "crashed")]
 
+    project.reconfigure({"python": interpreters()[0], "timeout": 20})  # time to start pytest on a busy machine
     hang = await project.run(["tests/test_bad.py::test_hang"])
     assert hang.status == "timeout"
     assert [(r.nodeid, r.outcome) for r in hang.results] == [("tests/test_bad.py::test_hang", "timeout")]
@@ -187,6 +193,7 @@ async def test_worker_survives_crashes_timeouts_and_cancels(tmp_path):
         await run
     await assert_gone(int((root / "hang.pid").read_text()))
 
+    project.reconfigure({"python": interpreters()[0]})
     ok = await project.run(["tests/test_state.py::test_parent"])
     assert [r.outcome for r in ok.results] == ["passed"]
     assert last_parent(root) == worker == project.pool.worker.process.pid
@@ -293,3 +300,155 @@ async def test_closing_the_project_mid_run_ends_the_run(tmp_path):
     await assert_gone(int((root / "hang.pid").read_text()))
     assert (await run).status == "crashed"
     project.close()
+
+
+# A test-support library outside the workspace: a plugin (which pytest rewrites, being named by -p),
+# helpers that import it, and plain code. The plugins installed beside these tests (pytest-asyncio)
+# warn of deprecations at start-up, which no run here is about: those stay warnings.
+LIBRARY = {
+    "support_plugin.py": """\
+        import pytest
+
+
+        @pytest.fixture
+        def unit():
+            return 1
+        """,
+    "support_helpers.py": """\
+        import support_plugin  # noqa: F401
+
+
+        def double(x):
+            return 2 * x
+        """,
+    "units.py": "SCALE = 10\n",
+}
+STRICT = {
+    "filterwarnings": """\
+        [tool.pytest.ini_options]
+        addopts = "-p support_plugin"
+        filterwarnings = ["error", "ignore::DeprecationWarning"]
+        """,
+    "-W error": """\
+        [tool.pytest.ini_options]
+        addopts = "-p support_plugin -W error -W ignore::DeprecationWarning"
+        """,
+}
+USERS = {
+    "pkg/__init__.py": "",
+    "pkg/calc.py": "def half(x):\n    return x / 2\n",
+    "tests/test_calc.py": """\
+        import os
+
+        from support_helpers import double
+        from units import SCALE
+
+        from pkg.calc import half
+
+
+        def test_double(unit):
+            with open("parents.txt", "a") as f:
+                f.write(f"{os.getppid()}\\n")
+            assert double(unit) == 2
+
+
+        def test_half():
+            assert half(double(SCALE)) == SCALE
+        """,
+}
+EDITS = [  # files to write, in the workspace or ("lib/…") the library, before each run
+    {},  # cold: the worker starts
+    {},  # forked; then the worker imports units, and support_helpers, which pulls in support_plugin
+    {"pkg/calc.py": "def half(x):\n    return x // 3\n"},  # so it quits: cold; its replacement skips them
+    {},  # forked; then the worker imports units
+    {"lib/units.py": "SCALE = 100\n"},  # edited in place, its directory unchanged: cold, replaced
+    {"pkg/calc.py": USERS["pkg/calc.py"]},  # forked
+]
+
+
+@pytest.mark.parametrize("strict", sorted(STRICT))
+async def test_warm_verdicts_are_cold_verdicts(tmp_path, monkeypatch, caplog, python, strict):
+    """The same edits, each run warm and cold: under warnings as errors, with a library that changes
+    on disk, and one whose helpers import what pytest rewrites."""
+    library = tmp_path / "lib"
+    write(library, LIBRARY)
+    monkeypatch.setenv("PYTHONPATH", str(library))
+    root = tmp_path / "proj"
+    write(root, {**USERS, "pyproject.toml": STRICT[strict]})
+    warm_project = Project(root, {"python": python}, warm=True)
+    cold_project = Project(root, {"python": python})
+    nodeids = ["tests/test_calc.py::test_double", "tests/test_calc.py::test_half"]
+    caplog.set_level(logging.INFO, "tracefix.project")  # where a Project's runs say why they went cold
+    forked, verdicts = 0, []
+    for edit in EDITS:
+        write(tmp_path, {(name if name.startswith("lib/") else f"proj/{name}"): text for name, text in edit.items()})
+        await warm_project.pool.ready()  # a worker that is starting takes this run
+        report = await warm_project.run(nodeids)
+        worker = warm_project.pool.worker
+        forked += worker is not None and last_parent(root) == worker.process.pid
+        cold = await cold_project.run(nodeids)
+        assert report.status == cold.status == "ok", report.output
+        assert outcomes(report) == outcomes(cold), (edit, caplog.messages)
+        verdicts.append(outcomes(cold))
+    notes = caplog.messages
+    assert ("tests/test_calc.py::test_half", "failed", "assert 6 == 10") in verdicts[2]
+    assert ("tests/test_calc.py::test_half", "failed", "assert 66 == 100") in verdicts[4]
+    assert sum(PULLED in n for n in notes) == 1  # its replacement was told to skip support_helpers
+    assert sum(CHANGED in n and "units.py" in n for n in notes) == 1
+    assert not any("warm run failed" in n for n in notes), notes
+    assert forked == 3
+    warm_project.close()
+    cold_project.close()
+
+
+async def test_a_worker_lost_mid_run_falls_back_to_a_cold_run(tmp_path, caplog):
+    root = tmp_path / "proj"
+    gate = """\
+        import os
+        import time
+
+
+        def test_gate():  # passes once the file "go" exists
+            with open("gate.pid", "w") as f:
+                f.write(str(os.getpid()))
+            while not os.path.exists("go"):
+                time.sleep(0.05)
+        """
+    write(root, {**FILES, "tests/test_gate.py": gate})
+    project = await warmed(root, interpreters()[0])
+    caplog.set_level(logging.INFO, "tracefix.project")
+    streamed: list[TestResult] = []
+    run = asyncio.ensure_future(project.run(["tests/test_gate.py::test_gate"], streamed.append))
+    pid = root / "gate.pid"
+    await wait_until(pid.exists)
+    forked = pid.read_text()
+    pid.unlink()
+    os.kill(project.pool.worker.process.pid, signal.SIGKILL)  # the worker dies while its fork runs
+    await wait_until(pid.exists)  # the same test again, in a new interpreter
+    assert pid.read_text() != forked
+    (root / "go").write_text("")
+    report = await run
+    assert [n for n in caplog.messages if "warm run failed" in n] == [
+        "warm run failed (lost during a run: the worker exited); running the same tests in a new interpreter"
+    ]
+    assert report.status == "ok" and outcomes(report) == [("tests/test_gate.py::test_gate", "passed", "")]
+    assert [r.outcome for r in streamed] == ["passed"]  # never the "crashed" the lost fork was reported as
+    project.close()
+
+
+async def test_a_warm_server_reports_every_failure_under_filterwarnings_error(tmp_path, monkeypatch):
+    """toolz's set-up: each save after the first runs in the warm worker."""
+    library = tmp_path / "lib"
+    write(library, LIBRARY)
+    monkeypatch.setenv("PYTHONPATH", str(library))
+    root = tmp_path / "proj"
+    write(root, {**USERS, "pyproject.toml": STRICT["filterwarnings"]})
+    calc = root / "pkg" / "calc.py"
+    test_file = root / "tests" / "test_calc.py"
+    async with session(root) as client:
+        await open_file(client, calc)
+        for version in range(2, 8, 2):  # break, fix; three times
+            await edit_and_save(client, calc, "x / 2", "x / 3", version)
+            await wait_until(lambda: errors(client, test_file), 90)
+            await edit_and_save(client, calc, "x / 3", "x / 2", version + 1)
+            await wait_until(lambda: not errors(client, test_file), 90)

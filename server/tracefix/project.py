@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import tempfile
@@ -22,7 +23,7 @@ from tracefix.paths import is_relevant_file, read_bytes, read_text
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running import warm as warm_mod
 from tracefix.running.interpreter import InterpreterError, find_python
-from tracefix.running.process import Limits, spawn_process
+from tracefix.running.process import Limits, Spawn, spawn_process
 from tracefix.running.results import FAILING, NOT_FAILING, Outcome, RunReport, RunStatus, TestResult, obsolete
 from tracefix.running.runner import run_tests
 from tracefix.selection import dynamic, environment
@@ -30,6 +31,7 @@ from tracefix.selection.recorded import Recorded, base_nodeid, deps_from_records
 from tracefix.selection.select import Changed, Selected, select
 from tracefix.tracing import Trace
 
+log = logging.getLogger(__name__)
 CONFIG_KEY = "config_files"  # the store's digests of the pytest configuration files at the last run
 
 
@@ -247,9 +249,14 @@ class Project:
     def python(self) -> str:
         return find_python(self.root, self.settings.python)
 
-    def plan(self, nodeids: list[str], nice: bool = False) -> RunPlan:
+    def digests(self) -> dict[str, str]:
+        """Each indexed file's digest: what a run planned now tests."""
+        return {rel: e.digest for rel, e in self.index.files.items()}
+
+    def plan(self, nodeids: list[str], nice: bool = False, started: dict[str, str] | None = None) -> RunPlan:
         """Everything a run needs from the index and the store, read before it starts; `nice`: at
-        the lowest CPU priority (a background audit)."""
+        the lowest CPU priority (a background audit); `started`: the digests the tests were
+        selected on, when not now."""
         previous = self.store.results()  # read once: it orders the run and sizes it
         ordered = self._order(nodeids, previous)
         fd, deps_file = tempfile.mkstemp(prefix="tracefix-deps-", suffix=".jsonl")  # a test may delete .tracefix
@@ -261,7 +268,7 @@ class Project:
             python=self.python(),
             env=env,
             deps_file=Path(deps_file),
-            started={rel: e.digest for rel, e in self.index.files.items()},
+            started=self.digests() if started is None else started,
             extra=("-p", "tracefix_deps") + (("-n", str(workers)) if workers else ()),
             # a niced background audit must not occupy the worker the next save wants
             warm=self.pool is not None and self.settings.warm_runner and not nice,
@@ -269,11 +276,17 @@ class Project:
             limits=Limits(timeout=self.settings.timeout),
         )
 
-    async def execute(self, plan: RunPlan, on_result: Callable[[TestResult], None] | None = None) -> RunReport:
-        """Run a planned run; nothing here blocks the event loop."""
-        spawn = self.pool.spawner(plan.python) if plan.warm and self.pool is not None else spawn_process
-        try:
-            report = await run_tests(
+    async def execute(
+        self,
+        plan: RunPlan,
+        on_result: Callable[[TestResult], None] | None = None,
+        note: Callable[[str], None] = log.info,
+    ) -> RunReport:
+        """Run a planned run; nothing here blocks the event loop. note(why): a warm run went cold."""
+
+        async def attempt(spawn: Spawn, on_result: Callable[[TestResult], None] | None) -> RunReport:
+            os.truncate(plan.deps_file, 0)  # what an attempt that failed recorded is not the run's
+            return await run_tests(
                 self.root,
                 plan.python,
                 plan.nodeids,
@@ -283,6 +296,12 @@ class Project:
                 env=plan.env,
                 spawn=spawn,
             )
+
+        try:
+            if plan.warm and self.pool is not None:
+                report = await self.pool.run(plan.python, attempt, on_result, note)
+            else:
+                report = await attempt(spawn_process, on_result)
         except BaseException:
             plan.deps_file.unlink(missing_ok=True)
             raise
@@ -397,8 +416,10 @@ class Project:
 
         return sorted(nodeids, key=key)
 
-    def record(self, report: RunReport, paths: list[str] | None = None) -> None:
-        """Store results; the files the run covered become the new baseline (all if paths is None)."""
+    def record(self, report: RunReport, paths: list[str] | None = None, started: dict[str, str] | None = None) -> None:
+        """Store results; the files the run covered become the new baseline (all if paths is None),
+        except those whose content changed since the run was planned (`started`: each file's digest
+        then): the run did not test what they hold now."""
         self.store.save_results([r.to_dict() for r in report.results if r.outcome != Outcome.NOT_RUN])
         if report.status != RunStatus.OK:
             return
@@ -406,7 +427,7 @@ class Project:
         update = {}
         for rel in covered:
             entry = self.index.files.get(rel)
-            if entry is not None:
+            if entry is not None and (started is None or started.get(rel) == entry.digest):
                 update[rel] = _symbols_json(entry.facts.symbols)
         self.snapshot.update(update)
         self.store.save_snapshot(update)

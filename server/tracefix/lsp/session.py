@@ -52,23 +52,28 @@ class Pending:
     paths: set[str] = field(default_factory=set)
     run_all: bool = False
     nodeids: set[str] = field(default_factory=set)  # explicit reruns
+    superseded: set[str] = field(default_factory=set)  # what a cancelled run selected: it ran stale content
 
     def merge(self, other: Pending) -> None:
         self.changes.update(other.changes)
         self.paths |= other.paths
         self.run_all |= other.run_all
         self.nodeids |= other.nodeids
+        self.superseded |= other.superseded
 
 
 @dataclass
 class Runs:
-    """A folder's run queue: what waits, what runs, and the idle audit."""
+    """A folder's run queue: what waits, what runs, trace capture and the idle audit. Its states,
+    events and invariant are in lsp/runs.py."""
 
     pending: Pending | None = None
     timer: asyncio.TimerHandle | None = None  # coalesces a burst of saves into one run
     active: asyncio.Task | None = None
-    covering: Pending | None = None  # what the active run covers
+    covering: Pending | None = None  # what the active run covers; with the tests it selected, once it has
+    started: dict[str, str] | None = None  # each file's digest when the run or audit in flight was planned
     running: int = 0  # tests in the active run
+    tracing: asyncio.Task | None = None  # traces of the last run's failures being captured
     unaudited: dict[tuple[str, str], Changed] = field(default_factory=dict)
     audit: asyncio.TimerHandle | asyncio.Task | None = None  # waiting, or running
 
@@ -172,7 +177,7 @@ class ProjectState:
         return from_fs_path(str(self.root / rel)) or ""
 
     async def close(self) -> None:
-        for job in (self.runs.timer, self.runs.active, self.runs.audit):
+        for job in (self.runs.timer, self.runs.active, self.runs.tracing, self.runs.audit):
             if job is not None:
                 job.cancel()
         if self.project.pool is not None:

@@ -26,13 +26,15 @@ async def trace_for(state: ProjectState, nodeid: str, refresh: bool = False) -> 
         return state.traces[nodeid]
 
 
-def after_run(session: Session, state: ProjectState, results: list[TestResult]) -> None:
-    """Forget traces of tests that ran again; trace the first few failures in the background."""
+def after_run(session: Session, state: ProjectState, results: list[TestResult]) -> asyncio.Task | None:
+    """Forget traces of tests that ran again; trace the first few failures in the background (the
+    task, which a newer save cancels)."""
     for r in results:
         state.traces.pop(r.nodeid, None)
     failing = [r.nodeid for r in results if r.outcome in RAISED][:AUTO_TRACES]
     if failing and session.trusted:
-        session.spawn(_trace_all(session, state, failing), "trace failures")
+        return session.spawn(_trace_all(session, state, failing), "trace failures")
+    return None
 
 
 async def _trace_all(session: Session, state: ProjectState, nodeids: list[str]) -> None:

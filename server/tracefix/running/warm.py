@@ -1,9 +1,15 @@
 """Test runs handed to a warm worker (plugin/tracefix_warm.py) instead of a new interpreter.
 
-The worker has pytest, its plugins and the tests' third-party imports loaded; every run is a
-fresh fork of it, so workspace code is always imported anew. When the worker cannot take a run
-(starting, busy, gone, out of date), the run starts a new interpreter as before: warm is only
-ever faster, never different in what it can run.
+The worker has pytest and the tests' third-party imports loaded; every run is a fresh fork of
+it, so workspace code is always imported anew. Warm is only ever faster, never different:
+- a run the worker cannot take (starting, busy, gone, out of date: a module it imported changed
+  on disk, packages were installed) starts a new interpreter, and a worker that is out of date
+  is replaced;
+- a forked run that did not complete (it crashed, exited with no verdict, lost its worker) runs
+  again in a new interpreter, in the same request, since only that can tell the tests' fault from
+  the worker's; its report is the cold run's. When the cold run completes, the worker was at
+  fault and is replaced.
+Each of these says why through the `note` of Pool.run.
 """
 
 from __future__ import annotations
@@ -17,15 +23,20 @@ import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tracefix.running.plugin.tracefix_warm import UPDATED
-from tracefix.running.process import Limits, rlimits, spawn_process
+from tracefix.running.plugin.tracefix_warm import CHANGED, PULLED, UPDATED
+from tracefix.running.process import Limits, Spawn, rlimits, spawn_process
+from tracefix.running.results import RunReport, RunStatus, TestResult
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT = 60.0  # seconds for the worker to import pytest and its plugins
+START_TIMEOUT = 60.0  # seconds for the worker to import pytest
 REPLY_TIMEOUT = 10.0  # seconds for the worker to fork a run
+OUT_OF_DATE = (UPDATED, CHANGED, PULLED)  # why a worker quits that is no fault of its own
+OnResult = Callable[[TestResult], None] | None
+COMPLETE = (RunStatus.OK, RunStatus.TIMEOUT)  # a run that gave its verdict, or that a cold one would not finish sooner
 
 
 def supported() -> bool:
@@ -40,8 +51,9 @@ def _startup_env(env: dict[str, str]) -> dict[str, str]:
 class Worker:
     """One warm worker for one (interpreter, workspace, environment)."""
 
-    def __init__(self, python: str, root: Path, env: dict[str, str]):
+    def __init__(self, python: str, root: Path, env: dict[str, str], skip: list[str]):
         self.python, self.root, self.env = python, root, _startup_env(env)
+        self.skip = skip  # modules not to import ahead of runs; the worker's own list when it quits
         self.process: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
         self.reader: asyncio.StreamReader | None = None
@@ -64,7 +76,7 @@ class Worker:
                     subprocess.Popen,
                     [self.python, "-m", "tracefix_warm"],
                     cwd=str(self.root),
-                    env=dict(self.env, TRACEFIX_WARM_FD=str(theirs.fileno())),
+                    env=dict(self.env, TRACEFIX_WARM_FD=str(theirs.fileno()), TRACEFIX_WARM_SKIP=json.dumps(self.skip)),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
@@ -115,6 +127,7 @@ class Worker:
             os.close(out_write)
         if "pid" not in reply:
             os.close(out_read)
+            self.skip = reply.get("skip", self.skip)
             self.close(reply.get("stale") or f"unexpected reply {reply}")
             return None
         self.running = reply["pid"]
@@ -188,35 +201,76 @@ class Pool:
         self.root = root
         self.worker: Worker | None = None
         self.restarts = 0
+        self.skip: list[str] = []  # what the last worker learnt not to import ahead of runs
+        self.closed = False
         self._starting: asyncio.Task | None = None
 
-    def spawner(self, python: str):
-        """The spawn function for run_streaming: warm when possible, else a new process."""
+    async def run(
+        self,
+        python: str,
+        attempt: Callable[[Spawn, OnResult], Awaitable[RunReport]],
+        on_result: OnResult,
+        note: Callable[[str], None],
+    ) -> RunReport:
+        """attempt(spawn, on_result), a test run, forked from the worker when it can take it, else
+        in a new interpreter; a forked run that did not complete runs again in a new interpreter,
+        whose report is the run's. Results stream to on_result as tests finish, except those the
+        runner makes up once a forked run has ended (crashed, not run): if it runs again, they are
+        not the run's. note(why) for each run that went cold."""
+        forked: list[tuple[Worker, _Run]] = []
+        held: list[TestResult] = []
 
-        async def spawn(argv, cwd, env, limits, report_fd):
-            worker = self._current(python, env)
-            run = await worker.spawn(argv, cwd, env, limits, report_fd) if worker else None
-            if worker is not None and worker.dead:
-                self._current(python, env)  # a replacement gets ready while this run starts cold
-            return run or await spawn_process(argv, cwd, env, limits, report_fd)
+        async def spawn(argv: list[str], cwd: Path, env: dict[str, str], limits: Limits, report_fd: int):
+            worker, why = self._current(python, env)
+            if worker is not None:
+                run = await worker.spawn(argv, cwd, env, limits, report_fd)
+                if run is not None:
+                    forked.append((worker, run))
+                    return run
+                why = worker.dead or ("busy with another run" if worker.busy else "still starting")
+                if worker.dead:
+                    self._current(python, env)  # a replacement gets ready while this run starts cold
+            note(f"warm runner: {why}; the run starts a new interpreter")
+            return await spawn_process(argv, cwd, env, limits, report_fd)
 
-        return spawn
+        def streamed(result: TestResult) -> None:
+            if forked and forked[-1][1].returncode is not None:
+                held.append(result)
+            elif on_result is not None:
+                on_result(result)
 
-    def _current(self, python: str, env: dict[str, str]) -> Worker | None:
+        report = await attempt(spawn, streamed)
+        if not forked or report.status in COMPLETE or self.closed:  # closed: its runs end with it
+            if on_result is not None:
+                for result in held:  # the run's after all
+                    on_result(result)
+            return report
+        worker = forked[-1][0]
+        note(f"warm run failed ({worker.dead or report.message}); running the same tests in a new interpreter")
+        cold = await attempt(spawn_process, on_result)
+        if cold.status in COMPLETE and worker is self.worker:
+            worker.close(f"a forked run failed where a new interpreter did not: {report.message}")
+        return cold
+
+    def _current(self, python: str, env: dict[str, str]) -> tuple[Worker | None, str]:
+        """The worker that fits, or None and why not."""
         worker = self.worker
         if worker is not None and worker.fits(python, env) and not worker.dead:
-            return worker
+            return worker, ""
         if worker is not None:
             if worker.busy:
-                return None  # replaced when its run is over
-            if worker.dead not in (None, "closed", UPDATED):
-                self.restarts += 1  # a fault; an update of installed packages is not one
+                return None, "the worker is being replaced"  # when its run is over
+            if worker.dead is not None and not worker.dead.startswith(("closed", *OUT_OF_DATE)):
+                self.restarts += 1  # a fault; being out of date is not one
+            self.skip = worker.skip
             worker.close()
+        if self.closed:
+            return None, "closed"
         if self.restarts > self.RESTARTS:
-            return None
-        self.worker = Worker(python, self.root, env)
+            return None, f"off after {self.restarts} failed workers"
+        self.worker = Worker(python, self.root, env, self.skip)
         self._starting = asyncio.get_running_loop().create_task(self.worker.start())
-        return None  # this run starts cold while the worker gets ready
+        return None, "starting the worker"  # this run starts cold while the worker gets ready
 
     async def ready(self) -> bool:
         """Wait for a starting worker; True if one can take runs."""
@@ -225,6 +279,7 @@ class Pool:
         return bool(self.worker and self.worker.ready and not self.worker.dead)
 
     def close(self) -> None:
+        self.closed = True
         if self._starting is not None:
             self._starting.cancel()
         if self.worker is not None:

@@ -3,6 +3,7 @@ executed, the fixtures it requested, the workspace data files it read or directo
 and the installed distributions whose code it ran.
 
 Appends one JSON line per test to the file named by TRACEFIX_DEPS (and one "env" line first).
+PYTEST_DONT_REWRITE: it has no asserts, and the warm worker may import it ahead of runs.
 Runs inside the user's test process: Python >= 3.9, stdlib and pytest only. Python >= 3.12 uses
 sys.monitoring PY_START events, disabled after each code object's first start and re-armed per
 test; older versions use a 'call'-only sys.settrace hook (sys.setprofile when a debugger or

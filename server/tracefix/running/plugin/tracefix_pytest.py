@@ -4,6 +4,7 @@ Runs inside the user's test process: Python >= 3.9, stdlib and pytest only.
 Records: {"kind": "session"|"start"|"result"|"collect_error"|"conftest_error"|"done", ...}.
 A collection or conftest error carries its cause: {"exception", "message", "path", "line"}, the
 user's exception (not pytest's wrapper) and where it is in the workspace.
+PYTEST_DONT_REWRITE: it has no asserts, and the warm worker may import it ahead of runs.
 """
 
 import json

@@ -1,15 +1,24 @@
 """A warm pytest worker: `python -m tracefix_warm` in the workspace, started by the tracefix server.
 
-It imports pytest, its plugins and the third-party modules the tests used, and never the
-workspace's own code. Each run is a fork of it that runs `python -m pytest` as a fresh process
-would, so the project's modules, conftests and fixtures start from scratch every time and only
-the expensive, unchanging imports are shared.
+It imports pytest, then the third-party modules the tests used, and never the workspace's own
+code. Each run is a fork of it that runs `python -m pytest` as a fresh process would, so the
+project's modules, conftests and fixtures start from scratch every time and only the expensive,
+unchanging imports are shared.
+
+A fork must be what a fresh process would be, so the worker never imports ahead of a run:
+- a module pytest's assertion rewriting loads in a run (pytest plugins' distributions, `-p`
+  plugins, test-named files): imported already, pytest could not rewrite it and would warn
+  "Module already imported so cannot be rewritten", an error under `filterwarnings = error`;
+  nor a module whose import pulls one of those in (that worker quits: its replacement is told
+  to skip it, TRACEFIX_WARM_SKIP);
+- anything after a module it imported changed on disk, or a sys.path directory did (an install):
+  it quits and the server starts a new one.
 
 Protocol, over the Unix socket whose fd is TRACEFIX_WARM_FD (one JSON message per send):
   worker → {"ready": pid}
   server → {"args": [...], "cwd": ..., "env": {...}, "limits": {...}} with two fds attached:
            the run's output pipe and its report pipe
-  worker → {"pid": child} then {"exit": code}, or {"stale": why} and the worker exits
+  worker → {"pid": child} then {"exit": code}, or {"stale": why, "skip": [...]} and the worker exits
 Runs in the user's interpreter: Python >= 3.9, stdlib and pytest only.
 """
 
@@ -24,7 +33,10 @@ import time
 
 MAX_MODULES = 5000  # third-party modules imported ahead of runs
 MESSAGE = 1 << 20
-UPDATED = "installed packages changed"  # why a worker quits after a pip install (not a fault)
+# why a worker quits when it is out of date (not a fault)
+UPDATED = "installed packages changed"
+CHANGED = "a module imported ahead of runs changed on disk"
+PULLED = "a module imported ahead of runs imports one that pytest rewrites"
 
 
 def apply_limits(limits):
@@ -69,44 +81,82 @@ def _path_stamps(root):
     return stamps
 
 
-def _outside(root):
-    """Names of the imported modules that do not come from the workspace."""
+def _stat(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _stamp(stamps):
+    """Add the files of newly imported modules to stamps (path → mtime and size): the code the
+    worker holds is what those files held then."""
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path not in stamps:
+            stamps[path] = _stat(path)
+
+
+def _changed(stamps):
+    """The first imported module's file that changed since it was stamped, or None."""
+    return next((path for path, stamp in stamps.items() if _stat(path) != stamp), None)
+
+
+def _imported(root):
+    """What the run imported from outside the workspace: (names it imported as they are, names
+    pytest's assertion rewriting rewrote). A module that opts out of rewriting (PYTEST_DONT_REWRITE
+    in its docstring, like tracefix's plugins) is imported as it is, and pytest does not mind it
+    being imported early."""
+    rewrite = sys.modules.get("_pytest.assertion.rewrite")
+    rewriter = getattr(rewrite, "AssertionRewritingHook", None)
     prefix = os.path.join(root, "")
-    names = []
+    plain, rewritten = [], []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if name != "__main__" and path and not os.path.abspath(path).startswith(prefix):
-            names.append(name)
-    return names
+        if name == "__main__" or not path or os.path.abspath(path).startswith(prefix):
+            continue
+        doc = getattr(module, "__doc__", None)
+        opted_out = isinstance(doc, str) and "PYTEST_DONT_REWRITE" in doc
+        if rewriter is not None and isinstance(getattr(module, "__loader__", None), rewriter) and not opted_out:
+            rewritten.append(name)
+        else:
+            plain.append(name)
+    return plain, rewritten
 
 
-def _preload(names, root):
+def _outermost(names):
+    """names without those under a package among them: what skip needs, short enough for an
+    environment variable."""
+    return sorted(n for n in names if not any(n.startswith(other + ".") for other in names))
+
+
+def _preload(names, root, skip):
+    """Import names ahead of runs, but none in skip, under a package in skip, or from the
+    workspace. A name whose import pulls in one in skip joins skip; True if that happened."""
     import importlib
 
     prefix = os.path.join(root, "")
+    pulled = False
     for name in sorted(names)[:MAX_MODULES]:  # sorted: a package before its submodules
-        if name in sys.modules:
+        parts = name.split(".")
+        if name in sys.modules or any(".".join(parts[:i]) in skip for i in range(1, len(parts) + 1)):
             continue
+        before = set(sys.modules)
         try:
-            spec = importlib.util.find_spec(name)
+            spec = importlib.util.find_spec(name)  # imports its parent packages
             if spec is None or (spec.origin and os.path.abspath(spec.origin).startswith(prefix)):
                 continue  # the workspace shadows it now: it must be imported fresh in each run
             importlib.import_module(name)
         except BaseException:
             sys.modules.pop(name, None)
-
-
-def _plugins():
-    """pytest and the plugins it loads from entry points, as every run imports them first."""
-    from importlib import metadata
-
-    import pytest  # noqa: F401
-
-    try:
-        points = metadata.entry_points(group="pytest11")
-    except TypeError:  # Python 3.9
-        points = metadata.entry_points().get("pytest11", ())
-    return [point.value.split(":")[0] for point in points] + ["tracefix_pytest", "tracefix_deps"]
+        new = set(sys.modules) - before
+        if skip.intersection(new):
+            for module in new:  # so that the rest of the batch does not find them imported
+                sys.modules.pop(module, None)
+            skip.add(name)
+            pulled = True
+    return pulled
 
 
 def _child(sock, request, fds, modules_fd):
@@ -145,7 +195,8 @@ def _child(sock, request, fds, modules_fd):
         atexit._run_exitfuncs()  # what a normal interpreter exit runs
         sys.stdout.flush()
         sys.stderr.flush()
-        os.write(modules_fd, json.dumps(_outside(request["cwd"])).encode())
+        plain, rewritten = _imported(request["cwd"])
+        os.write(modules_fd, json.dumps({"plain": plain, "rewritten": rewritten}).encode())
     except BaseException:
         pass
     os._exit(code)
@@ -212,27 +263,38 @@ def _receive(sock):
     return json.loads(body), fds
 
 
+def _stale(root, paths, files, pulled):
+    """Why the worker can no longer fork what a fresh process would be, or None."""
+    if _path_stamps(root) != paths:
+        return UPDATED
+    if pulled:
+        return PULLED
+    changed = _changed(files)
+    if changed:
+        return "%s: %s" % (CHANGED, changed)
+    if threading.active_count() > 1:
+        return "a module imported ahead of runs started a thread, which a fork would not copy"
+    return None
+
+
 def main():
     sock = socket.socket(fileno=int(os.environ.pop("TRACEFIX_WARM_FD")))
+    skip = set(json.loads(os.environ.pop("TRACEFIX_WARM_SKIP", "[]")))
     root = os.getcwd()
     started = time.monotonic()
-    _preload(_plugins(), root)
-    stamps = _path_stamps(root)
+    import pytest  # noqa: F401 - each run imports it first; what it imports pytest never rewrites
+
+    paths, files, pulled = _path_stamps(root), {}, False
+    _stamp(files)
     _send(sock, {"ready": os.getpid(), "seconds": round(time.monotonic() - started, 3)})
     while True:
         request, fds = _receive(sock)
-        stale = None
-        if request is None:
-            stale = "closed"
-        elif _path_stamps(root) != stamps:
-            stale = UPDATED
-        elif threading.active_count() > 1:
-            stale = "a module imported ahead of runs started a thread, which a fork would not copy"
+        stale = "closed" if request is None else _stale(root, paths, files, pulled)
         if stale or len(fds) != 2:
             for fd in fds:
                 os.close(fd)
             if request is not None:
-                _send(sock, {"stale": stale or "bad request"})
+                _send(sock, {"stale": stale or "bad request", "skip": _outermost(skip)})
             return
         modules_read, modules_write = os.pipe()
         pid = os.fork()
@@ -246,9 +308,12 @@ def main():
         os.close(modules_read)
         _send(sock, {"exit": code})
         try:
-            _preload(json.loads(used or b"[]"), root)
+            imported = json.loads(used or b"{}")
         except ValueError:
-            pass
+            continue
+        skip.update(imported.get("rewritten", ()))
+        pulled = _preload(imported.get("plain", ()), root, skip) or pulled
+        _stamp(files)
 
 
 if __name__ == "__main__":

@@ -323,7 +323,7 @@ async def test_a_deleted_and_restored_folder_is_not_recreated_and_bugs_are_still
         pricing = fixed_shop / "shop" / "pricing.py"
         await save(client, pricing, pricing.read_text().replace("if quantity >= 50:", "if quantity > 50:"), 1)
         await wait_until(lambda: diagnostics(client, pricing))
-        assert "bulk_discount gives a wrong result" in diagnostics(client, pricing)[0].message
+        assert "bulk_discount: gives a wrong result" in diagnostics(client, pricing)[0].message
 
 
 async def test_the_idle_audit_marks_what_it_found_and_does_not_count_it(shop, monkeypatch):

@@ -16,7 +16,7 @@ from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.index.store import Store
 from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import Symbol, diff, outline
-from tracefix.paths import is_relevant_file
+from tracefix.paths import is_relevant_file, read_bytes, read_text
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running import warm as warm_mod
 from tracefix.running.interpreter import InterpreterError, find_python
@@ -57,6 +57,23 @@ class Audit:
     missed_so_far: int  # over every audit of this project
 
 
+DEPS_PREFIX = "tracefix-deps-"  # + our pid: the file of a tracefix that was killed can be told apart
+
+
+def remove_orphaned_deps() -> None:
+    """Remove the records files of runs whose tracefix was killed (SIGKILL leaves no time to)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{DEPS_PREFIX}*-*.jsonl"):
+        pid = path.name[len(DEPS_PREFIX) :].split("-")[0]
+        try:
+            if not pid.isdigit() or path.lstat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except OSError:
+            continue  # alive but not ours to signal, or gone meanwhile
+
+
 # "auto" parallel runs: starting xdist workers costs about a second per core, so only runs whose
 # tests took this long last time, or this many tests, get them
 PARALLEL_SECONDS = 5.0
@@ -80,6 +97,7 @@ class Project:
         self._recorded: Recorded | None = None
         self._versions: tuple[tuple | None, dict[str, str] | None] = (None, None)
         self.pool = warm_mod.Pool(self.root) if warm and warm_mod.supported() else None
+        remove_orphaned_deps()
 
     def reload_pytest_config(self) -> list[str]:
         """After a pytest configuration file changed: what counts as a test may have changed."""
@@ -98,10 +116,8 @@ class Project:
             return None
 
     def text(self, rel: str) -> str | None:
-        try:
-            return (self.root / rel).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
+        """A workspace file's text; None if it is not a regular file of readable size (paths.read_text)."""
+        return read_text(self.root / rel)
 
     # changes
     def changes_in(self, rel: str, text: str | None) -> list[Changed]:
@@ -169,15 +185,14 @@ class Project:
             git_path = name if prefix == "." else f"{prefix}/{rel}"
             old_text = _git(self.root, "show", "--no-textconv", f"{rev}:{git_path}")
             old = outline(parse(old_text.encode()), old_text.encode()) if old_text is not None else []
-            path = self.root / rel
-            new_data = path.read_bytes() if path.exists() else None
+            new_data = read_bytes(self.root / rel)
             new = outline(parse(new_data), new_data) if new_data is not None else []
             changes += [Changed(rel, c.qualname, c.kind, c.what, c.line) for c in diff(old, new)]
         for rel in filter(None, untracked):  # ls-files prints paths relative to the root
             if not is_relevant_file(rel):
                 continue
             if rel.endswith(".py"):
-                changes += self.changes_in(rel, (self.root / rel).read_text("utf-8", "replace"))
+                changes += self.changes_in(rel, self.text(rel))
             else:
                 changes.append(Changed(rel, rel, "file", "added", 1))
         return changes
@@ -222,7 +237,8 @@ class Project:
         the lowest CPU priority (a background audit)."""
         previous = self.store.results()  # read once: it orders the run and sizes it
         ordered = self._order(nodeids, previous)
-        fd, deps_file = tempfile.mkstemp(prefix="tracefix-deps-", suffix=".jsonl")  # a test may delete .tracefix
+        # not in .tracefix: a test may delete it
+        fd, deps_file = tempfile.mkstemp(prefix=f"{DEPS_PREFIX}{os.getpid()}-", suffix=".jsonl")
         os.close(fd)
         env = dict(os.environ, TRACEFIX_DEPS=deps_file, **({"TRACEFIX_NICE": "19"} if nice else {}))
         workers = self._workers(ordered, previous)
@@ -262,7 +278,7 @@ class Project:
         try:
             if report.xdist is not None:
                 self.store.put("xdist", report.xdist)
-            self._save_deps(read_records(plan.deps_file), plan.started, plan.full)
+            self._save_deps(read_records(plan.deps_file, plan.nodeids), plan.started, plan.full)
         finally:
             plan.deps_file.unlink(missing_ok=True)
 

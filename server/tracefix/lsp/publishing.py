@@ -7,7 +7,7 @@ from lsprotocol import types
 from tracefix.lsp.session import ProjectState, Session
 from tracefix.parsing.document import SyntaxProblem
 from tracefix.reporting.diagnostics import Diagnostic
-from tracefix.running.results import Outcome, TestResult
+from tracefix.running.results import Outcome, RecordError, TestResult
 
 SOURCE = "tracefix"
 SEVERITY = {
@@ -38,7 +38,12 @@ def _utf16(line: str, column: int) -> int:
 async def restore(session: Session, state: ProjectState) -> None:
     """Failures stored by an earlier session show again at start-up."""
     stored = await state.call(state.project.store.results)
-    results = [TestResult.from_dict(d) for d in stored.values()]
+    results = []
+    for data in stored.values():
+        try:
+            results.append(TestResult.from_dict(data))
+        except RecordError as exc:  # a store can come with a cloned repository
+            session.ls.warn(f"ignored a stored result in {state.root}: {exc}")
     await update(session, state, [r for r in results if r.failing])
 
 

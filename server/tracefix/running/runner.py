@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tracefix.running.process import Limits, Spawn, plugin_env, run_streaming, spawn_process
-from tracefix.running.results import Outcome, RunReport, RunStatus, TestResult, parse_record
+from tracefix.running.results import (
+    Outcome,
+    RecordError,
+    RunReport,
+    RunStatus,
+    TestResult,
+    asked_for,
+    parse_record,
+)
+
+log = logging.getLogger(__name__)
 
 
 def pytest_argv(python: str, nodeids: list[str], extra: tuple[str, ...] = ()) -> list[str]:
@@ -52,19 +63,25 @@ async def run_tests(
         return report
     started = time.monotonic()
     running: list[str] = []
+    reported: dict[str, TestResult] = {}
 
     def on_record(record: dict) -> None:
-        if record.get("kind") == "start":
+        try:
+            result = _accepted(record, nodeids, running, reported)
+        except RecordError as exc:
+            log.warning("refused a record from the test process in %s: %s", root, exc)
+            return
+        if record["kind"] == "start":
             running.append(record["nodeid"])
-            return
-        if record.get("kind") == "session":
-            report.xdist = bool(record.get("xdist"))
-            return
-        result = parse_record(record)
+        elif record["kind"] == "session":
+            report.xdist = record.get("xdist", False)
         if result is None:
             return
         if result.nodeid in running:  # xdist workers run several at once
             running.remove(result.nodeid)
+        if result.nodeid in reported:
+            report.results.remove(reported[result.nodeid])
+        reported[result.nodeid] = result
         report.results.append(result)
         if on_result is not None:
             on_result(result)
@@ -124,6 +141,29 @@ async def run_tests(
     else:
         _account_for_lost(report, running, on_result)
     return report
+
+
+FORGED = (
+    "two results arrived for this test: code in the test process wrote to tracefix's report channel, "
+    "so neither is trusted"
+)
+
+
+def _accepted(record: dict, nodeids: list[str], running: list[str], reported: dict[str, TestResult]):
+    """The record's result once checked (parse_record: its shape), or None for other kinds: only
+    tests the run asked for may start or report, a test's result only after its start, and a
+    second result of one test marks it as forged. Raises RecordError."""
+    result = parse_record(record)
+    nodeid = result.nodeid if result is not None else record.get("nodeid")
+    if nodeid is not None and not asked_for(nodeid, nodeids):
+        raise RecordError(f"a record of {nodeid!r:.200}, which this run did not ask for")
+    if result is None or record["kind"] != "result":
+        return result
+    if result.nodeid in reported:
+        return TestResult(result.nodeid, Outcome.ERROR, path=result.path, line=result.line, message=FORGED)
+    if result.nodeid not in running:
+        raise RecordError(f"a result of {result.nodeid!r:.200}, which has not started")
+    return result
 
 
 def _how(signum: int | None, returncode: int | None) -> str:

@@ -31,8 +31,11 @@ async def capture(
     # xdist workers would not inherit the report fd, so the test must run in this process.
     argv = [python, "-m", "pytest", "-p", "tracefix_trace", "-p", "no:cacheprovider", "-p", "no:xdist", "-q", nodeid]
     result = await run_streaming(argv, cwd=root, env=env, limits=limits or Limits(timeout=timeout))
-    record = _pick([r for r in result.records if r.get("kind") == "trace"], nodeid)
-    trace = Trace.from_dict(record) if record else Trace(nodeid=nodeid)
+    record = _pick([r for r in result.records if r["kind"] == "trace" and isinstance(r.get("nodeid"), str)], nodeid)
+    try:
+        trace = Trace.from_dict(record) if record else Trace(nodeid=nodeid)
+    except (KeyError, TypeError, ValueError, AttributeError):  # test code can write records too
+        record, trace = None, Trace(nodeid=nodeid)
     trace.error = _error(result, record, nodeid, timeout)
     return trace
 

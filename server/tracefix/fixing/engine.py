@@ -146,7 +146,9 @@ async def refine(
         target = Target.from_request(request)
         client = client or ModelClient(settings)
         hide = (settings.api_key_env,)
-        async with Shadow(request.root, request.python, request.overlay, hide_env=hide) as shadow:
+        async with Shadow(
+            request.root, request.python, request.overlay, hide_env=hide, sandbox=request.sandbox
+        ) as shadow:
             session = _Session(request, settings, client, shadow, target, outcome, report or (lambda m: None))
             await session.run()
     except (ModelError, TargetError) as exc:

@@ -167,6 +167,7 @@ def build_request(
         overlay=dict(texts),
         instruction=instruction,
         test_timeout=project.settings.timeout,
+        sandbox=project.settings.sandbox,
     )
 
 

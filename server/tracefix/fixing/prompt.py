@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tracefix.paths import read_text
+
 
 @dataclass
 class FixRequest:
@@ -32,6 +34,7 @@ class FixRequest:
     allow_signature_change: bool = False
     instruction: str | None = None  # a review-driven change: change type -> location -> edit
     test_timeout: float = 60.0  # seconds for one verification run
+    sandbox: str = "auto"  # fix.sandbox: how candidate runs are confined (fixing/shadow.py)
 
     @property
     def name(self) -> str:
@@ -41,7 +44,10 @@ class FixRequest:
         """The file as the editor has it: the unsaved buffer if any, else the disk."""
         if self.path in self.overlay:
             return self.overlay[self.path]
-        return (self.root / self.path).read_text(encoding="utf-8")
+        text = read_text(self.root / self.path)
+        if text is None:
+            raise OSError(f"{self.path} is not a regular file of readable size")
+        return text
 
 
 @dataclass

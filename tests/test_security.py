@@ -6,18 +6,20 @@ crash. docs/reliability.md maps each fault class to its test here."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from lsprotocol import types
 from tests.support.raw_lsp import RawServer
 
-from conftest import baselined, session, wait_until
+from conftest import EXAMPLE, baselined, session, wait_until
 from test_fixing import RIGHT, configure, user_config
 from test_reliability import BULK, live_commands
 from tracefix.fixing.critic import critique
@@ -337,25 +339,67 @@ def test_check_prints_no_control_characters(evil, output):
     assert "\\x1b[2J" in shown.replace("\\\\", "\\")  # shown, escaped: nothing is hidden from the reader
 
 
-def test_the_server_publishes_no_control_characters(evil, tmp_path):
-    log = tmp_path / "server.log"
-    server = RawServer(evil, log_file=log)
-    test_file = evil / "tests" / "test_evil.py"
+@dataclass
+class Published:
+    """What the server sent in one session on a workspace with a hostile test, by channel."""
+
+    diagnostics: list[dict]
+    hover: dict
+    log_messages: list[str]
+    everything: list[dict]  # every notification and response
+    log_file: str
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> Published:
+    root = tmp_path_factory.mktemp("evil") / "shop"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".tracefix", "__pycache__"))
+    test_file = root / "tests" / "test_evil.py"
+    test_file.write_text(HOSTILE_TEST)
+    log = root.parent / "server.log"
+    server = RawServer(root, log_file=log)
     try:
         server.initialize()
         server.request("workspace/executeCommand", {"command": "tracefix.runAll"})
         server.wait(lambda: any(n["done"] for n in server.notes("tracefix/testResults")), 120, "no run")
         server.wait(lambda: server.diagnostics.get(test_file.as_uri()), 60, "no diagnostics")
         hover = server.hover(test_file, 5, 10)
-        assert "\\x1b[2J" in json.dumps(hover)  # the hover shows the failure, escaped
-        assert any("\\x1b]52;c;" in d["message"] for d in server.diagnostics[test_file.as_uri()])
-        logged = [n["message"] for n in server.notes("window/logMessage")]
-        assert any("\\x1b[2J" in m for m in logged)  # the crashed run's output, in the log channel
-        for message in [*server.notifications, *server.responses.values(), hover]:
-            assert all(clean(s) for s in strings(message)), message
+        diagnostics = server.diagnostics[test_file.as_uri()]  # shutdown clears them
     finally:
-        assert server.close() == 0
-    assert clean(log.read_text())
+        status = server.close()
+    assert status == 0
+    return Published(
+        diagnostics,
+        hover,
+        [n["message"] for n in server.notes("window/logMessage")],
+        [*server.notifications, *server.responses.values(), hover],
+        log.read_text(),
+    )
+
+
+def test_diagnostics_carry_no_control_characters(published):
+    assert any("\\x1b]52;c;" in d["message"] for d in published.diagnostics)  # shown, escaped
+    assert all(clean(s) for s in strings(published.diagnostics))
+
+
+def test_hover_carries_no_control_characters(published):
+    assert "\\x1b[2J" in json.dumps(published.hover)
+    assert all(clean(s) for s in strings(published.hover))
+
+
+def test_log_messages_carry_no_control_characters(published):
+    assert any("\\x1b[2J" in m for m in published.log_messages)  # the crashed run's output
+    assert all(clean(m) for m in published.log_messages)
+
+
+def test_no_message_of_the_server_carries_control_characters(published):
+    for message in published.everything:
+        assert all(clean(s) for s in strings(message)), message
+
+
+def test_the_log_file_carries_no_control_characters(published):
+    assert "\\x1b[2J" in published.log_file
+    assert clean(published.log_file)
 
 
 # --- 6. hostile files
@@ -481,7 +525,10 @@ def test_a_cancelled_fix_stops_and_a_new_one_can_start(shop, fake_openai, how):
 
 # --- 8. process hygiene: a stopped tracefix leaves no test process and no temporary file
 
-HANG = "import time\n\n\ndef test_hangs_for_hygiene():\n    time.sleep(3600)\n"
+HANG = (
+    "import time\nfrom pathlib import Path\n\n\n"
+    "def test_hangs_for_hygiene():\n    Path(__file__).with_name('hanging').touch()\n    time.sleep(3600)\n"
+)
 HUNG = "test_hangs_for_hygiene"
 
 
@@ -517,7 +564,7 @@ def test_a_stopped_check_leaves_no_test_process(hanging, signum):
     )
     try:
         deadline = time.monotonic() + 120
-        while not live_commands(HUNG):
+        while not (root / "tests" / "hanging").exists():  # in the test: pytest has nothing more to print
             assert time.monotonic() < deadline and cli.poll() is None, "the run never started"
             time.sleep(0.2)
         cli.send_signal(signum)
@@ -543,7 +590,7 @@ def test_a_stopped_server_leaves_no_test_process(hanging, signum):
         server.request(
             "workspace/executeCommand", {"command": "tracefix.rerunTest", "arguments": [f"tests/test_hang.py::{HUNG}"]}
         )
-        server.wait(lambda: live_commands(HUNG), 120, "the run never started")
+        server.wait((root / "tests" / "hanging").exists, 120, "the run never started")
         server.proc.send_signal(signum)
         status = server.proc.wait(30)
     finally:

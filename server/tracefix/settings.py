@@ -191,12 +191,9 @@ def _llm(data: dict, source: str) -> tuple[LLMSettings, list[str]]:
 
 
 def from_pyproject(root: Path) -> tuple[dict, list[str]]:
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        return {}, []
-    text = read_text(path)
+    text = read_text(root / "pyproject.toml")
     if text is None:
-        return {}, ["pyproject.toml is not a regular file of readable size; [tool.tracefix] ignored"]
+        return {}, []
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -22,7 +22,7 @@ async def _run(session: Session, state: ProjectState, subject: str, title: str, 
         raise ValueError("this workspace is not trusted: tracefix runs no code in it")
     if subject in state.fixing:
         return {"status": "running", "message": f"already looking for a fix for {subject}"}
-    unconfined = unconfined_warning(state.settings.sandbox)
+    unconfined = await asyncio.to_thread(unconfined_warning, state.settings.sandbox)
     if unconfined:
         session.ls.warn(unconfined)
     state.fixing.add(subject)

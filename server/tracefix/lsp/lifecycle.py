@@ -94,10 +94,10 @@ async def initialized(session: Session, params: types.InitializedParams) -> None
 async def _announce_sandbox(session: Session) -> None:
     """Whether fixes will be confined, said once at start; a warning the user sees when a model is
     set up and they will not be (docs/security.md)."""
-    confined = await asyncio.to_thread(bubblewrap)
+    confined = await asyncio.to_thread(bubblewrap)  # probes start processes: never on the loop
     session.ls.log(f"candidate fixes run in {'a bubblewrap sandbox' if confined else 'a copy, without a sandbox'}")
     for mode in {s.settings.sandbox for s in session.projects.values() if s.settings.llm.model}:
-        warning = unconfined_warning(mode)
+        warning = await asyncio.to_thread(unconfined_warning, mode)
         if warning:
             session.ls.tell(f"tracefix: {warning}", types.MessageType.Warning)
 
@@ -124,7 +124,8 @@ async def configuration_changed(session: Session, params: types.DidChangeConfigu
     else:
         await _pull_settings(session)
     for state in session.projects.values():
-        for warning in await state.call(state.project.reconfigure, session.editor_settings):
+        # here, not on the worker: a request that follows this notification must see the new settings
+        for warning in state.project.reconfigure(session.editor_settings):
             session.ls.warn(warning)
 
 

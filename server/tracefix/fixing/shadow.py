@@ -246,7 +246,8 @@ class Shadow:
         found: list[Path] = []
         for path in sorted({p.resolve() for p in wanted if p.is_absolute()}, key=lambda p: len(p.parts)):
             inside = any(h in path.parents for h in hidden)
-            if inside and path.is_dir() and not any(f == path or f in path.parents for f in found):
+            covers = any(path == h or path in h.parents for h in hidden)  # $HOME on sys.path, say
+            if inside and not covers and path.is_dir() and not any(f == path or f in path.parents for f in found):
                 found.append(path)
         return found
 

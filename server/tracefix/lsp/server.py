@@ -83,6 +83,10 @@ class Protocol(LanguageServerProtocol):
             self._send_response(message.id, error=error.to_response_error())
             return
         super().handle_message(message)
+        if method == types.SHUTDOWN:
+            # shut down from the request on, not when its handler is done: editors that quit send
+            # `exit` right behind it, and that exit is a clean one
+            self._shutdown = True
 
     def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None) -> None:
         """Ties a command's task to its request: pygls runs workspace/executeCommand as a generator

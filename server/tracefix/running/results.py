@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -25,11 +26,21 @@ RAISED = frozenset({Outcome.FAILED, Outcome.ERROR})  # the test ran to a raise: 
 
 
 class RunStatus(StrEnum):
+    """How the test process ended: OK is pytest's session finishing, whatever the tests did."""
+
     OK = "ok"
     TIMEOUT = "timeout"
     CRASHED = "crashed"
     CANCELLED = "cancelled"
     ERROR = "error"
+
+
+class Verdict(StrEnum):
+    """What a run shows about the selected tests."""
+
+    PASSED = "passed"  # every one ran and none failed
+    FAILED = "failed"  # every one ran and one failed
+    INCOMPLETE = "incomplete"  # the run did not complete (some have no outcome): never a pass
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,11 @@ class TestResult:
     @property
     def failing(self) -> bool:
         return self.outcome in FAILING
+
+    @property
+    def uncollected(self) -> bool:
+        """A module or directory that failed to collect: its tests have no outcome."""
+        return "::" not in self.nodeid
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,10 +101,17 @@ class RunReport:
     duration: float = 0.0
     output: str = ""
     xdist: bool | None = None  # whether the test interpreter has pytest-xdist; None if pytest never started
+    location: Location | None = None  # where the cause in `message` is, when it is one place
 
     @property
     def failed(self) -> list[TestResult]:
         return [r for r in self.results if r.failing]
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.status != RunStatus.OK or any(r.outcome == Outcome.NOT_RUN or r.uncollected for r in self.results):
+            return Verdict.INCOMPLETE
+        return Verdict.FAILED if self.failed else Verdict.PASSED
 
     def summary(self) -> str:
         counts: dict[str, int] = {}
@@ -104,7 +127,8 @@ class RecordError(ValueError):
     can write to the report fd too, so a record is checked like any untrusted input."""
 
 
-KINDS = frozenset({"session", "start", "result", "collect_error", "done"})  # what tracefix_pytest writes
+# what tracefix_pytest writes
+KINDS = frozenset({"session", "start", "result", "collect_error", "conftest_error", "done"})
 RESULT_OUTCOMES = tuple(o for o in Outcome if o != Outcome.NOT_RUN)
 
 
@@ -170,6 +194,17 @@ def _outcome(value: object, allowed: tuple[Outcome, ...] = RESULT_OUTCOMES) -> O
     return Outcome(value)
 
 
+def _cause(data: object) -> dict:
+    """What stopped collection: {exception, message, and path and line where in the workspace}."""
+    cause = _object(data)
+    checked_text(cause.get("exception", "error"), "exception")
+    checked_text(cause.get("message", ""), "message")
+    if cause.get("path"):
+        workspace_path(cause["path"])
+        checked_number(cause.get("line"))
+    return cause
+
+
 def _location(data: object) -> Location | None:
     if not data:
         return None
@@ -181,10 +216,34 @@ def _location(data: object) -> Location | None:
     )
 
 
+def cause_text(cause: dict) -> str:
+    """A plugin's cause record in words: "SyntaxError in shop/pricing.py:16: '(' was never closed"."""
+    where = f" in {cause['path']}:{cause['line']}" if cause.get("path") else ""
+    return f"{cause.get('exception', 'error')}{where}: {cause.get('message', '')}"
+
+
+def cause_location(cause: dict) -> Location | None:
+    return Location(cause["path"], int(cause["line"])) if cause.get("path") else None
+
+
+def obsolete(known: Iterable[str], requested: Collection[str], results: list[TestResult]) -> list[str]:
+    """Of the `known` results, those that a run of `requested` which pytest finished shows are gone:
+    a parametrization it no longer reported, a module or directory that collected this time."""
+    reported = {r.nodeid for r in results}
+
+    def covered(nodeid: str) -> bool:
+        if "::" in nodeid:
+            return nodeid in requested or nodeid.split("[")[0] in requested
+        return any(n == nodeid or n.startswith((nodeid + "::", nodeid + "/")) for n in requested)
+
+    return [n for n in known if n not in reported and covered(n)]
+
+
 def parse_record(record: dict) -> TestResult | None:
     """A plugin record → TestResult, None for records that are not a test's outcome (start,
-    session, done). Raises RecordError for a record of the wrong shape or kind, a path outside the
-    workspace or a value of the wrong type; which tests may report is the runner's to check."""
+    session, conftest_error, done). Raises RecordError for a record of the wrong shape or kind, a
+    path outside the workspace or a value of the wrong type; which tests may report is the
+    runner's to check."""
     kind = _object(record).get("kind")
     if kind not in KINDS:
         raise RecordError(f"unknown kind of record: {kind!r:.80}")
@@ -195,15 +254,20 @@ def parse_record(record: dict) -> TestResult | None:
             raise RecordError(f"xdist is not true or false: {record.get('xdist')!r:.80}")
     elif kind == "done":
         checked_number(record.get("exitstatus"), "exitstatus", least=0)
+    elif kind == "conftest_error":
+        _cause(record.get("cause"))
     elif kind == "collect_error":
-        nodeid = record.get("nodeid")
-        path = workspace_path(checked_text(nodeid, "nodeid").split("::")[0], empty=True)
+        nodeid = checked_text(record.get("nodeid"), "nodeid")
+        cause = _cause(record["cause"]) if record.get("cause") else None
         return TestResult(
-            nodeid=checked_text(nodeid, "nodeid"),
+            nodeid=nodeid,
             outcome=Outcome.ERROR,
-            path=path,
+            path=workspace_path(nodeid.split("::")[0], empty=True),
             line=1,
-            message="collection failed: " + checked_text(record.get("message", ""), "message"),
+            message=cause_text(cause)
+            if cause
+            else "collection failed: " + checked_text(record.get("message", ""), "message"),
+            frame=cause_location(cause) if cause else None,
         )
     if kind != "result":
         return None

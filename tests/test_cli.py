@@ -112,8 +112,8 @@ def test_usage_errors_exit_2(args, message):
 def test_bad_revision_and_bad_interpreter(repo):
     proc = tracefix("check", str(repo), "--since", "no-such-rev")
     assert proc.returncode == 2 and "not a git revision" in proc.stderr
-    (repo / "pyproject.toml").write_text('[tool.tracefix]\npython = "/no/python"\ntimeout = "soon"\n')
-    proc = tracefix("check", str(repo), "--all")
+    (repo / "pyproject.toml").write_text('[tool.tracefix]\ntimeout = "soon"\n')
+    proc = tracefix("check", str(repo), "--all", "--python", "/no/python")
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr
     assert "tracefix.timeout = 'soon' is not a number" in proc.stderr

@@ -16,11 +16,18 @@ RIGHT = (
 )
 
 
+def user_config(root: Path) -> Path:
+    """The user's config folder (XDG_CONFIG_HOME) for a project copied to `root`: beside it."""
+    return root.parent / "config"
+
+
 def configure(root: Path, base_url: str, **llm):
+    """The model, in the user's config file: the endpoint is a setting no workspace file may set."""
     settings = {"model": "fake-model", "baseUrl": base_url, "candidates": 1, "rounds": 2, **llm}
     table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
-    with (root / "pyproject.toml").open("a") as f:
-        f.write(f"\n[tool.tracefix.llm]\n{table}\n")
+    path = user_config(root) / "tracefix" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"[llm]\n{table}\n")
 
 
 def check(root: Path, *args):
@@ -29,7 +36,7 @@ def check(root: Path, *args):
         capture_output=True,
         text=True,
         timeout=300,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(root)},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(root), "XDG_CONFIG_HOME": str(user_config(root))},
     )
     assert proc.returncode in (0, 1), proc.stderr
     return json.loads(proc.stdout)

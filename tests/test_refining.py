@@ -19,7 +19,7 @@ from tracefix.fixing.model import ModelClient, ModelError, not_configured_messag
 from tracefix.fixing.prompt import Feedback, FixRequest, Subject, build_messages
 from tracefix.fixing.replies import Candidate, Rejected, Target, TargetError, parse_reply, targets_for
 from tracefix.fixing.secrets import Redactor
-from tracefix.fixing.shadow import Shadow, sandbox_prefix
+from tracefix.fixing.shadow import Shadow, bubblewrap, network_prefix
 from tracefix.settings import LLMSettings, merge
 
 STATS = '''\
@@ -705,12 +705,14 @@ async def test_shadow_skips_environments_and_never_writes_through_links(project,
         shadow.write("stats.py", "broken(")
         shadow.reset("stats.py")
         assert (shadow.root / "stats.py").read_text() == STATS
-        assert shadow.sandboxed == bool(sandbox_prefix())
+        assert shadow.offline == bool(bubblewrap() or network_prefix())
     assert not shadow.dir.exists()
     assert (snapshot(project), outside.read_text()) == before
 
 
-@pytest.mark.skipif(not sandbox_prefix(), reason="no unprivileged network namespace here")
+@pytest.mark.skipif(
+    not (bubblewrap() or network_prefix()), reason="no bubblewrap nor unprivileged network namespace here"
+)
 async def test_candidate_tests_have_no_network(project):
     (project / "tests" / "test_net.py").write_text(
         "import socket\n\n"

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from argparse import Namespace
 from dataclasses import asdict
+from typing import TextIO
 
+from tracefix.index.store import StoreError
 from tracefix.project import Project
 from tracefix.reporting.diagnostics import run_diagnostics
 from tracefix.reviews import ReviewSet
 from tracefix.running.interpreter import InterpreterError, check_python
 from tracefix.running.results import RAISED, RunReport, Verdict
+from tracefix.sanitize import printable, printable_data
 from tracefix.selection.select import Changed, Selected, explain_skipped
 from tracefix.tracing import lines_in
 
@@ -24,12 +28,26 @@ RERUN = "failed last time"
 MAX_FIXES = 3  # each fix costs model calls and test runs
 
 
-class Style:
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
+STYLES = ("0", "1", "2", "31", "32", "33")  # reset, bold, dim, red, green, yellow
+_OWN_CODE = re.compile(r"\\x1b\[(" + "|".join(STYLES) + r")m")  # a colour code as printable() shows it
 
-    def __call__(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.enabled else text
+
+class Output:
+    """A stream for `tracefix check`: every control character in what it prints (a test's message,
+    a file name, a model's diff) is shown escaped, so no text can drive the terminal; with colour
+    on, only the codes of `style` are put back."""
+
+    def __init__(self, stream: TextIO, colour: bool = False):
+        self.stream, self.colour = stream, colour
+
+    def style(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.colour else text
+
+    def __call__(self, text: str = "") -> None:
+        text = printable(text)
+        if self.colour:
+            text = _OWN_CODE.sub("\033[\\1m", text)
+        print(text, file=self.stream, flush=True)
 
 
 def _changes(project: Project, args: Namespace) -> tuple[list[Changed] | None, str]:
@@ -50,26 +68,33 @@ def _changes(project: Project, args: Namespace) -> tuple[list[Changed] | None, s
 
 
 async def check(args: Namespace) -> int:
-    out = sys.stdout
-    style = Style(args.format == "text" and out.isatty() and "NO_COLOR" not in os.environ)
+    say = Output(sys.stdout, args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    err = Output(sys.stderr)
+    style = say.style
     root = args.path
     if args.apply and not args.fix:
-        print("tracefix: --apply goes with --fix", file=sys.stderr)
+        err("tracefix: --apply goes with --fix")
         return EXIT_USAGE
     if not root.is_dir():
-        print(f"tracefix: {root} is not a directory", file=sys.stderr)
+        err(f"tracefix: {root} is not a directory")
         return EXIT_USAGE
-    project = Project(root)
+    try:
+        # the command line is the user's own: it may set what no workspace file may (settings.USER_ONLY)
+        project = Project(root, {"python": args.python} if args.python else None)
+    except StoreError as exc:
+        err(f"tracefix: {exc}")
+        return EXIT_USAGE
     try:
         for warning in project.warnings:
-            print(f"tracefix: warning: {warning}", file=sys.stderr)
+            err(f"tracefix: warning: {warning}")
         try:
             changes, how = _changes(project, args)
         except ValueError as exc:
-            print(f"tracefix: {exc}", file=sys.stderr)
+            err(f"tracefix: {exc}")
             return EXIT_USAGE
         mode = "all" if changes is None else project.settings.selection
-        selected = project.select(changes or [], mode)
+        # --no-run is a promise to run no workspace code: not even its interpreter, to ask what it has installed
+        selected = project.select(changes or [], mode, run_code=not args.no_run)
         if changes is None:
             selected = [Selected(s.nodeid, f"running all tests ({how})") for s in selected]
         else:
@@ -80,16 +105,16 @@ async def check(args: Namespace) -> int:
             try:
                 python = project.python()
             except InterpreterError as exc:
-                print(f"tracefix: {exc}", file=sys.stderr)
+                err(f"tracefix: {exc}")
                 return EXIT_USAGE
             problem = check_python(python)
             if problem:
-                print(f"tracefix: {problem}", file=sys.stderr)
+                err(f"tracefix: {problem}")
                 return EXIT_USAGE
             total = len(project.index.tests())
             if args.format == "text":
                 what = f"all {total} tests to audit selection" if args.audit else f"{len(selected)} of {total} tests"
-                print(style(f"Running {what} ({how}) with {python}", "1"), file=out)
+                say(style(f"Running {what} ({how}) with {python}", "1"))
             if args.audit:
                 audit = await project.audit(selected)
                 report = audit.report
@@ -103,7 +128,7 @@ async def check(args: Namespace) -> int:
         if report.failed and not args.no_trace and not args.no_run:
             traces = await _traces(project, report)
         comments = ReviewSet.from_settings(project.root, project.settings.review).collect() if args.reviews else []
-        fixes = await _fixes(project, report, comments, args, style) if args.fix and not args.no_run else []
+        fixes = await _fixes(project, report, comments, args, err) if args.fix and not args.no_run else []
         if args.format == "json":
             data = _json(project, changes, selected, report, diagnostics, traces, args)
             if audit is not None:
@@ -112,12 +137,12 @@ async def check(args: Namespace) -> int:
                 data["reviews"] = [asdict(c) for c in comments]
             if args.fix:
                 data["fixes"] = fixes
-            print(json.dumps(data, indent=2), file=out)
+            say(json.dumps(printable_data(data), indent=2))
         else:
-            _text(out, style, project, changes, how, selected, report, diagnostics, traces, args)
-            _text_audit(out, style, audit)
-            _text_reviews(out, style, comments)
-            _text_fixes(out, style, fixes)
+            _text(say, style, project, changes, how, selected, report, diagnostics, traces, args)
+            _text_audit(say, style, audit)
+            _text_reviews(say, style, comments)
+            _text_fixes(say, style, fixes)
         return EXIT[report.verdict]
     finally:
         project.close()
@@ -146,13 +171,17 @@ async def _traces(project: Project, report: RunReport) -> dict[str, object]:
     return traces
 
 
-async def _fixes(project: Project, report: RunReport, comments, args, style) -> list[dict]:
+async def _fixes(project: Project, report: RunReport, comments, args, err: Output) -> list[dict]:
     """Fix failing tests (one job for the tests that blame the same code) and open reviews with
     --reviews; --apply writes verified fixes. An unverified suggestion is shown only with
     fix.offerUnverified."""
     # imported here: the model client costs half a second of start-up that a plain check never needs
     from tracefix.fixing.jobs import FixError, address_review, fix_test
+    from tracefix.fixing.shadow import unconfined_warning
 
+    warning = unconfined_warning(project.settings.sandbox)
+    if warning and (report.failed or comments):
+        err(f"tracefix: warning: {warning}")
     failing = [r for r in report.failed if r.outcome in RAISED]
     covered: set[str] = set()
     found = []
@@ -161,7 +190,7 @@ async def _fixes(project: Project, report: RunReport, comments, args, style) -> 
             continue
         others = [f for f in failing if f.nodeid != r.nodeid and f.nodeid not in covered]
         try:
-            fix = await fix_test(project, r, {}, _progress(args, style), failing=others)
+            fix = await fix_test(project, r, {}, _progress(args, err), failing=others)
         except FixError as exc:
             covered.add(r.nodeid)
             found.append(exc.report(r.nodeid))
@@ -170,7 +199,7 @@ async def _fixes(project: Project, report: RunReport, comments, args, style) -> 
         found.append(_offered(project, fix, args))
     for c in [c for c in comments if c.state == "open"][:MAX_FIXES]:
         try:
-            fix = await address_review(project, c, {}, _progress(args, style))
+            fix = await address_review(project, c, {}, _progress(args, err))
         except FixError as exc:
             found.append(exc.report(f"review {c.id}"))
             continue
@@ -202,62 +231,60 @@ def _apply(project: Project, fix) -> bool:
     return True
 
 
-def _progress(args, style):
+def _progress(args, err: Output):
     if args.format != "text":
         return None
-    return lambda message: print(style(f"  fix: {message}", "2"), file=sys.stderr)
+    return lambda message: err(err.style(f"  fix: {message}", "2"))
 
 
 def _text_audit(out, style, audit) -> None:
     if audit is None:
         return
     colour = "31" if audit.missed else "32"
-    print(
+    out(
         style(
             f"selection audit: {len(audit.missed)} missed failure(s) in this run, "
             f"{audit.missed_so_far} so far (selection chose {len(audit.would_run)} test(s))",
             colour,
-        ),
-        file=out,
+        )
     )
     for nodeid in audit.missed:
-        print(f"  missed {nodeid}", file=out)
+        out(f"  missed {nodeid}")
 
 
 def _text_reviews(out, style, comments) -> None:
     if not comments:
         return
-    print(style("Review comments:", "1"), file=out)
+    out(style("Review comments:", "1"))
     for c in comments:
         who = f" @{c.author}" if c.author else ""
         where = f"{c.path}:{c.start_line}" + (f"-{c.end_line}" if c.end_line != c.start_line else "")
         symbol = f" ({c.symbol})" if c.symbol else ""
-        print(f"  [{c.state}] {where}{symbol}{who}: {c.body.splitlines()[0] if c.body else ''}  <{c.id}>", file=out)
+        out(f"  [{c.state}] {where}{symbol}{who}: {c.body.splitlines()[0] if c.body else ''}  <{c.id}>")
 
 
 def _text_fixes(out, style, fixes: list[dict]) -> None:
     for f in fixes:
         spent = f"{f['model_calls']} model calls, {f['tokens']} tokens, {f['seconds']:.1f} s"
         if "error" in f:
-            print(style(f"No fix for {f['subject']}: {f['error']} ({spent})", "33"), file=out)
+            out(style(f"No fix for {f['subject']}: {f['error']} ({spent})", "33"))
             continue
         label = style("Verified fix", "32") if f["verified"] else style("UNVERIFIED suggestion", "33")
         what = f" ({f['title']})" if f["title"] else ""
         tests = ", ".join(f["tests"]) or f["subject"]
         if not f["offered"]:
-            print(
+            out(
                 style(
                     f"No verified fix for {tests}: {f['evidence']} ({spent}); set fix.offerUnverified to see the "
                     "unverified suggestion",
                     "33",
-                ),
-                file=out,
+                )
             )
             continue
-        print(f"{label}{what} for {tests} in {', '.join(f['paths'])} ({f['evidence']}; {spent}):", file=out)
-        print(f["diff"], file=out)
+        out(f"{label}{what} for {tests} in {', '.join(f['paths'])} ({f['evidence']}; {spent}):")
+        out(f["diff"])
         if f["applied"]:
-            print(style(f"  applied to {', '.join(f['paths'])}", "32"), file=out)
+            out(style(f"  applied to {', '.join(f['paths'])}", "32"))
 
 
 def _json(project, changes, selected, report, diagnostics, traces, args) -> dict:
@@ -287,44 +314,44 @@ def _json(project, changes, selected, report, diagnostics, traces, args) -> dict
 
 def _text(out, style, project, changes, how, selected, report, diagnostics, traces, args) -> None:
     if changes:
-        print(style(f"Changed ({how}):", "1"), file=out)
+        out(style(f"Changed ({how}):", "1"))
         for c in changes:
-            print(f"  {c.path}:{c.line}  {c.qualname}  [{c.what}]", file=out)
+            out(f"  {c.path}:{c.line}  {c.qualname}  [{c.what}]")
     elif changes is not None:
-        print(f"No changes {how}.", file=out)
+        out(f"No changes {how}.")
     rerun = sum(s.reason == RERUN for s in selected)
     if rerun:
         verb = "Would re-run" if args.no_run else "Re-running"
-        print(f"{verb} {rerun} test{'s' if rerun != 1 else ''} that failed last time.", file=out)
+        out(f"{verb} {rerun} test{'s' if rerun != 1 else ''} that failed last time.")
     if args.explain or args.no_run:
-        print(style("Selection:", "1"), file=out)
+        out(style("Selection:", "1"))
         for s in selected:
-            print(f"  {style('run ', '32')} {s.nodeid}: {s.reason}", file=out)
+            out(f"  {style('run ', '32')} {s.nodeid}: {s.reason}")
         if args.explain:
             for s in explain_skipped(project.index, selected, project.recorded().tests):
-                print(f"  {style('skip', '2')} {s.nodeid}: {s.reason}", file=out)
+                out(f"  {style('skip', '2')} {s.nodeid}: {s.reason}")
     if args.no_run:
-        print(f"--no-run: would run {len(selected)} test(s) with {_python_or_error(project)}; ran nothing.", file=out)
+        out(f"--no-run: would run {len(selected)} test(s) with {_python_or_error(project)}; ran nothing.")
         return
     colours = {"passed": "32", "failed": "31", "error": "31", "timeout": "31", "crashed": "31", "skipped": "33"}
     for r in report.results:
         if r.outcome != "passed" or args.explain:
-            print(f"  {style(r.outcome.upper(), colours.get(r.outcome, '0'))} {r.nodeid}", file=out)
+            out(f"  {style(r.outcome.upper(), colours.get(r.outcome, '0'))} {r.nodeid}")
     for d in diagnostics:
         test = f" [{d.nodeid}]" if d.nodeid else ""
-        print(f"{style(f'{d.path}:{d.line}', '1')}: {style('error', '31')}: {d.message}{test}", file=out)
+        out(f"{style(f'{d.path}:{d.line}', '1')}: {style('error', '31')}: {d.message}{test}")
         for rel in d.related:
-            print(f"    {rel.path}:{rel.line}: {rel.message}", file=out)
+            out(f"    {rel.path}:{rel.line}: {rel.message}")
     for nodeid, trace in traces.items():
-        print(style(f"\nFailing trace of {nodeid}:", "1"), file=out)
-        print(trace.render(source=lines_in(project.root)) if hasattr(trace, "render") else str(trace), file=out)
+        out(style(f"\nFailing trace of {nodeid}:", "1"))
+        out(trace.render(source=lines_in(project.root)) if hasattr(trace, "render") else str(trace))
     incomplete = report.verdict == Verdict.INCOMPLETE
     if incomplete:
-        print(style(f"tracefix: the run did not complete: {report.message}", "31"), file=out)
+        out(style(f"tracefix: the run did not complete: {report.message}", "31"))
     elif report.message:
-        print(style(f"tracefix: {report.message}", "31"), file=out)
+        out(style(f"tracefix: {report.message}", "31"))
     summary = report.summary() if report.results else "no tests selected"
-    print(style(summary, "31" if report.failed or incomplete else "32"), file=out)
+    out(style(summary, "31" if report.failed or incomplete else "32"))
 
 
 def _python_or_error(project: Project) -> str:

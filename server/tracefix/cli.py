@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from tracefix import __version__
+from tracefix.sanitize import printable
 
 
 def _tcp(value: str) -> tuple[str, int]:
@@ -50,6 +55,11 @@ def parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--apply", action="store_true", help="with --fix: write verified fixes to the files")
     check.add_argument("--reviews", action="store_true", help="list open review comments with their anchors")
+    check.add_argument(
+        "--python",
+        metavar="PATH",
+        help="the interpreter that runs the tests (a setting no workspace file may give; see docs/security.md)",
+    )
     return p
 
 
@@ -59,17 +69,56 @@ def main(argv: list[str] | None = None) -> int:
         from tracefix.lsp.server import serve
 
         _log_to(args.log_file, logging.DEBUG if args.verbose else logging.INFO)
-        serve(args.tcp)
-        return 0
+        status = serve(args.tcp)
+        logging.shutdown()
+        os._exit(status)  # not the interpreter's exit: it would join a thread blocked reading stdin
     from tracefix.check import check
 
-    logging.basicConfig(level=logging.WARNING, format="tracefix: %(message)s")
-    return asyncio.run(check(args))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Printable("tracefix: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    return asyncio.run(until_signalled(check(args)))
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+async def until_signalled(job: Coroutine[Any, Any, int]) -> int:
+    """`job`'s exit status; on SIGINT, SIGTERM or SIGHUP it is cancelled instead, which kills its
+    test processes and removes its temporary files, and the status is 128 + the signal's number."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    caught: list[int] = []
+
+    def stop(signum: int) -> None:
+        caught.append(signum)
+        task.cancel()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await job
+    except asyncio.CancelledError:
+        if not caught:
+            raise
+        print(f"tracefix: stopped by {signal.Signals(caught[0]).name}", file=sys.stderr)
+        return 128 + caught[0]
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+class Printable(logging.Formatter):
+    """Log lines with control characters escaped: a log is read in a terminal too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def _log_to(path: Path | None, level: int) -> None:
     handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(Printable("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)

@@ -24,7 +24,16 @@ from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running import warm as warm_mod
 from tracefix.running.interpreter import InterpreterError, find_python
 from tracefix.running.process import Limits, Spawn, spawn_process
-from tracefix.running.results import FAILING, NOT_FAILING, Outcome, RunReport, RunStatus, TestResult, obsolete
+from tracefix.running.results import (
+    FAILING,
+    NOT_FAILING,
+    Outcome,
+    RecordError,
+    RunReport,
+    RunStatus,
+    TestResult,
+    obsolete,
+)
 from tracefix.running.runner import run_tests
 from tracefix.selection import dynamic, environment
 from tracefix.selection.recorded import Recorded, base_nodeid, deps_from_records, read_records
@@ -64,6 +73,23 @@ class Audit:
     missed_so_far: int  # over every audit of this project
 
 
+DEPS_PREFIX = "tracefix-deps-"  # + our pid: the file of a tracefix that was killed can be told apart
+
+
+def remove_orphaned_deps() -> None:
+    """Remove the records files of runs whose tracefix was killed (SIGKILL leaves no time to)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{DEPS_PREFIX}*-*.jsonl"):
+        pid = path.name[len(DEPS_PREFIX) :].split("-")[0]
+        try:
+            if not pid.isdigit() or path.lstat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except OSError:
+            continue  # alive but not ours to signal, or gone meanwhile
+
+
 # "auto" parallel runs: starting xdist workers costs about a second per core, so only runs whose
 # tests took this long last time, or this many tests, get them
 PARALLEL_SECONDS = 5.0
@@ -87,6 +113,7 @@ class Project:
         self._recorded: Recorded | None = None
         self._versions: tuple[tuple | None, dict[str, str] | None] = (None, None)
         self.pool = warm_mod.Pool(self.root) if warm and warm_mod.supported() else None
+        remove_orphaned_deps()
 
     def reload_pytest_config(self) -> list[str]:
         """After a pytest configuration file changed: what counts as a test may have changed."""
@@ -105,6 +132,7 @@ class Project:
             return None
 
     def text(self, rel: str) -> str | None:
+        """A workspace file's text; None if it is not a regular file of readable size (paths.read_text)."""
         return read_text(self.root / rel)
 
     # changes
@@ -201,15 +229,14 @@ class Project:
             git_path = name if prefix == "." else f"{prefix}/{rel}"
             old_text = _git(self.root, "show", "--no-textconv", f"{rev}:{git_path}")
             old = outline(parse(old_text.encode()), old_text.encode()) if old_text is not None else []
-            path = self.root / rel
-            new_data = path.read_bytes() if path.exists() else None
+            new_data = read_bytes(self.root / rel)
             new = outline(parse(new_data), new_data) if new_data is not None else []
             changes += [Changed(rel, c.qualname, c.kind, c.what, c.line) for c in diff(old, new)]
         for rel in filter(None, untracked):  # ls-files prints paths relative to the root
             if not is_relevant_file(rel):
                 continue
             if rel.endswith(".py"):
-                changes += self.changes_in(rel, (self.root / rel).read_text("utf-8", "replace"))
+                changes += self.changes_in(rel, self.text(rel))
             else:
                 changes.append(Changed(rel, rel, "file", "added", 1))
         return changes
@@ -259,7 +286,8 @@ class Project:
         selected on, when not now."""
         previous = self.store.results()  # read once: it orders the run and sizes it
         ordered = self._order(nodeids, previous)
-        fd, deps_file = tempfile.mkstemp(prefix="tracefix-deps-", suffix=".jsonl")  # a test may delete .tracefix
+        # not in .tracefix: a test may delete it
+        fd, deps_file = tempfile.mkstemp(prefix=f"{DEPS_PREFIX}{os.getpid()}-", suffix=".jsonl")
         os.close(fd)
         env = dict(os.environ, TRACEFIX_DEPS=deps_file, **({"TRACEFIX_NICE": "19"} if nice else {}))
         workers = self._workers(ordered, previous)
@@ -322,7 +350,7 @@ class Project:
         try:
             if report.xdist is not None:
                 self.store.put("xdist", report.xdist)
-            deps = self._save_deps(read_records(plan.deps_file), plan.started, plan.full)
+            deps = self._save_deps(read_records(plan.deps_file, plan.nodeids), plan.started, plan.full)
             self._save_green(deps, report, plan.started)
             gone = obsolete(self.store.results(), plan.nodeids, report.results) if report.status == RunStatus.OK else []
             self.store.forget_results(gone)
@@ -332,15 +360,21 @@ class Project:
 
     def known_failures(self) -> list[TestResult]:
         """What failed on its last run and still exists: a test stays failing until a run shows it
-        passing. Results of tests and modules that are gone are forgotten."""
+        passing. Results of tests and modules that are gone are forgotten, and so are results that
+        are not well formed (a store can come with a cloned repository)."""
         tests = {t.nodeid for t in self.index.tests()}
         known: list[TestResult] = []
         gone: list[str] = []
         for nodeid, data in self.store.results().items():
             if data.get("outcome") not in FAILING:
                 continue
+            try:
+                result = TestResult.from_dict(data)
+            except RecordError:
+                gone.append(nodeid)
+                continue
             if base_nodeid(nodeid) in tests if "::" in nodeid else (self.root / nodeid).exists():
-                known.append(TestResult.from_dict(data))
+                known.append(result)
             else:
                 gone.append(nodeid)
         self.store.forget_results(gone)

@@ -1,8 +1,10 @@
-"""Settings from `[tool.tracefix]` in pyproject.toml and the editor's `tracefix` section.
+"""Settings from `[tool.tracefix]` in pyproject.toml, the user's config file and the editor's
+`tracefix` section.
 
 A wrong value gives a warning and the default, never an exception: one validator for every
 setting, the model's (`llm`) included. The `review` section is handed on as a mapping to the
-reviews stage.
+reviews stage. A few settings only the user may set, never a file in the workspace: see
+USER_ONLY and docs/security.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from urllib.parse import urlparse
 from tracefix.paths import read_text
 
 SELECTION_MODES = ("precise", "conservative", "all")
+SANDBOX_MODES = ("auto", "require", "off")  # fix.sandbox: see fixing/shadow.py
 LLM_PREFIX = "tracefix.llm."
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -94,6 +97,7 @@ class Settings:
     run_on_save: bool = True
     debounce_ms: int = 300  # syntax diagnostics while typing
     offer_unverified: bool = False  # fix.offerUnverified
+    sandbox: str = "auto"  # fix.sandbox: how candidate fixes are confined
     warm_runner: bool = True  # runs fork a pre-started pytest worker (editor only)
     parallel: str | int = "auto"  # pytest-xdist workers: "auto" for long runs, 0 never, N always
     llm: LLMSettings = field(default_factory=LLMSettings)
@@ -108,6 +112,7 @@ _KEYS = {  # setting name as users write it → (field, check)
     "debounceMs": ("debounce_ms", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10000),
     "review": ("review", lambda v: isinstance(v, dict)),
     "fix.offerUnverified": ("offer_unverified", lambda v: isinstance(v, bool)),
+    "fix.sandbox": ("sandbox", lambda v: v in SANDBOX_MODES),
     "warmRunner": ("warm_runner", lambda v: isinstance(v, bool)),
     "parallel": (
         "parallel",
@@ -122,6 +127,7 @@ _EXPECTED = {
     "debounceMs": "a whole number of milliseconds (0–10000)",
     "review": "a table of review settings",
     "fix.offerUnverified": "true or false",
+    "fix.sandbox": "one of " + ", ".join(SANDBOX_MODES),
     "warmRunner": "true or false",
     "parallel": '"auto" or a number of pytest-xdist workers (0 for none)',
 }
@@ -196,7 +202,76 @@ def from_pyproject(root: Path) -> tuple[dict, list[str]]:
     return (table, []) if isinstance(table, dict) else ({}, ["[tool.tracefix] is not a table; ignored"])
 
 
+def user_config_path() -> Path:
+    """The user's own settings file: $XDG_CONFIG_HOME/tracefix/config.toml, else ~/.config/…"""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "tracefix" / "config.toml"
+
+
+def from_user_config() -> tuple[dict, list[str]]:
+    """The user config file's settings: the same keys as [tool.tracefix], at the top level."""
+    path = user_config_path()
+    if not path.exists():
+        return {}, []
+    text = read_text(path)
+    if text is None:
+        return {}, [f"{path} is not a regular file of readable size; ignored"]
+    try:
+        return tomllib.loads(text), []
+    except tomllib.TOMLDecodeError as exc:
+        return {}, [f"{path} could not be read ({exc}); ignored"]
+
+
+# What a file in the workspace may not set, and how the user sets it instead. A repository you
+# clone controls its pyproject.toml: it could send your code and the API key in the variable of its
+# choice to its own server, run a program of its choice as the interpreter, or let model-written
+# code out of the sandbox. VS Code holds these to user settings too (editors/vscode/package.json).
+USER_ONLY = {
+    "python": "with `tracefix check --python`",
+    "llm.baseUrl": "with the OPENAI_BASE_URL environment variable",
+    "llm.apiKeyEnv": "",
+    "fix.sandbox": "",  # a workspace may only make it stricter: "require"
+}
+
+
+def _user_only(name: str, value: object) -> bool:
+    return name in USER_ONLY and not (name == "fix.sandbox" and value == "require")
+
+
+def workspace_table(table: dict, source: str) -> tuple[dict, list[str]]:
+    """A workspace file's settings without those only the user may set, with a warning for each."""
+    warnings: list[str] = []
+
+    def keep(name: str, value: object) -> bool:
+        if not _user_only(name, value):
+            return True
+        if value not in (None, ""):
+            warnings.append(_refusal(name, source))
+        return False
+
+    kept: dict = {}
+    for key, value in table.items():
+        if key in ("llm", "fix") and isinstance(value, dict):
+            kept[key] = {k: v for k, v in value.items() if keep(f"{key}.{_camel(_snake(k))}", v)}
+        elif keep(key, value):
+            kept[key] = value
+    return kept, warnings
+
+
+def _refusal(name: str, source: str) -> str:
+    places = ["in your editor's user settings", f"in {user_config_path()}", USER_ONLY[name]]
+    places = [p for p in places if p]
+    limit = ' (a workspace may only set it to "require")' if name == "fix.sandbox" else ""
+    return (
+        f"{source}: tracefix.{name} is ignored{limit}: only you may set it, not a file in the workspace, "
+        f"which whoever wrote the repository controls. Set it {', '.join(places[:-1])} or {places[-1]}."
+    )
+
+
 def load(root: Path, editor: dict | None = None) -> tuple[Settings, list[str]]:
+    """Workspace file < user config file < editor (or command line): later layers win."""
     file_layer, warnings = from_pyproject(root)
-    settings, more = merge(file_layer, editor or {}, source="tracefix settings")
-    return settings, warnings + more
+    file_layer, refused = workspace_table(file_layer, "pyproject.toml")
+    user_layer, more = from_user_config()
+    settings, merged = merge(file_layer, user_layer, editor or {}, source="tracefix settings")
+    return settings, warnings + refused + more + merged

@@ -7,7 +7,9 @@
 - a callable: called with the request's JSON body, returns a step;
 - a dict fault: {"status": 429, "headers": {"Retry-After": "0"}}, {"status": 500},
   {"delay": 5} (then the "reply", if any), {"empty": True}, {"finish_reason": "length"},
-  {"raw": "not json"}, {"no_choices": True}; "reply" gives the text where one is sent.
+  {"raw": "not json"}, {"no_choices": True}; "reply" gives the text where one is sent;
+  {"trickle": 1.0}: the reply's bytes one at a time, that many seconds apart;
+  {"endless": True}: a 200 whose body never ends (whitespace, as fast as the client reads).
 
 A request after the script ran out gets a 500 saying so. `.requests` records every request.
 """
@@ -72,14 +74,20 @@ class FakeOpenAI:
             step = step(body)
         return step
 
-    def _respond(self, body: dict) -> tuple[int, dict[str, str], bytes]:
+    def _respond(self, body: dict) -> tuple[int, dict[str, str], bytes | None, float]:
+        """(status, headers, payload, seconds between its bytes); payload None: an endless body."""
         step = self._next(body)
         if step is None:
-            return _json(500, {"error": {"message": "fake: the script has no reply left"}})
+            return (*_json(500, {"error": {"message": "fake: the script has no reply left"}}), 0.0)
         if isinstance(step, str):
             step = {"reply": step}
         if "delay" in step:
             self._closing.wait(step["delay"])
+        if step.get("endless"):
+            return 200, {"Content-Type": "application/json"}, None, 0.0
+        return (*self._reply(step, body), step.get("trickle", 0.0))
+
+    def _reply(self, step: dict, body: dict) -> tuple[int, dict[str, str], bytes]:
         if "raw" in step:
             return 200, {"Content-Type": "application/json"}, step["raw"].encode()
         if "status" in step:
@@ -140,16 +148,34 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 )
             return body
 
-        def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+        def _send(self, status: int, headers: dict[str, str], payload: bytes | None, pace: float = 0.0) -> None:
             try:
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
+                if payload is None:
+                    self._endless()
+                    return
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if not pace:
+                    self.wfile.write(payload)
+                for i in range(len(payload) if pace else 0):
+                    self.wfile.write(payload[i : i + 1])
+                    self.wfile.flush()
+                    if fake._closing.wait(pace):
+                        return
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (its timeout) before the scripted delay ended
+
+        def _endless(self) -> None:
+            """A chunked body of JSON whitespace that ends when the client hangs up."""
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"%x\r\n%s\r\n" % (1 << 16, b" " * (1 << 16))
+            while not fake._closing.is_set():
+                self.wfile.write(chunk)
+            self.close_connection = True
 
         def do_GET(self) -> None:
             self._record()

@@ -54,14 +54,14 @@ class RawServer:
         self.wait(lambda: msg_id in self.responses, timeout, f"no answer to {method}")
         return self.responses.pop(msg_id)
 
-    def initialize(self, trusted: bool = True) -> None:
+    def initialize(self, trusted: bool = True, capabilities: dict | None = None) -> None:
         uri = self.root.as_uri()
         answer = self.request(
             "initialize",
             {
                 "processId": None,
                 "rootUri": uri,
-                "capabilities": {"workspace": {"configuration": True}},
+                "capabilities": {"workspace": {"configuration": True}, **(capabilities or {})},
                 "workspaceFolders": [{"uri": uri, "name": self.root.name}],
                 "initializationOptions": {"settings": self.settings, "trusted": trusted},
             },

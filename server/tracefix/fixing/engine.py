@@ -160,7 +160,9 @@ async def refine(
         if client is None and settings.model:
             client = ModelClient(settings)
         hide = (settings.api_key_env,)
-        async with Shadow(request.root, request.python, request.overlay, hide_env=hide) as shadow:
+        async with Shadow(
+            request.root, request.python, request.overlay, hide_env=hide, sandbox=request.sandbox
+        ) as shadow:
             session = _Session(request, settings, client, shadow, outcome, report or (lambda m: None))
             await session.run()
     except (ModelError, TargetError) as exc:

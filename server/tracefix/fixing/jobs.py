@@ -248,6 +248,7 @@ def build_request(
         test_timeout=project.settings.timeout,
         evidence=suspects[0].describe() if suspects else "",
         suspects=others,
+        sandbox=project.settings.sandbox,
     )
 
 

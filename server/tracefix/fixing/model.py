@@ -7,13 +7,17 @@ and what to change; callers never see a half-read reply.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import itertools
 import logging
 import os
+import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlparse
 
 import openai
@@ -24,6 +28,40 @@ log = logging.getLogger(__name__)
 
 DOCS = "docs/models.md"
 MAX_TEMPERATURE = 1.2
+MAX_REPLY_BYTES = 8 << 20  # a chat completion of a few functions is kilobytes; an endless body is an attack
+
+
+class ReplyTooLarge(Exception):
+    pass
+
+
+@functools.cache
+def _capped(base: type) -> type:
+    """A subclass of the HTTP library's AsyncByteStream (httpx's, or httpx2's under openai 3) whose
+    body ends in ReplyTooLarge past MAX_REPLY_BYTES, before they are held in memory."""
+
+    class Capped(base):
+        def __init__(self, stream: Any):
+            self.stream = stream
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            size = 0
+            async for chunk in self.stream:
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    raise ReplyTooLarge(f"more than {MAX_REPLY_BYTES} bytes")
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.stream.aclose()
+
+    return Capped
+
+
+async def _cap(response: Any) -> None:
+    """The HTTP client's response hook: it runs before the body is read."""
+    library = sys.modules[type(response).__module__.partition(".")[0]]
+    response.stream = _capped(library.AsyncByteStream)(response.stream)
 
 
 class ModelError(Exception):
@@ -94,7 +132,11 @@ class ModelClient:
         self.retries, self.backoff, self.max_wait = retries, backoff, max_wait
         self.calls = 0  # HTTP requests made, retries included
         self._client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self.api_key, timeout=settings.timeout, max_retries=0
+            base_url=self.base_url,
+            api_key=self.api_key,
+            timeout=settings.timeout,
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [_cap]}),
         )
 
     @property
@@ -132,16 +174,23 @@ class ModelClient:
         for attempt in itertools.count():
             self.calls += 1
             try:
-                response = await self._client.chat.completions.create(
-                    model=self.settings.model, messages=messages, temperature=temperature
+                # the whole reply within the timeout: httpx's applies to each read, and a server that
+                # sends a byte a second would never reach it
+                response = await asyncio.wait_for(
+                    self._client.chat.completions.create(
+                        model=self.settings.model, messages=messages, temperature=temperature
+                    ),
+                    self.settings.timeout,
                 )
+            except TimeoutError:
+                raise self._timeout() from None
             except openai.APIStatusError as exc:
                 wait = self._retry_wait(exc, attempt)
                 if wait is None:
                     raise self._error(exc, attempt) from None
                 log.info("%s answered %d; retrying in %.1f s", self.base_url, exc.status_code, wait)
                 await asyncio.sleep(wait)
-            except (openai.OpenAIError, ValueError) as exc:
+            except (openai.OpenAIError, ValueError, ReplyTooLarge) as exc:  # some versions wrap ReplyTooLarge
                 raise self._error(exc, attempt) from None
             else:
                 return self._completion(response, temperature)
@@ -160,9 +209,11 @@ class ModelClient:
         """The user's words for a failed request."""
         tries = f" after {attempt + 1} tries" if attempt else ""
         if isinstance(exc, openai.APITimeoutError):
+            return self._timeout()
+        if isinstance(_root_cause(exc), ReplyTooLarge):
             return ModelError(
-                f"The {self.name} did not answer within {self.settings.timeout:g} s; raise "
-                "tracefix.llm.timeout for slow local models"
+                f"The {self.name} sent a reply of more than {MAX_REPLY_BYTES >> 20} MB, so it was cut "
+                "off and no edit is offered."
             )
         if isinstance(exc, openai.APIConnectionError):
             return ModelError(
@@ -191,6 +242,12 @@ class ModelClient:
         if isinstance(exc, openai.APIStatusError):
             return ModelError(f"The {self.name} failed with HTTP {exc.status_code}{tries}. {_detail(exc)}".rstrip())
         return ModelError(f"The {self.name} sent a malformed reply ({type(exc).__name__}).")
+
+    def _timeout(self) -> ModelError:
+        return ModelError(
+            f"The {self.name} did not answer within {self.settings.timeout:g} s; raise "
+            "tracefix.llm.timeout for slow local models"
+        )
 
     def _completion(self, response, temperature: float) -> Completion:
         choices = getattr(response, "choices", None)
@@ -246,7 +303,12 @@ def _detail(exc: openai.APIStatusError) -> str:
     return f"The server said: {str(message)[:300]}" if message else ""
 
 
-def _cause(exc: BaseException) -> str:
+def _root_cause(exc: BaseException) -> BaseException:
     while exc.__cause__ is not None:
         exc = exc.__cause__
-    return str(exc) or type(exc).__name__
+    return exc
+
+
+def _cause(exc: BaseException) -> str:
+    root = _root_cause(exc)
+    return str(root) or type(root).__name__

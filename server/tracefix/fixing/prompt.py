@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tracefix.paths import read_text
 from tracefix.tracing import Trace
 
 
@@ -62,6 +63,7 @@ class FixRequest:
     revert: Revert | None = None  # a model-free first candidate
     baselines: dict[str, Baseline] = field(default_factory=dict)  # label → the version its tests passed with
     inputs: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # label → args passing tests gave it
+    sandbox: str = "auto"  # fix.sandbox: how candidate runs are confined (fixing/shadow.py)
 
     def subjects(self, wide: bool = True) -> list[Subject]:
         """The functions a candidate may rewrite: the primary one, and with `wide` the other suspects."""
@@ -84,7 +86,10 @@ class FixRequest:
         path = path or self.path
         if path in self.overlay:
             return self.overlay[path]
-        return (self.root / path).read_text(encoding="utf-8")
+        text = read_text(self.root / path)
+        if text is None:
+            raise OSError(f"{path} is not a regular file of readable size")
+        return text
 
 
 @dataclass

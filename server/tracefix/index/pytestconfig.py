@@ -9,6 +9,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracefix.paths import read_text
+
 CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 DEFAULT_NORECURSE = ("*.egg", ".*", "_darcs", "build", "CVS", "dist", "node_modules", "venv", "{arch}")
 
@@ -69,15 +71,19 @@ def load(root: Path) -> tuple[PytestConfig, list[str]]:
         path = root / name
         if not path.is_file():
             continue
+        text = read_text(path)
+        if text is None:
+            warnings.append(f"{name} is not a regular file of readable size; using pytest's defaults")
+            continue
         try:
             if kind == "toml":
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
+                data = tomllib.loads(text)
                 options = data.get("tool", {}).get("pytest", {}).get("ini_options")
                 if options is None:
                     continue
                 return _from_mapping(options, name), warnings
             parser = configparser.ConfigParser(interpolation=None)
-            parser.read(path, encoding="utf-8")
+            parser.read_string(text, source=name)
             if parser.has_section(section) or name == "pytest.ini":
                 values = dict(parser[section]) if parser.has_section(section) else {}
                 return _from_mapping(values, name), warnings

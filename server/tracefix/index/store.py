@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -44,6 +45,11 @@ create table if not exists green_sources (
     text text not null, at real not null, primary key (path, qualname, digest));
 """
 DEP_TABLES = ("test_deps", "test_files", "test_dists")
+FILES = ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm", ".gitignore")  # what the store writes
+
+
+class StoreError(Exception):
+    """The store cannot be kept where it belongs; the message says why and what to do."""
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -56,6 +62,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 class Store:
     def __init__(self, root: Path):
+        self.root = root
         self.dir = root / ".tracefix"
         self.path = self.dir / "index.sqlite"
         self.warnings: list[str] = []
@@ -63,13 +70,37 @@ class Store:
         self._db = self._prepare()
 
     def _prepare(self) -> sqlite3.Connection:
-        self.dir.mkdir(exist_ok=True)  # in the workspace folder, never creating it
-        ignore = self.dir / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text(GITIGNORE, encoding="utf-8")
+        self._check_place()
+        try:
+            self.dir.mkdir(exist_ok=True)  # in the workspace folder, never creating it
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.dir} to keep tracefix's state: {exc.strerror}") from None
+        try:  # O_EXCL | O_NOFOLLOW: never written through a link someone put there
+            fd = os.open(self.dir / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(GITIGNORE)
         db = self._open()
         self._file = _identity(self.path)
         return db
+
+    def _check_place(self) -> None:
+        """`.tracefix` must be a folder inside the workspace, and the store's files no links: a
+        cloned repository could otherwise make tracefix write wherever a link points."""
+        how = f"move it away (tracefix keeps its state in a folder {self.dir.name} of the workspace)"
+        if self.dir.is_symlink():
+            target = os.readlink(self.dir)
+            if not self.dir.exists():
+                raise StoreError(f"{self.dir} is a symlink to {target}, which does not exist; {how}")
+            if not self.dir.resolve().is_relative_to(self.root.resolve()):
+                raise StoreError(f"{self.dir} is a symlink to {target}, outside the workspace: not followed; {how}")
+        if self.dir.exists() and not self.dir.is_dir():
+            raise StoreError(f"{self.dir} is a file, not a folder; {how}")
+        for name in FILES:
+            if (self.dir / name).is_symlink():
+                raise StoreError(f"{self.dir / name} is a symlink: not followed; remove it")
 
     @property
     def db(self) -> sqlite3.Connection:

@@ -9,6 +9,7 @@ from lsprotocol import types
 
 from tracefix.fixing.jobs import Fix, FixError, address_review, fix_test
 from tracefix.fixing.model import not_configured_message
+from tracefix.fixing.shadow import unconfined_warning
 from tracefix.lsp.handlers import sync
 from tracefix.lsp.progress import Progress
 from tracefix.lsp.reviews import find_comment
@@ -21,6 +22,9 @@ async def _run(session: Session, state: ProjectState, subject: str, title: str, 
         raise ValueError("this workspace is not trusted: tracefix runs no code in it")
     if subject in state.fixing:
         return {"status": "running", "message": f"already looking for a fix for {subject}"}
+    unconfined = await asyncio.to_thread(unconfined_warning, state.settings.sandbox)
+    if unconfined:
+        session.ls.warn(unconfined)
     state.fixing.add(subject)
     task = asyncio.current_task()
     progress = await Progress.start(session, title, task)

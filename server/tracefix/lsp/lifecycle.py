@@ -8,6 +8,8 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
+from tracefix.fixing.shadow import bubblewrap, unconfined_warning
+from tracefix.index.store import StoreError
 from tracefix.lsp import publishing, reviews, runs, watching
 from tracefix.lsp.handlers import sync
 from tracefix.lsp.session import ProjectState, Session
@@ -53,6 +55,10 @@ async def open_project(session: Session, root: Path) -> None:
         return
     try:
         project = await asyncio.to_thread(Project, root, session.editor_settings, warm=True)
+    except StoreError as exc:
+        session.ls.log(f"cannot index {root}: {exc}", types.MessageType.Error)
+        session.ls.tell(f"tracefix: {exc}", types.MessageType.Error)
+        return
     except Exception as exc:
         session.ls.log(f"cannot index {root}: {exc!r}", types.MessageType.Error)
         return
@@ -82,6 +88,18 @@ async def initialized(session: Session, params: types.InitializedParams) -> None
     session.ready.set()
     await watching.start(session)
     runs.publish_status(session)
+    await _announce_sandbox(session)
+
+
+async def _announce_sandbox(session: Session) -> None:
+    """Whether fixes will be confined, said once at start; a warning the user sees when a model is
+    set up and they will not be (docs/security.md)."""
+    confined = await asyncio.to_thread(bubblewrap)  # probes start processes: never on the loop
+    session.ls.log(f"candidate fixes run in {'a bubblewrap sandbox' if confined else 'a copy, without a sandbox'}")
+    for mode in {s.settings.sandbox for s in session.projects.values() if s.settings.llm.model}:
+        warning = await asyncio.to_thread(unconfined_warning, mode)
+        if warning:
+            session.ls.tell(f"tracefix: {warning}", types.MessageType.Warning)
 
 
 @sync(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)

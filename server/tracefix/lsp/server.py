@@ -5,13 +5,16 @@ create_server() binds them to one Session."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
+import signal
 import sys
 import threading
+from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest
 from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
@@ -19,6 +22,7 @@ from pygls.protocol import LanguageServerProtocol
 from tracefix import __version__
 from tracefix.lsp.handlers import register
 from tracefix.lsp.session import Session
+from tracefix.sanitize import printable_data
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,19 @@ class Resync:
         return await self.reader.readexactly(n)
 
 
+# Code goes to the editor only as TextEdit.newText, which must stay exact; every other text the
+# server sends (diagnostics, messages, hover, results, errors) is shown, so made printable.
+EXACT = "newText"
+
+
+def _printable_message(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: v if k == EXACT else _printable_message(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable_message(v) for v in value]
+    return printable_data(value)
+
+
 class Protocol(LanguageServerProtocol):
     def structure_message(self, data: dict):
         """pygls drops a request whose params do not fit its method; answer it with the error."""
@@ -57,6 +74,37 @@ class Protocol(LanguageServerProtocol):
             if "method" in data and "id" in data:
                 self._send_response(data["id"], error=error.to_response_error())
             raise
+
+    def handle_message(self, message) -> None:
+        """After `shutdown`, a request gets InvalidRequest (pygls would leave it unanswered)."""
+        method = getattr(message, "method", None)
+        if self._shutdown and method not in (None, types.EXIT) and getattr(message, "id", None) is not None:
+            error = JsonRpcInvalidRequest(f"the server is shutting down: {method} is not handled")
+            self._send_response(message.id, error=error.to_response_error())
+            return
+        super().handle_message(message)
+        if method == types.SHUTDOWN:
+            # shut down from the request on, not when its handler is done: editors that quit send
+            # `exit` right behind it, and that exit is a clean one
+            self._shutdown = True
+
+    def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None) -> None:
+        """Ties a command's task to its request: pygls runs workspace/executeCommand as a generator
+        whose request future is not the command's task, so $/cancelRequest would answer the
+        request and leave the work running, and a cancelled task (window/workDoneProgress/cancel)
+        would leave the request unanswered."""
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        request = getattr(callback, "keywords", {}).get("result_future")  # partial(_run_generator, …)
+        task: object = self._request_futures.get(msg_id)  # typed as concurrent futures; a coroutine's is a Task
+        if request is None or not isinstance(task, asyncio.Task):
+            return
+        request.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
+        task.add_done_callback(lambda t: request.cancel() if t.cancelled() else None)
+
+    def _send_data(self, data) -> None:
+        if data:
+            data = _printable_message(json.loads(json.dumps(data, default=self._serialize_message)))
+        super()._send_data(data)
 
 
 class TracefixServer(LanguageServer):
@@ -98,30 +146,65 @@ class TracefixServer(LanguageServer):
         finally:
             self._reporting = False
 
+    def shutdown(self) -> None:
+        """pygls's, without waiting for its threads: one may be blocked reading stdin, which an editor
+        that sent a stop signal, or `exit`, need not ever close."""
+        pool, self._thread_pool = self._thread_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        super().shutdown()
+
     def notify(self, method: str, params) -> None:
         self.protocol.notify(method, params)
 
-    def start_io(self, stdin=None, stdout=None) -> None:
-        """pygls's stdio loop, reading through Resync."""
-        self._stop_event = threading.Event()
+    def start_io(self, stdin=None, stdout=None) -> int:
+        """pygls's stdio loop, reading through Resync; the exit status: 0 after shutdown and exit,
+        1 for an exit without shutdown (LSP), 128 + the signal's number when stopped by one."""
+        self._stop_event = stop_event = threading.Event()
         self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
         reader = Resync(StdinAsyncReader(stdin or sys.stdin.buffer, self.thread_pool))
+        status = 0
         try:
-            asyncio.run(
-                run_async(
-                    stop_event=self._stop_event,
-                    reader=reader,
-                    protocol=self.protocol,
-                    logger=log,
-                    error_handler=self.report_server_error,
-                )
-            )
+            status = asyncio.run(self._serve(reader, stop_event))
         except BrokenPipeError:
             log.error("the client closed the connection")
-        except (KeyboardInterrupt, SystemExit):
-            pass
+        except SystemExit as exc:  # pygls's `exit` handler
+            status = exc.code if isinstance(exc.code, int) else 0
         finally:
             self.shutdown()
+        return status
+
+    async def _serve(self, reader: Resync, stop_event: threading.Event) -> int:
+        """Reads and handles messages until the client goes; a stop signal (SIGINT, SIGTERM, SIGHUP)
+        first ends what the session runs, so no test process or temporary file outlives it."""
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None
+        caught: list[int] = []
+
+        def stop(signum: int) -> None:
+            log.warning("stopping on %s", signal.Signals(signum).name)
+            caught.append(signum)
+            main.cancel()
+
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, stop, signum)
+        try:
+            await run_async(
+                stop_event=stop_event,
+                reader=reader,
+                protocol=self.protocol,
+                logger=log,
+                error_handler=self.report_server_error,
+            )
+        except asyncio.CancelledError:
+            if not caught:
+                raise
+            from tracefix.lsp.lifecycle import shutdown
+
+            await shutdown(self.session, None)  # as at `shutdown`: runs cancelled, projects closed
+            return 128 + caught[0]
+        return 0
 
 
 def create_server() -> TracefixServer:
@@ -151,9 +234,13 @@ def create_server() -> TracefixServer:
     return ls
 
 
-def serve(tcp: tuple[str, int] | None = None) -> None:
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def serve(tcp: tuple[str, int] | None = None) -> int:
+    """Serve until the client goes; the exit status."""
     ls = create_server()
     if tcp:
         ls.start_tcp(*tcp)
-    else:
-        ls.start_io()
+        return 0
+    return ls.start_io()

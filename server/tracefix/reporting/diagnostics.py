@@ -11,6 +11,7 @@ from pathlib import Path
 from tracefix.index.graph import ProjectIndex
 from tracefix.localizing.rank import Suspect
 from tracefix.parsing.symbols import MODULE
+from tracefix.paths import read_text
 from tracefix.running.results import Location, Outcome, RunReport, TestResult, Verdict
 
 
@@ -60,8 +61,8 @@ def called_symbol(index: ProjectIndex, r: TestResult, root: Path) -> Location | 
     if r.location is None:
         return None
     try:
-        line = (root / r.location.path).read_text(encoding="utf-8").splitlines()[r.location.line - 1]
-    except (OSError, IndexError, UnicodeDecodeError):
+        line = (read_text(root / r.location.path) or "").splitlines()[r.location.line - 1]
+    except IndexError:
         return None
     entry = index.files.get(r.location.path)
     if entry is None:

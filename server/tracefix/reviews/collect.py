@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 REVIEWS_DIR = Path(".tracefix") / "reviews"
 STATE_FILE = "state.json"
+REVIEW_FILE_BYTES = 64 << 20  # a saved export of a long review is larger than any source file
 
 
 class ReviewSet:
@@ -137,8 +138,11 @@ class ReviewSet:
         return path.as_posix()
 
     def _read(self, path: Path, files: _Files) -> list[Comment]:
+        text = read_text(path, REVIEW_FILE_BYTES)
+        if text is None:
+            log.warning("review file %s skipped: not a regular file of readable size", path)
+            return []
         try:
-            text = path.read_text(encoding="utf-8")
             if path.suffix == ".jsonl":
                 return jsonl_comments(text, files.doc, str(path))
             return github_comments(export_items(text), files.doc)

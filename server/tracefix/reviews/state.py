@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tracefix.paths import read_text
+
 log = logging.getLogger(__name__)
 
 VERSION = 1
@@ -31,11 +33,14 @@ class State:
 
 
 def load(path: Path) -> State:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         return State()
-    except (OSError, ValueError) as error:
+    text = read_text(path)
+    if text is None:
+        return _set_aside(path, "not a regular file of readable size")
+    try:
+        data = json.loads(text)
+    except ValueError as error:
         return _set_aside(path, error)
     problem = _problem(data)
     if problem:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import math
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -95,9 +97,28 @@ def rlimits(limits: Limits) -> dict[str, int]:
     return {k: v for k, v in asdict(limits).items() if k != "timeout" and v}
 
 
-def _limit_child(limits: Limits) -> Callable[[], None] | None:
-    values = rlimits(limits)
-    return (lambda: apply_limits(values)) if values else None
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None  # loaded before any fork
+
+
+def _die_with(parent: int) -> None:
+    """In a child before it runs the test interpreter: the kernel sends it SIGKILL when its parent
+    dies, even by SIGKILL, so no test process outlives tracefix. (Strictly, when the thread that
+    forked ends: one of the event loop's executor threads, which last as long as the loop.)"""
+    if _libc is not None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _prepare_child(limits: Limits) -> Callable[[], None]:
+    values, parent = rlimits(limits), os.getpid()
+
+    def prepare() -> None:
+        _die_with(parent)
+        apply_limits(values)
+
+    return prepare
 
 
 def kill_group(proc) -> None:
@@ -128,6 +149,8 @@ async def _read_records(reader: asyncio.StreamReader, on_record, records: list[d
             record = json.loads(line)
         except ValueError:
             continue  # a torn last line from a killed child
+        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+            continue  # not a record at all; what a record holds, its reader checks (results.parse_record)
         records.append(record)
         if on_record is not None:
             on_record(record)
@@ -162,7 +185,7 @@ async def spawn_process(argv: list[str], cwd: Path, env: dict[str, str], limits:
         stderr=subprocess.STDOUT,
         pass_fds=(report_fd,),
         start_new_session=True,
-        preexec_fn=_limit_child(limits),
+        preexec_fn=_prepare_child(limits),
     )
     return await Child.watch(popen)
 

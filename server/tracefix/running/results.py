@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
+from pathlib import PurePosixPath
 
 
 class Outcome(StrEnum):
@@ -75,10 +77,19 @@ class TestResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> TestResult:
+        """A stored result (`to_dict`), checked like a record: a store can come from anywhere.
+        Raises RecordError."""
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in _object(data).items() if k in known}
+        values["nodeid"] = checked_nodeid(data.get("nodeid"))
+        values["outcome"] = _outcome(data.get("outcome"), allowed=tuple(Outcome))
+        for name in ("message", "expected", "actual"):
+            if values.get(name) is not None:
+                values[name] = checked_text(values[name], name)
+        values["path"] = workspace_path(values.get("path", ""), empty=True)
+        values["line"] = checked_number(values.get("line", 0), least=0)
+        values["duration"] = _duration(values.get("duration", 0.0))
         values["location"], values["frame"] = _location(data.get("location")), _location(data.get("frame"))
-        values["outcome"] = Outcome(data["outcome"])
         return cls(**values)
 
 
@@ -111,10 +122,98 @@ class RunReport:
         return f"{text} in {self.duration:.1f} s"
 
 
-def _location(data: dict | None) -> Location | None:
+class RecordError(ValueError):
+    """A record the test process wrote that tracefix refuses. Test code runs in that process and
+    can write to the report fd too, so a record is checked like any untrusted input."""
+
+
+# what tracefix_pytest writes
+KINDS = frozenset({"session", "start", "result", "collect_error", "conftest_error", "done"})
+RESULT_OUTCOMES = tuple(o for o in Outcome if o != Outcome.NOT_RUN)
+
+
+def workspace_path(value: object, empty: bool = False) -> str:
+    """A path from the test process: relative, inside the workspace (no `..`), posix."""
+    if empty and value == "":
+        return ""
+    if not isinstance(value, str) or not value or "\0" in value or "\\" in value:
+        raise RecordError(f"not a path: {value!r:.80}")
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts:
+        raise RecordError(f"a path outside the workspace: {value!r:.80}")
+    return path.as_posix()
+
+
+def asked_for(nodeid: str, nodeids: list[str]) -> bool:
+    """Whether a test (or a collection error's file or folder) is inside what a run asked for."""
+    if nodeid == "":
+        return True  # a collection error of the whole session
+    for asked in nodeids:
+        if asked in ("", ".") or nodeid == asked or nodeid.startswith((asked + "::", asked + "[", asked + "/")):
+            return True
+        if asked.startswith((nodeid + "::", nodeid.rstrip("/") + "/")):  # a collection error above it
+            return True
+    return False
+
+
+def checked_nodeid(value: object) -> str:
+    """A test id from the test process: text whose file part is a workspace path."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise RecordError(f"not a test id: {value!r:.80}")
+    workspace_path(value.split("::")[0])
+    return value
+
+
+def checked_number(value: object, name: str = "line", least: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise RecordError(f"{name} is not a whole number from {least}: {value!r:.80}")
+    return value
+
+
+def checked_text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise RecordError(f"{name} is not text: {value!r:.80}")
+    return value
+
+
+def _object(value: object) -> dict:
+    if not isinstance(value, dict):
+        raise RecordError(f"not an object: {value!r:.80}")
+    return value
+
+
+def _duration(value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise RecordError(f"duration is not a number of seconds: {value!r:.80}")
+    return round(float(value), 4)
+
+
+def _outcome(value: object, allowed: tuple[Outcome, ...] = RESULT_OUTCOMES) -> Outcome:
+    if not isinstance(value, str) or value not in allowed:
+        raise RecordError(f"not an outcome: {value!r:.80}")
+    return Outcome(value)
+
+
+def _cause(data: object) -> dict:
+    """What stopped collection: {exception, message, and path and line where in the workspace}."""
+    cause = _object(data)
+    checked_text(cause.get("exception", "error"), "exception")
+    checked_text(cause.get("message", ""), "message")
+    if cause.get("path"):
+        workspace_path(cause["path"])
+        checked_number(cause.get("line"))
+    return cause
+
+
+def _location(data: object) -> Location | None:
     if not data:
         return None
-    return Location(data["path"], int(data["line"]), data.get("function", ""))
+    data = _object(data)
+    return Location(
+        workspace_path(data.get("path")),
+        checked_number(data.get("line")),
+        checked_text(data.get("function", ""), "function"),
+    )
 
 
 def cause_text(cause: dict) -> str:
@@ -141,32 +240,49 @@ def obsolete(known: Iterable[str], requested: Collection[str], results: list[Tes
 
 
 def parse_record(record: dict) -> TestResult | None:
-    """A plugin record → TestResult (None for records that are not a test's outcome)."""
-    kind = record.get("kind")
-    if kind == "collect_error":
-        cause = record.get("cause")
+    """A plugin record → TestResult, None for records that are not a test's outcome (start,
+    session, conftest_error, done). Raises RecordError for a record of the wrong shape or kind, a
+    path outside the workspace or a value of the wrong type; which tests may report is the
+    runner's to check."""
+    kind = _object(record).get("kind")
+    if kind not in KINDS:
+        raise RecordError(f"unknown kind of record: {kind!r:.80}")
+    if kind == "start":
+        checked_nodeid(record.get("nodeid"))
+    elif kind == "session":
+        if not isinstance(record.get("xdist", False), bool):
+            raise RecordError(f"xdist is not true or false: {record.get('xdist')!r:.80}")
+    elif kind == "done":
+        checked_number(record.get("exitstatus"), "exitstatus", least=0)
+    elif kind == "conftest_error":
+        _cause(record.get("cause"))
+    elif kind == "collect_error":
+        nodeid = checked_text(record.get("nodeid"), "nodeid")
+        cause = _cause(record["cause"]) if record.get("cause") else None
         return TestResult(
-            nodeid=record["nodeid"],
+            nodeid=nodeid,
             outcome=Outcome.ERROR,
-            path=record["nodeid"].split("::")[0],
+            path=workspace_path(nodeid.split("::")[0], empty=True),
             line=1,
-            message=cause_text(cause) if cause else "collection failed: " + record.get("message", ""),
+            message=cause_text(cause)
+            if cause
+            else "collection failed: " + checked_text(record.get("message", ""), "message"),
             frame=cause_location(cause) if cause else None,
         )
     if kind != "result":
         return None
-    compare = record.get("compare") or {}
+    compare = _object(record.get("compare") or {})
     expected = actual = None
     if compare.get("op") == "==":
         # pytest writes `assert actual == expected` by convention
-        actual, expected = compare["left"], compare["right"]
+        actual, expected = checked_text(compare.get("left"), "left"), checked_text(compare.get("right"), "right")
     return TestResult(
-        nodeid=record["nodeid"],
-        outcome=Outcome(record["outcome"]),
-        duration=round(float(record.get("duration", 0.0)), 4),
-        message=record.get("message", ""),
-        path=record.get("path", ""),
-        line=int(record.get("line", 0)),
+        nodeid=checked_nodeid(record.get("nodeid")),
+        outcome=_outcome(record.get("outcome")),
+        duration=_duration(record.get("duration", 0.0)),
+        message=checked_text(record.get("message", ""), "message"),
+        path=workspace_path(record.get("path", ""), empty=True),
+        line=checked_number(record.get("line", 0), least=0),
         location=_location(record.get("location")),
         frame=_location(record.get("frame")),
         expected=expected,

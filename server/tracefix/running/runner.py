@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -13,13 +14,17 @@ from tracefix.running.process import Limits, ProcessResult, Spawn, plugin_env, r
 from tracefix.running.results import (
     Location,
     Outcome,
+    RecordError,
     RunReport,
     RunStatus,
     TestResult,
+    asked_for,
     cause_location,
     cause_text,
     parse_record,
 )
+
+log = logging.getLogger(__name__)
 
 
 def pytest_argv(python: str, nodeids: list[str], extra: tuple[str, ...] = ()) -> list[str]:
@@ -64,19 +69,27 @@ async def run_tests(
         return report
     started = time.monotonic()
     running: list[str] = []
+    reported: dict[str, TestResult] = {}
+    accepted: list[dict] = []  # the records that passed the checks: all the run's status reads
 
     def on_record(record: dict) -> None:
-        if record.get("kind") == "start":
+        try:
+            result = _accepted(record, nodeids, running, reported)
+        except RecordError as exc:
+            log.warning("refused a record from the test process in %s: %s", root, exc)
+            return
+        accepted.append(record)
+        if record["kind"] == "start":
             running.append(record["nodeid"])
-            return
-        if record.get("kind") == "session":
-            report.xdist = bool(record.get("xdist"))
-            return
-        result = parse_record(record)
+        elif record["kind"] == "session":
+            report.xdist = record.get("xdist", False)
         if result is None:
             return
         if result.nodeid in running:  # xdist workers run several at once
             running.remove(result.nodeid)
+        if result.nodeid in reported:
+            report.results.remove(reported[result.nodeid])
+        reported[result.nodeid] = result
         report.results.append(result)
         if on_result is not None:
             on_result(result)
@@ -94,6 +107,7 @@ async def run_tests(
         missing = python if root.is_dir() else f"the workspace folder {root}"
         report.status, report.message = RunStatus.ERROR, f"not found: {missing}"
         return report
+    proc.records = accepted
 
     async def run_rest(rest: list[str]) -> RunReport:
         if not rest:
@@ -155,6 +169,29 @@ async def run_tests(
         _account_for_unfinished(report, running, on_result)
         _account_for_not_run(report, nodeids)
     return report
+
+
+FORGED = (
+    "two results arrived for this test: code in the test process wrote to tracefix's report channel, "
+    "so neither is trusted"
+)
+
+
+def _accepted(record: dict, nodeids: list[str], running: list[str], reported: dict[str, TestResult]):
+    """The record's result once checked (parse_record: its shape), or None for other kinds: only
+    tests the run asked for may start or report, a test's result only after its start, and a
+    second result of one test marks it as forged. Raises RecordError."""
+    result = parse_record(record)
+    nodeid = result.nodeid if result is not None else record.get("nodeid")
+    if nodeid is not None and not asked_for(nodeid, nodeids):
+        raise RecordError(f"a record of {nodeid!r:.200}, which this run did not ask for")
+    if result is None or record["kind"] != "result":
+        return result
+    if result.nodeid in reported:
+        return TestResult(result.nodeid, Outcome.ERROR, path=result.path, line=result.line, message=FORGED)
+    if result.nodeid not in running:
+        raise RecordError(f"a result of {result.nodeid!r:.200}, which has not started")
+    return result
 
 
 # pytest's exit statuses for a session that stopped before it ran what it was asked to:

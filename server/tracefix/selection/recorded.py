@@ -8,16 +8,28 @@ import functools
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracefix.index.files import Node, digest_bytes
 from tracefix.index.graph import ProjectIndex
 from tracefix.parsing.symbols import MODULE, Symbol
+from tracefix.paths import read_bytes, read_text
+from tracefix.running.results import (
+    RecordError,
+    asked_for,
+    checked_nodeid,
+    checked_number,
+    checked_text,
+    workspace_path,
+)
 
 EXECUTED, FIXTURE, CONTEXT, UNKNOWN = "executed", "fixture", "context", "unknown"
 IMPORT = "@import:"  # stored nodeid prefix: what a module's body ran when collection imported it
 MISSING = (-1, -1, "")  # (size, mtime_ns, digest) of a file a test tried to read that did not exist
+DATA_BYTES = 64 << 20  # a data file up to this size is known by its digest; a larger one by size and mtime
+RECORDS_BYTES = 1 << 30  # the records file of one run
 
 FileState = tuple[int, int, str]
 _RANK = {FIXTURE: 0, EXECUTED: 1, CONTEXT: 2}
@@ -103,11 +115,13 @@ def file_state(root: Path, rel: str) -> FileState:
     try:
         st = full.stat()
         if stat.S_ISDIR(st.st_mode):
-            data = "\n".join(sorted(os.listdir(full))).encode("utf-8", "surrogateescape")
+            data: bytes | None = "\n".join(sorted(os.listdir(full))).encode("utf-8", "surrogateescape")
         else:
-            data = full.read_bytes()
+            data = read_bytes(full, DATA_BYTES)  # a FIFO or a device is no data to digest
     except OSError:
         return MISSING
+    if data is None:
+        return (st.st_size, st.st_mtime_ns, f"{stat.S_IFMT(st.st_mode)}:{st.st_size}:{st.st_mtime_ns}")
     return (st.st_size, st.st_mtime_ns, digest_bytes(data))
 
 
@@ -249,15 +263,76 @@ class _Mapper:
         return deps if deps.code else None
 
 
-def read_records(path: Path) -> list[dict]:
+def read_records(path: Path, nodeids: list[str] | None = None) -> list[dict]:
+    """The tracefix_deps plugin's records of one run, each checked: test code can write anything to
+    the file. `nodeids`: what the run asked for; a record of another test is dropped."""
     records = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return records
-    for line in lines:
+    for line in (read_text(path, RECORDS_BYTES) or "").splitlines():
         try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue  # a torn last line from a killed run
+            records.append(_checked(json.loads(line), nodeids))
+        except (ValueError, RecordError):  # a torn last line from a killed run, or a forged record
+            continue
     return records
+
+
+def _checked(record: object, nodeids: list[str] | None) -> dict:
+    if not isinstance(record, dict):
+        raise RecordError("not an object")
+    kind = record.get("kind")
+    if kind == "env":
+        checked_text(record.get("executable"), "executable")
+        paths = record.get("paths")
+        if not isinstance(paths, dict) or not all(isinstance(p, str) and isinstance(t, int) for p, t in paths.items()):
+            raise RecordError("paths is not a map of folders to times")
+    elif kind == "deps":
+        nodeid = checked_nodeid(record.get("nodeid"))
+        if nodeids is not None and not asked_for(nodeid, nodeids):
+            raise RecordError(f"a record of {nodeid!r}, which the run did not ask for")
+        if record.get("complete") is not True:
+            return {"kind": "deps", "nodeid": nodeid, "complete": False}
+        _code(record.get("code"))
+        _list(record.get("fixtures"), _fixture)
+        _list(record.get("files"), workspace_path)
+        _list(record.get("dirs"), workspace_path)
+        dists = record.get("dists")
+        if not isinstance(dists, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in dists.items()):
+            raise RecordError("dists is not a map of names to versions")
+    elif kind == "session":
+        _code(record.get("code"))
+        _list(record.get("files"), workspace_path)
+        imports = record.get("imports", {})
+        if not isinstance(imports, dict):
+            raise RecordError("imports is not a map")
+        for path, code in imports.items():
+            workspace_path(path)
+            _code(code)
+    else:
+        raise RecordError(f"unknown kind of record: {kind!r:.80}")
+    return record
+
+
+def _list(value: object, check: Callable[[object], object]) -> None:
+    if not isinstance(value, list):
+        raise RecordError(f"not a list: {value!r:.80}")
+    for item in value:
+        check(item)
+
+
+def _pair(item: object) -> None:
+    """[path, line] of code that ran (line 0: a module's start)."""
+    if not isinstance(item, list) or len(item) != 2:
+        raise RecordError(f"not [path, line]: {item!r:.80}")
+    workspace_path(item[0])
+    checked_number(item[1], least=0)
+
+
+def _fixture(item: object) -> None:
+    """[name, path, line] of a fixture's function."""
+    if not isinstance(item, list) or len(item) != 3:
+        raise RecordError(f"not [name, path, line]: {item!r:.80}")
+    checked_text(item[0], "fixture")
+    _pair(item[1:])
+
+
+def _code(value: object) -> None:
+    _list(value, _pair)

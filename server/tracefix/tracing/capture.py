@@ -26,8 +26,10 @@ async def capture(
     run gives a Trace whose error says so, with whatever partial trace the plugin wrote first.
     """
     result = await _traced(root, python, [nodeid], timeout, env, limits)
-    record = _pick([r for r in result.records if r.get("kind") == "trace"], nodeid)
-    trace = Trace.from_dict(record) if record else Trace(nodeid=nodeid)
+    record = _pick([r for r in result.records if r["kind"] == "trace" and isinstance(r.get("nodeid"), str)], nodeid)
+    trace = _trace(record) if record else None
+    if trace is None:
+        record, trace = None, Trace(nodeid=nodeid)
     trace.error = _error(result, record, nodeid, timeout)
     return trace
 
@@ -41,7 +43,16 @@ async def capture_passing(
         return []
     result = await _traced(root, python, nodeids, timeout, env, None)
     records = [r for r in result.records if r.get("kind") == "trace" and not r.get("partial")]
-    return [Trace.from_dict(r) for r in records if r.get("outcome") == "passed"]
+    traces = [_trace(r) for r in records if r.get("outcome") == "passed"]
+    return [t for t in traces if t is not None]
+
+
+def _trace(record: dict) -> Trace | None:
+    """The record's Trace; None for a malformed one: test code can write records too."""
+    try:
+        return Trace.from_dict(record)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 async def _traced(

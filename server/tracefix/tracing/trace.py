@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tracefix.paths import read_text
+
 LINE_CHARS = 300  # one rendered line at most, so one wide block cannot eat the budget
 GAP_CHARS = 32  # room kept for each "… N lines omitted" marker
 CODE_CHARS = 100  # a block's code shown beside its values
@@ -176,10 +178,7 @@ def lines_in(root: Path) -> Source:
 
     def line(path: str, number: int) -> str:
         if path not in files:
-            try:
-                files[path] = (Path(root) / path).read_text(encoding="utf-8", errors="replace").splitlines()
-            except OSError:
-                files[path] = []
+            files[path] = (read_text(Path(root) / path) or "").splitlines()
         text = files[path]
         return text[number - 1] if 0 < number <= len(text) else ""
 

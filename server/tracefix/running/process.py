@@ -128,9 +128,13 @@ def kill_group(proc) -> None:
         pass
 
 
+PYTEST_OWN = ("PYTEST_XDIST_", "PYTEST_CURRENT_TEST")
+
+
 def plugin_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """Environment that lets any interpreter with pytest load our plugins from PLUGIN_DIR."""
-    env = dict(os.environ if env is None else env)
+    # a pytest we run from inside another one's test (xdist worker, current test) is no part of it
+    env = {k: v for k, v in (os.environ if env is None else env).items() if not k.startswith(PYTEST_OWN)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_DIR), env.get("PYTHONPATH", "")) if p)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.setdefault("PYTHONIOENCODING", "utf-8")

@@ -80,8 +80,11 @@ def test_moving_a_function_down_changes_nothing_but_its_neighbourhood():
 def test_facts_imports_uses_params():
     data = SOURCE.encode()
     f = facts(parse(data), data)
-    assert [(i.module, i.names, i.level) for i in f.imports] == [("os", (), 0), ("util", ("helper", "other"), 1)]
-    assert {"h", "os", "inner", "sep"} <= f.uses["top"]
+    assert [(i.module, i.names, i.level) for i in f.imports] == [
+        ("os", (), 0),
+        ("util", (("helper", "h"), ("other", "other")), 1),
+    ]
+    assert {"h", "os.sep", "inner"} <= f.uses["top"]  # names as written, attributes of a name with it
     assert "helper" not in f.uses[MODULE]  # import bindings are not uses
     assert f.params["top"] == ("a", "b", "args", "c", "kw")
 

@@ -14,7 +14,7 @@ from tracefix.parsing.symbols import Facts, Import, Symbol, facts
 from tracefix.paths import MAX_FILE_BYTES, is_source_dir, read_bytes
 
 Node = tuple[str, str]  # (path relative to root, qualname)
-FACTS_VERSION = 2  # stored facts of another version are parsed again
+FACTS_VERSION = 5  # stored facts of another version are parsed again
 
 
 def _facts_to_json(f: Facts) -> dict:
@@ -23,20 +23,35 @@ def _facts_to_json(f: Facts) -> dict:
         "imports": [asdict(i) for i in f.imports],
         "uses": {k: sorted(v) for k, v in f.uses.items()},
         "params": {k: list(v) for k, v in f.params.items()},
+        "locals": {k: sorted(v) for k, v in f.locals.items()},
         "bases": {k: list(v) for k, v in f.bases.items()},
+        "mentions": {k: sorted(v) for k, v in f.mentions.items()},
+        "assigned": sorted(f.assigned),
+        "values": {k: sorted(v) for k, v in f.values.items()},
+        "made": sorted(f.made),
+        "exports": None if f.exports is None else list(f.exports),
         "version": FACTS_VERSION,
     }
 
 
 def _facts_from_json(d: dict) -> Facts:
     symbols = [Symbol(**{**s, "decorators": tuple(s["decorators"])}) for s in d["symbols"]]
-    imports = [Import(i["module"], tuple(i["names"]), i["level"], i["alias"]) for i in d["imports"]]
+    imports = [
+        Import(i["module"], tuple((name, bound) for name, bound in i["names"]), i["level"], i["alias"])
+        for i in d["imports"]
+    ]
     return Facts(
-        symbols,
-        imports,
-        {k: set(v) for k, v in d["uses"].items()},
-        {k: tuple(v) for k, v in d["params"].items()},
-        {k: tuple(v) for k, v in d["bases"].items()},
+        symbols=symbols,
+        imports=imports,
+        uses={k: set(v) for k, v in d["uses"].items()},
+        params={k: tuple(v) for k, v in d["params"].items()},
+        locals={k: set(v) for k, v in d["locals"].items()},
+        bases={k: tuple(v) for k, v in d["bases"].items()},
+        mentions={k: set(v) for k, v in d["mentions"].items()},
+        assigned=set(d["assigned"]),
+        values={k: set(v) for k, v in d["values"].items()},
+        made=set(d["made"]),
+        exports=None if d["exports"] is None else tuple(d["exports"]),
     )
 
 
@@ -183,4 +198,11 @@ def _shape(f: Facts) -> tuple:
         tuple((s.qualname, s.kind) for s in f.symbols),
         tuple(f.imports),
         tuple(sorted((k, tuple(sorted(v))) for k, v in f.uses.items())),
+        tuple(sorted((k, v) for k, v in f.params.items())),
+        tuple(sorted((k, tuple(sorted(v))) for k, v in f.locals.items())),
+        tuple(sorted((k, tuple(sorted(v))) for k, v in f.mentions.items())),
+        tuple(sorted(f.assigned)),
+        tuple(sorted((k, tuple(sorted(v))) for k, v in f.values.items())),
+        tuple(sorted(f.made)),
+        f.exports,
     )

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from typing import Protocol
 
 from tracefix.index.files import Node
-from tracefix.index.graph import ProjectIndex
+from tracefix.index.graph import MEMBERS, ProjectIndex
 from tracefix.parsing.symbols import MODULE
 
 
@@ -44,7 +44,7 @@ class Evidence(Protocol):
 def node_name(node: Node) -> str:
     path, qualname = node
     stem = PurePosixPath(path).stem
-    return stem if qualname == MODULE else f"{stem}.{qualname}"
+    return stem if qualname == MODULE else f"{stem}.{qualname.removesuffix(MEMBERS)}"
 
 
 class StaticNames:

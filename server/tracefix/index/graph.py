@@ -29,6 +29,7 @@ from tracefix.parsing.symbols import MODULE
 MEMBERS = ".*"  # qualname suffix: (path, "Cls.*") stands for every member of a class
 MISSING = "<unresolved>"  # qualname prefix of (module path, MISSING + name): a name not found there
 ANY = "<any>"  # (path, ANY) reaches every symbol of the file
+ANY_NAME = "*"  # (path, MISSING + ANY_NAME): whichever name of a module code gets by getattr
 USE, MENTION, MAKE = "use", "mention", "make"  # how a symbol uses a name (see Facts)
 _FIXTURE_NAME = re.compile(r"""\bname\s*=\s*["']([^"']+)["']""")
 
@@ -143,7 +144,7 @@ class ProjectIndex(TestDiscovery):
         if ref.kind == UNRESOLVED:
             return {(ref.path, MISSING + ref.name)}
         if ref.kind == MODULE_OBJECT:  # a module passed around or read with getattr: any of its names
-            return {(ref.path, MODULE)} if how == MENTION else self._everything(ref.path)
+            return {(ref.path, MODULE)} if how == MENTION else {(ref.path, MISSING + ANY_NAME)}
         symbol = self.symbol(*ref.node)
         if symbol is None or symbol.kind != "class" or how == USE:
             return {self._used(ref.node)}
@@ -158,12 +159,6 @@ class ProjectIndex(TestDiscovery):
 
     def _everything(self, path: str) -> set[Node]:
         """What a module object gives access to: all its names, its submodules' names too."""
-        cache = self._cache().everything
-        if path not in cache:
-            cache[path] = self._names_below(path)
-        return cache[path]
-
-    def _names_below(self, path: str) -> set[Node]:
         found: set[Node] = set()
         todo, seen = [path], set()
         while todo:
@@ -273,17 +268,28 @@ class ProjectIndex(TestDiscovery):
         return any(fixture_file in self.imported(p) for p in scope)
 
     def _add_missing(self, graph: dict[Node, set[Node]]) -> None:
-        """What each unresolved name may be: anything its module's imports lead to."""
+        """What each unresolved name may be. A name missing from a module: anything the module's
+        imports lead to, and for a package any of its modules (a lazy import); a module that is not
+        there: anything in the project; a module used as a value: any of its names."""
         missing = {n for edges in graph.values() for n in edges if missing_name(n) is not None}
         sources = [p for p in self.files if not self.is_test_file(p) and not _is_conftest(p)]
         for node in missing:
-            files = self._imported_closure(node[0]) if node[0] else sources
-            graph[node] = {(p, ANY) for p in files if p in self.files}
-        for path in {p for node in missing for p, _ in graph[node]}:
-            graph[(path, ANY)] = {(path, s.qualname) for s in self.files[path].facts.symbols}
+            path = node[0]
+            if missing_name(node) == ANY_NAME:
+                graph[node] = set(self._everything(path))
+            else:
+                files = self._scope(path) if path else sources
+                graph[node] = {(p, ANY) for p in files if p in self.files}
+        for path in {p for node in missing for p, q in graph[node] if q == ANY}:
+            graph[(path, ANY)] = {self._used((path, s.qualname)) for s in self.files[path].facts.symbols}
 
-    def _imported_closure(self, path: str) -> set[str]:
-        found, todo = set(), [path]
+    def _scope(self, path: str) -> set[str]:
+        """The files a module can get a name from: those it imports, through their imports too, and
+        a package's own modules."""
+        found: set[str] = set()
+        todo = [path]
+        if PurePosixPath(path).name == "__init__.py":
+            todo += [p for p in self.files if p.startswith(_directory(path))]
         while todo:
             p = todo.pop()
             if p not in found:

@@ -180,7 +180,7 @@ class ModuleResolution(IndexFiles):
             return [Ref(path, MODULE)]
         entry = self.files.get(path)
         if entry is not None and any(s.qualname == "__getattr__" for s in entry.facts.symbols):
-            return [Ref(path, "__getattr__")]  # a module-level __getattr__ answers for what is missing
+            return [Ref(path, name, UNRESOLVED)]  # its module-level __getattr__ answers: with anything
         imports = self.imports(path)
         if name in imports.bound or any(not self._module_paths(m) and not self._in_project(m) for m in imports.stars):
             return []  # from a module outside the project
@@ -301,7 +301,6 @@ class _Resolved:
         self.found: dict[tuple[str, str], list[Ref]] = {}
         self.finding: set[tuple[str, str]] = set()
         self.names_of: dict[str, set[str]] = {}
-        self.everything: dict[str, set[Node]] = {}  # module → every node its names lead to
         self.bases: dict[Node, list[Node | str]] = {}  # class → its bases
         self.methods: dict[Node, dict[str, Node]] = {}  # class → its methods, own and inherited
         self.below: dict[Node, list[Node]] = {}  # class → the classes that name it as a base

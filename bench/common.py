@@ -44,10 +44,14 @@ class RealProject:
         return dict(os.environ, VIRTUAL_ENV=str(venv), PYTHONPATH=os.pathsep.join(paths), PYTHONDONTWRITEBYTECODE="1")
 
 
-# pure Python, tests shipped in the sdist, no test dependencies beyond pytest
+# pure Python, tests shipped in the sdist, no test dependencies beyond pytest; toolz has
+# `filterwarnings = ["error", ...]`, more-itertools' suite takes 25 s (test_primes alone 15 s)
 PROJECTS = {
     "boltons": RealProject("boltons", "26.2.0", "boltons"),
     "cachetools": RealProject("cachetools", "8.0.1", "src/cachetools", "src"),
+    "toolz": RealProject("toolz", "1.2.0", "toolz"),
+    "tomlkit": RealProject("tomlkit", "0.15.2", "tomlkit"),
+    "more-itertools": RealProject("more-itertools", "11.2.1", "more_itertools"),
 }
 
 
@@ -99,8 +103,9 @@ def ensure_venv(base: str | None = None) -> Path:
     return python
 
 
-def checkout(project: RealProject, purpose: str) -> Path:
-    """A fresh copy of the project's sdist, committed to git as the baseline; one per benchmark."""
+def checkout(project: RealProject, purpose: str, tracefix_timeout: float | None = None) -> Path:
+    """A fresh copy of the project's sdist, committed to git as the baseline; one per benchmark.
+    tracefix_timeout: `[tool.tracefix] timeout` (seconds per run) in its pyproject.toml, committed too."""
     sdists = WORK / "sdist"
     sdists.mkdir(parents=True, exist_ok=True)
     spec = f"{project.name}=={project.version}"
@@ -123,11 +128,14 @@ def checkout(project: RealProject, purpose: str) -> Path:
             check=True,
         )
         found = list(sdists.glob(f"{project.name.replace('-', '_')}-{project.version}.tar.gz"))
-    root = CHECKOUTS / purpose / f"{project.name}-{project.version}"
+    root = CHECKOUTS / purpose / found[0].name.removesuffix(".tar.gz")  # more_itertools-11.2.1: the sdist's folder
     shutil.rmtree(root, ignore_errors=True)
     root.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(found[0]) as tar:
         tar.extractall(root.parent, filter="data")
+    if tracefix_timeout is not None:
+        with (root / "pyproject.toml").open("a", encoding="utf-8") as f:
+            f.write(f"\n[tool.tracefix]\ntimeout = {tracefix_timeout:g}\n")
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
     subprocess.run([*git, "init", "-q"], cwd=root, check=True)
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)

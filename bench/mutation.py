@@ -6,12 +6,15 @@ For each real project (an unmodified PyPI sdist, committed to git as the baselin
      `and`<->`or`, `+`<->`-`, integer constant + 1, return value -> None), shuffled with a seeded RNG;
   3. per mutant: full pytest run (the truth; mutants no test fails, or that loop, are dropped), then
      `tracefix check --format json --no-trace` (changes since the warmed run) and `pytest --testmon`,
-     each starting from the warmed state; then the file is restored.
+     each starting from the warmed state; with --unprimed, `tracefix check` once more with no
+     .tracefix at all, as in a fresh clone or a CI job (changes since git HEAD, every test chosen by
+     the static name graph); then the file is restored.
 
 A failing test is "missed" when the full run fails it and tracefix does not report it failing.
 Mutants no test killed are remembered in bench/results/work/survivors-*.json, so a rerun skips them.
 
     python bench/mutation.py --project boltons --mutants 50 --seed 1
+    python bench/mutation.py --project more-itertools --unprimed --tracefix-timeout 900
 """
 
 from __future__ import annotations
@@ -188,12 +191,20 @@ def copy_states(source: Path, target: Path) -> None:
             (shutil.copytree if path.is_dir() else shutil.copy2)(path, target / path.name)
 
 
+def remove_state(root: Path) -> None:
+    """No tracefix state at all, as in a fresh clone."""
+    for path in root.glob(".tracefix*"):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def failing(outcomes: dict) -> set[str]:
     return {n for n, o in outcomes.items() if o in FAILING}
 
 
-def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dict:
-    root = checkout(project, "mutation")
+def measure(
+    project: RealProject, wanted: int, seed: int, max_tries: int, unprimed: bool, tracefix_timeout: float | None
+) -> dict:
+    root = checkout(project, "mutation", tracefix_timeout)
     keep = Path(tempfile.mkdtemp(prefix=f"bench-{project.name}-"))
     full_seconds, baseline = pytest_run(project, root, timeout=600)
     tracefix_check(project, root, "--all")
@@ -232,15 +243,26 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dic
             tf_s, report = tracefix_check(project, root)
             copy_states(keep, root)
             tm_s, testmon = pytest_run(project, root, "--testmon", timeout=timeout)
+            if unprimed:
+                remove_state(root)
+                fresh = tracefix_check(project, root)
         finally:
             file.write_text(original, encoding="utf-8")
         rows.append(_row(mutant, truth, broken, full_s, tf_s, report, tm_s, testmon))
         r = rows[-1]
+        if unprimed:
+            r["tracefix_unprimed"] = _tracefix(broken, *fresh)
         print(
             f"  {len(rows):3d} {mutant.path}:{mutant.line} {mutant.kind:12s} failing {len(broken):3d} "
             f"tracefix ran {r['tracefix']['ran']:4d} missed {len(r['tracefix']['missed'])} "
             f"{tf_s:5.1f} s | testmon ran {r['testmon']['ran']:4d} missed {len(r['testmon']['missed'])} "
-            f"{tm_s:5.1f} s | full {full_s:5.1f} s",
+            f"{tm_s:5.1f} s | full {full_s:5.1f} s"
+            + (
+                f" | unprimed ran {r['tracefix_unprimed']['ran']:4d} "
+                f"missed {len(r['tracefix_unprimed']['missed'])} {fresh[0]:5.1f} s"
+                if unprimed
+                else ""
+            ),
             flush=True,
         )
     shutil.rmtree(keep)
@@ -257,24 +279,29 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dic
 
 
 def _row(mutant, truth, broken, full_s, tf_s, report, tm_s, testmon) -> dict:
-    tf_results = {r["nodeid"]: r["outcome"] for r in report["results"] if r["outcome"] != "not run"}
-    selected = set(report["selected"])
-    tf_missed = sorted(broken - failing(tf_results))
     testmon = testmon or {}
     return {
         "mutant": asdict(mutant),
         "failing": sorted(broken),
         "full_s": round(full_s, 3),
-        "tracefix": {
-            "s": round(tf_s, 3),
-            "ran": len(tf_results),
-            "selected": len(selected),
-            "changed": [f"{c['path']}::{c['symbol']}" for c in report["changed"]],
-            "missed": tf_missed,
-            # a miss is either selection (the test was never chosen) or reporting (chosen, not seen failing)
-            "missed_unselected": [n for n in tf_missed if n.split("[")[0] not in selected],
-        },
+        "tracefix": _tracefix(broken, tf_s, report),
         "testmon": {"s": round(tm_s, 3), "ran": len(testmon), "missed": sorted(broken - failing(testmon))},
+    }
+
+
+def _tracefix(broken: set[str], seconds: float, report: dict) -> dict:
+    results = {r["nodeid"]: r["outcome"] for r in report["results"] if r["outcome"] != "not run"}
+    selected = set(report["selected"])
+    missed = sorted(broken - failing(results))
+    return {
+        "s": round(seconds, 3),
+        "ran": len(results),
+        "selected": len(selected),
+        "status": report["status"],
+        "changed": [f"{c['path']}::{c['symbol']}" for c in report["changed"]],
+        "missed": missed,
+        # a miss is either selection (the test was never chosen) or reporting (chosen, not seen failing)
+        "missed_unselected": [n for n in missed if n.split("[")[0] not in selected],
     }
 
 
@@ -302,7 +329,10 @@ def summarize(rows: list[dict], suite: int) -> dict:
         "tracefix": tool("tracefix"),
         "testmon": tool("testmon"),
     }
-    summary["tracefix"]["missed_unselected"] = sum(len(r["tracefix"]["missed_unselected"]) for r in rows)
+    for key in ("tracefix", "tracefix_unprimed"):
+        if key in rows[0]:
+            summary[key] = tool(key)
+            summary[key]["missed_unselected"] = sum(len(r[key]["missed_unselected"]) for r in rows)
     return summary
 
 
@@ -314,14 +344,24 @@ def main() -> int:
     p.add_argument("--mutants", type=int, default=50, help="killed mutants wanted per project")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-tries", type=int, default=300, help="candidates screened at most per project")
+    p.add_argument(
+        "--unprimed", action="store_true", help="also run tracefix check with no .tracefix, as in a fresh clone"
+    )
+    p.add_argument(
+        "--tracefix-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="tracefix's run timeout (default 120 s), written to the checkout's pyproject.toml",
+    )
     args = p.parse_args()
     for name in args.project or sorted(PROJECTS):
-        result = measure(PROJECTS[name], args.mutants, args.seed, args.max_tries)
+        result = measure(PROJECTS[name], args.mutants, args.seed, args.max_tries, args.unprimed, args.tracefix_timeout)
+        options = (" --unprimed" if args.unprimed else "") + (
+            f" --tracefix-timeout {args.tracefix_timeout:g}" if args.tracefix_timeout else ""
+        )
         result.update(
             machine=machine(),
-            command=" ".join(
-                ["python bench/mutation.py", f"--project {name}", f"--mutants {args.mutants}", f"--seed {args.seed}"]
-            ),
+            command=f"python bench/mutation.py --project {name} --mutants {args.mutants} --seed {args.seed}{options}",
         )
         path = write_results(f"mutation-{name}", result)
         print(json.dumps(result["summary"], indent=2))

@@ -3,7 +3,8 @@
 For each real project (an unmodified PyPI sdist, committed to git as the baseline):
   1. warm up: `tracefix check --all` and `pytest --testmon` on the baseline; keep both states;
   2. candidate mutants: one-line changes inside function bodies of the package (flipped comparison,
-     `and`<->`or`, `+`<->`-`, integer constant + 1, return value -> None), shuffled with a seeded RNG;
+     `and`<->`or`, `+`<->`-`, integer constant + 1, return value -> None), shuffled with a seeded RNG
+     (test files shipped inside the package are not mutated);
   3. per mutant: full pytest run (the truth; mutants no test fails, or that loop, are dropped), then
      `tracefix check --format json --no-trace` (changes since the warmed run) and `pytest --testmon`,
      each starting from the warmed state; with --unprimed, `tracefix check` once more with no
@@ -130,10 +131,18 @@ def _function_nodes(tree: ast.Module):
     yield from visit(tree, "", None)
 
 
+def is_test_file(rel: str) -> bool:
+    """Tests shipped inside the package (toolz/tests/...) are not code to mutate."""
+    parts = rel.split("/")
+    return "tests" in parts[:-1] or parts[-1].startswith("test_") or parts[-1] == "conftest.py"
+
+
 def candidates(root: Path, package: str) -> list[Mutant]:
     found: dict[tuple[str, int, str], Mutant] = {}
     for file in sorted((root / package).rglob("*.py")):
         rel = file.relative_to(root).as_posix()
+        if is_test_file(rel):
+            continue
         text = file.read_text(encoding="utf-8")
         lines = text.splitlines()
         tree = ast.parse(text)

@@ -270,16 +270,15 @@ class ProjectIndex(TestDiscovery):
     def _add_missing(self, graph: dict[Node, set[Node]]) -> None:
         """What each unresolved name may be. A name missing from a module: anything the module's
         imports lead to, and for a package any of its modules (a lazy import); a module that is not
-        there: anything in the project; a module used as a value: any of its names."""
+        there: anything in the project but tests; a module used as a value: any of its names."""
         missing = {n for edges in graph.values() for n in edges if missing_name(n) is not None}
-        sources = [p for p in self.files if not self.is_test_file(p) and not _is_conftest(p)]
+        sources = {p for p in self.files if not self.is_test_file(p) and not _is_conftest(p)}
         for node in missing:
             path = node[0]
             if missing_name(node) == ANY_NAME:
                 graph[node] = set(self._everything(path))
-            else:
-                files = self._scope(path) if path else sources
-                graph[node] = {(p, ANY) for p in files if p in self.files}
+            else:  # tests and conftests are no module's names
+                graph[node] = {(p, ANY) for p in (self._scope(path) & sources if path else sources)}
         for path in {p for node in missing for p, q in graph[node] if q == ANY}:
             graph[(path, ANY)] = {self._used((path, s.qualname)) for s in self.files[path].facts.symbols}
 

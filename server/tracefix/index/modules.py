@@ -178,12 +178,14 @@ class ModuleResolution(IndexFiles):
             return [Ref(path, MODULE, MODULE_OBJECT)]  # the module's names, all of them
         if name in _SET_BY_IMPORT:
             return [Ref(path, MODULE)]
+        imports = self.imports(path)
+        if name in imports.bound:
+            return []  # imported from a module outside the project
         entry = self.files.get(path)
         if entry is not None and any(s.qualname == "__getattr__" for s in entry.facts.symbols):
             return [Ref(path, name, UNRESOLVED)]  # its module-level __getattr__ answers: with anything
-        imports = self.imports(path)
-        if name in imports.bound or any(not self._module_paths(m) and not self._in_project(m) for m in imports.stars):
-            return []  # from a module outside the project
+        if any(not self._module_paths(m) and not self._in_project(m) for m in imports.stars):
+            return []  # may come from a module outside the project
         return [Ref(path, name, UNRESOLVED)]
 
     def find(self, path: str, name: str) -> list[Ref]:

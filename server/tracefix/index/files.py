@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tracefix.index.pytestconfig import PytestConfig
@@ -66,6 +66,15 @@ class FileEntry:
     size: int
     digest: str
     facts: Facts
+    _by_name: dict[str, Symbol] | None = field(default=None, repr=False, compare=False)
+
+    def symbol(self, qualname: str) -> Symbol | None:
+        """The first symbol of that name."""
+        if self._by_name is None:
+            self._by_name = {}
+            for s in self.facts.symbols:
+                self._by_name.setdefault(s.qualname, s)
+        return self._by_name.get(qualname)
 
 
 class IndexFiles:
@@ -165,9 +174,7 @@ class IndexFiles:
 
     def symbol(self, path: str, qualname: str) -> Symbol | None:
         entry = self.files.get(path)
-        if entry is None:
-            return None
-        return next((s for s in entry.facts.symbols if s.qualname == qualname), None)
+        return entry.symbol(qualname) if entry is not None else None
 
     def digests(self, path: str) -> dict[str, str]:
         """qualname → digest of the file's symbols. A name defined twice (a property's getter and

@@ -101,12 +101,22 @@ class ModuleResolution(IndexFiles):
     def _module_paths(self, dotted: str) -> list[str]:
         """Files of a dotted module name; failing that, of the modules whose name ends with it (a
         directory a test or conftest puts on sys.path)."""
+        cache = self._cache().paths
+        if dotted not in cache:
+            cache[dotted] = self._find_module(dotted)
+        return cache[dotted]
+
+    def _find_module(self, dotted: str) -> list[str]:
         modules = self.modules()
         if dotted in modules:
             return [modules[dotted]]
         if dotted.partition(".")[0] in sys.stdlib_module_names:
             return []
-        return [p for name, p in modules.items() if name.endswith("." + dotted)]
+        cache = self._cache()
+        if not cache.by_last:
+            for name in modules:
+                cache.by_last.setdefault(name.rpartition(".")[2], []).append(name)
+        return [modules[n] for n in cache.by_last.get(dotted.rpartition(".")[2], ()) if n.endswith("." + dotted)]
 
     def _in_project(self, dotted: str) -> bool:
         """Whether a module that is not found would have been one of the project's."""
@@ -152,7 +162,10 @@ class ModuleResolution(IndexFiles):
 
     def imported(self, path: str) -> set[str]:
         """Files of the project modules that importing `path` imports."""
-        return {p for m in self.imports(path).modules for p in self._module_paths(m)} - {path}
+        cache = self._cache().imported
+        if path not in cache:
+            cache[path] = {p for m in self.imports(path).modules for p in self._module_paths(m)} - {path}
+        return cache[path]
 
     def _module(self, dotted: str) -> list[Ref]:
         """The module object a dotted name stands for: unresolved when it would be the project's."""
@@ -182,7 +195,7 @@ class ModuleResolution(IndexFiles):
         if name in imports.bound:
             return []  # imported from a module outside the project
         entry = self.files.get(path)
-        if entry is not None and any(s.qualname == "__getattr__" for s in entry.facts.symbols):
+        if entry is not None and entry.symbol("__getattr__") is not None:
             return [Ref(path, name, UNRESOLVED)]  # its module-level __getattr__ answers: with anything
         if any(not self._module_paths(m) and not self._in_project(m) for m in imports.stars):
             return []  # may come from a module outside the project
@@ -210,7 +223,8 @@ class ModuleResolution(IndexFiles):
             return []
         f = entry.facts
         found: list[Ref] = []
-        if any(s.qualname == name for s in f.symbols if s.kind != "module"):
+        symbol = entry.symbol(name)
+        if symbol is not None and symbol.kind != "module":
             found.append(Ref(path, name))
         if name in f.assigned:
             found.append(Ref(path, name))  # a variable: the graph has a node for it
@@ -306,3 +320,6 @@ class _Resolved:
         self.bases: dict[Node, list[Node | str]] = {}  # class → its bases
         self.methods: dict[Node, dict[str, Node]] = {}  # class → its methods, own and inherited
         self.below: dict[Node, list[Node]] = {}  # class → the classes that name it as a base
+        self.by_last: dict[str, list[str]] = {}  # last part of a module name → the module names
+        self.paths: dict[str, list[str]] = {}  # dotted name → the files of that module
+        self.imported: dict[str, set[str]] = {}  # file → the project files it imports

@@ -176,25 +176,20 @@ def diff(old: list[Symbol], new: list[Symbol]) -> list[Change]:
 def facts(tree: Tree, source: bytes) -> Facts:
     symbols = outline(tree, source)
     result = Facts(symbols=symbols, imports=[])
-    spans = sorted(
-        ((s.start_line, s.end_line, s.qualname) for s in symbols if s.kind != "module"), key=lambda t: (t[0], -t[1])
-    )
+    # 1-based line → the innermost symbol holding it: outer spans first, inner ones overwrite
+    owners = [MODULE] * (tree.root_node.end_point[0] + 2)
+    for s in sorted((s for s in symbols if s.kind != "module"), key=lambda s: (s.start_line, -s.end_line)):
+        owners[s.start_line : s.end_line + 1] = [s.qualname] * (s.end_line - s.start_line + 1)
     uses: dict[str, set[str]] = {s.qualname: set() for s in symbols}
-    exports = _walk_names(tree.root_node, spans, uses, result)
+    exports = _walk_names(tree.root_node, owners, uses, result)
     result.uses = uses
     if "__all__" in result.assigned and exports is not None:
         result.exports = tuple(dict.fromkeys(exports))
     return result
 
 
-def _owner(line: int, spans: list[tuple[int, int, str]]) -> str:
-    owner = MODULE
-    for start, end, qualname in spans:
-        if start > line:
-            break
-        if start <= line <= end:
-            owner = qualname  # spans are sorted outer-first, so the innermost wins
-    return owner
+def _owner(line: int, owners: list[str]) -> str:
+    return owners[line] if line < len(owners) else MODULE
 
 
 # statements that bind names: the field holding what they bind
@@ -207,7 +202,7 @@ _BINDERS = {
 }
 
 
-def _walk_names(root: Node, spans, uses: dict[str, set[str]], result: Facts) -> list[str] | None:
+def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result: Facts) -> list[str] | None:
     """Fills uses, mentions, imports, params, locals, bases, assigned, values and made. Returns the names `__all__` lists, or None
     when something other than string literals goes into it."""
     exports: list[str] | None = []
@@ -220,13 +215,13 @@ def _walk_names(root: Node, spans, uses: dict[str, set[str]], result: Facts) -> 
             kind = node.type
             if kind == "identifier":
                 if _is_use(node):
-                    _use(node, _dotted(node), spans, uses, result)
+                    _use(node, _dotted(node), owners, uses, result)
             elif kind == "attribute":
                 chain = _chain(node)
                 if chain is not None:
-                    _use(node, chain, spans, uses, result)
+                    _use(node, chain, owners, uses, result)
                     descend = False
-                    if exports is not None and chain.startswith("__all__.") and node.parent and _all_call(node, spans):
+                    if exports is not None and chain.startswith("__all__.") and node.parent and _all_call(node, owners):
                         exports = _extended(exports, node.parent)
             elif kind in ("import_statement", "import_from_statement"):
                 # imported names are bindings, not uses: the graph follows them through imports
@@ -234,22 +229,22 @@ def _walk_names(root: Node, spans, uses: dict[str, set[str]], result: Facts) -> 
                 descend = False
             elif kind in DEFS:
                 if kind == "function_definition":
-                    _params(node, spans, result)
+                    _params(node, owners, result)
                 else:
-                    _bases(node, spans, result)
+                    _bases(node, owners, result)
                 # a def inside an `if` or `try`, or in a function, is no symbol: its name is bound
                 # like a variable's
                 name = _dotted(node.child_by_field_name("name"))
-                if _owner(node.start_point[0] + 1, spans).rpartition(".")[2] != name:
-                    _bound(node, [name], spans, result)
+                if _owner(node.start_point[0] + 1, owners).rpartition(".")[2] != name:
+                    _bound(node, [name], owners, result)
             elif kind == "global_statement":
                 names = [_dotted(c) for c in node.named_children if c.type == "identifier"]
                 result.assigned.update(names)
-                declared.setdefault(_owner(node.start_point[0] + 1, spans), set()).update(names)
+                declared.setdefault(_owner(node.start_point[0] + 1, owners), set()).update(names)
             elif kind in _BINDERS:
                 names = _targets(node.child_by_field_name(_BINDERS[kind]))
-                _bound(node, names, spans, result)
-                if "__all__" in names and exports is not None and _owner(node.start_point[0] + 1, spans) == MODULE:
+                _bound(node, names, owners, result)
+                if "__all__" in names and exports is not None and _owner(node.start_point[0] + 1, owners) == MODULE:
                     exports = _assigned_all(exports, node)
             if descend and cursor.goto_first_child():
                 visited_children = False
@@ -293,19 +288,19 @@ def _is_use(identifier: Node) -> bool:
     return parent.type not in ("delete_statement", "global_statement", "nonlocal_statement", "as_pattern_target")
 
 
-def _bound(node: Node, names: list[str], spans, result: Facts) -> None:
+def _bound(node: Node, names: list[str], owners: list[str], result: Facts) -> None:
     """Names a statement binds: module-level names, or a function's locals."""
-    owner = _owner(node.start_point[0] + 1, spans)
+    owner = _owner(node.start_point[0] + 1, owners)
     if owner == MODULE:
         result.assigned.update(names)
     elif owner in result.params:  # a name a function assigns is its own throughout
         result.locals.setdefault(owner, set()).update(names)
 
 
-def _use(node: Node, name: str, spans, uses: dict[str, set[str]], result: Facts) -> None:
+def _use(node: Node, name: str, owners: list[str], uses: dict[str, set[str]], result: Facts) -> None:
     """Records a use of `name`: as a mention when only the object's identity counts, and at module
     level apart from what import runs (see Facts)."""
-    owner = _owner(node.start_point[0] + 1, spans)
+    owner = _owner(node.start_point[0] + 1, owners)
     if (owner == MODULE or owner in result.params) and _mentioned(node):
         result.mentions.setdefault(owner, set()).add(name)
         return
@@ -437,14 +432,14 @@ def _assigned_all(exports: list[str], node: Node) -> list[str] | None:
     return value
 
 
-def _all_call(node: Node, spans) -> bool:
+def _all_call(node: Node, owners: list[str]) -> bool:
     """Whether `node` is the callee of a module-level `__all__.<method>(...)`."""
     parent = node.parent
     return (
         parent is not None
         and parent.type == "call"
         and parent.child_by_field_name("function") == node
-        and _owner(node.start_point[0] + 1, spans) == MODULE
+        and _owner(node.start_point[0] + 1, owners) == MODULE
     )
 
 
@@ -460,7 +455,7 @@ def _extended(exports: list[str], call: Node) -> list[str] | None:
     return None if added is None else exports + added
 
 
-def _params(node: Node, spans, result: Facts) -> None:
+def _params(node: Node, owners: list[str], result: Facts) -> None:
     params = node.child_by_field_name("parameters")
     if params is None:
         return
@@ -474,16 +469,16 @@ def _params(node: Node, spans, result: Facts) -> None:
         if target is not None and target.type == "identifier":
             names.append(target.text.decode("utf-8", "replace"))
     # walked outer-first: a nested def's parameters never replace its owner's
-    result.params.setdefault(_owner(node.start_point[0] + 1, spans), tuple(names))
+    result.params.setdefault(_owner(node.start_point[0] + 1, owners), tuple(names))
 
 
-def _bases(node: Node, spans, result: Facts) -> None:
+def _bases(node: Node, owners: list[str], result: Facts) -> None:
     supers = node.child_by_field_name("superclasses")
     names = tuple(
         _dotted(a) for a in (supers.named_children if supers else ()) if a.type in ("identifier", "attribute")
     )
     name = node.child_by_field_name("name")
-    owner = _owner(name.start_point[0] + 1, spans) if name is not None else MODULE
+    owner = _owner(name.start_point[0] + 1, owners) if name is not None else MODULE
     result.bases.setdefault(owner, names)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from tracefix.index.discovery import TestDiscovery, is_fixture
@@ -193,7 +194,7 @@ class ProjectIndex(TestDiscovery):
         """What `self.name`, `cls.name` and `super().name` in a method can run."""
         cls = method.rpartition(".")[0]
         own = self.class_methods(path, cls)
-        found = {n for name, n in own.items() if name.startswith("__") and name.endswith("__")}  # operators
+        found = set(self._dunders(path, cls))  # what operators on self call
         for use in self.files[path].facts.uses.get(method, ()):
             head, _, rest = use.partition(".")
             name = rest.partition(".")[0]
@@ -209,6 +210,13 @@ class ProjectIndex(TestDiscovery):
                     inherited = self.class_methods(*base).get(name) if not isinstance(base, str) else None
                     found.update([inherited] if inherited else [])
         return found
+
+    def _dunders(self, path: str, cls: str) -> list[Node]:
+        cache = self._cache().dunders
+        if (path, cls) not in cache:
+            methods = self.class_methods(path, cls).items()
+            cache[(path, cls)] = [n for name, n in methods if name.startswith("__") and name.endswith("__")]
+        return cache[(path, cls)]
 
     def _subclasses(self, path: str, cls: str) -> set[Node]:
         """Every project class below a class."""
@@ -243,13 +251,17 @@ class ProjectIndex(TestDiscovery):
                     by_name.setdefault(named or s.qualname.rpartition(".")[2], []).append((path, s.qualname))
                     if any("autouse=True" in d.replace(" ", "") for d in s.decorators):
                         autouse.append((path, s.qualname))
+        fixtures = {n for nodes in by_name.values() for n in nodes}
         for path, entry in self.files.items():
+            test_code = self.test_code(path)
+            sees = self._sees(path)
             for qualname, params in entry.facts.params.items():
-                found = [n for p in params for n in by_name.get(p, ()) if self._sees(path, n[0])]
-                graph.setdefault((path, qualname), set()).update(found)
+                if test_code or (path, qualname) in fixtures:  # only tests and fixtures get fixtures
+                    found = [n for p in params for n in by_name.get(p, ()) if sees(n[0])]
+                    graph.setdefault((path, qualname), set()).update(found)
             if self.is_test_file(path):
                 edges = graph.setdefault((path, MODULE), set())
-                edges.update(n for n in autouse if self._sees(path, n[0]))
+                edges.update(n for n in autouse if sees(n[0]))
                 for conftest in self.conftests_for(path):
                     edges.add((conftest, MODULE))
                     edges.update(
@@ -258,21 +270,29 @@ class ProjectIndex(TestDiscovery):
                         if s.qualname.startswith("pytest_")
                     )
 
-    def _sees(self, path: str, fixture_file: str) -> bool:
-        """Whether a fixture in `fixture_file` can be requested from `path`."""
+    def _sees(self, path: str) -> Callable[[str], bool]:
+        """Whether a fixture in a file can be requested from `path`."""
         scope = [path, *self.conftests_for(path)]
-        if fixture_file in scope or not (self.is_test_file(fixture_file) or _is_conftest(fixture_file)):
-            return True  # fixtures outside tests and conftests are plugins: anyone may see them
-        if _is_conftest(path) and fixture_file.startswith(_directory(path)):
-            return True  # a conftest's fixture may request one that a test module below overrides
-        return any(fixture_file in self.imported(p) for p in scope)
+        files = set(scope).union(*(self.imported(p) for p in scope))
+        below = _directory(path) if _is_conftest(path) else None
+
+        def sees(fixture_file: str) -> bool:
+            return (
+                fixture_file in files
+                # fixtures outside tests and conftests are plugins: anyone may see them
+                or not self.test_code(fixture_file)
+                # a conftest's fixture may request one that a test module below overrides
+                or (below is not None and fixture_file.startswith(below))
+            )
+
+        return sees
 
     def _add_missing(self, graph: dict[Node, set[Node]]) -> None:
         """What each unresolved name may be. A name missing from a module: anything the module's
         imports lead to, and for a package any of its modules (a lazy import); a module that is not
         there: anything in the project but tests; a module used as a value: any of its names."""
         missing = {n for edges in graph.values() for n in edges if missing_name(n) is not None}
-        sources = {p for p in self.files if not self.is_test_file(p) and not _is_conftest(p)}
+        sources = {p for p in self.files if not self.test_code(p)}
         for node in missing:
             path = node[0]
             if missing_name(node) == ANY_NAME:

@@ -10,10 +10,11 @@ then selects conservatively.
 from __future__ import annotations
 
 import sys
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from tracefix.index.files import IndexFiles, Node
+from tracefix.index.pytestconfig import PytestConfig
 from tracefix.parsing.symbols import MODULE, STAR
 
 NODE, MODULE_OBJECT, UNRESOLVED = "node", "module", "unresolved"
@@ -44,11 +45,23 @@ class Imports(NamedTuple):
 
 
 class ModuleResolution(IndexFiles):
-    _resolved: _Resolved  # made with the module names
+    def __init__(self, root: Path, config: PytestConfig):
+        super().__init__(root, config)
+        self._resolved = _Resolved()
+
+    def invalidate(self) -> None:
+        super().invalidate()
+        self._resolved = _Resolved()
 
     def _cache(self) -> _Resolved:
-        self.modules()
         return self._resolved
+
+    def test_code(self, path: str) -> bool:
+        """A test module or a conftest."""
+        cache = self._resolved.test_code
+        if path not in cache:
+            cache[path] = self.is_test_file(path) or PurePosixPath(path).name == "conftest.py"
+        return cache[path]
 
     def source_roots(self) -> list[str]:
         roots = [""]
@@ -89,7 +102,6 @@ class ModuleResolution(IndexFiles):
             for name, directory in directories.items():
                 names.setdefault(name, directory)
             self._modules = names
-            self._resolved = _Resolved()
         return self._modules
 
     def module_name(self, path: str) -> str | None:
@@ -99,8 +111,8 @@ class ModuleResolution(IndexFiles):
         return self._cache().names.get(path)
 
     def _module_paths(self, dotted: str) -> list[str]:
-        """Files of a dotted module name; failing that, of the modules whose name ends with it (a
-        directory a test or conftest puts on sys.path)."""
+        """Files of a dotted module name; failing that, of the modules whose name ends with it below a
+        directory that is no package (one a test or conftest puts on sys.path)."""
         cache = self._cache().paths
         if dotted not in cache:
             cache[dotted] = self._find_module(dotted)
@@ -116,7 +128,12 @@ class ModuleResolution(IndexFiles):
         if not cache.by_last:
             for name in modules:
                 cache.by_last.setdefault(name.rpartition(".")[2], []).append(name)
-        return [modules[n] for n in cache.by_last.get(dotted.rpartition(".")[2], ()) if n.endswith("." + dotted)]
+        # only below a directory that is no package: inside one, `import numpy` is never ./numpy.py
+        return [
+            modules[n]
+            for n in cache.by_last.get(dotted.rpartition(".")[2], ())
+            if n.endswith("." + dotted) and modules.get(n[: -len(dotted) - 1], "").endswith("/")
+        ]
 
     def _in_project(self, dotted: str) -> bool:
         """Whether a module that is not found would have been one of the project's."""
@@ -179,7 +196,9 @@ class ModuleResolution(IndexFiles):
         paths = self._module_paths(dotted)
         if not paths:
             return [Ref("", f"{dotted}.{name}", UNRESOLVED)] if self._in_project(dotted) else []
-        found = [r for p in paths for r in self._submodule(p, name) + self.find(p, name)]
+        # the package's own binding wins over its submodule of that name (`from .sympify import
+        # sympify` in sympy.core), as it does once both are imported
+        found = [r for p in paths for r in self.find(p, name) or self._submodule(p, name)]
         return list(dict.fromkeys(found)) or [r for p in paths for r in self.attribute(p, name)]
 
     def attribute(self, path: str, name: str) -> list[Ref]:
@@ -294,6 +313,12 @@ class ModuleResolution(IndexFiles):
         """What a name as used in `path` ("x", or "a.b.c" for attributes) stands for: the modules it
         goes through as module-level code, then what it ends at. Empty for names the module does not
         bind (locals, builtins) and for things outside the project."""
+        cache = self._cache().resolved
+        if (path, dotted) not in cache:
+            cache[(path, dotted)] = self._resolve(path, dotted)
+        return cache[(path, dotted)]
+
+    def _resolve(self, path: str, dotted: str) -> list[Ref]:
         root, *attrs = dotted.split(".")
         found: list[Ref] = []
         refs = self.find(path, root)
@@ -312,6 +337,7 @@ class _Resolved:
 
     def __init__(self) -> None:
         self.names: dict[str, str] = {}  # path → dotted name
+        self.test_code: dict[str, bool] = {}  # path → a test module or a conftest
         self.tops: set[str] = set()  # first parts of the project's module names
         self.imports: dict[str, Imports] = {}
         self.found: dict[tuple[str, str], list[Ref]] = {}
@@ -320,6 +346,8 @@ class _Resolved:
         self.bases: dict[Node, list[Node | str]] = {}  # class → its bases
         self.methods: dict[Node, dict[str, Node]] = {}  # class → its methods, own and inherited
         self.below: dict[Node, list[Node]] = {}  # class → the classes that name it as a base
+        self.dunders: dict[Node, list[Node]] = {}  # class → its dunder methods, own and inherited
         self.by_last: dict[str, list[str]] = {}  # last part of a module name → the module names
         self.paths: dict[str, list[str]] = {}  # dotted name → the files of that module
         self.imported: dict[str, set[str]] = {}  # file → the project files it imports
+        self.resolved: dict[tuple[str, str], list[Ref]] = {}  # (file, dotted name used there) → what it is

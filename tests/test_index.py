@@ -3,6 +3,8 @@
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.support.projects import index_of, static_selection, write
 
 from tracefix.index.graph import ProjectIndex
@@ -344,3 +346,52 @@ def test_static_selection_follows_how_code_is_reached(tmp_path, files, edit):
     selected = static_selection(tmp_path, *edit)
     assert set(selected) == {t.nodeid for t in index_of(tmp_path).tests() if t.path == "tests/test_a.py"}
     assert not any("conservatively" in reason for reason in selected.values())
+
+
+FUNCTIONS = ("alpha", "beta", "gamma")
+
+
+def _module(calls: dict[str, list[str]], extra: str = "") -> str:
+    """A module of FUNCTIONS, each calling the names given for it."""
+    body = {name: "    return " + (" + ".join(f"{c}()" for c in calls.get(name, [])) or "0") for name in FUNCTIONS}
+    return (
+        "import pkg\nfrom pkg import b\nfrom .b import *\n"
+        + extra
+        + "".join(f"\n\ndef {name}():\n{body[name]}\n" for name in FUNCTIONS)
+    )
+
+
+CALLABLE = ["alpha", "beta", "b.gamma", "pkg.a.beta", "pkg.lazy", "missing", "pkg.b.alpha"]
+
+
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["pkg/a.py", "pkg/b.py"]),
+            st.dictionaries(st.sampled_from(FUNCTIONS), st.lists(st.sampled_from(CALLABLE), max_size=3)),
+            st.booleans(),  # also bind a new module-level name: every file's edges may change
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@settings(max_examples=40, deadline=None)
+def test_graph_updated_for_edits_equals_a_graph_built_anew(tmp_path_factory, edits):
+    root = write(
+        tmp_path_factory.mktemp("p"),
+        {
+            "pkg/__init__.py": "from . import a, b\n\ndef __getattr__(name):\n    return getattr(a, name)\n",
+            "pkg/a.py": _module({}),
+            "pkg/b.py": _module({}),
+            "tests/test_x.py": "from pkg.a import alpha\nfrom pkg import b\n\ndef test_a():\n    assert alpha() == b.beta()\n",
+        },
+    )
+    idx = index_of(root)
+    idx.graph()
+    for rel, calls, binds in edits:
+        text = _module(calls, "NEW = 1\n" if binds else "")
+        (root / rel).write_text(text)
+        idx.update(rel, text.encode())
+        fresh = index_of(root)
+        assert idx.graph() == fresh.graph()
+        assert idx.reverse() == fresh.reverse()

@@ -87,6 +87,7 @@ class IndexFiles:
         self._graph: dict[Node, set[Node]] | None = None
         self._reverse: dict[Node, set[Node]] | None = None
         self._modules: dict[str, str] | None = None
+        self._stale: set[str] = set()  # files whose own edges of the graph are out of date
 
     # building and updating
     def scan(self) -> dict[str, tuple[int, int]]:
@@ -141,8 +142,10 @@ class IndexFiles:
         entry = FileEntry(path, mtime_ns, size or len(data), digest_bytes(data), facts(tree, data))
         old = self.files.get(path)
         self.files[path] = entry
-        if old is None or _shape(old.facts) != _shape(entry.facts):
+        if old is None or _bindings(old.facts) != _bindings(entry.facts):
             self.invalidate()
+        elif _uses(old.facts) != _uses(entry.facts):
+            self._stale.add(path)  # the names every file binds are the same: only this file's edges change
         return entry
 
     def remove(self, path: str) -> None:
@@ -155,6 +158,7 @@ class IndexFiles:
 
     def invalidate(self) -> None:
         self._graph = self._reverse = self._modules = None
+        self._stale.clear()
 
     def is_test_file(self, path: str) -> bool:
         parts = PurePosixPath(path)
@@ -199,17 +203,20 @@ class IndexFiles:
         return best
 
 
-def _shape(f: Facts) -> tuple:
-    """What the graph depends on; a body-only edit that keeps names and imports leaves it valid."""
+def _bindings(f: Facts) -> tuple:
+    """What resolving names in any file depends on: a change here rebuilds the whole graph."""
     return (
-        tuple((s.qualname, s.kind) for s in f.symbols),
+        tuple((s.qualname, s.kind, s.decorators) for s in f.symbols),
         tuple(f.imports),
-        tuple(sorted((k, tuple(sorted(v))) for k, v in f.uses.items())),
-        tuple(sorted((k, v) for k, v in f.params.items())),
-        tuple(sorted((k, tuple(sorted(v))) for k, v in f.locals.items())),
-        tuple(sorted((k, tuple(sorted(v))) for k, v in f.mentions.items())),
+        tuple(sorted((k, v) for k, v in f.bases.items())),
         tuple(sorted(f.assigned)),
-        tuple(sorted((k, tuple(sorted(v))) for k, v in f.values.items())),
-        tuple(sorted(f.made)),
         f.exports,
     )
+
+
+def _uses(f: Facts) -> tuple:
+    """What only the file's own edges depend on; a body-only edit that keeps them leaves the graph valid."""
+    return tuple(
+        tuple(sorted((k, tuple(sorted(v))) for k, v in table.items()))
+        for table in (f.uses, f.mentions, f.values, f.locals, f.params)
+    ) + (tuple(sorted(f.made)),)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from tracefix.index.discovery import TestDiscovery, is_fixture
@@ -47,67 +48,97 @@ def members(cls: Node) -> Node:
 class ProjectIndex(TestDiscovery):
     def graph(self) -> dict[Node, set[Node]]:
         if self._graph is None:
-            self._graph = self._build_graph()
+            fixtures = self._fixtures()
+            graph: dict[Node, set[Node]] = {}
+            for path in self.files:
+                self._add_file(graph, path, fixtures)
+            self._add_missing(graph, set())
             reverse: dict[Node, set[Node]] = {}
-            for src, dsts in self._graph.items():
+            for src, dsts in graph.items():
                 for dst in dsts:
                     reverse.setdefault(dst, set()).add(src)
-            self._reverse = reverse
+            self._graph, self._reverse = graph, reverse
+            self._stale.clear()
+        elif self._stale:
+            self._refresh()
         return self._graph
 
     def reverse(self) -> dict[Node, set[Node]]:
         self.graph()
         return self._reverse
 
-    def _build_graph(self) -> dict[Node, set[Node]]:
-        graph: dict[Node, set[Node]] = {}
-        for path, entry in self.files.items():
-            f = entry.facts
-            module_node = (path, MODULE)
-            stars = [Ref("", f"{m}.*", UNRESOLVED) for m in self.unresolved_stars(path)]
-            for s in f.symbols:
-                node = (path, s.qualname)
-                edges = graph.setdefault(node, set())
-                if s.kind != "module":
-                    edges.add(module_node)  # using a symbol imports its module
-                    parent = s.qualname.rpartition(".")[0]
-                    if parent:
-                        edges.add((path, parent))  # the enclosing class's own code
-                # a function's parameters and the names it assigns hide the module's names
-                local = set(f.params.get(s.qualname, ())) | f.locals.get(s.qualname, set())
-                header = set(f.bases.get(s.qualname, ())) if s.kind == "class" else set()
-                for how, names in (
-                    (USE, f.uses.get(s.qualname, ())),
-                    (MENTION, f.mentions.get(s.qualname, ())),
-                    (MAKE, f.made if s.kind == "module" else ()),
-                ):
-                    for use in names:
-                        if use.partition(".")[0] not in local and use not in header:
-                            edges.update(n for ref in self.resolve(path, use) for n in self._reached(ref, how))
-                for ref in stars:  # any name here may come from a module the index cannot find
-                    edges.update(self._reached(ref))
-                if s.kind == "function" and (
-                    s.qualname in ("__getattr__", "__dir__") or self._registered(path, s.qualname)
-                ):
-                    # a registry may hand it to code that never names it; anyone probing the
-                    # module's attributes (hasattr, pickle, inspect) calls its __getattr__
-                    graph[module_node].add(node)
-                if s.kind == "class":
-                    self._add_class(graph, path, s.qualname)
-                elif s.kind == "method":
-                    edges.update(self._called_on_self(path, s.qualname))
-                edges.update(self._subclasses_used(path, s.qualname))
-            for name in f.assigned:  # a module-level variable: the module's code and what its values use
-                edges = graph.setdefault((path, name), set())
-                edges.add(module_node)
-                edges.update(
-                    n for use in f.values.get(name, ()) for r in self.resolve(path, use) for n in self._reached(r)
-                )
-            # importing a module runs the modules it imports
-            graph[module_node].update((p, MODULE) for p in self.imported(path))
-        self._add_fixtures(graph)
-        self._add_missing(graph)
-        return graph
+    def _refresh(self) -> None:
+        """After edits that changed only what code in some files uses (the names every file binds
+        are the same): only those files' own nodes get new edges."""
+        graph, reverse = self._graph, self._reverse
+        assert graph is not None and reverse is not None
+        for node in [n for n in graph if n[0] in self._stale and not _derived(n)]:
+            for dst in graph.pop(node):
+                reverse[dst].discard(node)
+        fresh: dict[Node, set[Node]] = {}
+        fixtures = self._fixtures()
+        for path in self._stale:
+            self._add_file(fresh, path, fixtures)
+        self._add_missing(fresh, graph.keys())
+        for src, dsts in fresh.items():
+            graph.setdefault(src, set()).update(dsts)
+            for dst in dsts:
+                reverse.setdefault(dst, set()).add(src)
+        # unresolved names nothing uses any more, then the files' symbol sets only they led to
+        for kind in (missing_name, lambda n: n[1] == ANY or None):
+            for node in [n for n in graph if kind(n) is not None and not reverse.get(n)]:
+                for dst in graph.pop(node):
+                    reverse[dst].discard(node)
+        for dst in [n for n, srcs in reverse.items() if not srcs]:
+            del reverse[dst]
+        self._stale.clear()
+
+    def _add_file(self, graph: dict[Node, set[Node]], path: str, fixtures: _Fixtures) -> None:
+        """The edges from a file's own nodes: its symbols, its classes' members, its variables."""
+        f = self.files[path].facts
+        module_node = (path, MODULE)
+        stars = [Ref("", f"{m}.*", UNRESOLVED) for m in self.unresolved_stars(path)]
+        for s in f.symbols:
+            node = (path, s.qualname)
+            edges = graph.setdefault(node, set())
+            if s.kind != "module":
+                edges.add(module_node)  # using a symbol imports its module
+                parent = s.qualname.rpartition(".")[0]
+                if parent:
+                    edges.add((path, parent))  # the enclosing class's own code
+            # a function's parameters and the names it assigns hide the module's names
+            local = set(f.params.get(s.qualname, ())) | f.locals.get(s.qualname, set())
+            header = set(f.bases.get(s.qualname, ())) if s.kind == "class" else set()
+            for how, names in (
+                (USE, f.uses.get(s.qualname, ())),
+                (MENTION, f.mentions.get(s.qualname, ())),
+                (MAKE, f.made if s.kind == "module" else ()),
+            ):
+                for use in names:
+                    if use.partition(".")[0] not in local and use not in header:
+                        edges.update(n for ref in self.resolve(path, use) for n in self._reached(ref, how))
+            for ref in stars:  # any name here may come from a module the index cannot find
+                edges.update(self._reached(ref))
+            if s.kind == "function" and (
+                s.qualname in ("__getattr__", "__dir__") or self._registered(path, s.qualname)
+            ):
+                # a registry may hand it to code that never names it; anyone probing the
+                # module's attributes (hasattr, pickle, inspect) calls its __getattr__
+                graph[module_node].add(node)
+            if s.kind == "class":
+                self._add_class(graph, path, s.qualname)
+            elif s.kind == "method":
+                edges.update(self._called_on_self(path, s.qualname))
+            edges.update(self._subclasses_used(path, s.qualname))
+        for name in f.assigned:  # a module-level variable: the module's code and what its values use
+            variable = graph.setdefault((path, name), set())
+            variable.add(module_node)
+            variable.update(
+                n for use in f.values.get(name, ()) for r in self.resolve(path, use) for n in self._reached(r)
+            )
+        # importing a module runs the modules it imports
+        graph[module_node].update((p, MODULE) for p in self.imported(path))
+        self._add_fixtures(graph, path, fixtures)
 
     def _add_class(self, graph: dict[Node, set[Node]], path: str, cls: str) -> None:
         """A class's own code runs its bases' __init_subclass__; its members are its methods, its
@@ -238,37 +269,40 @@ class ProjectIndex(TestDiscovery):
                 todo.extend(below.get(sub, ()))
         return found
 
-    def _add_fixtures(self, graph: dict[Node, set[Node]]) -> None:
-        """pytest passes fixtures by parameter name: a function reaches every fixture of the name it
-        can see. Tests reach the autouse fixtures, the module-level code and the pytest_* hooks of
-        the conftests above them."""
-        by_name: dict[str, list[Node]] = {}
-        autouse: list[Node] = []
+    def _fixtures(self) -> _Fixtures:
+        """Every fixture of the project by the name tests request it by, and the autouse ones."""
+        found = _Fixtures({}, [], set())
         for path, entry in self.files.items():
             for s in entry.facts.symbols:
                 if s.kind in ("function", "method") and is_fixture(s):
+                    node = (path, s.qualname)
                     named = next((m.group(1) for d in s.decorators if (m := _FIXTURE_NAME.search(d))), None)
-                    by_name.setdefault(named or s.qualname.rpartition(".")[2], []).append((path, s.qualname))
+                    found.by_name.setdefault(named or s.qualname.rpartition(".")[2], []).append(node)
+                    found.nodes.add(node)
                     if any("autouse=True" in d.replace(" ", "") for d in s.decorators):
-                        autouse.append((path, s.qualname))
-        fixtures = {n for nodes in by_name.values() for n in nodes}
-        for path, entry in self.files.items():
-            test_code = self.test_code(path)
-            sees = self._sees(path)
-            for qualname, params in entry.facts.params.items():
-                if test_code or (path, qualname) in fixtures:  # only tests and fixtures get fixtures
-                    found = [n for p in params for n in by_name.get(p, ()) if sees(n[0])]
-                    graph.setdefault((path, qualname), set()).update(found)
-            if self.is_test_file(path):
-                edges = graph.setdefault((path, MODULE), set())
-                edges.update(n for n in autouse if sees(n[0]))
-                for conftest in self.conftests_for(path):
-                    edges.add((conftest, MODULE))
-                    edges.update(
-                        (conftest, s.qualname)
-                        for s in self.files[conftest].facts.symbols
-                        if s.qualname.startswith("pytest_")
-                    )
+                        found.autouse.append(node)
+        return found
+
+    def _add_fixtures(self, graph: dict[Node, set[Node]], path: str, fixtures: _Fixtures) -> None:
+        """pytest passes fixtures by parameter name: a test or fixture reaches every fixture of the
+        name it can see. Tests reach the autouse fixtures, the module-level code and the pytest_*
+        hooks of the conftests above them."""
+        test_code = self.test_code(path)
+        sees = self._sees(path)
+        for qualname, params in self.files[path].facts.params.items():
+            if test_code or (path, qualname) in fixtures.nodes:
+                found = [n for p in params for n in fixtures.by_name.get(p, ()) if sees(n[0])]
+                graph.setdefault((path, qualname), set()).update(found)
+        if self.is_test_file(path):
+            edges = graph.setdefault((path, MODULE), set())
+            edges.update(n for n in fixtures.autouse if sees(n[0]))
+            for conftest in self.conftests_for(path):
+                edges.add((conftest, MODULE))
+                edges.update(
+                    (conftest, s.qualname)
+                    for s in self.files[conftest].facts.symbols
+                    if s.qualname.startswith("pytest_")
+                )
 
     def _sees(self, path: str) -> Callable[[str], bool]:
         """Whether a fixture in a file can be requested from `path`."""
@@ -287,11 +321,12 @@ class ProjectIndex(TestDiscovery):
 
         return sees
 
-    def _add_missing(self, graph: dict[Node, set[Node]]) -> None:
-        """What each unresolved name may be. A name missing from a module: anything the module's
-        imports lead to, and for a package any of its modules (a lazy import); a module that is not
-        there: anything in the project but tests; a module used as a value: any of its names."""
-        missing = {n for edges in graph.values() for n in edges if missing_name(n) is not None}
+    def _add_missing(self, graph: dict[Node, set[Node]], done: Collection[Node]) -> None:
+        """What each unresolved name `graph` leads to and `done` has no edges for may be. A name
+        missing from a module: anything the module's imports lead to, and for a package any of its
+        modules (a lazy import); a module that is not there: anything in the project but tests; a
+        module used as a value: any of its names."""
+        missing = {n for edges in graph.values() for n in edges if missing_name(n) is not None} - set(done)
         sources = {p for p in self.files if not self.test_code(p)}
         for node in missing:
             path = node[0]
@@ -299,7 +334,7 @@ class ProjectIndex(TestDiscovery):
                 graph[node] = set(self._everything(path))
             else:  # tests and conftests are no module's names
                 graph[node] = {(p, ANY) for p in (self._scope(path) & sources if path else sources)}
-        for path in {p for node in missing for p, q in graph[node] if q == ANY}:
+        for path in {p for node in missing for p, q in graph[node] if q == ANY and (p, ANY) not in done}:
             graph[(path, ANY)] = {self._used((path, s.qualname)) for s in self.files[path].facts.symbols}
 
     def _scope(self, path: str) -> set[str]:
@@ -338,6 +373,18 @@ class ProjectIndex(TestDiscovery):
                     chain.append(parent[chain[-1]])
                 found[test.nodeid] = chain
         return found
+
+
+@dataclass
+class _Fixtures:
+    by_name: dict[str, list[Node]]  # the name tests request it by → fixtures
+    autouse: list[Node]
+    nodes: set[Node]
+
+
+def _derived(node: Node) -> bool:
+    """A node the graph makes for an unresolved name or a file's symbols, not a file's own."""
+    return node[1] == ANY or node[1].startswith(MISSING)
 
 
 def _is_conftest(path: str) -> bool:

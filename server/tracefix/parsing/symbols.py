@@ -207,19 +207,21 @@ def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result
     when something other than string literals goes into it."""
     exports: list[str] | None = []
     declared: dict[str, set[str]] = {}  # function → names its `global` statements declare
+    at = _Context()
     cursor = root.walk()
     visited_children = False
     while (node := cursor.node) is not None:
         descend = not visited_children
         if not visited_children:
             kind = node.type
+            at.enter(node)
             if kind == "identifier":
                 if _is_use(node):
-                    _use(node, _dotted(node), owners, uses, result)
+                    _use(node, _dotted(node), owners, at, uses, result)
             elif kind == "attribute":
                 chain = _chain(node)
                 if chain is not None:
-                    _use(node, chain, owners, uses, result)
+                    _use(node, chain, owners, at, uses, result)
                     descend = False
                     if exports is not None and chain.startswith("__all__.") and node.parent and _all_call(node, owners):
                         exports = _extended(exports, node.parent)
@@ -244,8 +246,14 @@ def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result
             elif kind in _BINDERS:
                 names = _targets(node.child_by_field_name(_BINDERS[kind]))
                 _bound(node, names, owners, result)
-                if "__all__" in names and exports is not None and _owner(node.start_point[0] + 1, owners) == MODULE:
-                    exports = _assigned_all(exports, node)
+                if _owner(node.start_point[0] + 1, owners) == MODULE:
+                    at.assigning(node, names)
+                    if "__all__" in names and exports is not None:
+                        exports = _assigned_all(exports, node)
+            elif kind == "type":
+                owner = _owner(node.start_point[0] + 1, owners)
+                if owner == MODULE or owner in result.params:  # not class bodies: dataclass fields
+                    at.annotation(node)
             if descend and cursor.goto_first_child():
                 visited_children = False
                 continue
@@ -297,17 +305,41 @@ def _bound(node: Node, names: list[str], owners: list[str], result: Facts) -> No
         result.locals.setdefault(owner, set()).update(names)
 
 
-def _use(node: Node, name: str, owners: list[str], uses: dict[str, set[str]], result: Facts) -> None:
+class _Context:
+    """Where the walk is: in which module-level assignments' values, in which annotation."""
+
+    def __init__(self) -> None:
+        self.values: list[tuple[int, int, list[str]]] = []  # (start, end byte of a value, variables)
+        self.annotation_end = 0
+
+    def enter(self, node: Node) -> None:
+        while self.values and self.values[-1][1] <= node.start_byte:
+            self.values.pop()
+
+    def assigning(self, node: Node, names: list[str]) -> None:
+        value = node.child_by_field_name("right")
+        if value is not None and names and node.type in ("assignment", "augmented_assignment"):
+            self.values.append((value.start_byte, value.end_byte, names))
+
+    def annotation(self, node: Node) -> None:
+        self.annotation_end = max(self.annotation_end, node.end_byte)
+
+    def assigned_to(self, node: Node) -> list[str]:
+        """The variables of the module-level assignments whose value holds `node`."""
+        return [n for start, end, names in self.values if start <= node.start_byte < end for n in names]
+
+
+def _use(node: Node, name: str, owners: list[str], at: _Context, uses: dict[str, set[str]], result: Facts) -> None:
     """Records a use of `name`: as a mention when only the object's identity counts, and at module
     level apart from what import runs (see Facts)."""
     owner = _owner(node.start_point[0] + 1, owners)
-    if (owner == MODULE or owner in result.params) and _mentioned(node):
+    if node.start_byte < at.annotation_end or ((owner == MODULE or owner in result.params) and _mentioned(node)):
         result.mentions.setdefault(owner, set()).add(name)
         return
     if owner != MODULE:
         uses[owner].add(name)
         return
-    for variable in _assigned_to(node):
+    for variable in at.assigned_to(node):
         result.values.setdefault(variable, set()).add(name)
     parent = node.parent
     if parent is not None and parent.type == "call" and parent.child_by_field_name("function") == node:
@@ -337,8 +369,8 @@ def _stored(node: Node) -> bool:
 
 
 def _mentioned(node: Node) -> bool:
-    """Whether only the identity of `node`'s object counts: in a type annotation, as the class
-    argument of isinstance or issubclass, as the type of an except clause."""
+    """Whether only the identity of `node`'s object counts: as the class argument of isinstance or
+    issubclass, as the type of an except clause (annotations: see _Context)."""
     child, parent = node, node.parent
     while parent is not None and parent.type in ("tuple", "parenthesized_expression", "subscript", "generic_type"):
         child, parent = parent, parent.parent
@@ -356,24 +388,7 @@ def _mentioned(node: Node) -> bool:
         )
     if parent.type == "as_pattern":
         child, parent = parent, parent.parent
-    if parent is not None and parent.type == "except_clause":
-        return True
-    while parent is not None and parent.type not in ("block", "module", "expression_statement"):
-        if parent.type == "type":
-            return True
-        parent = parent.parent
-    return False
-
-
-def _assigned_to(node: Node) -> list[str]:
-    """The variables a module-level assignment whose value holds `node` binds."""
-    names = []
-    child, parent = node, node.parent
-    while parent is not None and parent.type not in ("module", "block"):
-        if parent.type in ("assignment", "augmented_assignment") and parent.child_by_field_name("right") == child:
-            names += _targets(parent.child_by_field_name("left"))
-        child, parent = parent, parent.parent
-    return names
+    return parent is not None and parent.type == "except_clause"
 
 
 def _chain(node: Node) -> str | None:

@@ -65,7 +65,7 @@ class TestDiscovery(ModuleResolution):
 
     def base_nodes(self, path: str, cls: str) -> list[Node | str]:
         """A class's bases: project classes as nodes, anything else as its written name."""
-        cache = self._cache().bases
+        cache = self._resolved.bases
         if (path, cls) not in cache:
             cache[(path, cls)] = self._base_nodes(path, cls)
         return cache[(path, cls)]
@@ -100,7 +100,7 @@ class TestDiscovery(ModuleResolution):
 
     def class_methods(self, path: str, cls: str) -> dict[str, Node]:
         """Method name → the node defining it, following project bases like Python's MRO would."""
-        cache = self._cache().methods
+        cache = self._resolved.methods
         if (path, cls) not in cache:
             cache[(path, cls)] = {}  # a class that is its own ancestor ends here
             cache[(path, cls)] = self._methods(path, cls)

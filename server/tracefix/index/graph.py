@@ -177,8 +177,7 @@ class ProjectIndex(TestDiscovery):
             return {(ref.path, MISSING + ref.name)}
         if ref.kind == MODULE_OBJECT:  # a module passed around or read with getattr: any of its names
             return {(ref.path, MODULE)} if how == MENTION else {(ref.path, MISSING + ANY_NAME)}
-        symbol = self.symbol(*ref.node)
-        if symbol is None or symbol.kind != "class" or how == USE:
+        if how == USE or not self._is_class(ref.node):
             return {self._used(ref.node)}
         if how == MENTION:
             return {ref.node}
@@ -186,8 +185,11 @@ class ProjectIndex(TestDiscovery):
         return {ref.node} | {methods[n] for n in ("__new__", "__init__", "__post_init__") if n in methods}
 
     def _used(self, node: Node) -> Node:
+        return members(node) if self._is_class(node) else node
+
+    def _is_class(self, node: Node) -> bool:
         symbol = self.symbol(*node)
-        return members(node) if symbol is not None and symbol.kind == "class" else node
+        return symbol is not None and symbol.kind == "class"
 
     def _everything(self, path: str) -> set[Node]:
         """What a module object gives access to: all its names, its submodules' names too."""
@@ -217,7 +219,7 @@ class ProjectIndex(TestDiscovery):
             if root in ("self", "cls"):
                 classes = [(path, qualname.rpartition(".")[0])]
             else:
-                classes = [r.node for r in self.resolve(path, root) if members(r.node) == self._used(r.node)]
+                classes = [r.node for r in self.resolve(path, root) if self._is_class(r.node)]
             found.update(members(sub) for c in classes for sub in self._subclasses(*c))
         return found
 
@@ -232,18 +234,19 @@ class ProjectIndex(TestDiscovery):
             if head in ("self", "cls") and name:
                 # an override in a subclass runs on an instance of that subclass, and whatever made
                 # the instance reached the subclass's members
-                found.update([own[name]] if name in own else [])
-                nested = self.symbol(path, f"{cls}.{name}")
-                if nested is not None and nested.kind == "class":
-                    found.add(members((path, nested.qualname)))
+                if name in own:
+                    found.add(own[name])
+                if self._is_class((path, f"{cls}.{name}")):  # a nested class
+                    found.add(members((path, f"{cls}.{name}")))
             elif head == "super()" and name:
                 for base in self.base_nodes(path, cls):
-                    inherited = self.class_methods(*base).get(name) if not isinstance(base, str) else None
-                    found.update([inherited] if inherited else [])
+                    inherited = None if isinstance(base, str) else self.class_methods(*base).get(name)
+                    if inherited is not None:
+                        found.add(inherited)
         return found
 
     def _dunders(self, path: str, cls: str) -> list[Node]:
-        cache = self._cache().dunders
+        cache = self._resolved.dunders
         if (path, cls) not in cache:
             methods = self.class_methods(path, cls).items()
             cache[(path, cls)] = [n for name, n in methods if name.startswith("__") and name.endswith("__")]
@@ -251,9 +254,9 @@ class ProjectIndex(TestDiscovery):
 
     def _subclasses(self, path: str, cls: str) -> set[Node]:
         """Every project class below a class."""
-        below = self._cache().below
-        if not below:
-            below[("", "")] = []  # computed, if empty
+        below = self._resolved.below
+        if below is None:
+            below = self._resolved.below = {}
             for p, entry in self.files.items():
                 for s in entry.facts.symbols:
                     if s.kind == "class":
@@ -383,7 +386,7 @@ class _Fixtures:
 
 
 def _derived(node: Node) -> bool:
-    """A node the graph makes for an unresolved name or a file's symbols, not a file's own."""
+    """A node the graph makes (an unresolved name, every symbol of a file), not one of a file's own."""
     return node[1] == ANY or node[1].startswith(MISSING)
 
 

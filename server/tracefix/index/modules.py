@@ -23,9 +23,9 @@ _SET_BY_IMPORT = {"__name__", "__file__", "__doc__", "__path__", "__spec__", "__
 
 
 class Ref(NamedTuple):
-    """What a name stands for: a node of the graph (a symbol, or module-level code for a module's
-    variables), a module object (its attributes are its module's names), or a name the index could
-    not find: in module `path`, or ("", dotted name) for a project module that is not there."""
+    """What a name stands for: a node of the graph (a symbol, a module-level variable, a module's
+    code), a module object (its attributes are its module's names), or a name the index could not
+    find: in module `path`, or ("", dotted name) for a project module that is not there."""
 
     path: str
     name: str
@@ -52,9 +52,6 @@ class ModuleResolution(IndexFiles):
     def invalidate(self) -> None:
         super().invalidate()
         self._resolved = _Resolved()
-
-    def _cache(self) -> _Resolved:
-        return self._resolved
 
     def test_code(self, path: str) -> bool:
         """A test module or a conftest."""
@@ -105,15 +102,16 @@ class ModuleResolution(IndexFiles):
         return self._modules
 
     def module_name(self, path: str) -> str | None:
-        if not self._cache().names:
+        names = self._resolved.module_names
+        if not names:
             for name, p in self.modules().items():
-                self._cache().names.setdefault(p, name)
-        return self._cache().names.get(path)
+                names.setdefault(p, name)
+        return names.get(path)
 
     def _module_paths(self, dotted: str) -> list[str]:
         """Files of a dotted module name; failing that, of the modules whose name ends with it below a
         directory that is no package (one a test or conftest puts on sys.path)."""
-        cache = self._cache().paths
+        cache = self._resolved.paths
         if dotted not in cache:
             cache[dotted] = self._find_module(dotted)
         return cache[dotted]
@@ -124,7 +122,7 @@ class ModuleResolution(IndexFiles):
             return [modules[dotted]]
         if dotted.partition(".")[0] in sys.stdlib_module_names:
             return []
-        cache = self._cache()
+        cache = self._resolved
         if not cache.by_last:
             for name in modules:
                 cache.by_last.setdefault(name.rpartition(".")[2], []).append(name)
@@ -137,9 +135,9 @@ class ModuleResolution(IndexFiles):
 
     def _in_project(self, dotted: str) -> bool:
         """Whether a module that is not found would have been one of the project's."""
-        if not self._cache().tops:
-            self._cache().tops = {name.partition(".")[0] for name in self.modules()}
-        return dotted.partition(".")[0] in self._cache().tops
+        if not self._resolved.tops:
+            self._resolved.tops = {name.partition(".")[0] for name in self.modules()}
+        return dotted.partition(".")[0] in self._resolved.tops
 
     def _absolute(self, importer: str, module: str, level: int) -> str:
         if not level:
@@ -152,7 +150,7 @@ class ModuleResolution(IndexFiles):
         return ".".join(p for p in (name, module) if p)
 
     def imports(self, path: str) -> Imports:
-        found = self._cache().imports.get(path)
+        found = self._resolved.imports.get(path)
         if found is None:
             found = Imports({}, [], [])
             entry = self.files.get(path)
@@ -174,12 +172,12 @@ class ModuleResolution(IndexFiles):
                     else:
                         found.bound.setdefault(bound, []).append((module, name))
                         found.modules.append(f"{module}.{name}")
-            self._cache().imports[path] = found
+            self._resolved.imports[path] = found
         return found
 
     def imported(self, path: str) -> set[str]:
         """Files of the project modules that importing `path` imports."""
-        cache = self._cache().imported
+        cache = self._resolved.imported
         if path not in cache:
             cache[path] = {p for m in self.imports(path).modules for p in self._module_paths(m)} - {path}
         return cache[path]
@@ -223,17 +221,17 @@ class ModuleResolution(IndexFiles):
     def find(self, path: str, name: str) -> list[Ref]:
         """What a module's own namespace binds to `name` (empty: nothing the index can see)."""
         key = (path, name)
-        cached = self._cache().found.get(key)
+        cached = self._resolved.found.get(key)
         if cached is not None:
             return cached
-        if key in self._cache().finding:  # an import cycle: what it leads to is found on the way in
+        if key in self._resolved.finding:  # an import cycle: what it leads to is found on the way in
             return []
-        self._cache().finding.add(key)
+        self._resolved.finding.add(key)
         try:
             found = self._find(path, name)
         finally:
-            self._cache().finding.discard(key)
-        self._cache().found[key] = found
+            self._resolved.finding.discard(key)
+        self._resolved.found[key] = found
         return found
 
     def _find(self, path: str, name: str) -> list[Ref]:
@@ -278,9 +276,9 @@ class ModuleResolution(IndexFiles):
 
     def names(self, path: str) -> set[str]:
         """Every name the module in `path` binds that the index can see."""
-        cached = self._cache().names_of.get(path)
+        cached = self._resolved.names_of.get(path)
         if cached is None:
-            cached = self._cache().names_of[path] = self._names(path, frozenset())
+            cached = self._resolved.names_of[path] = self._names(path, frozenset())
         return cached
 
     def _names(self, path: str, within: frozenset[str]) -> set[str]:
@@ -313,7 +311,7 @@ class ModuleResolution(IndexFiles):
         """What a name as used in `path` ("x", or "a.b.c" for attributes) stands for: the modules it
         goes through as module-level code, then what it ends at. Empty for names the module does not
         bind (locals, builtins) and for things outside the project."""
-        cache = self._cache().resolved
+        cache = self._resolved.resolved
         if (path, dotted) not in cache:
             cache[(path, dotted)] = self._resolve(path, dotted)
         return cache[(path, dotted)]
@@ -333,10 +331,11 @@ class ModuleResolution(IndexFiles):
 
 
 class _Resolved:
-    """What is derived from the current files' facts (thrown away with the module names)."""
+    """What is derived from the names the files bind, computed as needed (thrown away when they
+    change: IndexFiles.invalidate)."""
 
     def __init__(self) -> None:
-        self.names: dict[str, str] = {}  # path → dotted name
+        self.module_names: dict[str, str] = {}  # path → dotted name
         self.test_code: dict[str, bool] = {}  # path → a test module or a conftest
         self.tops: set[str] = set()  # first parts of the project's module names
         self.imports: dict[str, Imports] = {}
@@ -345,7 +344,7 @@ class _Resolved:
         self.names_of: dict[str, set[str]] = {}
         self.bases: dict[Node, list[Node | str]] = {}  # class → its bases
         self.methods: dict[Node, dict[str, Node]] = {}  # class → its methods, own and inherited
-        self.below: dict[Node, list[Node]] = {}  # class → the classes that name it as a base
+        self.below: dict[Node, list[Node]] | None = None  # class → the classes that name it as a base
         self.dunders: dict[Node, list[Node]] = {}  # class → its dunder methods, own and inherited
         self.by_last: dict[str, list[str]] = {}  # last part of a module name → the module names
         self.paths: dict[str, list[str]] = {}  # dotted name → the files of that module

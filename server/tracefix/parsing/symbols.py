@@ -412,9 +412,7 @@ def _targets(node: Node | None) -> list[str]:
         return []
     if node.type == "identifier":
         return [_dotted(node)]
-    if node.type in ("pattern_list", "tuple_pattern", "list_pattern", "tuple", "list", "list_splat_pattern"):
-        return [n for c in node.named_children for n in _targets(c)]
-    if node.type == "as_pattern_target":
+    if node.type in (*_PATTERNS, "list_splat_pattern", "as_pattern_target"):
         return [n for c in node.named_children for n in _targets(c)]
     return []
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support.projects import write
 
 from tracefix.settings import merge
 
@@ -141,3 +142,40 @@ def test_settings_validation(layers, field, value, warned):
     settings, warnings = merge(*layers)
     assert getattr(settings, field) == value
     assert bool(warnings) == warned
+
+
+def test_fresh_clone_finds_a_failure_through_a_re_export_and_explains_a_conservative_choice(tmp_path):
+    # nothing recorded: selection is static only, and must still run every test the edit breaks
+    write(
+        tmp_path,
+        {
+            "pkg/__init__.py": (
+                "import importlib\n\nfrom .core import *\n\ndef __getattr__(name):\n"
+                "    return getattr(importlib.import_module('.lazy', __name__), name)\n"
+            ),
+            "pkg/core.py": "__all__ = ['double']\n\ndef double(x):\n    return 2 * x\n",
+            "pkg/lazy.py": "def triple(x):\n    return 3 * x\n",
+            "pkg/text.py": "def shout(s):\n    return s.upper()\n",
+            "tests/test_core.py": "import pkg\n\ndef test_double():\n    assert pkg.double(2) == 4\n",
+            "tests/test_lazy.py": "import pkg\n\ndef test_triple():\n    assert pkg.triple(2) == 6\n",
+            "tests/test_text.py": "from pkg.text import shout\n\ndef test_shout():\n    assert shout('a') == 'A'\n",
+        },
+    )
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    core = tmp_path / "pkg" / "core.py"
+    core.write_text(core.read_text().replace("2 * x", "2 + x + 1"))
+    code, data = check_json(tmp_path, "--explain")
+    assert code == 1
+    assert data["selected"] == ["tests/test_core.py::test_double", "tests/test_lazy.py::test_triple"]
+    assert {r["nodeid"]: r["outcome"] for r in data["results"]} == {
+        "tests/test_core.py::test_double": "failed",
+        "tests/test_lazy.py::test_triple": "passed",
+    }
+    assert data["explain"]["tests/test_core.py::test_double"].startswith("reaches double (changed at pkg/core.py:3)")
+    assert data["explain"]["tests/test_lazy.py::test_triple"] == (
+        "could not resolve triple in pkg/__init__.py (its module __getattr__ answers): selected conservatively "
+        "(double (changed at pkg/core.py:3))"
+    )
+    assert data["explain"]["tests/test_text.py::test_shout"] == "skipped: no path from the change"

@@ -1,28 +1,16 @@
 """Project index: pytest config, test discovery, module resolution, the static graph, the store."""
 
 import sqlite3
-from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.support.projects import index_of, static_selection, write
 
 from tracefix.index.graph import ProjectIndex
 from tracefix.index.pytestconfig import PytestConfig, load
 from tracefix.index.store import Store
 from tracefix.parsing.symbols import MODULE
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
-def index_of(root: Path, config: PytestConfig | None = None) -> ProjectIndex:
-    idx = ProjectIndex(root, config or load(root)[0])
-    idx.load({})
-    return idx
 
 
 @pytest.mark.parametrize(
@@ -206,3 +194,204 @@ def test_store_deleted_in_use_is_recreated_with_a_warning(tmp_path):
     store.put("k", 2)  # not lost into the unlinked file
     assert "deleted while in use" in store.warnings[0]
     assert Store(tmp_path).get("k") == 2
+
+
+# ---- static selection with nothing recorded: one small project per way code reaches code
+# Each project: the package, a test that reaches the code an edit changes only through the pattern
+# in its name, and a bystander test that must stay unselected.
+
+
+BYSTANDER = {"tests/test_other.py": "import pkg\n\ndef test_other():\n    assert pkg.other() == 0\n"}
+OTHER = "def other():\n    return 0\n"
+
+STATIC_CASES = {
+    "star import without __all__": (
+        {
+            "pkg/__init__.py": "from .core import *\nfrom .more import other\n",
+            "pkg/core.py": "def f():\n    return 1\n\ndef _private():\n    return 2\n",
+            "pkg/more.py": OTHER,
+            "tests/test_a.py": "from pkg import f\n\ndef test_f():\n    assert f() == 1\n",
+        },
+        ("pkg/core.py", "return 1", "return 3"),
+    ),
+    "star import with __all__": (
+        {
+            "pkg/__init__.py": "from .core import *\n",
+            "pkg/core.py": "__all__ = ['f', 'other']\n\ndef f():\n    return 1\n\n" + OTHER,
+            "tests/test_a.py": "import pkg\n\ndef test_f():\n    assert pkg.f() == 1\n",
+        },
+        ("pkg/core.py", "return 1", "return 3"),
+    ),
+    "__all__ of the package": (
+        {
+            "pkg/__init__.py": "from .core import f, other\n__all__ = ['f', 'other']\n",
+            "pkg/core.py": "def f():\n    return 1\n\n" + OTHER,
+            "tests/test_a.py": "from pkg import *\n\ndef test_f():\n    assert f() == 1\n",
+        },
+        ("pkg/core.py", "return 1", "return 3"),
+    ),
+    "re-export under another name": (
+        {
+            "pkg/__init__.py": "from .core import f as g\nfrom .core import other\n",
+            "pkg/core.py": "def f():\n    return 1\n\n" + OTHER,
+            "tests/test_a.py": "from pkg import g\n\ndef test_f():\n    assert g() == 1\n",
+        },
+        ("pkg/core.py", "return 1", "return 3"),
+    ),
+    "attribute of a subpackage's module": (
+        {
+            "pkg/__init__.py": "from . import sub\nfrom .more import other\n",
+            "pkg/more.py": OTHER,
+            "pkg/sub/__init__.py": "from . import core\n",
+            "pkg/sub/core.py": "def f():\n    return 1\n",
+            "tests/test_a.py": "import pkg\n\ndef test_f():\n    assert pkg.sub.core.f() == 1\n",
+        },
+        ("pkg/sub/core.py", "return 1", "return 3"),
+    ),
+    "module imported under an alias": (
+        {
+            "pkg/__init__.py": "from .more import other\n",
+            "pkg/more.py": OTHER,
+            "pkg/core.py": "def f():\n    return 1\n",
+            "tests/test_a.py": "from pkg import core as c\n\ndef test_f():\n    assert c.f() == 1\n",
+        },
+        ("pkg/core.py", "return 1", "return 3"),
+    ),
+    "function imported under an alias": (
+        {
+            "pkg/__init__.py": "from .more import other\n",
+            "pkg/more.py": OTHER,
+            "pkg/core.py": "def f():\n    return 1\n",
+            "tests/test_a.py": "from pkg.core import f as _f\n\ndef test_f():\n    assert _f() == 1\n",
+        },
+        ("pkg/core.py", "return 1", "return 3"),
+    ),
+    "method inherited from a base class in another module, called on self": (
+        {
+            "pkg/__init__.py": "from .impl import *\nfrom .more import other\n",
+            "pkg/more.py": OTHER,
+            "pkg/base.py": "class Base:\n    def run(self):\n        return self.step()\n\n    def step(self):\n        return 1\n",
+            "pkg/impl.py": "from .base import Base\n\n__all__ = ['Impl']\n\nclass Impl(Base):\n    pass\n",
+            "tests/test_a.py": "from pkg import Impl\n\ndef test_run():\n    assert Impl().run() == 1\n",
+        },
+        ("pkg/base.py", "return 1", "return 3"),
+    ),
+    "classmethod calling cls.method": (
+        {
+            "pkg/__init__.py": "from .shapes import Square as Sq\nfrom .more import other\n",
+            "pkg/more.py": OTHER,
+            "pkg/shapes.py": (
+                "class Square:\n    @classmethod\n    def unit(cls):\n        return cls.sides()\n\n"
+                "    @classmethod\n    def sides(cls):\n        return 4\n"
+            ),
+            "tests/test_a.py": "from pkg import Sq\n\ndef test_unit():\n    assert Sq.unit() == 4\n",
+        },
+        ("pkg/shapes.py", "return 4", "return 5"),
+    ),
+    "super() call into a base class re-exported by the package": (
+        {
+            "pkg/__init__.py": "from .base import *\nfrom .more import other\n",
+            "pkg/more.py": OTHER,
+            "pkg/base.py": "class Base:\n    def value(self):\n        return 1\n",
+            "tests/test_a.py": (
+                "import pkg\n\nclass Twice(pkg.Base):\n    def value(self):\n        return 2 * super().value()\n\n"
+                "def test_twice():\n    assert Twice().value() == 2\n"
+            ),
+        },
+        ("pkg/base.py", "return 1", "return 3"),
+    ),
+    "override in a subclass that only a registry names": (
+        {
+            "pkg/__init__.py": "from .more import other\n",
+            "pkg/more.py": OTHER,
+            "pkg/shapes.py": (
+                "class Shape:\n    kinds = {}\n\n    def __init_subclass__(cls):\n"
+                "        Shape.kinds[cls.__name__.lower()] = cls\n\n    @classmethod\n"
+                "    def make(cls, kind):\n        return cls.kinds[kind]()\n\n"
+                "    def describe(self):\n        return str(self.area())\n\n    def area(self):\n        return 0\n"
+            ),
+            "pkg/square.py": "from .shapes import Shape\n\nclass Square(Shape):\n    def area(self):\n        return 4\n",
+            "tests/test_a.py": (
+                "import pkg.square  # puts Square in Shape.kinds\nfrom pkg.shapes import Shape\n\ndef test_square():\n"
+                "    assert Shape.make('square').describe() == '4'\n"
+            ),
+        },
+        ("pkg/square.py", "return 4", "return 5"),
+    ),
+    "fixture from a conftest": (
+        {
+            "pkg/__init__.py": "from .more import other\n",
+            "pkg/more.py": OTHER,
+            "pkg/core.py": "def make():\n    return 1\n",
+            "tests/conftest.py": "import pytest\nfrom pkg.core import make\n\n@pytest.fixture\ndef thing():\n    return make()\n",
+            "tests/test_a.py": "def test_thing(thing):\n    assert thing == 1\n",
+        },
+        ("pkg/core.py", "return 1", "return 3"),
+    ),
+    "module variable bound to a function": (
+        {
+            "pkg/__init__.py": "from .core import f\nfrom .more import other\ng = f\n",
+            "pkg/more.py": OTHER,
+            "pkg/core.py": "def f():\n    return 1\n",
+            "tests/test_a.py": "from pkg import g\n\ndef test_f():\n    assert g() == 1\n",
+        },
+        ("pkg/core.py", "return 1", "return 3"),
+    ),
+}
+
+
+@pytest.mark.parametrize("files, edit", STATIC_CASES.values(), ids=STATIC_CASES.keys())
+def test_static_selection_follows_how_code_is_reached(tmp_path, files, edit):
+    write(tmp_path, {**BYSTANDER, **files})
+    selected = static_selection(tmp_path, *edit)
+    assert set(selected) == {t.nodeid for t in index_of(tmp_path).tests() if t.path == "tests/test_a.py"}
+    assert not any("conservatively" in reason for reason in selected.values())
+
+
+FUNCTIONS = ("alpha", "beta", "gamma")
+
+
+def _module(calls: dict[str, list[str]], extra: str = "") -> str:
+    """A module of FUNCTIONS, each calling the names given for it."""
+    body = {name: "    return " + (" + ".join(f"{c}()" for c in calls.get(name, [])) or "0") for name in FUNCTIONS}
+    return (
+        "import pkg\nfrom pkg import b\nfrom .b import *\n"
+        + extra
+        + "".join(f"\n\ndef {name}():\n{body[name]}\n" for name in FUNCTIONS)
+    )
+
+
+CALLABLE = ["alpha", "beta", "b.gamma", "pkg.a.beta", "pkg.lazy", "missing", "pkg.b.alpha"]
+
+
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["pkg/a.py", "pkg/b.py"]),
+            st.dictionaries(st.sampled_from(FUNCTIONS), st.lists(st.sampled_from(CALLABLE), max_size=3)),
+            st.booleans(),  # also bind a new module-level name: every file's edges may change
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@settings(max_examples=40, deadline=None)
+def test_graph_updated_for_edits_equals_a_graph_built_anew(tmp_path_factory, edits):
+    root = write(
+        tmp_path_factory.mktemp("p"),
+        {
+            "pkg/__init__.py": "from . import a, b\n\ndef __getattr__(name):\n    return getattr(a, name)\n",
+            "pkg/a.py": _module({}),
+            "pkg/b.py": _module({}),
+            "tests/test_x.py": "from pkg.a import alpha\nfrom pkg import b\n\ndef test_a():\n    assert alpha() == b.beta()\n",
+        },
+    )
+    idx = index_of(root)
+    idx.graph()
+    for rel, calls, binds in edits:
+        text = _module(calls, "NEW = 1\n" if binds else "")
+        (root / rel).write_text(text)
+        idx.update(rel, text.encode())
+        fresh = index_of(root)
+        assert idx.graph() == fresh.graph()
+        assert idx.reverse() == fresh.reverse()

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+from tests.support.projects import write
 
-from conftest import run_all, wait_until
+from conftest import run_all, session, wait_until
 
 
 def errors(client, path: Path):
@@ -131,3 +132,26 @@ async def test_tcp_transport(fixed_shop, unused_tcp_port):
     finally:
         server.kill()
         await server.wait()
+
+
+async def test_fresh_workspace_runs_the_tests_a_re_export_reaches(tmp_path):
+    # nothing recorded: the server selects by the static graph, through the package's star import
+    write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from .core import *\n",
+            "pkg/core.py": "__all__ = ['double']\n\ndef double(x):\n    return 2 * x\n",
+            "pkg/text.py": "def shout(s):\n    return s.upper()\n",
+            "tests/test_core.py": "import pkg\n\ndef test_double():\n    assert pkg.double(2) == 4\n",
+            "tests/test_text.py": "from pkg.text import shout\n\ndef test_shout():\n    assert shout('a') == 'A'\n",
+        },
+    )
+    core, test_file = tmp_path / "pkg" / "core.py", tmp_path / "tests" / "test_core.py"
+    async with session(tmp_path) as client:
+        await open_file(client, core)
+        await edit_and_save(client, core, "2 * x", "2 + x + 1", 2)
+        await wait_until(lambda: any(r["done"] for r in client.tracefix_results))
+        ran = {r["nodeid"]: r["outcome"] for n in client.tracefix_results for r in n["results"]}
+        assert ran == {"tests/test_core.py::test_double": "failed"}
+        await wait_until(lambda: errors(client, test_file))
+        assert "test_double failed" in errors(client, test_file)[0].message

@@ -80,8 +80,11 @@ def test_moving_a_function_down_changes_nothing_but_its_neighbourhood():
 def test_facts_imports_uses_params():
     data = SOURCE.encode()
     f = facts(parse(data), data)
-    assert [(i.module, i.names, i.level) for i in f.imports] == [("os", (), 0), ("util", ("helper", "other"), 1)]
-    assert {"h", "os", "inner", "sep"} <= f.uses["top"]
+    assert [(i.module, i.names, i.level) for i in f.imports] == [
+        ("os", (), 0),
+        ("util", (("helper", "h"), ("other", "other")), 1),
+    ]
+    assert {"h", "os.sep", "inner"} <= f.uses["top"]  # names as written, attributes of a name with it
     assert "helper" not in f.uses[MODULE]  # import bindings are not uses
     assert f.params["top"] == ("a", "b", "args", "c", "kw")
 
@@ -146,3 +149,46 @@ def test_a_name_defined_twice_is_unchanged_until_one_definition_changes():
     )
     assert changed(source, source) == []
     assert changed(source, source.replace("self._p = value", "self._p = str(value)")) == [("URL.path", "changed")]
+
+
+@pytest.mark.parametrize(
+    "source, field, expected",
+    [
+        ("__all__ = ['a', 'b']\n__all__ += ('c',)\n__all__.append('d')\n", "exports", ("a", "b", "c", "d")),
+        ("__all__ = ['a']\n__all__.extend(other.__all__)\n", "exports", None),  # built at run time
+        ("__all__ = base.__all__ + ['a']\n", "exports", None),
+        ("x = 1\n", "exports", None),  # no __all__
+        (
+            "a, (b, c) = f()\nfor i in r:\n    pass\nif X:\n    def g():\n        pass\n",
+            "assigned",
+            {"a", "b", "c", "i", "g"},
+        ),
+        (
+            "import m\ncomp = compose\nh = m.wrap(g, key=k)\n",
+            "values",
+            {"comp": {"compose"}, "h": {"m.wrap", "g", "k"}},
+        ),
+        # import runs m.wrap; it only passes g on, and keeps compose in a variable
+        ("import m\ncomp = compose\nh = m.wrap(g)\nregister(f)\n", "uses", {"register", "f"}),
+        ("import m\nh = m.Wrapper(g)\n", "made", {"m.Wrapper"}),
+        (
+            "def f(x: Item) -> Out:\n    if isinstance(x, (A, b.B)):\n        pass\n    try:\n        pass\n"
+            "    except Err as e:\n        pass\n",
+            "mentions",
+            {"f": {"Item", "Out", "A", "b.B", "Err"}},
+        ),
+        ("def f(a):\n    b = a\n    for c in a:\n        pass\n    global g\n    g = 1\n", "locals", {"f": {"b", "c"}}),
+        (
+            "class C(Base):\n    def m(self):\n        return self.n() + super().m() + cls.k + x.y.z\n",
+            "uses",
+            {"self.n", "super().m", "cls.k", "x.y.z"},
+        ),
+    ],
+)
+def test_facts_the_graph_resolves_names_with(source, field, expected):
+    data = source.encode()
+    f = facts(parse(data), data)
+    got = getattr(f, field)
+    if field == "uses":
+        got = got[MODULE] if "class" not in source else got["C.m"] - {"self", "cls", "x"}
+    assert got == expected

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from tests.support.projects import index_of, static_selection, write
 
 from conftest import baselined
 from tracefix.project import Project
@@ -126,3 +127,49 @@ def test_pytest_config_change_reloads_discovery(project):
     (project.root / "pytest.ini").write_text("[pytest]\ntestpaths = tests\npython_functions = test_money\n")
     assert project.reload_pytest_config() == []
     assert [t.nodeid for t in project.index.tests()] == ["tests/test_text.py::test_money"]
+
+
+# ---- names static analysis cannot resolve: the tests that can reach them are selected, saying so
+
+CONSERVATIVE_CASES = {
+    "a name a module-level __getattr__ answers": (
+        {
+            "pkg/__init__.py": (
+                "import importlib\n\ndef __getattr__(name):\n    return getattr(importlib.import_module('.lazy', __name__), name)\n"
+            ),
+            "pkg/lazy.py": "def f():\n    return 1\n",
+            "tests/test_a.py": "import pkg\n\ndef test_f():\n    assert pkg.f() == 1\n",
+        },
+        ("pkg/lazy.py", "return 1", "return 3"),
+        "could not resolve f in pkg/__init__.py (its module __getattr__ answers): selected conservatively",
+    ),
+    "a module read with getattr": (
+        {
+            "pkg/__init__.py": "",
+            "pkg/ops.py": "def add(a, b):\n    return a + b\n",
+            "tests/test_a.py": (
+                "import pkg.ops\n\ndef test_by_name():\n    assert getattr(pkg.ops, 'add')(1, 2) == 3\n"
+            ),
+        },
+        ("pkg/ops.py", "return a + b", "return a - b"),
+        "could not resolve which names of pkg/ops.py are used (the module is read with getattr or passed on)",
+    ),
+    "a star import of a project module that is not there": (
+        {
+            "pkg/__init__.py": ("try:\n    from ._speedups import *\nexcept ImportError:\n    from ._pure import *\n"),
+            "pkg/_pure.py": "def f():\n    return 1\n",
+            "pkg/util.py": "def helper():\n    return 2\n",
+            "tests/test_a.py": "from pkg import f\n\ndef test_f():\n    assert f() == 1\n",
+        },
+        ("pkg/util.py", "return 2", "return 3"),
+        "could not resolve module pkg._speedups.*: selected conservatively",
+    ),
+}
+
+
+@pytest.mark.parametrize("files, edit, reason", CONSERVATIVE_CASES.values(), ids=CONSERVATIVE_CASES.keys())
+def test_an_unresolved_name_selects_conservatively(tmp_path, files, edit, reason):
+    write(tmp_path, {**files, "tests/test_other.py": "def test_other():\n    assert True\n"})
+    selected = static_selection(tmp_path, *edit)
+    assert set(selected) == {t.nodeid for t in index_of(tmp_path).tests("tests/test_a.py")}
+    assert all(why.startswith(reason) for why in selected.values()), selected

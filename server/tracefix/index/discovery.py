@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracefix.index.files import Node
-from tracefix.index.modules import ModuleResolution
-from tracefix.parsing.symbols import MODULE, Facts, Symbol
+from tracefix.index.modules import NODE, ModuleResolution
+from tracefix.parsing.symbols import Facts, Symbol
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,10 @@ class TestDiscovery(ModuleResolution):
         items = [
             TestItem(f"{path}::{s.qualname}", path, s.qualname, s.name_line, s.end_line)
             for s in f.symbols
-            if s.kind == "function" and cfg.is_test_function(s.qualname) and not _is_fixture(s)
+            if s.kind == "function" and cfg.is_test_function(s.qualname) and not is_fixture(s)
         ]
         for cls in (s for s in f.symbols if s.kind == "class" and "." not in s.qualname):
-            methods = self._methods(path, cls.qualname)  # own and inherited: name → defining node
+            methods = self.class_methods(path, cls.qualname)  # own and inherited: name → defining node
             unittest = any(q.rpartition(".")[2] == "TestCase" for q in self._ancestors(path, cls.qualname))
             if not unittest and (not cfg.is_test_class(cls.qualname) or "__init__" in methods):
                 continue
@@ -63,32 +63,33 @@ class TestDiscovery(ModuleResolution):
                     )
         return sorted(items, key=lambda t: t.line)
 
-    def _base_nodes(self, path: str, cls: str) -> list[Node | str]:
+    def base_nodes(self, path: str, cls: str) -> list[Node | str]:
         """A class's bases: project classes as nodes, anything else as its written name."""
+        cache = self._resolved.bases
+        if (path, cls) not in cache:
+            cache[(path, cls)] = self._base_nodes(path, cls)
+        return cache[(path, cls)]
+
+    def _base_nodes(self, path: str, cls: str) -> list[Node | str]:
         entry = self.files.get(path)
         if entry is None:
             return []
-        bound, _ = self.bindings(path, entry.facts)
         found: list[Node | str] = []
         for base in entry.facts.bases.get(cls, ()):
-            head, _, attr = base.rpartition(".")
-            if not head and self.symbol(path, base) is not None:
-                found.append((path, base))
-            elif not head and any(q != MODULE for _, q in bound.get(base, ())):
-                found.extend(n for n in bound[base] if n[1] != MODULE)
-            elif head and any(q == MODULE for _, q in bound.get(head.split(".")[0], ())):
-                modules = [p for p, q in bound[head.split(".")[0]] if q == MODULE]
-                found.extend((p, attr) for p in modules if self.symbol(p, attr) is not None)
-                found.append(base)
-            else:
-                found.append(base)
+            nested = self.symbol(path, base)  # `Outer.Inner`
+            classes = [(path, base)] if nested is not None and nested.kind == "class" else []
+            for ref in self.resolve(path, base):  # all of them: a name may be bound twice
+                symbol = self.symbol(*ref.node) if ref.kind == NODE else None
+                if symbol is not None and symbol.kind == "class" and ref.node not in classes:
+                    classes.append(ref.node)
+            found.extend(classes or [base])
         return found
 
     def _ancestors(self, path: str, cls: str, seen: set | None = None) -> list[str]:
         """Qualified names of all ancestors (project classes as path::name, others as written)."""
         seen = set() if seen is None else seen
         names = []
-        for base in self._base_nodes(path, cls):
+        for base in self.base_nodes(path, cls):
             if isinstance(base, str):
                 names.append(base)
             elif base not in seen:
@@ -97,18 +98,23 @@ class TestDiscovery(ModuleResolution):
                 names += self._ancestors(base[0], base[1], seen)
         return names
 
-    def _methods(self, path: str, cls: str, seen: set | None = None) -> dict[str, Node]:
+    def class_methods(self, path: str, cls: str) -> dict[str, Node]:
         """Method name → the node defining it, following project bases like Python's MRO would."""
-        seen = set() if seen is None else seen
-        seen.add((path, cls))
+        cache = self._resolved.methods
+        if (path, cls) not in cache:
+            cache[(path, cls)] = {}  # a class that is its own ancestor ends here
+            cache[(path, cls)] = self._methods(path, cls)
+        return cache[(path, cls)]
+
+    def _methods(self, path: str, cls: str) -> dict[str, Node]:
         entry = self.files.get(path)
         found: dict[str, Node] = {}
         for s in entry.facts.symbols if entry else ():
             if s.kind == "method" and s.qualname.rpartition(".")[0] == cls:
                 found[s.qualname.rpartition(".")[2]] = (path, s.qualname)
-        for base in self._base_nodes(path, cls):
-            if not isinstance(base, str) and base not in seen:
-                for name, node in self._methods(base[0], base[1], seen).items():
+        for base in self.base_nodes(path, cls):
+            if not isinstance(base, str):
+                for name, node in self.class_methods(*base).items():
                     found.setdefault(name, node)
         return found
 
@@ -118,5 +124,5 @@ class TestDiscovery(ModuleResolution):
         return next((t for t in self.tests(path) if t.nodeid == base), None)
 
 
-def _is_fixture(s: Symbol) -> bool:
+def is_fixture(s: Symbol) -> bool:
     return any(d.split("(")[0].endswith("fixture") for d in s.decorators)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tracefix.index.pytestconfig import PytestConfig
@@ -14,7 +14,7 @@ from tracefix.parsing.symbols import Facts, Import, Symbol, facts
 from tracefix.paths import MAX_FILE_BYTES, is_source_dir, read_bytes
 
 Node = tuple[str, str]  # (path relative to root, qualname)
-FACTS_VERSION = 2  # stored facts of another version are parsed again
+FACTS_VERSION = 5  # stored facts of another version are parsed again
 
 
 def _facts_to_json(f: Facts) -> dict:
@@ -23,20 +23,35 @@ def _facts_to_json(f: Facts) -> dict:
         "imports": [asdict(i) for i in f.imports],
         "uses": {k: sorted(v) for k, v in f.uses.items()},
         "params": {k: list(v) for k, v in f.params.items()},
+        "locals": {k: sorted(v) for k, v in f.locals.items()},
         "bases": {k: list(v) for k, v in f.bases.items()},
+        "mentions": {k: sorted(v) for k, v in f.mentions.items()},
+        "assigned": sorted(f.assigned),
+        "values": {k: sorted(v) for k, v in f.values.items()},
+        "made": sorted(f.made),
+        "exports": None if f.exports is None else list(f.exports),
         "version": FACTS_VERSION,
     }
 
 
 def _facts_from_json(d: dict) -> Facts:
     symbols = [Symbol(**{**s, "decorators": tuple(s["decorators"])}) for s in d["symbols"]]
-    imports = [Import(i["module"], tuple(i["names"]), i["level"], i["alias"]) for i in d["imports"]]
+    imports = [
+        Import(i["module"], tuple((name, bound) for name, bound in i["names"]), i["level"], i["alias"])
+        for i in d["imports"]
+    ]
     return Facts(
-        symbols,
-        imports,
-        {k: set(v) for k, v in d["uses"].items()},
-        {k: tuple(v) for k, v in d["params"].items()},
-        {k: tuple(v) for k, v in d["bases"].items()},
+        symbols=symbols,
+        imports=imports,
+        uses={k: set(v) for k, v in d["uses"].items()},
+        params={k: tuple(v) for k, v in d["params"].items()},
+        locals={k: set(v) for k, v in d["locals"].items()},
+        bases={k: tuple(v) for k, v in d["bases"].items()},
+        mentions={k: set(v) for k, v in d["mentions"].items()},
+        assigned=set(d["assigned"]),
+        values={k: set(v) for k, v in d["values"].items()},
+        made=set(d["made"]),
+        exports=None if d["exports"] is None else tuple(d["exports"]),
     )
 
 
@@ -51,6 +66,15 @@ class FileEntry:
     size: int
     digest: str
     facts: Facts
+    _by_name: dict[str, Symbol] | None = field(default=None, repr=False, compare=False)
+
+    def symbol(self, qualname: str) -> Symbol | None:
+        """The first symbol of that name."""
+        if self._by_name is None:
+            self._by_name = {}
+            for s in self.facts.symbols:
+                self._by_name.setdefault(s.qualname, s)
+        return self._by_name.get(qualname)
 
 
 class IndexFiles:
@@ -63,6 +87,7 @@ class IndexFiles:
         self._graph: dict[Node, set[Node]] | None = None
         self._reverse: dict[Node, set[Node]] | None = None
         self._modules: dict[str, str] | None = None
+        self._stale: set[str] = set()  # files whose own edges of the graph are out of date
 
     # building and updating
     def scan(self) -> dict[str, tuple[int, int]]:
@@ -117,8 +142,10 @@ class IndexFiles:
         entry = FileEntry(path, mtime_ns, size or len(data), digest_bytes(data), facts(tree, data))
         old = self.files.get(path)
         self.files[path] = entry
-        if old is None or _shape(old.facts) != _shape(entry.facts):
+        if old is None or _bindings(old.facts) != _bindings(entry.facts):
             self.invalidate()
+        elif _uses(old.facts) != _uses(entry.facts):
+            self._stale.add(path)  # the names every file binds are the same: only this file's edges change
         return entry
 
     def remove(self, path: str) -> None:
@@ -131,6 +158,7 @@ class IndexFiles:
 
     def invalidate(self) -> None:
         self._graph = self._reverse = self._modules = None
+        self._stale.clear()
 
     def is_test_file(self, path: str) -> bool:
         parts = PurePosixPath(path)
@@ -150,9 +178,7 @@ class IndexFiles:
 
     def symbol(self, path: str, qualname: str) -> Symbol | None:
         entry = self.files.get(path)
-        if entry is None:
-            return None
-        return next((s for s in entry.facts.symbols if s.qualname == qualname), None)
+        return entry.symbol(qualname) if entry is not None else None
 
     def digests(self, path: str) -> dict[str, str]:
         """qualname → digest of the file's symbols. A name defined twice (a property's getter and
@@ -177,10 +203,20 @@ class IndexFiles:
         return best
 
 
-def _shape(f: Facts) -> tuple:
-    """What the graph depends on; a body-only edit that keeps names and imports leaves it valid."""
+def _bindings(f: Facts) -> tuple:
+    """What resolving names in any file depends on: a change here rebuilds the whole graph."""
     return (
-        tuple((s.qualname, s.kind) for s in f.symbols),
+        tuple((s.qualname, s.kind, s.decorators) for s in f.symbols),
         tuple(f.imports),
-        tuple(sorted((k, tuple(sorted(v))) for k, v in f.uses.items())),
+        tuple(sorted((k, v) for k, v in f.bases.items())),
+        tuple(sorted(f.assigned)),
+        f.exports,
     )
+
+
+def _uses(f: Facts) -> tuple:
+    """What only the file's own edges depend on; a body-only edit that keeps them leaves the graph valid."""
+    return tuple(
+        tuple(sorted((k, tuple(sorted(v))) for k, v in table.items()))
+        for table in (f.uses, f.mentions, f.values, f.locals, f.params)
+    ) + (tuple(sorted(f.made)),)

@@ -1,68 +1,358 @@
-"""The static name graph from each test to the project symbols it can reach: the index as a whole."""
+"""The static name graph from each test to the project symbols it can reach: the index as a whole.
+
+An edge goes from a symbol to what running it can run: the names it uses (resolved through imports,
+re-exports and attributes of modules), its module's code and, for a method, its class's own code.
+Using a class reaches its members: (path, "Cls" + MEMBERS) reaches its methods, its nested classes
+and what it inherits. A method reaches what it calls on `self`, `cls` and `super()` up the class
+hierarchy, and the dunder methods operators may call on `self`; an override in a subclass runs on an
+instance of the subclass, and whatever made the instance reached the subclass's members. Classes
+that code may get without naming them are reached otherwise: `X.__subclasses__()` reaches every
+class below X, and importing a module reaches its classes that a project decorator or a base's
+`__init_subclass__` may have put in a registry. A test reaches the fixtures it requests, the autouse fixtures,
+conftest code in its scope and its class's non-test methods (setUp, helpers). A name the index
+cannot resolve is a node of its own that reaches every symbol of the modules its module imports
+(of the whole project when the module itself is missing): tests that reach it are selected
+conservatively.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 
-from tracefix.index.discovery import TestDiscovery
+from tracefix.index.discovery import TestDiscovery, is_fixture
 from tracefix.index.files import Node
+from tracefix.index.modules import MODULE_OBJECT, UNRESOLVED, Ref
 from tracefix.parsing.symbols import MODULE
+
+MEMBERS = ".*"  # qualname suffix: (path, "Cls.*") stands for every member of a class
+MISSING = "<unresolved>"  # qualname prefix of (module path, MISSING + name): a name not found there
+ANY = "<any>"  # (path, ANY) reaches every symbol of the file
+ANY_NAME = "*"  # (path, MISSING + ANY_NAME): whichever name of a module code gets by getattr
+USE, MENTION, MAKE = "use", "mention", "make"  # how a symbol uses a name (see Facts)
+_FIXTURE_NAME = re.compile(r"""\bname\s*=\s*["']([^"']+)["']""")
+
+
+def missing_name(node: Node) -> str | None:
+    """The name an unresolved node stands for; None for any other node."""
+    return node[1][len(MISSING) :] if node[1].startswith(MISSING) else None
+
+
+def members(cls: Node) -> Node:
+    return (cls[0], cls[1] + MEMBERS)
 
 
 class ProjectIndex(TestDiscovery):
     def graph(self) -> dict[Node, set[Node]]:
         if self._graph is None:
-            self._graph = self._build_graph()
+            fixtures = self._fixtures()
+            graph: dict[Node, set[Node]] = {}
+            for path in self.files:
+                self._add_file(graph, path, fixtures)
+            self._add_missing(graph, set())
             reverse: dict[Node, set[Node]] = {}
-            for src, dsts in self._graph.items():
+            for src, dsts in graph.items():
                 for dst in dsts:
                     reverse.setdefault(dst, set()).add(src)
-            self._reverse = reverse
+            self._graph, self._reverse = graph, reverse
+            self._stale.clear()
+        elif self._stale:
+            self._refresh()
         return self._graph
 
     def reverse(self) -> dict[Node, set[Node]]:
         self.graph()
         return self._reverse
 
-    def _build_graph(self) -> dict[Node, set[Node]]:
-        graph: dict[Node, set[Node]] = {}
-        tops = {
-            p: {s.qualname for s in e.facts.symbols if s.kind != "module" and "." not in s.qualname}
-            for p, e in self.files.items()
-        }
+    def _refresh(self) -> None:
+        """After edits that changed only what code in some files uses (the names every file binds
+        are the same): only those files' own nodes get new edges."""
+        graph, reverse = self._graph, self._reverse
+        assert graph is not None and reverse is not None
+        for node in [n for n in graph if n[0] in self._stale and not _derived(n)]:
+            for dst in graph.pop(node):
+                reverse[dst].discard(node)
+        fresh: dict[Node, set[Node]] = {}
+        fixtures = self._fixtures()
+        for path in self._stale:
+            self._add_file(fresh, path, fixtures)
+        self._add_missing(fresh, graph.keys())
+        for src, dsts in fresh.items():
+            graph.setdefault(src, set()).update(dsts)
+            for dst in dsts:
+                reverse.setdefault(dst, set()).add(src)
+        # unresolved names nothing uses any more, then the files' symbol sets only they led to
+        for kind in (missing_name, lambda n: n[1] == ANY or None):
+            for node in [n for n in graph if kind(n) is not None and not reverse.get(n)]:
+                for dst in graph.pop(node):
+                    reverse[dst].discard(node)
+        for dst in [n for n, srcs in reverse.items() if not srcs]:
+            del reverse[dst]
+        self._stale.clear()
+
+    def _add_file(self, graph: dict[Node, set[Node]], path: str, fixtures: _Fixtures) -> None:
+        """The edges from a file's own nodes: its symbols, its classes' members, its variables."""
+        f = self.files[path].facts
+        module_node = (path, MODULE)
+        stars = [Ref("", f"{m}.*", UNRESOLVED) for m in self.unresolved_stars(path)]
+        for s in f.symbols:
+            node = (path, s.qualname)
+            edges = graph.setdefault(node, set())
+            if s.kind != "module":
+                edges.add(module_node)  # using a symbol imports its module
+                parent = s.qualname.rpartition(".")[0]
+                if parent:
+                    edges.add((path, parent))  # the enclosing class's own code
+            # a function's parameters and the names it assigns hide the module's names
+            local = set(f.params.get(s.qualname, ())) | f.locals.get(s.qualname, set())
+            header = set(f.bases.get(s.qualname, ())) if s.kind == "class" else set()
+            for how, names in (
+                (USE, f.uses.get(s.qualname, ())),
+                (MENTION, f.mentions.get(s.qualname, ())),
+                (MAKE, f.made if s.kind == "module" else ()),
+            ):
+                for use in names:
+                    if use.partition(".")[0] not in local and use not in header:
+                        edges.update(n for ref in self.resolve(path, use) for n in self._reached(ref, how))
+            for ref in stars:  # any name here may come from a module the index cannot find
+                edges.update(self._reached(ref))
+            if s.kind == "function" and (
+                s.qualname in ("__getattr__", "__dir__") or self._registered(path, s.qualname)
+            ):
+                # a registry may hand it to code that never names it; anyone probing the
+                # module's attributes (hasattr, pickle, inspect) calls its __getattr__
+                graph[module_node].add(node)
+            if s.kind == "class":
+                self._add_class(graph, path, s.qualname)
+            elif s.kind == "method":
+                edges.update(self._called_on_self(path, s.qualname))
+            edges.update(self._subclasses_used(path, s.qualname))
+        for name in f.assigned:  # a module-level variable: the module's code and what its values use
+            variable = graph.setdefault((path, name), set())
+            variable.add(module_node)
+            variable.update(
+                n for use in f.values.get(name, ()) for r in self.resolve(path, use) for n in self._reached(r)
+            )
+        # importing a module runs the modules it imports
+        graph[module_node].update((p, MODULE) for p in self.imported(path))
+        self._add_fixtures(graph, path, fixtures)
+
+    def _add_class(self, graph: dict[Node, set[Node]], path: str, cls: str) -> None:
+        """A class's own code runs its bases' __init_subclass__; its members are its methods, its
+        nested classes' members and its bases' members. A test class's own code stands for what the
+        test framework calls on it (setUp, fixtures) and its helpers: every non-test method."""
+        node = (path, cls)
+        bases = [b for b in self.base_nodes(path, cls) if not isinstance(b, str)]
+        hooks = [n for b in bases if (n := self.class_methods(*b).get("__init_subclass__"))]
+        graph[node].update(bases + hooks)
+        if hooks or self._registered(path, cls):
+            # a registry may hand out instances to code that never names the class
+            graph[(path, MODULE)].add(members(node))
+        inside = [s for s in self.files[path].facts.symbols if s.qualname.rpartition(".")[0] == cls]
+        graph.setdefault(members(node), set()).update(
+            [node]
+            + [(path, s.qualname) if s.kind == "method" else members((path, s.qualname)) for s in inside]
+            + [members(b) for b in bases]
+        )
+        if self.is_test_file(path):
+            graph[node].update(
+                n for name, n in self.class_methods(path, cls).items() if not self.config.is_test_function(name)
+            )
+
+    def _registered(self, path: str, qualname: str) -> bool:
+        """Whether one of the project's decorators (`@register`, `@registry.add`) wraps a class or
+        function."""
+        symbol = self.symbol(path, qualname)
+        decorators = symbol.decorators if symbol is not None else ()
+        return any(self.resolve(path, d.split("(")[0].strip()) for d in decorators)
+
+    def _reached(self, ref: Ref, how: str = USE) -> set[Node]:
+        """The nodes a use of `ref` reaches: a class's members (an instance may get any method
+        called); for a class made by module-level code into a variable, its constructors (the
+        variable's users reach the rest); for a mention, the class's own code."""
+        if ref.kind == UNRESOLVED:
+            return {(ref.path, MISSING + ref.name)}
+        if ref.kind == MODULE_OBJECT:  # a module passed around or read with getattr: any of its names
+            return {(ref.path, MODULE)} if how == MENTION else {(ref.path, MISSING + ANY_NAME)}
+        if how == USE or not self._is_class(ref.node):
+            return {self._used(ref.node)}
+        if how == MENTION:
+            return {ref.node}
+        methods = self.class_methods(*ref.node)
+        return {ref.node} | {methods[n] for n in ("__new__", "__init__", "__post_init__") if n in methods}
+
+    def _used(self, node: Node) -> Node:
+        return members(node) if self._is_class(node) else node
+
+    def _is_class(self, node: Node) -> bool:
+        symbol = self.symbol(*node)
+        return symbol is not None and symbol.kind == "class"
+
+    def _everything(self, path: str) -> set[Node]:
+        """What a module object gives access to: all its names, its submodules' names too."""
+        found: set[Node] = set()
+        todo, seen = [path], set()
+        while todo:
+            module = todo.pop()
+            if module in seen:
+                continue
+            seen.add(module)
+            found.add((module, MODULE))
+            for name in self.names(module) | {"__getattr__"}:
+                for ref in self.find(module, name):
+                    if ref.kind == MODULE_OBJECT:
+                        todo.append(ref.path)
+                    elif ref.kind != UNRESOLVED:
+                        found.add(self._used(ref.node))
+        return found
+
+    def _subclasses_used(self, path: str, qualname: str) -> set[Node]:
+        """`X.__subclasses__()` reaches the members of every class below X."""
+        found: set[Node] = set()
+        for use in self.files[path].facts.uses.get(qualname, ()):
+            if not use.endswith(".__subclasses__"):
+                continue
+            root = use.partition(".")[0]
+            if root in ("self", "cls"):
+                classes = [(path, qualname.rpartition(".")[0])]
+            else:
+                classes = [r.node for r in self.resolve(path, root) if self._is_class(r.node)]
+            found.update(members(sub) for c in classes for sub in self._subclasses(*c))
+        return found
+
+    def _called_on_self(self, path: str, method: str) -> set[Node]:
+        """What `self.name`, `cls.name` and `super().name` in a method can run."""
+        cls = method.rpartition(".")[0]
+        own = self.class_methods(path, cls)
+        found = set(self._dunders(path, cls))  # what operators on self call
+        for use in self.files[path].facts.uses.get(method, ()):
+            head, _, rest = use.partition(".")
+            name = rest.partition(".")[0]
+            if head in ("self", "cls") and name:
+                # an override in a subclass runs on an instance of that subclass, and whatever made
+                # the instance reached the subclass's members
+                if name in own:
+                    found.add(own[name])
+                if self._is_class((path, f"{cls}.{name}")):  # a nested class
+                    found.add(members((path, f"{cls}.{name}")))
+            elif head == "super()" and name:
+                for base in self.base_nodes(path, cls):
+                    inherited = None if isinstance(base, str) else self.class_methods(*base).get(name)
+                    if inherited is not None:
+                        found.add(inherited)
+        return found
+
+    def _dunders(self, path: str, cls: str) -> list[Node]:
+        cache = self._resolved.dunders
+        if (path, cls) not in cache:
+            methods = self.class_methods(path, cls).items()
+            cache[(path, cls)] = [n for name, n in methods if name.startswith("__") and name.endswith("__")]
+        return cache[(path, cls)]
+
+    def _subclasses(self, path: str, cls: str) -> set[Node]:
+        """Every project class below a class."""
+        below = self._resolved.below
+        if below is None:
+            below = self._resolved.below = {}
+            for p, entry in self.files.items():
+                for s in entry.facts.symbols:
+                    if s.kind == "class":
+                        for base in self.base_nodes(p, s.qualname):
+                            if not isinstance(base, str):
+                                below.setdefault(base, []).append((p, s.qualname))
+        found: set[Node] = set()
+        todo = list(below.get((path, cls), ()))
+        while todo:
+            sub = todo.pop()
+            if sub not in found:
+                found.add(sub)
+                todo.extend(below.get(sub, ()))
+        return found
+
+    def _fixtures(self) -> _Fixtures:
+        """Every fixture of the project by the name tests request it by, and the autouse ones."""
+        found = _Fixtures({}, [], set())
         for path, entry in self.files.items():
-            f = entry.facts
-            bound, stars = self.bindings(path, f)
-            module_node = (path, MODULE)
-            imported_files = {n[0] for nodes in bound.values() for n in nodes} | stars
-            for s in f.symbols:
-                node = (path, s.qualname)
-                edges = graph.setdefault(node, set())
-                if s.kind != "module":
-                    edges.add(module_node)  # using a symbol imports its module
-                    parent = s.qualname.rpartition(".")[0]
-                    if parent:
-                        edges.add((path, parent))
-                if s.kind == "class":
-                    edges.update(
-                        (path, m.qualname)
-                        for m in f.symbols
-                        if m.qualname.startswith(s.qualname + ".") and m.kind == "method"
-                    )
-                for name in f.uses.get(s.qualname, ()):
-                    if name in tops[path] and name != s.qualname:
-                        edges.add((path, name))
-                    for target in bound.get(name, ()):
-                        edges.add(target)
-                        if target[1] == MODULE:
-                            # `mod.attr`: any top-level name of that module used here
-                            edges.update((target[0], n) for n in f.uses[s.qualname] & tops[target[0]])
-                    for star in stars:
-                        if name in tops[star]:
-                            edges.add((star, name))
-            # importing a module runs the modules it imports
-            graph[module_node].update((p, MODULE) for p in imported_files if p != path)
-        return graph
+            for s in entry.facts.symbols:
+                if s.kind in ("function", "method") and is_fixture(s):
+                    node = (path, s.qualname)
+                    named = next((m.group(1) for d in s.decorators if (m := _FIXTURE_NAME.search(d))), None)
+                    found.by_name.setdefault(named or s.qualname.rpartition(".")[2], []).append(node)
+                    found.nodes.add(node)
+                    if any("autouse=True" in d.replace(" ", "") for d in s.decorators):
+                        found.autouse.append(node)
+        return found
+
+    def _add_fixtures(self, graph: dict[Node, set[Node]], path: str, fixtures: _Fixtures) -> None:
+        """pytest passes fixtures by parameter name: a test or fixture reaches every fixture of the
+        name it can see. Tests reach the autouse fixtures, the module-level code and the pytest_*
+        hooks of the conftests above them."""
+        test_code = self.test_code(path)
+        sees = self._sees(path)
+        for qualname, params in self.files[path].facts.params.items():
+            if test_code or (path, qualname) in fixtures.nodes:
+                found = [n for p in params for n in fixtures.by_name.get(p, ()) if sees(n[0])]
+                graph.setdefault((path, qualname), set()).update(found)
+        if self.is_test_file(path):
+            edges = graph.setdefault((path, MODULE), set())
+            edges.update(n for n in fixtures.autouse if sees(n[0]))
+            for conftest in self.conftests_for(path):
+                edges.add((conftest, MODULE))
+                edges.update(
+                    (conftest, s.qualname)
+                    for s in self.files[conftest].facts.symbols
+                    if s.qualname.startswith("pytest_")
+                )
+
+    def _sees(self, path: str) -> Callable[[str], bool]:
+        """Whether a fixture in a file can be requested from `path`."""
+        scope = [path, *self.conftests_for(path)]
+        files = set(scope).union(*(self.imported(p) for p in scope))
+        below = _directory(path) if _is_conftest(path) else None
+
+        def sees(fixture_file: str) -> bool:
+            return (
+                fixture_file in files
+                # fixtures outside tests and conftests are plugins: anyone may see them
+                or not self.test_code(fixture_file)
+                # a conftest's fixture may request one that a test module below overrides
+                or (below is not None and fixture_file.startswith(below))
+            )
+
+        return sees
+
+    def _add_missing(self, graph: dict[Node, set[Node]], done: Collection[Node]) -> None:
+        """What each unresolved name `graph` leads to and `done` has no edges for may be. A name
+        missing from a module: anything the module's imports lead to, and for a package any of its
+        modules (a lazy import); a module that is not there: anything in the project but tests; a
+        module used as a value: any of its names."""
+        missing = {n for edges in graph.values() for n in edges if missing_name(n) is not None} - set(done)
+        sources = {p for p in self.files if not self.test_code(p)}
+        for node in missing:
+            path = node[0]
+            if missing_name(node) == ANY_NAME:
+                graph[node] = set(self._everything(path))
+            else:  # tests and conftests are no module's names
+                graph[node] = {(p, ANY) for p in (self._scope(path) & sources if path else sources)}
+        for path in {p for node in missing for p, q in graph[node] if q == ANY and (p, ANY) not in done}:
+            graph[(path, ANY)] = {self._used((path, s.qualname)) for s in self.files[path].facts.symbols}
+
+    def _scope(self, path: str) -> set[str]:
+        """The files a module can get a name from: those it imports, through their imports too, and
+        a package's own modules."""
+        found: set[str] = set()
+        todo = [path]
+        if PurePosixPath(path).name == "__init__.py":
+            todo += [p for p in self.files if p.startswith(_directory(path))]
+        while todo:
+            p = todo.pop()
+            if p not in found:
+                found.add(p)
+                todo.extend(self.imported(p))
+        return found
 
     def tests_reaching(self, targets: set[Node]) -> dict[str, list[Node]]:
         """nodeid → a path of nodes from the test to one of `targets` (for explanations)."""
@@ -86,3 +376,25 @@ class ProjectIndex(TestDiscovery):
                     chain.append(parent[chain[-1]])
                 found[test.nodeid] = chain
         return found
+
+
+@dataclass
+class _Fixtures:
+    by_name: dict[str, list[Node]]  # the name tests request it by → fixtures
+    autouse: list[Node]
+    nodes: set[Node]
+
+
+def _derived(node: Node) -> bool:
+    """A node the graph makes (an unresolved name, every symbol of a file), not one of a file's own."""
+    return node[1] == ANY or node[1].startswith(MISSING)
+
+
+def _is_conftest(path: str) -> bool:
+    return PurePosixPath(path).name == "conftest.py"
+
+
+def _directory(path: str) -> str:
+    """ "a/b/" for "a/b/c.py"; "" at the root."""
+    parent = str(PurePosixPath(path).parent)
+    return "" if parent == "." else parent + "/"

@@ -6,6 +6,7 @@ editing a method changes the method and not its class.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from dataclasses import dataclass, field
 
@@ -29,20 +30,37 @@ class Symbol:
 @dataclass(frozen=True)
 class Import:
     module: str  # as written, without the leading dots
-    names: tuple[str, ...]  # () for `import x`; ("*",) for star imports
+    names: tuple[tuple[str, str], ...]  # (name in the module, name bound here); () for `import x`
     level: int = 0  # leading dots of a relative import
     alias: str | None = None  # `import a.b as c` → "c"
 
 
+STAR = ("*", "*")  # the names of `from m import *`
+
+
 @dataclass
 class Facts:
-    """What the index needs from one file: symbols, imports, and the names each symbol uses."""
+    """What the index needs from one file: symbols, imports, the names each symbol uses and the
+    names the module itself binds."""
 
     symbols: list[Symbol]
     imports: list[Import]
-    uses: dict[str, set[str]] = field(default_factory=dict)  # qualname → identifiers used
+    # qualname → the names it uses, as written: "x" for a name, "a.b.c" for a chain of attributes
+    # of a name (an attribute of anything else is not recorded: `f().x` uses only "f")
+    uses: dict[str, set[str]] = field(default_factory=dict)
     params: dict[str, tuple[str, ...]] = field(default_factory=dict)  # function → parameter names
+    locals: dict[str, set[str]] = field(default_factory=dict)  # function → names its body assigns
     bases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class → base names as written
+    # outside class bodies, names whose object's identity alone counts (annotations, isinstance's
+    # class, except's type): they run nothing
+    mentions: dict[str, set[str]] = field(default_factory=dict)
+    # Module-level code: `uses[MODULE]` is what import may run. A name only kept (in a variable, in
+    # a literal, as an argument of a call whose result is kept: `f = wrap(g)`, as with decorators)
+    # is not run by the import, and goes only into `values` of the variables it ends up in.
+    assigned: set[str] = field(default_factory=set)  # module-level names bound other than by def, class, import
+    values: dict[str, set[str]] = field(default_factory=dict)  # module-level variable → names its values use
+    made: set[str] = field(default_factory=set)  # module-level callees whose result is kept: their constructors run
+    exports: tuple[str, ...] | None = None  # `__all__` when it is built from string literals only
 
 
 @dataclass(frozen=True)
@@ -158,59 +176,299 @@ def diff(old: list[Symbol], new: list[Symbol]) -> list[Change]:
 def facts(tree: Tree, source: bytes) -> Facts:
     symbols = outline(tree, source)
     result = Facts(symbols=symbols, imports=[])
-    spans = sorted(
-        ((s.start_line, s.end_line, s.qualname) for s in symbols if s.kind != "module"), key=lambda t: (t[0], -t[1])
-    )
+    # 1-based line → the innermost symbol holding it: outer spans first, inner ones overwrite
+    owners = [MODULE] * (tree.root_node.end_point[0] + 2)
+    for s in sorted((s for s in symbols if s.kind != "module"), key=lambda s: (s.start_line, -s.end_line)):
+        owners[s.start_line : s.end_line + 1] = [s.qualname] * (s.end_line - s.start_line + 1)
     uses: dict[str, set[str]] = {s.qualname: set() for s in symbols}
-    _walk_names(tree.root_node, spans, uses, result)
+    exports = _walk_names(tree.root_node, owners, uses, result)
     result.uses = uses
+    if "__all__" in result.assigned and exports is not None:
+        result.exports = tuple(dict.fromkeys(exports))
     return result
 
 
-def _owner(line: int, spans: list[tuple[int, int, str]]) -> str:
-    owner = MODULE
-    for start, end, qualname in spans:
-        if start > line:
-            break
-        if start <= line <= end:
-            owner = qualname  # spans are sorted outer-first, so the innermost wins
-    return owner
+def _owner(line: int, owners: list[str]) -> str:
+    return owners[line] if line < len(owners) else MODULE
 
 
-def _walk_names(root: Node, spans, uses: dict[str, set[str]], result: Facts) -> None:
+# statements that bind names: the field holding what they bind
+_BINDERS = {
+    "assignment": "left",
+    "augmented_assignment": "left",
+    "for_statement": "left",
+    "as_pattern": "alias",
+    "named_expression": "name",
+}
+
+
+def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result: Facts) -> list[str] | None:
+    """Fills uses, mentions, imports, params, locals, bases, assigned, values and made. Returns the names `__all__` lists, or None
+    when something other than string literals goes into it."""
+    exports: list[str] | None = []
+    declared: dict[str, set[str]] = {}  # function → names its `global` statements declare
+    at = _Context()
     cursor = root.walk()
     visited_children = False
-    while True:
-        node = cursor.node
+    while (node := cursor.node) is not None:
+        descend = not visited_children
         if not visited_children:
             kind = node.type
+            at.enter(node)
             if kind == "identifier":
-                owner = _owner(node.start_point[0] + 1, spans)
-                uses[owner].add(node.text.decode("utf-8", "replace"))
+                if _is_use(node):
+                    _use(node, _dotted(node), owners, at, uses, result)
+            elif kind == "attribute":
+                chain = _chain(node)
+                if chain is not None:
+                    _use(node, chain, owners, at, uses, result)
+                    descend = False
+                    if exports is not None and chain.startswith("__all__.") and node.parent and _all_call(node, owners):
+                        exports = _extended(exports, node.parent)
             elif kind in ("import_statement", "import_from_statement"):
                 # imported names are bindings, not uses: the graph follows them through imports
                 result.imports.extend(_imports(node))
-                if cursor.goto_next_sibling():
-                    continue
-                if not cursor.goto_parent():
-                    return
-                visited_children = True
-                continue
-            elif kind == "function_definition":
-                _params(node, spans, result)
-            elif kind == "class_definition":
-                _bases(node, spans, result)
-            if cursor.goto_first_child():
+                descend = False
+            elif kind in DEFS:
+                if kind == "function_definition":
+                    _params(node, owners, result)
+                else:
+                    _bases(node, owners, result)
+                # a def inside an `if` or `try`, or in a function, is no symbol: its name is bound
+                # like a variable's
+                name = _dotted(node.child_by_field_name("name"))
+                if _owner(node.start_point[0] + 1, owners).rpartition(".")[2] != name:
+                    _bound(node, [name], owners, result)
+            elif kind == "global_statement":
+                names = [_dotted(c) for c in node.named_children if c.type == "identifier"]
+                result.assigned.update(names)
+                declared.setdefault(_owner(node.start_point[0] + 1, owners), set()).update(names)
+            elif kind in _BINDERS:
+                names = _targets(node.child_by_field_name(_BINDERS[kind]))
+                _bound(node, names, owners, result)
+                if _owner(node.start_point[0] + 1, owners) == MODULE:
+                    at.assigning(node, names)
+                    if "__all__" in names and exports is not None:
+                        exports = _assigned_all(exports, node)
+            elif kind == "type":
+                owner = _owner(node.start_point[0] + 1, owners)
+                if owner == MODULE or owner in result.params:  # not class bodies: dataclass fields
+                    at.annotation(node)
+            if descend and cursor.goto_first_child():
+                visited_children = False
                 continue
         if cursor.goto_next_sibling():
             visited_children = False
         elif cursor.goto_parent():
             visited_children = True
         else:
-            return
+            break
+    for owner, globals_ in declared.items():
+        result.locals.get(owner, set()).difference_update(globals_)
+    return exports
 
 
-def _params(node: Node, spans, result: Facts) -> None:
+# node type → the field naming what it binds or names rather than reads
+_NAMING = {
+    "attribute": "attribute",
+    "keyword_argument": "name",
+    "assignment": "left",
+    "for_statement": "left",
+    "for_in_clause": "left",
+    "named_expression": "name",
+    "as_pattern": "alias",
+    "function_definition": "name",
+    "class_definition": "name",
+}
+_PATTERNS = ("pattern_list", "tuple_pattern", "list_pattern", "tuple", "list", "expression_list")
+
+
+def _is_use(identifier: Node) -> bool:
+    """Whether an identifier reads a name: not `x.name`'s attribute, `f(name=1)`'s keyword, a name
+    an assignment or a def binds, or the names of `del`, `global` and `nonlocal` statements."""
+    child, parent = identifier, identifier.parent
+    while parent is not None and parent.type in (*_PATTERNS, "parenthesized_expression", "list_splat_pattern"):
+        child, parent = parent, parent.parent
+    if parent is None:
+        return True
+    if parent.type in _NAMING:
+        return parent.child_by_field_name(_NAMING[parent.type]) != child
+    return parent.type not in ("delete_statement", "global_statement", "nonlocal_statement", "as_pattern_target")
+
+
+def _bound(node: Node, names: list[str], owners: list[str], result: Facts) -> None:
+    """Names a statement binds: module-level names, or a function's locals."""
+    owner = _owner(node.start_point[0] + 1, owners)
+    if owner == MODULE:
+        result.assigned.update(names)
+    elif owner in result.params:  # a name a function assigns is its own throughout
+        result.locals.setdefault(owner, set()).update(names)
+
+
+class _Context:
+    """Where the walk is: in which module-level assignments' values, in which annotation."""
+
+    def __init__(self) -> None:
+        self.values: list[tuple[int, int, list[str]]] = []  # (start, end byte of a value, variables)
+        self.annotation_end = 0
+
+    def enter(self, node: Node) -> None:
+        while self.values and self.values[-1][1] <= node.start_byte:
+            self.values.pop()
+
+    def assigning(self, node: Node, names: list[str]) -> None:
+        value = node.child_by_field_name("right")
+        if value is not None and names and node.type in ("assignment", "augmented_assignment"):
+            self.values.append((value.start_byte, value.end_byte, names))
+
+    def annotation(self, node: Node) -> None:
+        self.annotation_end = max(self.annotation_end, node.end_byte)
+
+    def assigned_to(self, node: Node) -> list[str]:
+        """The variables of the module-level assignments whose value holds `node`."""
+        return [n for start, end, names in self.values if start <= node.start_byte < end for n in names]
+
+
+def _use(node: Node, name: str, owners: list[str], at: _Context, uses: dict[str, set[str]], result: Facts) -> None:
+    """Records a use of `name`: as a mention when only the object's identity counts, and at module
+    level apart from what import runs (see Facts)."""
+    owner = _owner(node.start_point[0] + 1, owners)
+    if node.start_byte < at.annotation_end or ((owner == MODULE or owner in result.params) and _mentioned(node)):
+        result.mentions.setdefault(owner, set()).add(name)
+        return
+    if owner != MODULE:
+        uses[owner].add(name)
+        return
+    for variable in at.assigned_to(node):
+        result.values.setdefault(variable, set()).add(name)
+    parent = node.parent
+    if parent is not None and parent.type == "call" and parent.child_by_field_name("function") == node:
+        (result.made if _stored(parent) else uses[MODULE]).add(name)
+    elif not _stored(node):
+        uses[MODULE].add(name)
+
+
+_CONTAINERS = ("list", "tuple", "set", "dictionary", "pair", "expression_list", "keyword_argument")
+
+
+def _stored(node: Node) -> bool:
+    """Whether module-level code only keeps `node`'s value: in a variable, in a literal that goes
+    into one, or as an argument of a call whose result goes into one (`f = wrap(g)`)."""
+    child, parent = node, node.parent
+    while parent is not None and parent.type in _CONTAINERS:
+        child, parent = parent, parent.parent
+    if parent is None:
+        return False
+    if parent.type == "argument_list":
+        return parent.parent is not None and _stored(parent.parent)
+    return (
+        parent.type in ("assignment", "augmented_assignment")
+        and parent.child_by_field_name("right") == child
+        and bool(_targets(parent.child_by_field_name("left")))  # not `obj.attr = value`
+    )
+
+
+def _mentioned(node: Node) -> bool:
+    """Whether only the identity of `node`'s object counts: as the class argument of isinstance or
+    issubclass, as the type of an except clause (annotations: see _Context)."""
+    child, parent = node, node.parent
+    while parent is not None and parent.type in ("tuple", "parenthesized_expression", "subscript", "generic_type"):
+        child, parent = parent, parent.parent
+    if parent is None:
+        return False
+    if parent.type == "argument_list":
+        call = parent.parent
+        callee = call.child_by_field_name("function") if call is not None else None
+        args = parent.named_children
+        return (
+            callee is not None
+            and _dotted(callee) in ("isinstance", "issubclass")
+            and len(args) == 2
+            and args[1] == child
+        )
+    if parent.type == "as_pattern":
+        child, parent = parent, parent.parent
+    return parent is not None and parent.type == "except_clause"
+
+
+def _chain(node: Node) -> str | None:
+    """A dotted name for an attribute chain of a name or of `super()` ("a.b.c", "super().m");
+    None when it starts from anything else."""
+    if node.type == "identifier":
+        return _dotted(node)
+    if node.type == "call":
+        callee = node.child_by_field_name("function")
+        return "super()" if callee is not None and _dotted(callee) == "super" else None
+    if node.type != "attribute":
+        return None
+    obj, attr = node.child_by_field_name("object"), node.child_by_field_name("attribute")
+    head = _chain(obj) if obj is not None else None
+    return None if head is None or attr is None else f"{head}.{_dotted(attr)}"
+
+
+def _targets(node: Node | None) -> list[str]:
+    """Names an assignment target binds (`a, (b, c)`; not `x.y` or `x[i]`)."""
+    if node is None:
+        return []
+    if node.type == "identifier":
+        return [_dotted(node)]
+    if node.type in (*_PATTERNS, "list_splat_pattern", "as_pattern_target"):
+        return [n for c in node.named_children for n in _targets(c)]
+    return []
+
+
+def _strings(node: Node | None) -> list[str] | None:
+    """The values of a string literal or of a list or tuple of them; None for anything else."""
+    if node is None:
+        return None
+    items = node.named_children if node.type in ("list", "tuple") else [node]
+    values = []
+    for item in items:
+        if item.type != "string" or any(c.type == "interpolation" for c in item.named_children):
+            return None
+        try:
+            value = ast.literal_eval(_dotted(item))
+        except (ValueError, SyntaxError):
+            return None
+        values.append(value)
+    return values
+
+
+def _assigned_all(exports: list[str], node: Node) -> list[str] | None:
+    """`__all__ = [...]` starts over, `__all__ += [...]` extends; anything else is not literal."""
+    value = _strings(node.child_by_field_name("right"))
+    if value is None or node.type not in ("assignment", "augmented_assignment"):
+        return None
+    if node.type == "augmented_assignment":
+        operator = node.child_by_field_name("operator")
+        return exports + value if operator is not None and operator.type == "+=" else None
+    return value
+
+
+def _all_call(node: Node, owners: list[str]) -> bool:
+    """Whether `node` is the callee of a module-level `__all__.<method>(...)`."""
+    parent = node.parent
+    return (
+        parent is not None
+        and parent.type == "call"
+        and parent.child_by_field_name("function") == node
+        and _owner(node.start_point[0] + 1, owners) == MODULE
+    )
+
+
+def _extended(exports: list[str], call: Node) -> list[str] | None:
+    """`__all__.extend([...])` and `__all__.append("x")` with literals; any other call: not literal."""
+    method = _dotted(call.child_by_field_name("function")).rpartition(".")[2]
+    args = call.child_by_field_name("arguments")
+    values = args.named_children if args is not None else []
+    takes = {"extend": ("list", "tuple"), "append": ("string",)}.get(method, ())
+    if len(values) != 1 or values[0].type not in takes:
+        return None
+    added = _strings(values[0])
+    return None if added is None else exports + added
+
+
+def _params(node: Node, owners: list[str], result: Facts) -> None:
     params = node.child_by_field_name("parameters")
     if params is None:
         return
@@ -224,21 +482,21 @@ def _params(node: Node, spans, result: Facts) -> None:
         if target is not None and target.type == "identifier":
             names.append(target.text.decode("utf-8", "replace"))
     # walked outer-first: a nested def's parameters never replace its owner's
-    result.params.setdefault(_owner(node.start_point[0] + 1, spans), tuple(names))
+    result.params.setdefault(_owner(node.start_point[0] + 1, owners), tuple(names))
 
 
-def _bases(node: Node, spans, result: Facts) -> None:
+def _bases(node: Node, owners: list[str], result: Facts) -> None:
     supers = node.child_by_field_name("superclasses")
     names = tuple(
         _dotted(a) for a in (supers.named_children if supers else ()) if a.type in ("identifier", "attribute")
     )
     name = node.child_by_field_name("name")
-    owner = _owner(name.start_point[0] + 1, spans) if name is not None else MODULE
+    owner = _owner(name.start_point[0] + 1, owners) if name is not None else MODULE
     result.bases.setdefault(owner, names)
 
 
-def _dotted(node: Node) -> str:
-    return (node.text or b"").decode("utf-8", "replace")
+def _dotted(node: Node | None) -> str:
+    return (node.text or b"").decode("utf-8", "replace") if node is not None else ""
 
 
 def _imports(node: Node) -> list[Import]:
@@ -259,9 +517,12 @@ def _imports(node: Node) -> list[Import]:
         module = text.lstrip(".")
     names = []
     for child in node.children_by_field_name("name"):
-        target = child.child_by_field_name("name") if child.type == "aliased_import" else child
-        names.append(_dotted(target))
+        if child.type == "aliased_import":
+            name, alias = child.child_by_field_name("name"), child.child_by_field_name("alias")
+            names.append((_dotted(name), _dotted(alias) if alias else _dotted(name)))
+        else:
+            names.append((_dotted(child), _dotted(child)))
     if any(c.type == "wildcard_import" for c in node.children):
-        names.append("*")
+        names.append(STAR)
     found.append(Import(module, tuple(names), level))
     return found

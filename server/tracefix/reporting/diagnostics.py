@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tracefix.index.graph import ProjectIndex
+from tracefix.index.modules import NODE
 from tracefix.localizing.rank import Suspect
 from tracefix.parsing.symbols import MODULE
 from tracefix.paths import read_text
@@ -67,11 +68,10 @@ def called_symbol(index: ProjectIndex, r: TestResult, root: Path) -> Location | 
     entry = index.files.get(r.location.path)
     if entry is None:
         return None
-    bound, _ = index.bindings(r.location.path, entry.facts)
-    for name in re.findall(r"([A-Za-z_]\w*)\s*\(", line):
-        for path, qualname in bound.get(name, ()):
+    for name in re.findall(r"([A-Za-z_][\w.]*)\s*\(", line):
+        for path, qualname in (ref.node for ref in index.resolve(r.location.path, name) if ref.kind == NODE):
             symbol = index.symbol(path, qualname)
-            if qualname != MODULE and symbol is not None:
+            if qualname != MODULE and symbol is not None and path != r.location.path:
                 return Location(path, symbol.name_line, qualname)
     return None
 

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from typing import Protocol
 
 from tracefix.index.files import Node
-from tracefix.index.graph import ProjectIndex
+from tracefix.index.graph import ANY_NAME, MEMBERS, ProjectIndex, missing_name
 from tracefix.parsing.symbols import MODULE
 
 
@@ -44,7 +44,7 @@ class Evidence(Protocol):
 def node_name(node: Node) -> str:
     path, qualname = node
     stem = PurePosixPath(path).stem
-    return stem if qualname == MODULE else f"{stem}.{qualname}"
+    return stem if qualname == MODULE else f"{stem}.{qualname.removesuffix(MEMBERS)}"
 
 
 class StaticNames:
@@ -66,13 +66,27 @@ class StaticNames:
             return reasons
         for nodeid, chain in index.tests_reaching(set(by_node)).items():
             change = by_node[chain[-1]]
-            if len(chain) == 1:
+            unresolved = next((n for n in chain if missing_name(n) is not None), None)
+            if unresolved is not None:
+                reasons[nodeid] = f"{_unresolved(index, unresolved)}: selected conservatively ({change.label()})"
+            elif len(chain) == 1:
                 reasons[nodeid] = f"the test itself {change.what} ({change.path}:{change.line})"
             else:
                 via = " → ".join(node_name(n) for n in chain[1:-1])
                 path = f" via {via}" if via else ""
                 reasons[nodeid] = f"reaches {change.label()}{path}"
         return reasons
+
+
+def _unresolved(index: ProjectIndex, node: Node) -> str:
+    path, name = node[0], missing_name(node)
+    if not path:
+        return f"could not resolve module {name}"
+    if name == ANY_NAME:
+        return f"could not resolve which names of {path} are used (the module is read with getattr or passed on)"
+    if index.symbol(path, "__getattr__") is not None:
+        return f"could not resolve {name} in {path} (its module __getattr__ answers)"
+    return f"could not resolve {name} in {path}"
 
 
 class ConftestScope:

@@ -86,10 +86,22 @@ async def test_no_model_configured_says_how(shop):
         ]
         assert action.title.endswith("set up a model first")
         command = command_of(action)
+        asked: list[types.ShowMessageRequestParams] = []
+
+        @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+        def choose(ls, params: types.ShowMessageRequestParams):
+            asked.append(params)
+            return params.actions[0]  # More, then OK
+
         result = await client.workspace_execute_command_async(
             types.ExecuteCommandParams(command=command["command"], arguments=command.get("arguments"))
         )
         assert "tracefix.llm.model" in result["message"]
+        # a toast short enough to read whole, its More shows the whole text
+        await wait_until(lambda: len(asked) == 2)
+        assert [a.title for a in asked[0].actions] == ["More"]
+        assert len(asked[0].message) < 100 and "tracefix.llm.model" in asked[0].message
+        assert asked[1].message == result["message"]
 
 
 async def test_review_comments_add_show_hover_resolve(fixed_shop):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
 from tracefix import __version__
+
+CLOSED_PIPE = 128 + 13  # the exit status a shell reports for a process ended by SIGPIPE
 
 
 def _tcp(value: str) -> tuple[str, int]:
@@ -58,19 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from tracefix.lsp.server import serve
 
-        _log_to(args.log_file, logging.DEBUG if args.verbose else logging.INFO)
-        serve(args.tcp)
+        serve(args.tcp, args.log_file, args.verbose)
         return 0
     from tracefix.check import check
 
     logging.basicConfig(level=logging.WARNING, format="tracefix: %(message)s")
-    return asyncio.run(check(args))
-
-
-def _log_to(path: Path | None, level: int) -> None:
-    handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(level)
-    logging.getLogger("pygls").setLevel(logging.DEBUG if level == logging.DEBUG else logging.WARNING)
+    try:
+        status = asyncio.run(check(args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`tracefix check --all | head -1`): end quietly, with the status of a
+        # program that SIGPIPE ended, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
+        return CLOSED_PIPE
+    return status

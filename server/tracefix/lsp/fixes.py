@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 
 from tracefix.fixing.jobs import Fix, FixError, address_review, fix_test
 from tracefix.fixing.model import not_configured_message
@@ -181,5 +182,25 @@ def actions(
 @sync(Command.EXPLAIN_MODEL, command=True)
 def explain_model(session: Session, *args) -> dict:
     message = not_configured_message()
-    session.ls.tell(message)
+    summary = "tracefix: no model is configured for fixes. Set tracefix.llm.model to use one."
+    session.spawn(_briefly(session, summary, message), "explain model")
     return {"message": message}
+
+
+async def _briefly(session: Session, summary: str, details: str) -> None:
+    """A toast read at a glance, whose More shows the whole text: VS Code cuts a message to one
+    line unless it has a button."""
+    ls, info = session.ls, types.MessageType.Info
+    more = types.MessageActionItem(title="More")
+    try:
+        choice = await ls.window_show_message_request_async(
+            types.ShowMessageRequestParams(type=info, message=summary, actions=[more])
+        )
+        if choice is not None and choice.title == more.title:
+            await ls.window_show_message_request_async(
+                types.ShowMessageRequestParams(
+                    type=info, message=details, actions=[types.MessageActionItem(title="OK")]
+                )
+            )
+    except JsonRpcException:  # a client without window/showMessageRequest
+        ls.tell(details)

@@ -1,5 +1,6 @@
 import * as vscode from "vscode";
 import { registerAdvertised, registerPaletteCommands } from "./commands";
+import { Command } from "./protocol";
 import { onDidChangeInterpreter } from "./python";
 import { Server } from "./server";
 import { statusView } from "./status";
@@ -16,11 +17,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   const testing = new TestingView(async (nodeids) => {
     if (nodeids === undefined) {
-      await vscode.commands.executeCommand("tracefix.runAll");
+      await vscode.commands.executeCommand(Command.RUN_ALL);
       return;
     }
     for (const nodeid of nodeids) {
-      await vscode.commands.executeCommand("tracefix.rerunTest", nodeid);
+      await vscode.commands.executeCommand(Command.RERUN_TEST, nodeid);
     }
   });
 

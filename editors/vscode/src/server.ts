@@ -11,8 +11,8 @@ import {
 import { hasTracefix, which } from "./nodeProbes";
 import { activeInterpreter } from "./python";
 import { Resolution, resolveServerCommand } from "./serverCommand";
-import { ClientState, ServerStatus } from "./status";
-import { TestResultsParams } from "./testResults";
+import { Method, StatusParams, TestResultsParams } from "./protocol";
+import { ClientState } from "./status";
 
 /**
  * The extension registers the tracefix.* commands itself: they must exist in
@@ -30,7 +30,7 @@ class TracefixClient extends LanguageClient {
 }
 
 export interface ServerEvents {
-  status(status: ServerStatus | ClientState): void;
+  status(status: StatusParams | ClientState): void;
   testResults(params: TestResultsParams): void;
   /** Running, also after an automatic restart; with the commands the server advertises. */
   started(commands: string[]): void;
@@ -146,11 +146,11 @@ export class Server implements vscode.Disposable {
       clientOptions,
     );
     let reported = false;
-    client.onNotification("tracefix/status", (params: ServerStatus) => {
+    client.onNotification(Method.STATUS, (params: StatusParams) => {
       reported = true;
       this.events.status(params);
     });
-    client.onNotification("tracefix/testResults", (params: TestResultsParams) => this.events.testResults(params));
+    client.onNotification(Method.TEST_RESULTS, (params: TestResultsParams) => this.events.testResults(params));
     client.onDidChangeState(({ newState }) => {
       if (newState === State.Running) {
         this.events.started(client.initializeResult?.capabilities.executeCommandProvider?.commands ?? []);

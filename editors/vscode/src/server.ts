@@ -8,6 +8,7 @@ import {
   State,
   StaticFeature,
 } from "vscode-languageclient/node";
+import { ClientChannel } from "./logChannel";
 import { hasTracefix, which } from "./nodeProbes";
 import { activeInterpreter } from "./python";
 import { Resolution, resolveServerCommand } from "./serverCommand";
@@ -136,7 +137,7 @@ export class Server implements vscode.Disposable {
         settings: vscode.workspace.getConfiguration().get("tracefix"),
         trusted,
       },
-      outputChannel: this.log,
+      outputChannel: new ClientChannel(this.log),
     };
     const client = new TracefixClient(
       "tracefix",

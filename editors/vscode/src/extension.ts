@@ -28,7 +28,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   let advertised: vscode.Disposable[] = [];
   const forgetAdvertised = () => advertised.splice(0).forEach((command) => command.dispose());
 
-  const tracefix = new Server(log, {
+  const tracefix = new Server(context.extensionPath, log, {
     status(status) {
       const view = statusView(status);
       statusBar.text = view.text;

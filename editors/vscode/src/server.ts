@@ -9,7 +9,7 @@ import {
   StaticFeature,
 } from "vscode-languageclient/node";
 import { ClientChannel } from "./logChannel";
-import { hasTracefix, which } from "./nodeProbes";
+import { bundled, hasTracefix, pythonVersion, which } from "./nodeProbes";
 import { activeInterpreter } from "./python";
 import { Resolution, resolveServerCommand } from "./serverCommand";
 import { Method, StatusParams, TestResultsParams } from "./protocol";
@@ -46,6 +46,8 @@ export class Server implements vscode.Disposable {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
+    /** Where the extension is installed: package.py puts the server under bundled/ there. */
+    private readonly extensionPath: string,
     private readonly log: vscode.LogOutputChannel,
     private readonly events: ServerEvents,
   ) {}
@@ -110,9 +112,10 @@ export class Server implements vscode.Disposable {
     return next;
   }
 
-  private resolve(): Promise<Resolution> {
+  private async resolve(): Promise<Resolution> {
     const configured = vscode.workspace.getConfiguration("tracefix").get<string[]>("server.command");
-    return resolveServerCommand(configured, { interpreter: () => activeInterpreter(this.log), hasTracefix, which });
+    const probes = { interpreter: () => activeInterpreter(this.log), version: pythonVersion, hasTracefix, which };
+    return resolveServerCommand(configured, await bundled(this.extensionPath), probes);
   }
 
   private async doStart(resolution: Resolution): Promise<void> {

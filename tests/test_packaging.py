@@ -56,3 +56,14 @@ def test_the_wheel_and_sdist_build_pass_twine_and_install_into_a_fresh_venv(tmp_
     check = subprocess.run([bin_dir / "tracefix", "check", shop, "--all", "--no-trace"], capture_output=True, text=True)
     assert check.returncode == 1, check.stderr  # the example's failing test, found by the installed tracefix
     assert "1 failed, 7 passed" in check.stdout
+
+
+def test_the_extension_gives_the_interpreter_order_the_readme_gives():
+    """Tests run with: the setting, a .venv or venv in the workspace, $VIRTUAL_ENV, the server's own."""
+    readme = (ROOT / "README.md").read_text()
+    order = readme[readme.index("Tests run with your project's interpreter") :].split("\n\n")[0]
+    setting = json.loads((ROOT / "editors/vscode/package.json").read_text())["contributes"]["configuration"]
+    described = setting["properties"]["tracefix.python"]["description"]
+    for text in (order, described):
+        marks = [text.find(mark) for mark in ("venv", "$VIRTUAL_ENV", "runs on")]
+        assert -1 not in marks and marks == sorted(marks), text

@@ -205,11 +205,8 @@ function prepareProject() {
     filter: (file) => !/(^|\/)(__pycache__|\.pytest_cache|\.tracefix|\.venv)(\/|$)/.test(path.relative(example, file)),
   });
   const venv = path.join(dirs.project, ".venv");
-  execFileSync(python, ["-m", "venv", "--system-site-packages", venv], { stdio: "inherit" });
-  const venvPython = path.join(venv, "bin", "python");
-  if (spawnSync(venvPython, ["-c", "import pytest"]).status !== 0) {
-    execFileSync(venvPython, ["-m", "pip", "install", "--quiet", "pytest"], { stdio: "inherit" });
-  }
+  execFileSync(python, ["-m", "venv", venv], { stdio: "inherit" });
+  execFileSync(path.join(venv, "bin", "python"), ["-m", "pip", "install", "--quiet", "pytest"], { stdio: "inherit" });
 }
 
 /** The tracefix output channel's log, one entry per line. */

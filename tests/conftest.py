@@ -55,20 +55,21 @@ def fixed_shop(shop: Path) -> Path:
 
 
 async def start_client(
-    root: Path, settings: dict | None = None, trusted: bool = True, spec: str = "visual-studio-code"
+    root: Path,
+    settings: dict | None = None,
+    trusted: bool = True,
+    spec: str = "visual-studio-code",
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
 ):
+    """A pytest-lsp client of `tracefix serve` on `root`, initialized; `env`: more environment for
+    the server, `log`: its log file ($TRACEFIX_TEST_LOG, if set, takes a verbose log instead)."""
+    logging = ["--log-file", str(log)] if log else []
+    if os.environ.get("TRACEFIX_TEST_LOG"):
+        logging = ["--verbose", "--log-file", os.environ["TRACEFIX_TEST_LOG"]]
     config = ClientServerConfig(
-        server_command=[
-            sys.executable,
-            "-m",
-            "tracefix",
-            "serve",
-            *(
-                ["--verbose", "--log-file", os.environ["TRACEFIX_TEST_LOG"]]
-                if os.environ.get("TRACEFIX_TEST_LOG")
-                else []
-            ),
-        ]
+        server_command=[sys.executable, "-m", "tracefix", "serve", *logging],
+        server_env=dict(os.environ, **env) if env else None,
     )
     client = await config.start()
     client.tracefix_status, client.tracefix_results = [], []

@@ -367,7 +367,8 @@ async def test_server_audits_when_idle(tmp_path, monkeypatch):
         await wait_until(lambda: any("selection audit" in m.message for m in client.log_messages))
         audit = next(m for m in client.log_messages if "selection audit" in m.message)
         assert audit.message == (
-            "selection audit: 1 missed failures so far: this audit found tests/test_flag.py::test_no_flag"
+            "selection audit: a run of every test found 1 failing test(s) that selection would have skipped: "
+            "tests/test_flag.py::test_no_flag (1 so far)"
         )
         assert audit.type == types.MessageType.Warning
 

@@ -16,7 +16,7 @@ from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.index.store import Store
 from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import Symbol, diff, outline
-from tracefix.paths import is_relevant_file
+from tracefix.paths import is_relevant_file, read_text
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running import warm as warm_mod
 from tracefix.running.interpreter import InterpreterError, find_python
@@ -98,10 +98,7 @@ class Project:
             return None
 
     def text(self, rel: str) -> str | None:
-        try:
-            return (self.root / rel).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
+        return read_text(self.root / rel)
 
     # changes
     def changes_in(self, rel: str, text: str | None) -> list[Changed]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlparse
 
+from tracefix.paths import read_text
+
 SELECTION_MODES = ("precise", "conservative", "all")
 LLM_PREFIX = "tracefix.llm."
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -183,12 +185,12 @@ def _llm(data: dict, source: str) -> tuple[LLMSettings, list[str]]:
 
 
 def from_pyproject(root: Path) -> tuple[dict, list[str]]:
-    path = root / "pyproject.toml"
-    if not path.is_file():
+    text = read_text(root / "pyproject.toml")
+    if text is None:
         return {}, []
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         return {}, [f"pyproject.toml could not be read ({exc}); [tool.tracefix] ignored"]
     table = data.get("tool", {}).get("tracefix", {})
     return (table, []) if isinstance(table, dict) else ({}, ["[tool.tracefix] is not a table; ignored"])

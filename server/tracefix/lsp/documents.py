@@ -106,8 +106,7 @@ async def did_save(session: Session, params: types.DidSaveTextDocumentParams) ->
     if located is None:
         return
     state, rel = located
-    opened = session.documents.get(uri)
-    text = opened.doc.text if opened is not None else await state.call(state.project.text, rel)
+    text = session.text_of(state, rel)
     if text is not None:
         reviews.critique_changes(session, state, rel, text)  # before the index takes the new text
     await runs.file_changed(session, state, rel, text)

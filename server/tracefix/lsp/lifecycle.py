@@ -106,7 +106,8 @@ async def configuration_changed(session: Session, params: types.DidChangeConfigu
     else:
         await _pull_settings(session)
     for state in session.projects.values():
-        for warning in await state.call(state.project.reconfigure, session.editor_settings):
+        # here, not on the worker: a request that follows this notification must see the new settings
+        for warning in state.project.reconfigure(session.editor_settings):
             session.ls.warn(warning)
 
 

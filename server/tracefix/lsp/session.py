@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from tracefix.index.discovery import TestItem
 from tracefix.parsing.document import Document
+from tracefix.paths import read_text
 from tracefix.project import Project
 from tracefix.reporting.diagnostics import Diagnostic
 from tracefix.running.results import TestResult
@@ -70,11 +73,63 @@ class Runs:
     audit: asyncio.TimerHandle | asyncio.Task | None = None  # waiting, or running
 
 
+WORKER = "tracefix worker"  # the thread name prefix of every folder's worker thread
+# Used on the loop by design: the folder's root and settings (replaced, never changed in place; a
+# request after didChangeConfiguration must see the new ones), `rel` (path arithmetic), and the
+# asyncio parts, `execute` (a run's process) and `pool` (the warm worker), which touch no index or store.
+ON_ANY_THREAD = frozenset({"root", "settings", "reconfigure", "rel", "execute", "pool"})
+
+
+class _OnWorker:
+    """A Project (or a part of it) that raises when used off its folder's worker thread: the check
+    of invariant 4 (docs/architecture.md), on when TRACEFIX_ASSERT_THREADS is set."""
+
+    def __init__(self, target: Any):
+        object.__setattr__(self, "_target", target)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if name in ON_ANY_THREAD or isinstance(value, (str, int, float, bool, Path, type(None), tuple)):
+            return value
+        if callable(value):
+
+            def checked(*args: Any, **kwargs: Any) -> Any:
+                _assert_worker(name)
+                return value(*args, **kwargs)
+
+            return checked
+        return _OnWorker(value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in ON_ANY_THREAD:
+            _assert_worker(name)
+        setattr(self._target, name, value)
+
+    def __iter__(self):
+        _assert_worker("iteration")
+        return iter(self._target)
+
+    def __getitem__(self, key):
+        _assert_worker("item access")
+        return self._target[key]
+
+    def __len__(self) -> int:
+        _assert_worker("len")
+        return len(self._target)
+
+
+def _assert_worker(what: str) -> None:
+    thread = threading.current_thread().name
+    if not thread.startswith(WORKER):
+        raise AssertionError(f"a Project used off its worker thread ({what} on {thread})")
+
+
 class ProjectState:
     """One workspace folder: its core Project and what the editor has been told about it."""
 
     def __init__(self, project: Project):
-        self.project = project
+        checked = os.environ.get("TRACEFIX_ASSERT_THREADS")
+        self.project: Project = _OnWorker(project) if checked else project  # type: ignore[assignment]
         self.root = project.root
         self.results: dict[str, TestResult] = {}  # nodeid → latest result
         self.diagnostics: dict[str, list[Diagnostic]] = {}  # nodeid → where its failure shows
@@ -88,7 +143,7 @@ class ProjectState:
         self.review_diagnostics: dict[str, list[types.Diagnostic]] = {}  # uri → review comments
         self.runs = Runs()
         self.python_problem: dict[str, str | None] = {}  # interpreter → why it cannot run tests
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tracefix {self.root.name}")
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{WORKER} {self.root.name}")
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(*args) on this folder's worker thread: the one thread that uses its Project."""
@@ -118,8 +173,10 @@ class ProjectState:
         for job in (self.runs.timer, self.runs.active, self.runs.audit):
             if job is not None:
                 job.cancel()
+        if self.project.pool is not None:
+            self.project.pool.close()  # asyncio: on the loop
         try:
-            await self.call(self.project.close)
+            await self.call(self.project.store.close)
         finally:
             self._worker.shutdown(wait=False)
 
@@ -188,9 +245,10 @@ class Session:
 
     # texts
     def text_of(self, state: ProjectState, rel: str) -> str | None:
-        """The open buffer's text if there is one (buffers win over disk), else the file's."""
+        """The open buffer's text if there is one (buffers win over disk), else the file's: a
+        bounded read of a regular file, cheap enough for the loop."""
         opened = self.documents.get(state.uri(rel))
-        return opened.doc.text if opened is not None else state.project.text(rel)
+        return opened.doc.text if opened is not None else read_text(state.root / rel)
 
     def overlay(self, state: ProjectState) -> dict[str, str]:
         """The folder's open buffers by relative path: what fixes and reviews read instead of disk."""

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -148,18 +149,61 @@ async def _drain(reader: asyncio.StreamReader, sink: bytearray) -> bool:
 Spawn = Callable[[list[str], Path, dict[str, str], Limits, int], Awaitable[Any]]
 
 
-async def spawn_process(argv: list[str], cwd: Path, env: dict[str, str], limits: Limits, report_fd: int):
-    return await asyncio.create_subprocess_exec(
-        *argv,
+async def spawn_process(argv: list[str], cwd: Path, env: dict[str, str], limits: Limits, report_fd: int) -> Child:
+    """A new process, started on a thread: forking a large server can take tens of milliseconds,
+    which must not stall the event loop."""
+    popen = await asyncio.to_thread(
+        subprocess.Popen,
+        argv,
         cwd=str(cwd),
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         pass_fds=(report_fd,),
         start_new_session=True,
         preexec_fn=_limit_child(limits),
     )
+    return await Child.watch(popen)
+
+
+class Child:
+    """A started subprocess.Popen shaped like asyncio's Process: `stdout` is a StreamReader and
+    `wait()` resolves when it exits, seen through a pidfd (a thread where there is none)."""
+
+    def __init__(self, popen: subprocess.Popen, stdout: asyncio.StreamReader, exited: asyncio.Future):
+        self.popen, self.pid, self.stdout, self._exited = popen, popen.pid, stdout, exited
+
+    @classmethod
+    async def watch(cls, popen: subprocess.Popen) -> Child:
+        loop = asyncio.get_running_loop()
+        stdout = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout)
+        exited: asyncio.Future = loop.create_future()
+        try:
+            pidfd = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):  # no pidfd: a thread waits
+            wait = loop.run_in_executor(None, popen.wait)
+            wait.add_done_callback(lambda f: exited.done() or exited.set_result(f.result()))
+            return cls(popen, stdout, exited)
+
+        def reap() -> None:
+            if popen.poll() is not None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+                if not exited.done():
+                    exited.set_result(popen.returncode)
+
+        loop.add_reader(pidfd, reap)
+        reap()
+        return cls(popen, stdout, exited)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
 
 
 async def run_streaming(

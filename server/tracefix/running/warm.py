@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class Worker:
 
     def __init__(self, python: str, root: Path, env: dict[str, str]):
         self.python, self.root, self.env = python, root, _startup_env(env)
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -58,14 +59,14 @@ class Worker:
         # a file, not a pipe: warnings printed by imports must never fill a pipe nobody reads
         with tempfile.TemporaryFile() as stderr:
             try:
-                self.process = await asyncio.create_subprocess_exec(
-                    self.python,
-                    "-m",
-                    "tracefix_warm",
+                # on a thread: forking the server can take long enough to stall the event loop
+                self.process = await asyncio.to_thread(
+                    subprocess.Popen,
+                    [self.python, "-m", "tracefix_warm"],
                     cwd=str(self.root),
                     env=dict(self.env, TRACEFIX_WARM_FD=str(theirs.fileno())),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
                     stderr=stderr,
                     pass_fds=(theirs.fileno(),),
                     start_new_session=True,
@@ -132,12 +133,22 @@ class Worker:
         elif self.sock is not None:
             self.sock.close()
         # the run has a session of its own: killing the worker would leave it running
-        alive = self.process is not None and self.process.returncode is None
+        alive = self.process is not None and self.process.poll() is None
         for group in (self.running, self.process.pid if alive else None):
             if group is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group, signal.SIGKILL)
         self.running = None
+        if alive:
+            _reap(self.process)
+
+
+def _reap(process: subprocess.Popen) -> None:
+    """Wait for a killed worker off the loop, so that it leaves no zombie."""
+    try:
+        asyncio.get_running_loop().run_in_executor(None, process.wait)
+    except RuntimeError:  # no loop: a one-shot caller that may block
+        process.wait()
 
 
 class _Run:

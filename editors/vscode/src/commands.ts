@@ -24,12 +24,12 @@ const NO_FAILURES = "no test is failing.";
 
 /** The commands in the palette (package.json lists the same ids). */
 const PALETTE: Forwarded[] = [
-  { id: Command.RUN_AFFECTED, ask: async ({ server }) => activeUri(server) },
+  { id: Command.RUN_AFFECTED, ask: ({ server }) => Promise.resolve(activeUri(server)) },
   { id: Command.RUN_ALL },
   {
     id: Command.SHOW_TRACE,
     ask: ({ testing }) => pickTest(testing.failing(), "Failing test whose trace to show", NO_FAILURES),
-    show: ({ traces }, args, result) => traces.show(result, String(args[0] ?? "trace")),
+    show: ({ traces }, args, result) => traces.show(result, typeof args[0] === "string" ? args[0] : "trace"),
   },
   { id: Command.FIX_TEST, ask: ({ testing }) => pickTest(testing.failing(), "Failing test to fix", NO_FAILURES) },
   { id: Command.RERUN_TEST, ask: ({ testing }) => pickTest(testing.known(), "Test to run again", "no test has run yet.") },
@@ -75,7 +75,7 @@ async function forward(
     const result = await server.executeCommand(id, args);
     await show?.(result);
   } catch (error) {
-    void vscode.window.showErrorMessage(`tracefix: ${id} failed: ${error instanceof Error ? error.message : error}`);
+    void vscode.window.showErrorMessage(`tracefix: ${id} failed: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 

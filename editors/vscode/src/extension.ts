@@ -26,7 +26,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
 
   let advertised: vscode.Disposable[] = [];
-  const forgetAdvertised = () => advertised.splice(0).forEach((command) => command.dispose());
+  const forgetAdvertised = () => {
+    for (const command of advertised.splice(0)) {
+      command.dispose();
+    }
+  };
 
   const tracefix = new Server(context.extensionPath, log, {
     status(status) {

@@ -170,9 +170,9 @@ export class Server implements vscode.Disposable {
     try {
       await client.start();
     } catch (error) {
-      this.log.error(`The server did not start: ${error}`);
+      this.log.error(`The server did not start: ${String(error)}`);
       this.events.status("stopped");
-      void offerHelp(`tracefix: the server did not start (${resolution.argv.join(" ")}): ${error}`);
+      void offerHelp(`tracefix: the server did not start (${resolution.argv.join(" ")}): ${String(error)}`);
       return;
     }
     this.launched = { argv: resolution.argv, trusted };

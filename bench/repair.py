@@ -205,6 +205,7 @@ async def tracefix(ctx: Context) -> Attempt:
     started = time.monotonic()
     trace = await capture(ctx.project.root, ctx.project.python(), NODEID, timeout=TEST_TIMEOUT)
     request = request_for(ctx, trace_text=prompt_trace(ctx.project, trace))
+    request.trace = trace  # the failing inputs: generated inputs for the property check start from them
     outcome = await refine(request, ctx.settings)
     attempt = Attempt(
         solution=outcome.best.file_text if outcome.best else None,
@@ -219,6 +220,7 @@ async def tracefix(ctx: Context) -> Attempt:
         "attempts": [
             f"r{a.round}c{a.index} t={a.temperature} {a.view} {a.verdict}: {a.reason}" for a in outcome.attempts
         ],
+        "check_seconds": round(outcome.check_time, 2),  # of the time, in the checks beyond the tests
         # which prompt the offered fix answered: with the trace, or the brief view without it
         "offered_view": next((a.view for a in outcome.attempts if outcome.best and a.candidate is outcome.best), None),
         # Offered in the editor only as clearly unverified; scored here for information, not as a fix.

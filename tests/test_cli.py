@@ -46,7 +46,7 @@ def test_first_run_without_history_runs_everything_and_reports_the_failure(shop)
         "function": "test_bulk_discount_tiers",
     }
     kinds = {(d["path"], d["line"], d["kind"]) for d in data["diagnostics"]}
-    assert kinds == {("tests/test_pricing.py", 11, "assert"), ("shop/pricing.py", 11, "frame")}
+    assert kinds == {("tests/test_pricing.py", 11, "assert"), ("shop/pricing.py", 11, "suspect")}
     assert all(d["nodeid"] and d["severity"] == "error" for d in data["diagnostics"])
 
 
@@ -63,9 +63,10 @@ def test_uncommitted_change_against_git_head(repo):
     assert "tests/test_text.py::test_money" not in data["selected"]
     assert "tests/test_pricing.py::test_apply_discount" in data["selected"]
     assert {r["nodeid"] for r in data["results"]} == set(data["selected"])
-    # the run is recorded: with nothing changed since, nothing runs
+    failed = sorted(r["nodeid"] for r in data["results"] if r["outcome"] == "failed")
+    # the run is recorded: with nothing changed since, only the tests that failed run again
     code, data = check_json(repo)
-    assert (code, data["selected"], data["changed"]) == (0, [], [])
+    assert (code, data["changed"], sorted(data["selected"]), data["verdict"]) == (1, [], failed, "failed")
 
 
 def test_since_revision_and_explain(repo):
@@ -90,7 +91,7 @@ def test_text_report(shop):
     proc = tracefix("check", str(shop), "--no-trace")
     assert proc.returncode == 1
     assert "tests/test_pricing.py:11: error: test_bulk_discount_tiers failed: assert 5 == 10" in proc.stdout
-    assert "shop/pricing.py:11: error: bulk_discount gives a wrong result" in proc.stdout
+    assert "shop/pricing.py:11: error: bulk_discount: likely cause of test_bulk_discount_tiers failing" in proc.stdout
     assert "\033[" not in proc.stdout  # not a terminal: no colour
 
 

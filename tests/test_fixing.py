@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_localizing import add_checkout, break_discount
+
 WRONG = "Sure! Here it is:\n```python\ndef bulk_discount(quantity):\n    if quantity > 49:\n        return 10\n    return 5\n```\n"
 RIGHT = (
     "The boundary is wrong.\n```python\ndef bulk_discount(quantity):\n"
@@ -178,3 +180,67 @@ def test_the_prompt_shows_the_test_helpers_that_hold_the_asserts(shop, fake_open
     configure(shop, fake.base_url, rounds=1)
     check(shop, "--fix")
     assert "def check(fn):\n    assert fn(1) == 0" in fake.chat_requests[0].prompt
+
+
+# A helper broken under its callers: test_checkout → checkout → apply_discount.
+WRONG_HELPER = "```python\ndef apply_discount(price, percent):\n    return price * (1 - percent / 50)\n```\n"
+RIGHT_HELPER = (
+    "The helper divides the percentage by 10.\n```python\n# shop/pricing.py::apply_discount\n"
+    "def apply_discount(price, percent):\n"
+    '    """Price after taking `percent` percent off."""\n'
+    "    return price * (1 - percent / 100)\n```\n"
+)
+
+
+def broken_helper_shop(root: Path) -> Path:
+    """Only callers of apply_discount test it, and it is broken before tracefix ever saw it pass."""
+    add_checkout(root)
+    tests = root / "tests" / "test_pricing.py"
+    tests.write_text(
+        tests.read_text().replace("def test_apply_discount():\n    assert apply_discount(200, 25) == 150\n", "")
+    )
+    break_discount(root)
+    return root
+
+
+def test_a_callers_failure_gets_a_verified_fix_of_the_helper(fixed_shop, fake_openai):
+    root = broken_helper_shop(fixed_shop)
+    fake = fake_openai([WRONG_HELPER, RIGHT_HELPER])
+    configure(root, fake.base_url)
+    data = check(root, "--fix", "--apply")
+    [fix] = data["fixes"]  # the failing callers blame the same helper: one fix job
+    assert "tests/test_checkout.py::test_checkout" in fix["tests"] and len(fix["tests"]) == 3
+    assert fix["verified"] and fix["outcome"] == "verified" and fix["applied"]
+    assert fix["paths"] == ["shop/pricing.py"] and "percent / 100" in fix["diff"]
+    assert fix["suspects"][0]["function"] == "apply_discount"
+    assert fix["model_calls"] == 2 and fix["tokens"] > 0 and fix["seconds"] > 0
+    assert [a.split(":")[1].strip() for a in fix["attempts"]] == ["fails", "verified"]
+    first, second = fake.chat_requests
+    assert "Function `apply_discount` in shop/pricing.py" in first.prompt  # the cheap round: the top suspect
+    # then any suspect may be rewritten, the evidence against each beside it
+    assert "Suspect 1: `shop/pricing.py::apply_discount`" in second.prompt and "Suspect 2: `" in second.prompt
+    assert check(root)["summary"].startswith("8 passed")
+
+
+def test_unverified_suggestions_are_not_shown_unless_offered(fixed_shop, fake_openai):
+    root = broken_helper_shop(fixed_shop)
+    first = fake_openai([WRONG_HELPER]).base_url
+    configure(root, first, rounds=1)
+    [fix] = check(root, "--fix")["fixes"]
+    assert (fix["outcome"], fix["offered"], fix["diff"]) == ("unverified", False, "")
+    assert fix["model_calls"] == 1 and fix["suspects"][0]["function"] == "apply_discount"
+    config = root / "pyproject.toml"
+    again = config.read_text().replace(first, fake_openai([WRONG_HELPER]).base_url)
+    config.write_text(again + "\n[tool.tracefix.fix]\nofferUnverified = true\n")
+    [fix] = check(root, "--fix")["fixes"]
+    assert fix["offered"] and "percent / 50" in fix["diff"]
+
+
+def test_the_revert_of_the_breaking_change_is_offered_without_a_model(fixed_shop):
+    root = add_checkout(fixed_shop)
+    assert check(root)["summary"].startswith("9 passed")  # tracefix sees the tests pass
+    break_discount(root)
+    [fix] = check(root, "--fix", "--apply")["fixes"]
+    assert fix["title"] == "Revert the change at shop/pricing.py:8 that broke 4 tests"
+    assert fix["verified"] and fix["applied"] and fix["model_calls"] == 0
+    assert "percent / 100" in (root / "shop" / "pricing.py").read_text()

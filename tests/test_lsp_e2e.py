@@ -7,7 +7,7 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from conftest import wait_until
+from conftest import run_all, wait_until
 
 
 def errors(client, path: Path):
@@ -61,6 +61,8 @@ async def test_break_save_diagnose_fix_clear(lsp, fixed_shop):
     pricing = fixed_shop / "shop" / "pricing.py"
     test_file = fixed_shop / "tests" / "test_pricing.py"
     statuses, results = lsp.tracefix_status, lsp.tracefix_results
+    await run_all(lsp)  # tracefix sees the tests pass
+    results.clear()
     await open_file(lsp, pricing)
     await edit_and_save(lsp, pricing, "price * (1 - percent / 100)", "price * (1 + percent / 100)", 2)
 
@@ -69,9 +71,12 @@ async def test_break_save_diagnose_fix_clear(lsp, fixed_shop):
     on_test = {d.range.start.line: d for d in errors(lsp, test_file)}
     assert "test_apply_discount failed" in on_test[4].message  # `assert apply_discount(200, 25) == 150`
     assert on_test[4].related_information[0].location.uri == pricing.as_uri()
-    on_code = {d.range.start.line: d for d in errors(lsp, pricing)}
-    assert "apply_discount gives a wrong result" in on_code[5].message  # def apply_discount
-    assert on_code[5].related_information[0].location.uri == test_file.as_uri()
+    # each failing test blames the line just changed, where the tests last passed without it
+    on_code = errors(lsp, pricing)
+    assert {d.range.start.line for d in on_code} == {7}
+    assert all("changed at shop/pricing.py:8 since the test last passed" in d.message for d in on_code)
+    [mine] = [d for d in on_code if "apply_discount: likely cause of test_apply_discount failing" in d.message]
+    assert mine.related_information[0].location.uri == test_file.as_uri()
 
     ran = {r["nodeid"] for n in results for r in n["results"]}
     assert "tests/test_text.py::test_money" not in ran  # cannot reach apply_discount

@@ -1,12 +1,13 @@
 """The fix and review actions through a real LSP session and a scripted model server."""
 
 import ast
+import asyncio
 from pathlib import Path
 
 from lsprotocol import types
 
 from conftest import run_all, session, wait_until
-from test_fixing import RIGHT, WRONG
+from test_fixing import RIGHT, RIGHT_HELPER, WRONG, WRONG_HELPER, broken_helper_shop
 from test_lsp_e2e import edit_and_save, errors, open_file
 
 
@@ -81,11 +82,7 @@ async def test_no_model_configured_says_how(shop):
     async with session(shop) as client:
         test_file = shop / "tests" / "test_pricing.py"
         await run_all(client)
-        [action] = [
-            a for a in await actions_at(client, test_file, errors(client, test_file)[0]) if a.title.startswith("Fix")
-        ]
-        assert action.title.endswith("set up a model first")
-        command = command_of(action)
+        actions = await actions_at(client, test_file, errors(client, test_file)[0])
         asked: list[types.ShowMessageRequestParams] = []
 
         @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
@@ -93,15 +90,75 @@ async def test_no_model_configured_says_how(shop):
             asked.append(params)
             return params.actions[0]  # More, then OK
 
-        result = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command=command["command"], arguments=command.get("arguments"))
+        for title in ("Fix test_bulk_discount_tiers with tracefix", "Set up a model for tracefix fixes"):
+            [action] = [a for a in actions if a.title == title]
+            command = command_of(action)
+            asked.clear()
+            result = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command=command["command"], arguments=command.get("arguments"))
+            )
+            # the bug is older than any passing run tracefix saw, so there is no change to revert
+            assert "tracefix.llm.model" in result["message"]
+            # a toast short enough to read whole, its More shows the whole text
+            await wait_until(lambda: len(asked) == 2)
+            assert [a.title for a in asked[0].actions] == ["More"]
+            assert len(asked[0].message) < 100 and "tracefix.llm.model" in asked[0].message
+            assert asked[1].message == result["message"]
+
+
+async def hover_at(client, path: Path, line: int):
+    return await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=path.as_uri()), position=types.Position(line, 8)
         )
-        assert "tracefix.llm.model" in result["message"]
-        # a toast short enough to read whole, its More shows the whole text
-        await wait_until(lambda: len(asked) == 2)
-        assert [a.title for a in asked[0].actions] == ["More"]
-        assert len(asked[0].message) < 100 and "tracefix.llm.model" in asked[0].message
-        assert asked[1].message == result["message"]
+    )
+
+
+async def test_a_callers_failure_offers_a_verified_fix_of_the_helper(fixed_shop, fake_openai):
+    root = broken_helper_shop(fixed_shop)
+    fake = fake_openai([WRONG_HELPER, RIGHT_HELPER])
+    settings = {"llm": {"model": "fake-model", "baseUrl": fake.base_url, "candidates": 1, "rounds": 2}}
+    async with session(root, settings=settings) as client:
+        pricing, checkout = root / "shop" / "pricing.py", root / "shop" / "checkout.py"
+        await open_file(client, pricing)
+        await run_all(client)
+        # once the failures are traced, the errors are on the helper's line that makes the wrong
+        # value; its correct caller has none
+        await wait_until(lambda: {d.range.start.line for d in errors(client, pricing)} == {7})
+        assert not errors(client, checkout)
+        assert "apply_discount: likely cause of test_checkout failing" in " ".join(
+            d.message for d in errors(client, pricing)
+        )
+        # hover on the helper: the values of a failing run, which test and call, what it returned
+        hover = None
+        for _ in range(120):  # the failing tests are traced in the background after the run
+            hover = await hover_at(client, pricing, 7)
+            if hover is not None:
+                break
+            await asyncio.sleep(0.5)
+        text = hover.contents.value
+        assert "**In the failing run of tests/" in text
+        assert "`apply_discount(price=" in text and ", call #" in text and ", returned " in text
+
+        result = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="tracefix.fixTest", arguments=["tests/test_checkout.py::test_checkout"])
+        )
+        assert result["status"] == "verified" and result["paths"] == ["shop/pricing.py"], result
+        assert "tests/test_checkout.py::test_checkout" in result["tests"] and len(result["tests"]) == 3
+
+        # Ctrl+. on the broken line, with no squiggle in the request, offers the fix
+        actions = await client.text_document_code_action_async(
+            types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=pricing.as_uri()),
+                range=types.Range(types.Position(7, 4), types.Position(7, 4)),
+                context=types.CodeActionContext(diagnostics=[]),
+            )
+        )
+        [apply_action] = [a for a in actions if a.title.startswith("Apply verified fix")]
+        [change] = apply_action.edit.document_changes
+        assert (change.text_document.uri, change.text_document.version) == (pricing.as_uri(), 1)
+        apply_and_save(client, pricing, apply_action.edit, 2)
+        await wait_until(lambda: not errors(client, pricing))
 
 
 async def test_review_comments_add_show_hover_resolve(fixed_shop):
@@ -129,7 +186,7 @@ async def test_review_comments_add_show_hover_resolve(fixed_shop):
         )
         assert "@ana: name the widths" in hover.contents.value
         titles = [a.title for a in await actions_at(client, text, d)]
-        assert "Address review: name the widths: set up a model first" in titles
+        assert {"Address review: name the widths", "Set up a model for tracefix fixes"} <= set(titles)
         await client.workspace_execute_command_async(
             types.ExecuteCommandParams(command="tracefix.resolveReviewComment", arguments=[added["id"]])
         )

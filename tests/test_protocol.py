@@ -13,13 +13,17 @@ from pathlib import Path
 import pytest
 
 from tracefix import protocol
-from tracefix.running.results import Outcome, RunStatus
+from tracefix.running.results import Outcome, RunStatus, Verdict
 
 ROOT = Path(__file__).parent.parent
 DOC = (ROOT / "docs" / "protocol.md").read_text()
 TS = (ROOT / "editors" / "vscode" / "src" / "protocol.ts").read_text()
 PAYLOADS = {name: t for name, t in vars(protocol).items() if typing.is_typeddict(t)}
-ENUMS: dict[str, type[StrEnum]] = {"Outcome": Outcome, "RunStatus": RunStatus}  # TS may narrow a str to one
+ENUMS: dict[str, type[StrEnum]] = {
+    "Outcome": Outcome,
+    "RunStatus": RunStatus,
+    "Verdict": Verdict,
+}  # TS may narrow a str to one
 
 
 def ts_const(name: str) -> dict[str, str]:

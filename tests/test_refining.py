@@ -16,8 +16,8 @@ from tests.support.fake_openai import FakeOpenAI
 
 from tracefix.fixing.engine import refine
 from tracefix.fixing.model import ModelClient, ModelError, not_configured_message, temperatures
-from tracefix.fixing.prompt import Feedback, FixRequest, build_messages
-from tracefix.fixing.replies import Candidate, Rejected, Target, TargetError, parse_reply
+from tracefix.fixing.prompt import Feedback, FixRequest, Subject, build_messages
+from tracefix.fixing.replies import Candidate, Rejected, Target, TargetError, parse_reply, targets_for
 from tracefix.fixing.secrets import Redactor
 from tracefix.fixing.shadow import Shadow, sandbox_prefix
 from tracefix.settings import LLMSettings, merge
@@ -155,7 +155,7 @@ async def test_wrong_then_right_only_the_right_one_is_verified(project, fake_ope
     assert outcome.error is None
     assert [a.verdict for a in outcome.attempts] == ["fails", "verified"]
     assert outcome.best is not None and "if values else 0" in outcome.best.function_source
-    assert outcome.best.lines == (6, 8)
+    assert outcome.best.rewrites[0].lines == (6, 8)
     assert "+    return sum(values) / len(values) if values else 0" in outcome.best.diff
     assert outcome.evidence.startswith("verified: 4/4 affected tests pass")
     assert outcome.model_calls == 2 and outcome.tokens_in > 0 and outcome.tokens_out > 0
@@ -736,3 +736,35 @@ def test_dropping_a_type_hint_is_not_a_signature_change():
     assert sig("def f(a, b=2): pass") != sig("def f(a, b=3): pass")
     assert sig("def f(a, *, b): pass") != sig("def f(a, b): pass")
     assert sig("def f(a, b): pass") != sig("def f(b, a): pass")
+
+
+def test_a_reply_may_rewrite_several_named_functions_in_several_files(tmp_path):
+    (tmp_path / "pricing.py").write_text("def discount(p):\n    return p / 10\n")
+    (tmp_path / "checkout.py").write_text("from pricing import discount\n\n\ndef pay(p):\n    return discount(p) + 0\n")
+    request = FixRequest(
+        root=tmp_path,
+        python=sys.executable,
+        path="checkout.py",
+        qualname="pay",
+        function_source="def pay(p):\n    return discount(p) + 0\n",
+        function_start_line=4,
+        function_end_line=5,
+        signature="def pay(p):",
+        test_nodeid="test_pay.py::test_pay",
+        test_source="",
+        failure_message="",
+        suspects=[Subject("pricing.py", "discount", "def discount(p):\n    return p / 10\n", 1, 2)],
+    )
+    reply = (
+        "Both are wrong.\n```python\n# pricing.py::discount\ndef discount(p):\n    return p / 100\n```\n"
+        "```python\n# checkout.py::pay\ndef pay(p):\n    return discount(p)\n```\n"
+    )
+    candidate = parse_reply(reply, targets_for(request, wide=True))
+    assert isinstance(candidate, Candidate)
+    assert [(r.path, r.qualname) for r in candidate.rewrites] == [("checkout.py", "pay"), ("pricing.py", "discount")]
+    assert candidate.texts["pricing.py"] == "def discount(p):\n    return p / 100\n"
+    assert candidate.texts["checkout.py"].endswith("def pay(p):\n    return discount(p)\n")
+    assert "+++ b/pricing.py" in candidate.diff and "+++ b/checkout.py" in candidate.diff
+    # the cheap first round offers the primary function only: a rewrite of the other is no candidate
+    only_pay = parse_reply(reply.split("```python\n# checkout.py")[0], targets_for(request, wide=False))
+    assert isinstance(only_pay, Rejected) and "does not define pay" in only_pay.reason

@@ -9,13 +9,18 @@ from argparse import Namespace
 from dataclasses import asdict
 
 from tracefix.project import Project
+from tracefix.reporting.diagnostics import run_diagnostics
 from tracefix.reviews import ReviewSet
 from tracefix.running.interpreter import InterpreterError, check_python
-from tracefix.running.results import RAISED, RunReport
+from tracefix.running.results import RAISED, RunReport, Verdict
 from tracefix.selection.select import Changed, Selected, explain_skipped
 from tracefix.tracing import lines_in
 
-EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# 0: every selected test passed; 1: a test failed; 2: usage or setup error; 3: the run did not
+# complete (pytest could not start, crashed, was killed, timed out, or could not collect a module)
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT = {Verdict.PASSED: EXIT_PASSED, Verdict.FAILED: EXIT_FAILED, Verdict.INCOMPLETE: EXIT_INCOMPLETE}
+RERUN = "failed last time"
 MAX_FIXES = 3  # each fix costs model calls and test runs
 
 
@@ -67,6 +72,8 @@ async def check(args: Namespace) -> int:
         selected = project.select(changes or [], mode)
         if changes is None:
             selected = [Selected(s.nodeid, f"running all tests ({how})") for s in selected]
+        else:
+            selected += _known_failures(project, selected)
         report = RunReport()
         audit = None
         if not args.no_run and (selected or args.audit):
@@ -91,14 +98,14 @@ async def check(args: Namespace) -> int:
             project.record(report)
         elif not args.no_run:
             project.record(report)  # nothing to run: the current state is the new baseline
-        diagnostics = project.diagnostics(report.results)
+        diagnostics = run_diagnostics(report) + project.diagnostics(report.results)
         traces = {}
         if report.failed and not args.no_trace and not args.no_run:
             traces = await _traces(project, report)
         comments = ReviewSet.from_settings(project.root, project.settings.review).collect() if args.reviews else []
         fixes = await _fixes(project, report, comments, args, style) if args.fix and not args.no_run else []
         if args.format == "json":
-            data = _json(project, changes, selected, report, diagnostics, traces, args.explain)
+            data = _json(project, changes, selected, report, diagnostics, traces, args)
             if audit is not None:
                 data["audit"] = {"missed": audit.missed, "missed_so_far": audit.missed_so_far}
             if args.reviews:
@@ -111,11 +118,16 @@ async def check(args: Namespace) -> int:
             _text_audit(out, style, audit)
             _text_reviews(out, style, comments)
             _text_fixes(out, style, fixes)
-        if report.status not in ("ok",) and not report.results:
-            return EXIT_USAGE
-        return EXIT_FAILED if report.failed else EXIT_PASSED
+        return EXIT[report.verdict]
     finally:
         project.close()
+
+
+def _known_failures(project: Project, selected: list[Selected]) -> list[Selected]:
+    """The tests that failed on their last run and are not selected: a test stays failing until a
+    run shows it passing, so they run again."""
+    chosen = {s.nodeid for s in selected}
+    return [Selected(r.nodeid, RERUN) for r in project.known_failures() if r.nodeid not in chosen]
 
 
 async def _traces(project: Project, report: RunReport) -> dict[str, object]:
@@ -135,51 +147,56 @@ async def _traces(project: Project, report: RunReport) -> dict[str, object]:
 
 
 async def _fixes(project: Project, report: RunReport, comments, args, style) -> list[dict]:
-    """Fix failing tests (and open reviews with --reviews); --apply writes verified ones."""
+    """Fix failing tests (one job for the tests that blame the same code) and open reviews with
+    --reviews; --apply writes verified fixes. An unverified suggestion is shown only with
+    fix.offerUnverified."""
     # imported here: the model client costs half a second of start-up that a plain check never needs
     from tracefix.fixing.jobs import FixError, address_review, fix_test
 
-    jobs = [
-        (r.nodeid, fix_test(project, r, {}, _progress(args, style)))
-        for r in report.failed[:MAX_FIXES]
-        if r.outcome in RAISED
-    ]
-    jobs += [
-        (f"review {c.id}", address_review(project, c, {}, _progress(args, style)))
-        for c in comments
-        if c.state == "open"
-    ][:MAX_FIXES]
+    failing = [r for r in report.failed if r.outcome in RAISED]
+    covered: set[str] = set()
     found = []
-    for subject, job in jobs:
-        try:
-            fix = await job
-        except FixError as exc:
-            found.append({"subject": subject, "verified": False, "error": str(exc)})
+    for r in failing:
+        if r.nodeid in covered or len(found) == MAX_FIXES:
             continue
-        entry = {
-            "subject": subject,
-            "path": fix.path,
-            "verified": fix.verified,
-            "evidence": fix.evidence,
-            "diff": fix.diff,
-            "applied": False,
-            "model_calls": fix.outcome.model_calls,
-            "tokens": fix.outcome.tokens_in + fix.outcome.tokens_out,
-        }
-        if args.apply and fix.verified:
-            entry["applied"] = _apply(project, fix)
-        found.append(entry)
+        others = [f for f in failing if f.nodeid != r.nodeid and f.nodeid not in covered]
+        try:
+            fix = await fix_test(project, r, {}, _progress(args, style), failing=others)
+        except FixError as exc:
+            covered.add(r.nodeid)
+            found.append(exc.report(r.nodeid))
+            continue
+        covered.update(fix.tests)
+        found.append(_offered(project, fix, args))
+    for c in [c for c in comments if c.state == "open"][:MAX_FIXES]:
+        try:
+            fix = await address_review(project, c, {}, _progress(args, style))
+        except FixError as exc:
+            found.append(exc.report(f"review {c.id}"))
+            continue
+        found.append(_offered(project, fix, args))
     return found
 
 
+def _offered(project: Project, fix, args) -> dict:
+    """The fix job's report; its diff only where it may be offered (verified, or unverified
+    suggestions allowed by fix.offerUnverified)."""
+    offered = fix.verified or project.settings.offer_unverified
+    entry = {**fix.report(), "outcome": "verified" if fix.verified else "unverified", "offered": offered}
+    entry["diff"] = fix.diff if offered else ""
+    entry["applied"] = bool(args.apply and fix.verified and _apply(project, fix))
+    return entry
+
+
 def _apply(project: Project, fix) -> bool:
-    """Write a verified fix, only if the file is still what the fix was computed from."""
-    path = project.root / fix.path
-    if project.text(fix.path) != fix.before:
+    """Write a verified fix, only if every file is still what the fix was computed from."""
+    if any(project.text(f.path) != f.before for f in fix.files):
         return False
-    tmp = path.with_name(f".{path.name}.tracefix-tmp")
-    tmp.write_text(fix.after, encoding="utf-8")
-    os.replace(tmp, path)
+    for f in fix.files:
+        path = project.root / f.path
+        tmp = path.with_name(f".{path.name}.tracefix-tmp")
+        tmp.write_text(f.after, encoding="utf-8")
+        os.replace(tmp, path)
     if fix.comment is not None and fix.comment.source != "inline":
         ReviewSet.from_settings(project.root, project.settings.review).resolve(fix.comment.id)
     return True
@@ -220,18 +237,34 @@ def _text_reviews(out, style, comments) -> None:
 
 def _text_fixes(out, style, fixes: list[dict]) -> None:
     for f in fixes:
+        spent = f"{f['model_calls']} model calls, {f['tokens']} tokens, {f['seconds']:.1f} s"
         if "error" in f:
-            print(style(f"No fix for {f['subject']}: {f['error']}", "33"), file=out)
+            print(style(f"No fix for {f['subject']}: {f['error']} ({spent})", "33"), file=out)
             continue
         label = style("Verified fix", "32") if f["verified"] else style("UNVERIFIED suggestion", "33")
-        print(f"{label} for {f['subject']} in {f['path']} ({f['evidence']}):", file=out)
+        what = f" ({f['title']})" if f["title"] else ""
+        tests = ", ".join(f["tests"]) or f["subject"]
+        if not f["offered"]:
+            print(
+                style(
+                    f"No verified fix for {tests}: {f['evidence']} ({spent}); set fix.offerUnverified to see the "
+                    "unverified suggestion",
+                    "33",
+                ),
+                file=out,
+            )
+            continue
+        print(f"{label}{what} for {tests} in {', '.join(f['paths'])} ({f['evidence']}; {spent}):", file=out)
         print(f["diff"], file=out)
         if f["applied"]:
-            print(style(f"  applied to {f['path']}", "32"), file=out)
+            print(style(f"  applied to {', '.join(f['paths'])}", "32"), file=out)
 
 
-def _json(project, changes, selected, report, diagnostics, traces, explain) -> dict:
+def _json(project, changes, selected, report, diagnostics, traces, args) -> dict:
+    verdict = None if args.no_run else report.verdict
     data = {
+        "verdict": verdict,
+        "cause": report.message if verdict == Verdict.INCOMPLETE else None,
         "changed": [
             {"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line}
             for c in changes or []
@@ -246,7 +279,7 @@ def _json(project, changes, selected, report, diagnostics, traces, explain) -> d
         data["message"] = report.message
     if traces:
         data["traces"] = {n: t.to_dict() if hasattr(t, "to_dict") else {"error": str(t)} for n, t in traces.items()}
-    if explain:
+    if args.explain:
         skipped = explain_skipped(project.index, selected, project.recorded().tests)
         data["explain"] = {s.nodeid: s.reason for s in selected + skipped}
     return data
@@ -259,6 +292,10 @@ def _text(out, style, project, changes, how, selected, report, diagnostics, trac
             print(f"  {c.path}:{c.line}  {c.qualname}  [{c.what}]", file=out)
     elif changes is not None:
         print(f"No changes {how}.", file=out)
+    rerun = sum(s.reason == RERUN for s in selected)
+    if rerun:
+        verb = "Would re-run" if args.no_run else "Re-running"
+        print(f"{verb} {rerun} test{'s' if rerun != 1 else ''} that failed last time.", file=out)
     if args.explain or args.no_run:
         print(style("Selection:", "1"), file=out)
         for s in selected:
@@ -274,16 +311,20 @@ def _text(out, style, project, changes, how, selected, report, diagnostics, trac
         if r.outcome != "passed" or args.explain:
             print(f"  {style(r.outcome.upper(), colours.get(r.outcome, '0'))} {r.nodeid}", file=out)
     for d in diagnostics:
-        print(f"{style(f'{d.path}:{d.line}', '1')}: {style('error', '31')}: {d.message} [{d.nodeid}]", file=out)
+        test = f" [{d.nodeid}]" if d.nodeid else ""
+        print(f"{style(f'{d.path}:{d.line}', '1')}: {style('error', '31')}: {d.message}{test}", file=out)
         for rel in d.related:
             print(f"    {rel.path}:{rel.line}: {rel.message}", file=out)
     for nodeid, trace in traces.items():
         print(style(f"\nFailing trace of {nodeid}:", "1"), file=out)
         print(trace.render(source=lines_in(project.root)) if hasattr(trace, "render") else str(trace), file=out)
-    if report.message:
+    incomplete = report.verdict == Verdict.INCOMPLETE
+    if incomplete:
+        print(style(f"tracefix: the run did not complete: {report.message}", "31"), file=out)
+    elif report.message:
         print(style(f"tracefix: {report.message}", "31"), file=out)
     summary = report.summary() if report.results else "no tests selected"
-    print(style(summary, "31" if report.failed else "32"), file=out)
+    print(style(summary, "31" if report.failed or incomplete else "32"), file=out)
 
 
 def _python_or_error(project: Project) -> str:

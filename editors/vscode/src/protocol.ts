@@ -30,6 +30,9 @@ export type Outcome = "passed" | "failed" | "error" | "skipped" | "xfailed" | "t
 /** tracefix.running.results.RunStatus */
 export type RunStatus = "ok" | "timeout" | "crashed" | "cancelled" | "error";
 
+/** tracefix.running.results.Verdict: an incomplete run is never a pass. */
+export type Verdict = "passed" | "failed" | "incomplete";
+
 export interface StatusParams {
   state: State;
   /** Tests in runs under way. */
@@ -70,6 +73,8 @@ export interface RunSummary {
   /** Seconds. */
   duration: number;
   status: RunStatus | "nothing to run";
+  verdict: Verdict;
+  /** The cause, when the run did not complete. */
   message: string;
 }
 

@@ -52,5 +52,6 @@ export function summaryText(summary: RunSummary): string {
   if (summary.errors) parts.push(`${summary.errors} errors`);
   if (summary.skipped) parts.push(`${summary.skipped} skipped`);
   const text = `${parts.join(", ")} in ${summary.duration.toFixed(1)}s`;
-  return summary.status !== "ok" ? `${text} (${summary.status}: ${summary.message})` : text;
+  if (summary.status !== "ok") return `${text} (${summary.status}: ${summary.message})`;
+  return summary.verdict === "incomplete" ? `${text} (did not complete: ${summary.message})` : text;
 }

@@ -39,7 +39,7 @@ test("durations become milliseconds and lines 0-based", () => {
 });
 
 const summary = (patch: Partial<RunSummary>): RunSummary => ({
-  passed: 0, failed: 0, errors: 0, skipped: 0, duration: 0, status: "ok", message: "", ...patch,
+  passed: 0, failed: 0, errors: 0, skipped: 0, duration: 0, status: "ok", verdict: "passed", message: "", ...patch,
 });
 
 test("the summary leaves out zero errors and skips", () => {
@@ -55,5 +55,9 @@ test("a run that did not end well says how", () => {
   assert.equal(
     summaryText(summary({ status: "nothing to run", message: "no test can reach the change" })),
     "0 passed, 0 failed in 0.0s (nothing to run: no test can reach the change)",
+  );
+  assert.equal(
+    summaryText(summary({ passed: 2, errors: 1, duration: 1, verdict: "incomplete", message: "could not collect tests/test_a.py" })),
+    "2 passed, 0 failed, 1 errors in 1.0s (did not complete: could not collect tests/test_a.py)",
   );
 });

@@ -6,6 +6,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tracefix.tracing import Trace
+
+
+@dataclass
+class Subject:
+    """A function a fix may rewrite, as it is in the file the editor has."""
+
+    path: str
+    qualname: str
+    source: str  # the def with its decorators
+    start_line: int  # 1-based, inclusive, the first decorator if any
+    end_line: int
+    evidence: str = ""  # why it is suspected, in words
+
+    @property
+    def name(self) -> str:
+        return self.qualname.rsplit(".", 1)[-1]
+
+    @property
+    def label(self) -> str:
+        """How a reply names it: `path::qualname`."""
+        return f"{self.path}::{self.qualname}"
+
 
 @dataclass
 class FixRequest:
@@ -32,16 +55,52 @@ class FixRequest:
     allow_signature_change: bool = False
     instruction: str | None = None  # a review-driven change: change type -> location -> edit
     test_timeout: float = 60.0  # seconds for one verification run
+    evidence: str = ""  # why the function is suspected, in words
+    suspects: list[Subject] = field(default_factory=list)  # more functions a later round may rewrite
+    failing_tests: list[str] = field(default_factory=list)  # more failing tests blamed on the same code
+    trace: Trace | None = None  # the failing test's trace, for the inputs it gave each function
+    revert: Revert | None = None  # a model-free first candidate
+    baselines: dict[str, Baseline] = field(default_factory=dict)  # label → the version its tests passed with
+    inputs: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # label → args passing tests gave it
+
+    def subjects(self, wide: bool = True) -> list[Subject]:
+        """The functions a candidate may rewrite: the primary one, and with `wide` the other suspects."""
+        primary = Subject(
+            self.path,
+            self.qualname,
+            self.function_source,
+            self.function_start_line,
+            self.function_end_line,
+            self.evidence,
+        )
+        return [primary, *self.suspects] if wide else [primary]
 
     @property
     def name(self) -> str:
         return self.qualname.rsplit(".", 1)[-1]
 
-    def file_text(self) -> str:
-        """The file as the editor has it: the unsaved buffer if any, else the disk."""
-        if self.path in self.overlay:
-            return self.overlay[self.path]
-        return (self.root / self.path).read_text(encoding="utf-8")
+    def file_text(self, path: str | None = None) -> str:
+        """A file (by default the function's) as the editor has it: the unsaved buffer if any, else the disk."""
+        path = path or self.path
+        if path in self.overlay:
+            return self.overlay[path]
+        return (self.root / path).read_text(encoding="utf-8")
+
+
+@dataclass
+class Baseline:
+    """A function's source as it was when its tests last passed (the differential check's oracle)."""
+
+    source: str
+    at: float  # when it was recorded
+
+
+@dataclass
+class Revert:
+    """The changes blamed for the failure undone, hunk by hunk: path → the file's text so."""
+
+    texts: dict[str, str]
+    title: str  # "Revert the change at shop/pricing.py:8 that broke 2 tests"
 
 
 @dataclass
@@ -61,6 +120,16 @@ its decorators, and nothing else in the block. Keep the change minimal and keep 
 name{signature}. Do not add code outside the function; put any new import inside the function \
 body. A short explanation before the block is fine."""
 
+SYSTEM_WIDE = """\
+You fix bugs in Python code. You get the functions most likely at fault, ranked, with the \
+evidence against each, the test that fails, how it fails and often an execution trace of the \
+failing run. The bug may be in any of them, not necessarily the one the test calls.
+Rewrite only the function or functions that are wrong. For each one, reply with one ```python \
+fenced block whose first line is a comment naming it exactly as given, like \
+`# shop/pricing.py::apply_discount`, followed by the complete def with its decorators and \
+nothing else. Keep the changes minimal and keep each function's name{signature}. Do not add \
+code outside the functions. A short explanation before the blocks is fine."""
+
 
 def _fence(text: str) -> str:
     return f"```python\n{text.rstrip()}\n```"
@@ -76,23 +145,39 @@ def build_messages(
     previous: Sequence[Feedback] = (),
     redact: Callable[[str], str] = lambda text: text,
     traced: bool = True,
+    wide: bool = False,
 ) -> list[dict]:
     """System and user messages for one round; `redact` is applied to everything sent.
-    traced=False leaves out every trace: the brief view of the same request."""
+    traced=False leaves out every trace: the brief view of the same request. wide=True offers
+    every suspect for rewriting, not only the primary function."""
     keep = "" if request.allow_signature_change else " and parameters (with their defaults)"
-    start, end = request.function_start_line, request.function_end_line
-    parts = [
-        _section(
-            f"Function `{request.qualname}` in {request.path}, lines {start}-{end}",
-            _fence(request.function_source),
-        )
-    ]
+    subjects = request.subjects(wide)
+    if len(subjects) > 1:
+        parts = [
+            _section(
+                f"Suspect {rank}: `{s.label}`, lines {s.start_line}-{s.end_line}",
+                (f"Evidence: {s.evidence}\n" if s.evidence else "") + _fence(s.source),
+            )
+            for rank, s in enumerate(subjects, 1)
+        ]
+    else:
+        start, end = request.function_start_line, request.function_end_line
+        parts = [
+            _section(
+                f"Function `{request.qualname}` in {request.path}, lines {start}-{end}",
+                _fence(request.function_source),
+            )
+        ]
+        if request.evidence:
+            parts.append(_section("Why this function", request.evidence))
     if request.docstring:
         parts.append(_section("What it should do (its docstring)", request.docstring))
     for title, items in (("Called by", request.callers), ("Calls", request.callees)):
         if items:
             parts.append(_section(title, "\n\n".join(f"# {name}\n{_fence(src)}" for name, src in items)))
     parts.append(_section(f"Failing test {request.test_nodeid}", _fence(request.test_source)))
+    if request.failing_tests:
+        parts.append(_section("Also failing, blamed on the same code", "\n".join(request.failing_tests)))
     failure = [request.failure_message.strip()]
     if request.expected is not None and request.actual is not None:
         failure.append(f"expected: {request.expected}\nactual:   {request.actual}")
@@ -109,13 +194,16 @@ def build_messages(
             body += f"Execution trace with this attempt:\n```\n{attempt.trace.rstrip()}\n```\n"
         parts.append(_section(f"Earlier attempt {i} did not work", body + attempt.result.rstrip()))
     ask = f"Reply with the corrected `{request.name}` function in one ```python block."
+    if len(subjects) > 1:
+        ask = "Reply with a ```python block for each function you correct, its first line naming it."
     if traced and request.trace_text.strip() and not request.instruction:
         # Naming the wrong line first keeps a small model from repeating the function unchanged.
         ask = "First say in one or two sentences which line is wrong, judging by the trace. Then r" + ask[1:]
     if previous:
         ask = "Try a different fix. " + ask
     parts.append(ask)
+    system = SYSTEM_WIDE if len(subjects) > 1 else SYSTEM
     return [
-        {"role": "system", "content": SYSTEM.format(signature=keep)},
+        {"role": "system", "content": system.format(signature=keep)},
         {"role": "user", "content": redact("\n\n".join(parts))},
     ]

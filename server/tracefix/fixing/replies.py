@@ -1,13 +1,13 @@
-"""Turn a model's reply into a candidate edit of one function, or say why it cannot be one."""
+"""Turn a model's reply into a candidate edit of one or more functions, or say why it cannot be one."""
 
 from __future__ import annotations
 
 import ast
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from tracefix.fixing.prompt import FixRequest
+from tracefix.fixing.prompt import FixRequest, Subject
 
 FENCE = re.compile(r"^[ \t]*```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.S | re.M | re.I)
 SEARCH_REPLACE = re.compile(r"^<{5,9} ?SEARCH[^\n]*\n(.*?)^={5,9}[ \t]*\n(.*?)^>{5,9} ?REPLACE[^\n]*$", re.S | re.M)
@@ -31,7 +31,7 @@ class TargetError(Exception):
 
 @dataclass
 class Target:
-    """The function being fixed, as it is in the file the editor has."""
+    """A function being fixed, as it is in the file the editor has."""
 
     path: str
     name: str
@@ -40,45 +40,83 @@ class Target:
     end: int
     indent: str  # the def's leading whitespace
     newline: str
+    qualname: str = ""
 
     @classmethod
     def from_request(cls, request: FixRequest) -> Target:
+        """The request's primary function."""
+        return cls.of(request, request.subjects(wide=False)[0])
+
+    @classmethod
+    def of(cls, request: FixRequest, subject: Subject) -> Target:
         try:
-            text = request.file_text()
+            text = request.file_text(subject.path)
         except (OSError, UnicodeDecodeError) as exc:
-            raise TargetError(f"cannot read {request.path}: {exc}") from None
+            raise TargetError(f"cannot read {subject.path}: {exc}") from None
         lines = lines_of(text)
-        start, end = request.function_start_line, request.function_end_line
+        start, end = subject.start_line, subject.end_line
         if not 1 <= start <= end <= len(lines):
-            raise TargetError(f"{request.path} has {len(lines)} lines, the request names lines {start}-{end}")
+            raise TargetError(f"{subject.path} has {len(lines)} lines, the request names lines {start}-{end}")
         source = "".join(lines[start - 1 : end])
-        if not _same_code(source, request.function_source):
+        if not _same_code(source, subject.source):
             raise TargetError(
-                f"{request.qualname} in {request.path} lines {start}-{end} differs from the request's "
+                f"{subject.qualname} in {subject.path} lines {start}-{end} differs from the request's "
                 "function source; the file changed since the request was made"
             )
         first = lines[start - 1]
         return cls(
-            path=request.path,
-            name=request.name,
+            path=subject.path,
+            name=subject.name,
             file_text=text,
             start=start,
             end=end,
             indent=first[: len(first) - len(first.lstrip())],
             newline="\r\n" if first.endswith("\r\n") else "\n",
+            qualname=subject.qualname,
         )
 
     @property
     def source(self) -> str:
         return "".join(lines_of(self.file_text)[self.start - 1 : self.end])
 
+    @property
+    def label(self) -> str:
+        return f"{self.path}::{self.qualname or self.name}"
+
+
+def targets_for(request: FixRequest, wide: bool) -> list[Target]:
+    """The functions a round's candidates may rewrite; one nested in another is left to the outer."""
+    found: list[Target] = []
+    for subject in request.subjects(wide):
+        target = Target.of(request, subject)
+        if not any(t.path == target.path and t.start <= target.start <= t.end for t in found):
+            found.append(target)
+    return found
+
+
+@dataclass
+class Rewrite:
+    path: str
+    qualname: str
+    source: str  # replaces lines[0]..lines[1] of the original file, indentation included
+    lines: tuple[int, int]  # 1-based inclusive range of the original file that is replaced
+
 
 @dataclass
 class Candidate:
-    function_source: str  # replaces lines[0]..lines[1] of the original file, indentation included
-    file_text: str  # the whole file with the candidate in place
-    diff: str  # unified diff of the file
-    lines: tuple[int, int]  # 1-based inclusive range of the original file that is replaced
+    texts: dict[str, str]  # path → the whole file with the candidate in place
+    diff: str  # unified diff of every file it changes
+    rewrites: list[Rewrite] = field(default_factory=list)  # the functions it rewrites
+    title: str = ""  # a model-free candidate says what it is ("Revert the change at …")
+
+    @property
+    def file_text(self) -> str:
+        """The text of the (first) file it changes."""
+        return self.texts[self.rewrites[0].path] if self.rewrites else next(iter(self.texts.values()))
+
+    @property
+    def function_source(self) -> str:
+        return "".join(r.source for r in self.rewrites)
 
     @property
     def size(self) -> int:
@@ -91,40 +129,78 @@ class Rejected:
     reason: str
 
 
-def parse_reply(text: str, target: Target, *, allow_signature_change: bool = False) -> Candidate | Rejected:
+def parse_reply(
+    text: str, targets: Target | list[Target], *, allow_signature_change: bool = False
+) -> Candidate | Rejected:
+    targets = [targets] if isinstance(targets, Target) else targets
     edits = SEARCH_REPLACE.findall(text)
-    found = (
-        _apply_edits(target.source.replace("\r\n", "\n"), edits) if edits else _function_from_blocks(text, target.name)
-    )
+    if edits:
+        found = _edited(targets, edits)
+    else:
+        found = _functions_from_blocks(text, targets)
     if isinstance(found, Rejected):
         return found
-    source, def_column = found
-    function = _reindent(source, def_column, target.indent)
-    if target.newline != "\n":
-        function = function.replace("\n", target.newline)
-    return _candidate(function, target, allow_signature_change)
+    rewrites: list[tuple[Target, str]] = []
+    for target, (source, def_column) in found:
+        function = _reindent(source, def_column, target.indent)
+        if target.newline != "\n":
+            function = function.replace("\n", target.newline)
+        rewrites.append((target, function))
+    return _candidate(rewrites, allow_signature_change)
 
 
-def _function_from_blocks(text: str, name: str) -> tuple[str, int] | Rejected:
-    """The def of `name` from the fenced blocks (last one wins); its source and column."""
+def _edited(targets: list[Target], edits: list[tuple[str, str]]) -> list[tuple[Target, tuple[str, int]]] | Rejected:
+    """SEARCH/REPLACE edits apply to the first function they all match."""
+    first: Rejected | None = None
+    for target in targets:
+        found = _apply_edits(target.source.replace("\r\n", "\n"), edits)
+        if not isinstance(found, Rejected):
+            return [(target, found)]
+        first = first or found
+    return first or Rejected("a SEARCH block does not match the function")
+
+
+HEADER = re.compile(r"\A\s*#\s*(\S+?)\s*$", re.M)
+
+
+def _named(block: str, targets: list[Target]) -> Target | None:
+    """The target a block's first-line comment names (`# path::qualname`, or the qualname alone)."""
+    match = HEADER.match(block)
+    if match is None:
+        return None
+    name = match.group(1)
+    return next((t for t in targets if name in (t.label, t.qualname, t.name)), None)
+
+
+def _functions_from_blocks(text: str, targets: list[Target]) -> list[tuple[Target, tuple[str, int]]] | Rejected:
+    """Each target's def from the fenced blocks (a later block wins); its source and column. A
+    block named in its first line is that target's; an unnamed one gives every target it defines."""
     fenced = FENCE.findall(text)
     syntax_error = None
+    found: dict[int, tuple[str, int]] = {}
     for block in reversed(fenced or [text]):  # no fence: maybe a bare function
         code = _dedent_block(block)
         try:
             tree = ast.parse(code)
         except SyntaxError as exc:
-            syntax_error = exc
+            syntax_error = syntax_error or exc
             continue
-        node = _find_def(tree, name)
-        if node is not None:
-            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            return "".join(lines_of(code)[first - 1 : node.end_lineno]), node.col_offset
+        named = _named(code, targets)
+        for i, target in enumerate(targets):
+            if i in found or (named is not None and target is not named):
+                continue
+            node = _find_def(tree, target.name)
+            if node is not None:
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                found[i] = ("".join(lines_of(code)[start - 1 : node.end_lineno]), node.col_offset)
+    if found:
+        return [(targets[i], found[i]) for i in sorted(found)]
+    names = " or ".join(t.name for t in targets)
     if not fenced:
-        return Rejected(f"the reply has no ```python block with {name}")
+        return Rejected(f"the reply has no ```python block with {names}")
     if syntax_error is not None:
         return Rejected(f"the reply's code does not parse: {syntax_error.msg} (line {syntax_error.lineno})")
-    return Rejected(f"the reply does not define {name}")
+    return Rejected(f"the reply does not define {names}")
 
 
 def _dedent_block(block: str) -> str:
@@ -183,11 +259,12 @@ def _parse_def(source: str, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef
     return _find_def(ast.parse(_dedent_block(source)), name)
 
 
-def _candidate(function: str, target: Target, allow_signature_change: bool) -> Candidate | Rejected:
+def _checked(function: str, target: Target, allow_signature_change: bool) -> str | Rejected:
+    """The rewritten function as it goes into the file, or why it cannot."""
     try:
         new_node = _parse_def(function, target.name)
     except SyntaxError as exc:
-        return Rejected(f"the fixed function does not parse: {exc.msg} (line {exc.lineno})")
+        return Rejected(f"the fixed {target.name} does not parse: {exc.msg} (line {exc.lineno})")
     if new_node is None:
         return Rejected(f"the reply does not define {target.name}")
     try:
@@ -199,27 +276,44 @@ def _candidate(function: str, target: Target, allow_signature_change: bool) -> C
             f"the reply changes the signature of {target.name} (name, parameters or defaults), "
             "which is not allowed for this fix"
         )
-    lines = lines_of(target.file_text)
-    old = "".join(lines[target.start - 1 : target.end])
-    if not old.endswith(("\n", "\r")):
+    if not target.source.endswith(("\n", "\r")):
         function = function.rstrip("\r\n")  # the function was the file's unterminated last line
-    if _same_code(function, old):
-        return Rejected("the reply repeats the function unchanged")
-    new_text = "".join(lines[: target.start - 1]) + function + "".join(lines[target.end :])
-    try:
-        ast.parse(new_text)
-    except SyntaxError as exc:
-        if parses(target.file_text):  # an unsaved buffer that is already broken is not our fault
-            return Rejected(f"the file does not parse with the fix: {exc.msg} (line {exc.lineno})")
-    diff = "".join(
-        difflib.unified_diff(
-            lines_of(target.file_text),
-            lines_of(new_text),
-            fromfile=f"a/{target.path}",
-            tofile=f"b/{target.path}",
-        )
-    )
-    return Candidate(function, new_text, diff, (target.start, target.end))
+    return function
+
+
+def _candidate(rewrites: list[tuple[Target, str]], allow_signature_change: bool) -> Candidate | Rejected:
+    kept: list[tuple[Target, str]] = []
+    for target, function in rewrites:
+        checked = _checked(function, target, allow_signature_change)
+        if isinstance(checked, Rejected):
+            return checked
+        if not _same_code(checked, target.source):
+            kept.append((target, checked))
+    if not kept:
+        which = " and ".join(t.name for t, _ in rewrites)
+        return Rejected(f"the reply repeats {'the function' if len(rewrites) == 1 else which} unchanged")
+    texts: dict[str, str] = {}
+    diff = []
+    for path in dict.fromkeys(t.path for t, _ in kept):
+        mine = sorted(((t, f) for t, f in kept if t.path == path), key=lambda tf: tf[0].start, reverse=True)
+        original = mine[0][0].file_text
+        lines = lines_of(original)
+        for target, function in mine:
+            lines[target.start - 1 : target.end] = [function]
+        new_text = "".join(lines)
+        try:
+            ast.parse(new_text)
+        except SyntaxError as exc:
+            if parses(original):  # an unsaved buffer that is already broken is not our fault
+                return Rejected(f"{path} does not parse with the fix: {exc.msg} (line {exc.lineno})")
+        texts[path] = new_text
+        diff.append(unified(path, original, new_text))
+    found = [Rewrite(t.path, t.qualname or t.name, f, (t.start, t.end)) for t, f in kept]
+    return Candidate(texts, "".join(diff), found)
+
+
+def unified(path: str, before: str, after: str) -> str:
+    return "".join(difflib.unified_diff(lines_of(before), lines_of(after), fromfile=f"a/{path}", tofile=f"b/{path}"))
 
 
 def parses(text: str) -> bool:

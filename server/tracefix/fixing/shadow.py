@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tracefix.fixing.replies import TargetError
 from tracefix.paths import is_copied_dir
-from tracefix.running.process import CPU_GRACE, Limits, process_limit
+from tracefix.running.process import CPU_GRACE, Limits, ProcessResult, plugin_env, process_limit, run_streaming
 from tracefix.running.results import RunReport
 from tracefix.running.runner import run_tests
 from tracefix.tracing import Trace, capture
@@ -190,3 +190,9 @@ class Shadow:
         """The block trace of a test in the copy, under the same sandbox and limits as run()."""
         env, limits = self._env_and_limits(timeout)
         return await capture(self.root, self.python, nodeid, timeout=timeout, env=env, limits=limits)
+
+    async def execute(self, args: list[str], *, timeout: float) -> ProcessResult:
+        """Run the test interpreter on args in the copy, under the same sandbox and limits as
+        run(), with tracefix's plugin modules importable (the differential check's runner)."""
+        env, limits = self._env_and_limits(timeout)
+        return await run_streaming([self.python, *args], cwd=self.root, env=plugin_env(env), limits=limits)

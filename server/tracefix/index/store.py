@@ -36,8 +36,22 @@ create table if not exists test_files (
 create index if not exists test_files_nodeid on test_files (nodeid);
 create table if not exists test_dists (nodeid text not null, dist text not null, version text not null);
 create index if not exists test_dists_nodeid on test_dists (nodeid);
+create table if not exists green (nodeid text not null, path text not null, qualname text not null, digest text not null);
+create index if not exists green_nodeid on green (nodeid);
+create index if not exists green_node on green (path, qualname, digest);
+create table if not exists green_sources (
+    path text not null, qualname text not null, digest text not null,
+    text text not null, at real not null, primary key (path, qualname, digest));
 """
 DEP_TABLES = ("test_deps", "test_files", "test_dists")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class Store:
@@ -45,22 +59,33 @@ class Store:
         self.dir = root / ".tracefix"
         self.path = self.dir / "index.sqlite"
         self.warnings: list[str] = []
+        self._file: tuple[int, int] | None = None  # the file the connection has open
         self._db = self._prepare()
 
     def _prepare(self) -> sqlite3.Connection:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(exist_ok=True)  # in the workspace folder, never creating it
         ignore = self.dir / ".gitignore"
         if not ignore.exists():
             ignore.write_text(GITIGNORE, encoding="utf-8")
-        return self._open()
+        db = self._open()
+        self._file = _identity(self.path)
+        return db
 
     @property
     def db(self) -> sqlite3.Connection:
-        """The open database; recreated (with a warning) if something deleted the file under us,
-        so later writes are not lost into an unlinked file."""
-        if not self.path.exists():
+        """The open database; reopened (with a warning) if something deleted or replaced the file
+        under us, so later writes are not lost into an unlinked file. While the workspace folder
+        itself is gone, the old one serves: recreating the folder would leave an empty one holding
+        only `.tracefix/` where the user restores theirs."""
+        now = _identity(self.path)
+        if now != self._file and self.dir.parent.is_dir():
             self._db.close()
-            message = f"{self.path} was deleted while in use; started a new, empty index"
+            what = (
+                "deleted while in use; started a new, empty index"
+                if now is None
+                else "replaced while in use; opened it"
+            )
+            message = f"{self.path} was {what}"
             self.warnings.append(message)
             log.warning(message)
             self._db = self._prepare()
@@ -146,8 +171,17 @@ class Store:
                 [(r["nodeid"], r["outcome"], r.get("duration", 0.0), json.dumps(r), now) for r in results],
             )
 
+    def outcomes(self) -> dict[str, str]:
+        """nodeid → outcome of its last run."""
+        return dict(self.db.execute("select nodeid, outcome from results"))
+
     def results(self) -> dict[str, dict]:
         return {n: json.loads(d) for n, d in self.db.execute("select nodeid, data from results")}
+
+    def forget_results(self, nodeids: list[str]) -> None:
+        with self.db:
+            self.db.execute("begin")
+            self.db.executemany("delete from results where nodeid = ?", [(n,) for n in nodeids])
 
     # what each test used on its last run (nodeid "" in test_files: read outside any test)
     def save_deps(self, tests: dict[str, tuple[list, list, list]]) -> None:
@@ -163,6 +197,40 @@ class Store:
 
     def deps(self) -> tuple[list, list, list]:
         return tuple(self.db.execute(f"select * from {table}").fetchall() for table in DEP_TABLES)
+
+    # the functions each test executed when it last passed, and their sources then
+    def save_green(
+        self, tests: dict[str, list[tuple[str, str, str]]], sources: list[tuple[str, str, str, str]]
+    ) -> None:
+        """Replace each nodeid's green rows with its (path, qualname, digest) rows; add the sources
+        (path, qualname, digest, text) not stored yet; drop those no test refers to."""
+        now = time.time()
+        with self.db:
+            self.db.execute("begin")
+            self.db.executemany("delete from green where nodeid = ?", [(n,) for n in tests])
+            rows = [(n, *row) for n, found in tests.items() for row in found]
+            self.db.executemany("insert into green values (?, ?, ?, ?)", rows)
+            self.db.executemany(
+                "insert or ignore into green_sources values (?, ?, ?, ?, ?)", [(*row, now) for row in sources]
+            )
+            if tests:
+                self.db.execute(
+                    "delete from green_sources where not exists (select 1 from green g where g.path = "
+                    "green_sources.path and g.qualname = green_sources.qualname and g.digest = green_sources.digest)"
+                )
+
+    def green(self, nodeid: str) -> dict[tuple[str, str], str]:
+        """(path, qualname) → digest of what nodeid executed on its last passing run; {} if it never passed."""
+        rows = self.db.execute("select path, qualname, digest from green where nodeid = ?", (nodeid,))
+        return {(p, q): d for p, q, d in rows}
+
+    def green_source(self, path: str, qualname: str, digest: str) -> tuple[str, float] | None:
+        """(text, when stored) of a function as it was when a test last passed with it."""
+        row = self.db.execute(
+            "select text, at from green_sources where path = ? and qualname = ? and digest = ?",
+            (path, qualname, digest),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
 
     def get(self, key: str, default=None):
         row = self.db.execute("select value from kv where key = ?", (key,)).fetchone()

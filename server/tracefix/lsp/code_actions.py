@@ -6,7 +6,7 @@ from lsprotocol import types
 
 from tracefix.lsp import fixes
 from tracefix.lsp.handlers import sync
-from tracefix.lsp.publishing import SOURCE
+from tracefix.lsp.publishing import SOURCE, for_uri
 from tracefix.lsp.reviews import REVIEW_SOURCE
 from tracefix.lsp.session import Session
 from tracefix.protocol import Command
@@ -29,15 +29,26 @@ def code_actions(session: Session, params: types.CodeActionParams) -> list[types
     root = str(state.root)
     actions: list[types.CodeAction] = []
     seen: set[str] = set()
-    for d in params.context.diagnostics:
+    offered: set[int] = set()
+    # the lines blamed for a failure offer its fix too, with or without the squiggle under the cursor
+    lines = set(range(params.range.start.line + 1, params.range.end.line + 2))
+    blamed = [
+        d
+        for d in for_uri(session, params.text_document.uri)
+        if d.source == SOURCE and lines & set(_data(d).get("lines", ()))
+    ]
+    for d in [*params.context.diagnostics, *blamed]:
         data = _data(d)
         nodeid, comment_id = data.get("nodeid"), data.get("comment")
         if d.source == SOURCE and nodeid and nodeid not in seen:
             seen.add(nodeid)
             name = test_name(nodeid)
-            actions += fixes.actions(
-                session, state, nodeid, f"Fix {name} with tracefix", d, Command.FIX_TEST, [nodeid, root]
-            )
+            fix = state.fixes.get(nodeid)
+            if fix is None or id(fix) not in offered:  # tests that blame the same code share one fix
+                offered.add(id(fix))
+                actions += fixes.actions(
+                    session, state, nodeid, f"Fix {name} with tracefix", d, Command.FIX_TEST, [nodeid, root]
+                )
             actions.append(
                 types.CodeAction(
                     title=f"Rerun {name}",

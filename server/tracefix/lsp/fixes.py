@@ -16,6 +16,8 @@ from tracefix.lsp.reviews import find_comment
 from tracefix.lsp.session import ProjectState, Session
 from tracefix.protocol import Command
 
+NO_MODEL = "tracefix: no model is configured for fixes. Set tracefix.llm.model to use one."
+
 
 async def _run(session: Session, state: ProjectState, subject: str, title: str, job) -> dict:
     if not session.trusted:
@@ -29,14 +31,18 @@ async def _run(session: Session, state: ProjectState, subject: str, title: str, 
         fix = await job(progress.report)
     except FixError as exc:
         progress.end(f"no fix: {exc}")
-        session.ls.tell(f"tracefix: {exc}", types.MessageType.Warning)
+        if str(exc) == not_configured_message():
+            session.spawn(_briefly(session, NO_MODEL, str(exc)), "explain model")
+        else:
+            session.ls.tell(f"tracefix: {exc}", types.MessageType.Warning)
         return {"status": "error", "message": str(exc)}
     except asyncio.CancelledError:
         progress.end("cancelled")
         raise
     finally:
         state.fixing.discard(subject)
-    state.fixes[subject] = fix
+    for tested in [subject, *fix.tests]:  # the failing tests that blame the same code share the fix
+        state.fixes[tested] = fix
     label = "verified fix" if fix.verified else "UNVERIFIED suggestion"
     offered = fix.verified or state.settings.offer_unverified
     where = "; apply it from the quick fixes" if offered else " (set tracefix.fix.offerUnverified to see it)"
@@ -46,7 +52,9 @@ async def _run(session: Session, state: ProjectState, subject: str, title: str, 
         "status": "verified" if fix.verified else "unverified",
         "evidence": fix.evidence,
         "diff": fix.diff,
-        "path": fix.path,
+        "paths": fix.paths,
+        "title": fix.title,
+        "tests": fix.tests,
         "offered": offered,
     }
 
@@ -59,14 +67,27 @@ async def fix_failing_test(session: Session, *args) -> dict:
     result = state.results.get(nodeid)
     if result is None or not result.failing:
         raise ValueError(f"{nodeid} is not failing")
+    blamed = _blamed(state, nodeid)
+    for other in state.fixing:  # the running job verifies its fix on this test too
+        if blamed is not None and _blamed(state, other) == blamed:
+            return {
+                "status": "running",
+                "message": f"already looking for a fix for {other}, which blames the same code",
+            }
     texts = session.overlay(state)
+    failing = [r for r in state.results.values() if r.failing and r.nodeid != nodeid]
     return await _run(
         session,
         state,
         nodeid,
         f"Fixing {nodeid}",
-        lambda say: fix_test(state.project, result, texts, say, call=state.call),
+        lambda say: fix_test(state.project, result, texts, say, call=state.call, failing=failing),
     )
+
+
+def _blamed(state: ProjectState, nodeid: str) -> tuple[str, int] | None:
+    """Where the test's failure is blamed in the code, if it is."""
+    return next(((d.path, d.line) for d in state.diagnostics.get(nodeid, []) if d.kind == "suspect"), None)
 
 
 @sync(Command.ADDRESS_REVIEW, command=True)
@@ -91,28 +112,31 @@ def short(text: str, limit: int = 50) -> str:
 
 
 def _workspace_edit(session: Session, state: ProjectState, fix: Fix) -> types.WorkspaceEdit | None:
-    """The fix as an edit of the current buffer; None when the buffer changed since it was computed."""
-    uri = state.uri(fix.path)
-    if session.text_of(state, fix.path) != fix.before:
+    """The fix as edits of the current buffers, each pinned to its version; None when any file
+    changed since it was computed."""
+    if any(session.text_of(state, f.path) != f.before for f in fix.files):
         return None
-    edit = fix.edit()
-    text_edit = types.TextEdit(
-        range=types.Range(types.Position(edit.start - 1, 0), types.Position(edit.end, 0)), new_text=edit.text
-    )
+    edits = {}
+    for change in fix.files:
+        edit = change.edit()
+        edits[state.uri(change.path)] = types.TextEdit(
+            range=types.Range(types.Position(edit.start - 1, 0), types.Position(edit.end, 0)), new_text=edit.text
+        )
     caps = session.ls.client_capabilities.workspace
     if caps and caps.workspace_edit and caps.workspace_edit.document_changes:
-        opened = session.documents.get(uri)  # an open buffer's version pins the edit to it
-        return types.WorkspaceEdit(
-            document_changes=[
+        changes = []
+        for uri, text_edit in edits.items():
+            opened = session.documents.get(uri)  # an open buffer's version pins the edit to it
+            changes.append(
                 types.TextDocumentEdit(
                     text_document=types.OptionalVersionedTextDocumentIdentifier(
                         uri=uri, version=opened.version if opened else None
                     ),
                     edits=[text_edit],
                 )
-            ]
-        )
-    return types.WorkspaceEdit(changes={uri: [text_edit]})
+            )
+        return types.WorkspaceEdit(document_changes=changes)
+    return types.WorkspaceEdit(changes={uri: [text_edit] for uri, text_edit in edits.items()})
 
 
 def actions(
@@ -148,9 +172,10 @@ def actions(
                     command=Command.RESOLVE_REVIEW,
                     arguments=[fix.comment.id, str(state.root)],
                 )
+            named = fix.title or f"{label}: {short(subject, 60)}"
             found.append(
                 types.CodeAction(
-                    title=f"{label}: {short(subject, 60)} ({fix.evidence})",
+                    title=f"{named} ({fix.evidence})",
                     kind=kind,
                     diagnostics=[diagnostic],
                     is_preferred=fix.verified,
@@ -158,16 +183,8 @@ def actions(
                     command=after,
                 )
             )
-    if not state.settings.llm.model:
-        found.append(
-            types.CodeAction(
-                title=f"{title}: set up a model first",
-                kind=kind,
-                diagnostics=[diagnostic],
-                command=types.Command(title="How to set up a model", command=Command.EXPLAIN_MODEL),
-            )
-        )
-    elif not found:
+    if not found:
+        # without a model the job still tries the revert of the change that broke the test
         found.append(
             types.CodeAction(
                 title=title,
@@ -176,14 +193,22 @@ def actions(
                 command=types.Command(title=title, command=command, arguments=arguments),
             )
         )
+    if not state.settings.llm.model:
+        found.append(
+            types.CodeAction(
+                title="Set up a model for tracefix fixes",
+                kind=kind,
+                diagnostics=[diagnostic],
+                command=types.Command(title="How to set up a model", command=Command.EXPLAIN_MODEL),
+            )
+        )
     return found
 
 
 @sync(Command.EXPLAIN_MODEL, command=True)
 def explain_model(session: Session, *args) -> dict:
     message = not_configured_message()
-    summary = "tracefix: no model is configured for fixes. Set tracefix.llm.model to use one."
-    session.spawn(_briefly(session, summary, message), "explain model")
+    session.spawn(_briefly(session, NO_MODEL, message), "explain model")
     return {"message": message}
 
 

@@ -33,12 +33,18 @@ def hover(session: Session, params: types.HoverParams) -> types.Hover | None:
         return _markdown(threads)
     for trace in traces_covering(state, rel, line)[:1]:
         values = trace.values_at(rel, line)
-        if values:
-            call = trace.failing_call(rel, line)
+        call = trace.failing_call(rel, line)
+        if values and call is not None:
             rows = "\n".join(f"{name} = {value}" for name, value in values)
+            args = ", ".join(f"{name}={value}" for name, value in call.args.items())
+            if call.exception is not None:
+                ended = f"raised {call.exception.splitlines()[0]}"
+            else:
+                ended = f"returned {call.returned}" if call.returned is not None else "did not return"
             return _markdown(
                 [
-                    f"**In the failing run of {trace.nodeid}** ({call.qualname}, call #{call.index})",
+                    f"**In the failing run of {trace.nodeid}**",
+                    f"`{call.qualname}({args})`, call #{call.index}, {ended}",
                     f"```python\n{rows}\n```",
                 ]
             )

@@ -7,6 +7,7 @@ import asyncio
 
 from lsprotocol import types
 
+from tracefix.lsp import publishing
 from tracefix.lsp.handlers import sync
 from tracefix.lsp.session import ProjectState, Session
 from tracefix.protocol import Command
@@ -39,6 +40,8 @@ async def _trace_all(session: Session, state: ProjectState, nodeids: list[str]) 
         trace = await trace_for(state, nodeid)
         if trace.error:
             session.ls.log(f"no trace for {nodeid}: {trace.error.splitlines()[0]}")
+    # with its trace, a failure is blamed on the line that raised or made the wrong value
+    await publishing.update(session, state, [state.results[n] for n in nodeids if n in state.results])
     workspace = session.ls.client_capabilities.workspace
     if workspace and workspace.inline_value:
         try:
@@ -48,7 +51,11 @@ async def _trace_all(session: Session, state: ProjectState, nodeids: list[str]) 
 
 
 def traces_covering(state: ProjectState, rel: str, line: int) -> list[Trace]:
-    return [t for t in state.traces.values() if t.failing_call(rel, line)]
+    """The traces with a call around the line; first those of the tests whose diagnostics sit on
+    it, so a hover shows the same test's values as the squiggle under the cursor."""
+    here = {d.nodeid for ds in state.diagnostics.values() for d in ds if d.path == rel and d.line == line}
+    found = [t for t in state.traces.values() if t.failing_call(rel, line)]
+    return sorted(found, key=lambda t: t.nodeid not in here)
 
 
 @sync(Command.SHOW_TRACE, command=True)

@@ -4,6 +4,7 @@ files it read and the installed distributions it ran. A test with no complete re
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -75,6 +76,25 @@ class Recorded:
         known = {n: d for n, d in tests.items() if n not in unknown and d.code}
         return cls(known, session, imports)
 
+    @functools.cached_property
+    def executed(self) -> dict[str, frozenset[Node]]:
+        """base nodeid → the code it executed (not only used as context): the spectrum that
+        fault localization compares passing and failing tests by."""
+        return {
+            n: frozenset(node for node, (_, how) in d.code.items() if how == EXECUTED) for n, d in self.tests.items()
+        }
+
+    def changed_files(self, root: Path) -> dict[str, str]:
+        """The data files (and directory listings, ending in "/") read on the last runs that are not
+        as they were then: path → "added", "removed" or "changed"."""
+        found: dict[str, str] = {}
+        for deps in (self.session, *self.imports.values(), *self.tests.values()):
+            for rel, was in deps.files.items():
+                how = None if rel in found else file_change(root, rel, was)
+                if how:
+                    found[rel] = how
+        return found
+
 
 # reading the plugin's records
 def file_state(root: Path, rel: str) -> FileState:
@@ -89,6 +109,21 @@ def file_state(root: Path, rel: str) -> FileState:
     except OSError:
         return MISSING
     return (st.st_size, st.st_mtime_ns, digest_bytes(data))
+
+
+def file_change(root: Path, rel: str, was: FileState) -> str | None:
+    """How a file (or a directory's listing) differs from its recorded state: "added", "removed" or
+    "changed"; None when it is as recorded."""
+    try:
+        st = (root / rel).stat()
+        if (st.st_size, st.st_mtime_ns) == was[:2]:
+            return None
+    except OSError:
+        return None if was == MISSING else "removed"
+    now = file_state(root, rel)
+    if now[2] == was[2]:
+        return None
+    return "added" if was == MISSING else "removed" if now == MISSING else "changed"
 
 
 def _symbol_for(index: ProjectIndex, path: str, line: int) -> Symbol | None:

@@ -5,7 +5,7 @@ Pure core: nothing here knows about LSP; lines are 1-based, paths relative to th
 The recording itself happens in the user's interpreter, in running/plugin/tracefix_trace.py.
 """
 
-from tracefix.tracing.capture import capture
+from tracefix.tracing.capture import capture, capture_passing
 from tracefix.tracing.trace import Block, Call, Trace, lines_in
 
-__all__ = ["Block", "Call", "Trace", "capture", "lines_in"]
+__all__ = ["Block", "Call", "Trace", "capture", "capture_passing", "lines_in"]

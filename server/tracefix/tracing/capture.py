@@ -25,16 +25,34 @@ async def capture(
     Never raises for a test run that went wrong: a timeout, a crash or a test pytest could not
     run gives a Trace whose error says so, with whatever partial trace the plugin wrote first.
     """
-    root = Path(root).resolve()
-    env = plugin_env(env)
-    env["TRACEFIX_TRACE_ROOT"] = str(root)
-    # xdist workers would not inherit the report fd, so the test must run in this process.
-    argv = [python, "-m", "pytest", "-p", "tracefix_trace", "-p", "no:cacheprovider", "-p", "no:xdist", "-q", nodeid]
-    result = await run_streaming(argv, cwd=root, env=env, limits=limits or Limits(timeout=timeout))
+    result = await _traced(root, python, [nodeid], timeout, env, limits)
     record = _pick([r for r in result.records if r.get("kind") == "trace"], nodeid)
     trace = Trace.from_dict(record) if record else Trace(nodeid=nodeid)
     trace.error = _error(result, record, nodeid, timeout)
     return trace
+
+
+async def capture_passing(
+    root: Path, python: str, nodeids: list[str], *, timeout: float = 60, env: dict[str, str] | None = None
+) -> list[Trace]:
+    """Traces of the tests among nodeids that pass, from one pytest run: the calls they make and
+    the values they pass (the inputs a differential check replays). [] when the run fails."""
+    if not nodeids:
+        return []
+    result = await _traced(root, python, nodeids, timeout, env, None)
+    records = [r for r in result.records if r.get("kind") == "trace" and not r.get("partial")]
+    return [Trace.from_dict(r) for r in records if r.get("outcome") == "passed"]
+
+
+async def _traced(
+    root: Path, python: str, nodeids: list[str], timeout: float, env: dict[str, str] | None, limits: Limits | None
+) -> ProcessResult:
+    root = Path(root).resolve()
+    env = plugin_env(env)
+    env["TRACEFIX_TRACE_ROOT"] = str(root)
+    # xdist workers would not inherit the report fd, so the tests must run in this process.
+    argv = [python, "-m", "pytest", "-p", "tracefix_trace", "-p", "no:cacheprovider", "-p", "no:xdist", "-q", *nodeids]
+    return await run_streaming(argv, cwd=root, env=env, limits=limits or Limits(timeout=timeout))
 
 
 def _pick(records: list[dict], nodeid: str) -> dict | None:

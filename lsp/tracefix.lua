@@ -5,4 +5,8 @@ return {
   filetypes = { 'python' },
   root_markers = { 'pyproject.toml', 'setup.cfg', '.git' },
   init_options = { trusted = true },
+  -- 0.11 shows diagnostics as signs only: tracefix's say why a test failed, on its line
+  on_attach = function(client)
+    vim.diagnostic.config({ virtual_text = true }, vim.lsp.diagnostic.get_namespace(client.id))
+  end,
 }

@@ -120,6 +120,20 @@ def test_bad_revision_and_bad_interpreter(repo):
     assert "tracefix.timeout = 'soon' is not a number" in proc.stderr
 
 
+def test_a_reader_that_leaves_early_ends_the_check_quietly(shop):
+    """`tracefix check --all | head -1`: head leaves after one line; no traceback, and the exit
+    status of a program that SIGPIPE ended, as other tools give (141)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracefix", "check", str(shop), "--all", "--no-trace"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the first write: every write fails
+    _, err = proc.communicate(timeout=300)
+    assert err.decode() == ""
+    assert proc.returncode == 141
+
+
 def test_version():
     proc = tracefix("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("tracefix ")

@@ -83,14 +83,27 @@ async def test_no_model_configured_says_how(shop):
         test_file = shop / "tests" / "test_pricing.py"
         await run_all(client)
         actions = await actions_at(client, test_file, errors(client, test_file)[0])
+        asked: list[types.ShowMessageRequestParams] = []
+
+        @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+        def choose(ls, params: types.ShowMessageRequestParams):
+            asked.append(params)
+            return params.actions[0]  # More, then OK
+
         for title in ("Fix test_bulk_discount_tiers with tracefix", "Set up a model for tracefix fixes"):
             [action] = [a for a in actions if a.title == title]
             command = command_of(action)
+            asked.clear()
             result = await client.workspace_execute_command_async(
                 types.ExecuteCommandParams(command=command["command"], arguments=command.get("arguments"))
             )
             # the bug is older than any passing run tracefix saw, so there is no change to revert
             assert "tracefix.llm.model" in result["message"]
+            # a toast short enough to read whole, its More shows the whole text
+            await wait_until(lambda: len(asked) == 2)
+            assert [a.title for a in asked[0].actions] == ["More"]
+            assert len(asked[0].message) < 100 and "tracefix.llm.model" in asked[0].message
+            assert asked[1].message == result["message"]
 
 
 async def hover_at(client, path: Path, line: int):

@@ -1,6 +1,7 @@
 """Document model: incremental re-parse, symbols, symbol diffs, syntax problems."""
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -119,20 +120,94 @@ def test_multibyte_columns_are_code_points():
     assert not doc.syntax_problems()
 
 
+PRICING = (Path(__file__).parent.parent / "examples/shop/shop/pricing.py").read_text()
+
+
+def broken(old, new):
+    assert old in PRICING
+    return PRICING.replace(old, new, 1)
+
+
+# A broken buffer → its problems as (line, column, message), 0-based, columns in code points:
+# where a person would look, said the way CPython says it.
+SYNTAX = {
+    "a call left open": (
+        broken("percent), 2)", "percent, 2)"),
+        [(21, 16, "'(' was never closed")],
+    ),
+    "a def without its colon, after a module docstring": (
+        broken("def bulk_discount(quantity):", "def bulk_discount(quantity)"),
+        [(10, 27, "expected ':'")],
+    ),
+    "the last def without its colon": (
+        broken("def with_tax(amount):", "def with_tax(amount)"),
+        [(24, 20, "expected ':'")],
+    ),
+    "an if without its colon": (broken("if quantity >= 10:", "if quantity >= 10"), [(14, 21, "expected ':'")]),
+    "a module-level paren left open": (broken("TAX_RATE = 0.2", "TAX_RATE = (0.2"), [(2, 11, "'(' was never closed")]),
+    "a list being typed": (
+        broken("    percent = bulk", "    x = [1, 2\n    percent = bulk"),
+        [(20, 8, "'[' was never closed")],
+    ),
+    "an operand missing": (broken("TAX_RATE = 0.2", "TAX_RATE = 0.2 +"), [(2, 16, "invalid syntax")]),
+    "a keyword as a value": (broken("TAX_RATE = 0.2", "TAX_RATE = def"), [(2, 11, "invalid syntax")]),
+    "else without a colon": (broken("    return 0", "    else return 0"), [(16, 9, "expected ':'")]),
+    "an unterminated string": (
+        broken("TAX_RATE = 0.2", "TAX_RATE = 'abc"),
+        [(2, 11, "unterminated string literal (detected at line 3)")],
+    ),
+    "a stray closing paren": (PRICING + "\n)\n", [(27, 0, "unmatched ')'")]),
+    "brackets that do not pair": (
+        "x = (1]\n",
+        [(0, 6, "closing parenthesis ']' does not match opening parenthesis '('")],
+    ),
+    "a forgotten comma": ('print("a" "b" c)\n', [(0, 6, "invalid syntax. Perhaps you forgot a comma?")]),
+    "unexpected indent at the top": (broken("TAX_RATE = 0.2", "  TAX_RATE = 0.2"), [(2, 2, "unexpected indent")]),
+    "unexpected indent in a body": (
+        broken("    percent = bulk_discount(quantity)\n", "    percent = bulk_discount(quantity)\n      x = 1\n"),
+        [(21, 6, "unexpected indent")],
+    ),
+    "a dedent to no level": (
+        broken("    percent = bulk_discount(quantity)\n", "    percent = bulk_discount(quantity)\n  x = 1\n"),
+        [(21, 2, "unindent does not match any outer indentation level")],
+    ),
+    "an empty body": ("if ready:\npass\n", [(1, 0, "expected an indented block after 'if' statement on line 1")]),
+    "a body not yet typed": (
+        "def f():\n    ",
+        [(0, 8, "expected an indented block after function definition on line 1")],
+    ),
+    "columns count code points": ("s = '😀😀' + (1\n", [(0, 11, "'(' was never closed")]),
+    "CRLF line ends": ("x = 1\r\nif x\r\n    pass\r\n", [(1, 4, "expected ':'")]),
+    # CPython reports only its first error; tree-sitter says what the second one is
+    "two independent errors": (
+        "def a(x):\n    return x +\n\n\ndef b():\n    return [1, 2\n",
+        [(1, 14, "invalid syntax"), (5, 11, "'[' was never closed")],
+    ),
+    # newer syntax than the server's Python may know: its error there is not the buffer's
+    "a 3.12 type alias above the error": ("type Price = float\nif x\n    pass\n", [(1, 4, "expected ':'")]),
+}
+
+
+@pytest.mark.parametrize("text, expected", SYNTAX.values(), ids=SYNTAX.keys())
+def test_syntax_problems_say_what_and_where(text, expected):
+    problems = Document(text).syntax_problems()
+    assert [(p.line, p.column, p.message) for p in problems] == expected
+    for p in problems:
+        assert (p.end_line, p.end_column) > (p.line, p.column)
+
+
 @pytest.mark.parametrize(
-    "text, line, message",
+    "text",
     [
-        ("def f(:\n    pass\n", 0, "missing"),
-        ("x = (1,\n", 0, ""),
-        ("x = 1\ny = = 2\n", 1, ""),
-        ("ok = 1\nclass :\n", 1, "syntax error"),
+        "x = 1; y = 2\nif x: pass\n",
+        "def f():\n    x = 1\n  # a comment may sit anywhere\n    return x\n",
+        "match x:\n    case 1:\n        pass\n    case _:\n        pass\n",
+        "x = f(\n        1,\n  2)\ny = 3\n",
+        PRICING,
     ],
 )
-def test_syntax_problems(text, line, message):
-    problems = Document(text).syntax_problems()
-    assert problems, text
-    assert problems[0].line == line
-    assert message in problems[0].message
+def test_valid_code_has_no_syntax_problems(text):
+    assert Document(text).syntax_problems() == []
 
 
 def test_never_valid_input_still_parses():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -577,3 +578,169 @@ def test_backend_matches_the_interpreter():
 
     expected = tracer.Monitor if sys.version_info >= (3, 12) else tracer.SetTrace
     assert type(backend) is expected
+
+
+class Cart:
+    def __init__(self):
+        self.items = [("apple", 2)]
+        self.discount = 0
+        self._cache = {}
+
+
+class Empty:
+    pass
+
+
+class Pair:
+    __slots__ = ("_secret", "left", "right")
+
+    def __init__(self, left):
+        self.left = left  # right is never set
+
+
+class Node:
+    def __init__(self):
+        self.value = 1
+        self.next = self
+
+
+class Wide:
+    def __init__(self):
+        for name in "abcdefghij":
+            setattr(self, name, 0)
+
+
+class Hostile:
+    def __getattribute__(self, name):
+        if name == "__class__":  # isinstance() asks for it, pytest's plugins call isinstance()
+            return object.__getattribute__(self, name)
+        raise RuntimeError(name)
+
+
+class Lazy:
+    def __init__(self):
+        self.ready = True
+
+    @property
+    def broken(self):
+        raise RuntimeError("never read")
+
+
+class BadRepr:
+    def __repr__(self):
+        raise ValueError("no")
+
+
+class Legacy:
+    def __repr__(self):
+        return object.__repr__(self)
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+    cache: dict = dataclasses.field(default_factory=dict, repr=False)
+
+
+@dataclasses.dataclass
+class Named:
+    name: str
+
+    def __repr__(self):
+        return f"<{self.name}>"
+
+
+def helper():
+    pass
+
+
+def recursive_list():
+    items = [1]
+    items.append(items)
+    return items
+
+
+REPRS = {
+    "an object with the default repr": (Cart(), "Cart(items=[('apple', 2)], discount=0)"),
+    "no public attributes": (Empty(), "Empty()"),
+    "a slots class, one slot unset": (Pair(3), "Pair(left=3)"),
+    "a dataclass, its repr=False field left out": (Point(1, 2), "Point(x=1, y=2)"),
+    "a dataclass with a repr of its own": (Named("n"), "<n>"),
+    "a huge string field": (
+        Point("x" * 10_000, 0),
+        "Point(x='xxxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxx', y=0)",
+    ),
+    "an object that refers to itself": (
+        Node(),
+        "Node(value=1, next=Node(value=1, next=Node(value=1, next=Node(...))))",
+    ),
+    "a list that holds itself": (recursive_list(), "[1, [1, [1, [...]]]]"),
+    "many attributes": (Wide(), "Wide(a=0, b=0, c=0, d=0, e=0, f=0, ...)"),
+    "attribute access raises": (Hostile(), "<Hostile object>"),
+    "a property is not read": (Lazy(), "Lazy(ready=True)"),
+    "a repr that raises": (BadRepr(), "<BadRepr, repr failed: ValueError>"),
+    "a repr with an address": (Legacy(), "<test_tracing.Legacy object>"),
+    "a function": (helper, "<function helper>"),
+    "objects in a list": ([Empty(), Pair(1)], "[Empty(), Pair(left=1)]"),
+    "a huge string": ("y" * 10_000, "'yyyyyyyyyyyyyyyyyyyyyyyyyyy...yyyyyyyyyyyyyyyyyyyyyyyyyyyy'"),
+}
+
+
+@pytest.mark.parametrize("value, expected", REPRS.values(), ids=REPRS.keys())
+def test_reprs_are_bounded_and_free_of_addresses(value, expected):
+    assert plugin_module()._safe_repr(value) == expected
+
+
+SHOP_OBJECTS = """\
+import dataclasses
+
+
+class Cart:
+    def __init__(self):
+        self.items = []
+
+    def add(self, price, quantity):
+        self.items.append((price, quantity))
+
+
+@dataclasses.dataclass
+class Line:
+    price: float
+    quantity: int
+
+
+def total(cart):
+    lines = [Line(p, q) for p, q in cart.items]
+    return sum(line.price for line in lines)
+"""
+
+SHOP_OBJECTS_TEST = """\
+from shop_objects import Cart, total
+
+
+def test_total():
+    cart = Cart()
+    cart.add(10.0, 2)
+
+    cart.add(1.0, 10)
+    assert total(cart) == 30.0
+"""
+
+
+async def test_traced_objects_show_their_class_and_attributes(python, tmp_path):
+    files = {"shop_objects.py": SHOP_OBJECTS, "test_shop_objects.py": SHOP_OBJECTS_TEST}
+    trace = await run_trace(python, tmp_path, files, "test_shop_objects.py::test_total")
+    text = trace.render(source=lines_in(tmp_path))
+
+    assert "0x" not in text
+    assert "total(cart=Cart(items=[(10.0, 2), (1.0, 10)])) at shop_objects.py:18" in text
+    assert "lines=[Line(price=10.0, quantity=2), Line(price=1.0, quantity=10)]" in text
+    # one entry per source line; a name's value sits on the last line that mentions it
+    test_lines = text[text.index("test_total() at") :].splitlines()[1:5]
+    assert test_lines == [
+        "  [L5] cart = Cart()",
+        "  [L6] cart.add(10.0, 2)",
+        "  [L8] cart.add(1.0, 10)",
+        "  [L9] assert total(cart) == 30.0  # cart=Cart(items=[(10.0, 2), (1.0, 10)])",
+    ]

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from tracefix import __version__
-from tracefix.sanitize import printable
+from tracefix.sanitize import Printable
+
+CLOSED_PIPE = 128 + 13  # the exit status a shell reports for a process ended by SIGPIPE
 
 
 def _tcp(value: str) -> tuple[str, int]:
@@ -68,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from tracefix.lsp.server import serve
 
-        _log_to(args.log_file, logging.DEBUG if args.verbose else logging.INFO)
-        status = serve(args.tcp)
+        status = serve(args.tcp, args.log_file, args.verbose)
         logging.shutdown()
         os._exit(status)  # not the interpreter's exit: it would join a thread blocked reading stdin
     from tracefix.check import check
@@ -77,7 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(Printable("tracefix: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    return asyncio.run(until_signalled(check(args)))
+    try:
+        status = asyncio.run(until_signalled(check(args)))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`tracefix check --all | head -1`): end quietly, with the status of a
+        # program that SIGPIPE ended, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
+        return CLOSED_PIPE
+    return status
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -107,19 +116,3 @@ async def until_signalled(job: Coroutine[Any, Any, int]) -> int:
     finally:
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
-
-
-class Printable(logging.Formatter):
-    """Log lines with control characters escaped: a log is read in a terminal too."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record))
-
-
-def _log_to(path: Path | None, level: int) -> None:
-    handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(Printable("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(level)
-    logging.getLogger("pygls").setLevel(logging.DEBUG if level == logging.DEBUG else logging.WARNING)

@@ -9,6 +9,7 @@ or sends to an editor goes through `printable`, which shows such characters as e
 
 from __future__ import annotations
 
+import logging
 import re
 
 # C0 controls but tab and newline (a CR left after CRLF became LF too), DEL, C1 controls, and
@@ -35,3 +36,10 @@ def printable_data(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [printable_data(v) for v in value]
     return value
+
+
+class Printable(logging.Formatter):
+    """Log lines with control characters escaped: a log is read in a terminal too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))

@@ -115,6 +115,8 @@ def test_break_save_rerun_fix(tmp_path, fixed_shop, configuration):
     assert rerun == [("tests/test_pricing.py::test_apply_discount", "failed")]
 
     assert "idle" in outcome["cleared_statusline"]
+    if configuration in ("enable", "shipped"):  # 0.11 shows only signs unless told otherwise
+        assert outcome["virtual_text"] is True
 
 
 def test_helper_module(tmp_path, shop):
@@ -126,6 +128,7 @@ def test_helper_module(tmp_path, shop):
     assert ran["tests/test_text.py::test_money"] == "passed"  # all tests, not only affected ones
     assert any("test_bulk_discount_tiers failed" in e["message"] for e in outcome["failing"])
     assert "tracefix: 1 failed" in outcome["statusline"]
+    assert outcome["virtual_text"] is True
     assert outcome["trace_name"] == "tracefix://trace/tests/test_pricing.py::test_bulk_discount_tiers"
     assert outcome["trace"][0].startswith("Trace of tests/test_pricing.py::test_bulk_discount_tiers")
 

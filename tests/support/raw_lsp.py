@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -14,16 +15,20 @@ from pathlib import Path
 
 class RawServer:
     def __init__(
-        self, root: Path, settings: dict | None = None, log_file: Path | None = None, env: dict[str, str] | None = None
+        self,
+        root: Path,
+        settings: dict | None = None,
+        log_file: Path | None = None,
+        env: dict[str, str] | None = None,
+        stderr: Path | None = None,
     ) -> None:
         self.root = root
         self.settings = settings or {}
         argv = [sys.executable, "-m", "tracefix", "serve"]
         if log_file is not None:
             argv += ["--verbose", "--log-file", str(log_file)]
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-        )
+        with open(stderr or os.devnull, "wb") as err:  # the child keeps its own copy
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env)
         self.responses: dict = {}
         self.notifications: list[dict] = []
         self.diagnostics: dict[str, list[dict]] = {}  # uri → the latest published list

@@ -8,6 +8,7 @@ local defaults = {
   settings = vim.empty_dict(), -- the `tracefix` section; an empty table must still encode as {}
   trusted = true, -- false: tracefix indexes and answers but runs no tests
   start = true, -- false: vim.lsp.enable('tracefix') or lspconfig starts it
+  virtual_text = true, -- tracefix's messages at the end of their lines (0.11 shows only signs by default)
 }
 
 local clients = {} -- project root → client id, on 0.7
@@ -29,6 +30,12 @@ local function project_root(path, markers)
   end
 end
 
+-- Why a test failed is meant to be read on the line: virtual text for tracefix's diagnostics only,
+-- which Neovim 0.11 no longer shows by default.
+local function show_inline(client_id)
+  vim.diagnostic.config({ virtual_text = true }, vim.lsp.diagnostic.get_namespace(client_id))
+end
+
 local function attach(buf, opts)
   local root = project_root(vim.api.nvim_buf_get_name(buf), opts.root_markers)
   if not root then
@@ -42,17 +49,22 @@ local function attach(buf, opts)
     -- read at start-up: the only way on 0.7; 0.8+ also answers workspace/configuration from `settings`
     init_options = { settings = opts.settings, trusted = opts.trusted },
   }
+  local id
   if vim.lsp.start then -- 0.8+: reuses the client with this name and root
-    vim.lsp.start(config, { bufnr = buf })
-    return
-  end
-  if not clients[root] then
-    config.on_exit = function()
-      clients[root] = nil
+    id = vim.lsp.start(config, { bufnr = buf })
+  else
+    if not clients[root] then
+      config.on_exit = function()
+        clients[root] = nil
+      end
+      clients[root] = vim.lsp.start_client(config)
     end
-    clients[root] = vim.lsp.start_client(config)
+    id = clients[root]
+    vim.lsp.buf_attach_client(buf, id)
   end
-  vim.lsp.buf_attach_client(buf, clients[root])
+  if id and opts.virtual_text then
+    show_inline(id)
+  end
 end
 
 local function tracefix_clients(buf)
@@ -148,6 +160,17 @@ function M.setup(opts)
   vim.api.nvim_create_user_command('TracefixRunAll', run_all, { desc = 'Run every test with tracefix' })
   vim.api.nvim_create_user_command('TracefixAddReview', add_review,
     { range = true, desc = 'Add a tracefix review comment on these lines' })
+  if not opts.start and opts.virtual_text and vim.fn.has('nvim-0.8') == 1 then
+    vim.api.nvim_create_autocmd('LspAttach', {
+      group = vim.api.nvim_create_augroup('tracefix-inline', {}),
+      callback = function(args)
+        local client = vim.lsp.get_client_by_id(args.data.client_id)
+        if client and client.name == 'tracefix' then
+          show_inline(client.id)
+        end
+      end,
+    })
+  end
   if opts.start then
     vim.api.nvim_create_autocmd('FileType', {
       group = vim.api.nvim_create_augroup('tracefix', {}),

@@ -1,6 +1,7 @@
 // Commands that run on the server (workspace/executeCommand, same ids). Called
 // from a code action they carry their arguments; from the palette they ask.
 import * as vscode from "vscode";
+import { Command } from "./protocol";
 import { Server } from "./server";
 import { TestingView } from "./testing";
 import { TraceDocuments } from "./traces";
@@ -23,18 +24,18 @@ const NO_FAILURES = "no test is failing.";
 
 /** The commands in the palette (package.json lists the same ids). */
 const PALETTE: Forwarded[] = [
-  { id: "tracefix.runAffected", ask: async ({ server }) => activeUri(server) },
-  { id: "tracefix.runAll" },
+  { id: Command.RUN_AFFECTED, ask: ({ server }) => Promise.resolve(activeUri(server)) },
+  { id: Command.RUN_ALL },
   {
-    id: "tracefix.showTrace",
+    id: Command.SHOW_TRACE,
     ask: ({ testing }) => pickTest(testing.failing(), "Failing test whose trace to show", NO_FAILURES),
-    show: ({ traces }, args, result) => traces.show(result, String(args[0] ?? "trace")),
+    show: ({ traces }, args, result) => traces.show(result, typeof args[0] === "string" ? args[0] : "trace"),
   },
-  { id: "tracefix.fixTest", ask: ({ testing }) => pickTest(testing.failing(), "Failing test to fix", NO_FAILURES) },
-  { id: "tracefix.rerunTest", ask: ({ testing }) => pickTest(testing.known(), "Test to run again", "no test has run yet.") },
-  { id: "tracefix.addReviewComment", ask: ({ server }) => askReviewComment(server) },
+  { id: Command.FIX_TEST, ask: ({ testing }) => pickTest(testing.failing(), "Failing test to fix", NO_FAILURES) },
+  { id: Command.RERUN_TEST, ask: ({ testing }) => pickTest(testing.known(), "Test to run again", "no test has run yet.") },
+  { id: Command.ADD_REVIEW, ask: ({ server }) => askReviewComment(server) },
   {
-    id: "tracefix.resolveReviewComment",
+    id: Command.RESOLVE_REVIEW,
     ask: async () => {
       const id = await vscode.window.showInputBox({ prompt: "Id of the review comment to resolve" });
       return id ? [id] : undefined;
@@ -74,7 +75,7 @@ async function forward(
     const result = await server.executeCommand(id, args);
     await show?.(result);
   } catch (error) {
-    void vscode.window.showErrorMessage(`tracefix: ${id} failed: ${error instanceof Error ? error.message : error}`);
+    void vscode.window.showErrorMessage(`tracefix: ${id} failed: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 

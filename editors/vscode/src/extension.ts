@@ -1,5 +1,6 @@
 import * as vscode from "vscode";
 import { registerAdvertised, registerPaletteCommands } from "./commands";
+import { Command } from "./protocol";
 import { onDidChangeInterpreter } from "./python";
 import { Server } from "./server";
 import { statusView } from "./status";
@@ -16,18 +17,22 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   const testing = new TestingView(async (nodeids) => {
     if (nodeids === undefined) {
-      await vscode.commands.executeCommand("tracefix.runAll");
+      await vscode.commands.executeCommand(Command.RUN_ALL);
       return;
     }
     for (const nodeid of nodeids) {
-      await vscode.commands.executeCommand("tracefix.rerunTest", nodeid);
+      await vscode.commands.executeCommand(Command.RERUN_TEST, nodeid);
     }
   });
 
   let advertised: vscode.Disposable[] = [];
-  const forgetAdvertised = () => advertised.splice(0).forEach((command) => command.dispose());
+  const forgetAdvertised = () => {
+    for (const command of advertised.splice(0)) {
+      command.dispose();
+    }
+  };
 
-  const tracefix = new Server(log, {
+  const tracefix = new Server(context.extensionPath, log, {
     status(status) {
       const view = statusView(status);
       statusBar.text = view.text;

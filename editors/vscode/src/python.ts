@@ -38,7 +38,7 @@ export async function activeInterpreter(log: vscode.LogOutputChannel): Promise<s
     const env = await api.environments.resolveEnvironment(api.environments.getActiveEnvironmentPath(resource));
     return env?.executable.uri?.fsPath;
   } catch (error) {
-    log.warn(`Could not ask the Python extension for its interpreter: ${error}`);
+    log.warn(`Could not ask the Python extension for its interpreter: ${String(error)}`);
     return undefined;
   }
 }

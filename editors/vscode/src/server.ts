@@ -8,11 +8,12 @@ import {
   State,
   StaticFeature,
 } from "vscode-languageclient/node";
-import { hasTracefix, which } from "./nodeProbes";
+import { ClientChannel } from "./logChannel";
+import { bundled, hasTracefix, pythonVersion, which } from "./nodeProbes";
 import { activeInterpreter } from "./python";
 import { Resolution, resolveServerCommand } from "./serverCommand";
-import { ClientState, ServerStatus } from "./status";
-import { TestResultsParams } from "./testResults";
+import { Method, StatusParams, TestResultsParams } from "./protocol";
+import { ClientState } from "./status";
 
 /**
  * The extension registers the tracefix.* commands itself: they must exist in
@@ -30,7 +31,7 @@ class TracefixClient extends LanguageClient {
 }
 
 export interface ServerEvents {
-  status(status: ServerStatus | ClientState): void;
+  status(status: StatusParams | ClientState): void;
   testResults(params: TestResultsParams): void;
   /** Running, also after an automatic restart; with the commands the server advertises. */
   started(commands: string[]): void;
@@ -45,6 +46,8 @@ export class Server implements vscode.Disposable {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
+    /** Where the extension is installed: package.py puts the server under bundled/ there. */
+    private readonly extensionPath: string,
     private readonly log: vscode.LogOutputChannel,
     private readonly events: ServerEvents,
   ) {}
@@ -109,9 +112,10 @@ export class Server implements vscode.Disposable {
     return next;
   }
 
-  private resolve(): Promise<Resolution> {
+  private async resolve(): Promise<Resolution> {
     const configured = vscode.workspace.getConfiguration("tracefix").get<string[]>("server.command");
-    return resolveServerCommand(configured, { interpreter: () => activeInterpreter(this.log), hasTracefix, which });
+    const probes = { interpreter: () => activeInterpreter(this.log), version: pythonVersion, hasTracefix, which };
+    return resolveServerCommand(configured, await bundled(this.extensionPath), probes);
   }
 
   private async doStart(resolution: Resolution): Promise<void> {
@@ -136,7 +140,7 @@ export class Server implements vscode.Disposable {
         settings: vscode.workspace.getConfiguration().get("tracefix"),
         trusted,
       },
-      outputChannel: this.log,
+      outputChannel: new ClientChannel(this.log),
     };
     const client = new TracefixClient(
       "tracefix",
@@ -146,11 +150,11 @@ export class Server implements vscode.Disposable {
       clientOptions,
     );
     let reported = false;
-    client.onNotification("tracefix/status", (params: ServerStatus) => {
+    client.onNotification(Method.STATUS, (params: StatusParams) => {
       reported = true;
       this.events.status(params);
     });
-    client.onNotification("tracefix/testResults", (params: TestResultsParams) => this.events.testResults(params));
+    client.onNotification(Method.TEST_RESULTS, (params: TestResultsParams) => this.events.testResults(params));
     client.onDidChangeState(({ newState }) => {
       if (newState === State.Running) {
         this.events.started(client.initializeResult?.capabilities.executeCommandProvider?.commands ?? []);
@@ -166,9 +170,9 @@ export class Server implements vscode.Disposable {
     try {
       await client.start();
     } catch (error) {
-      this.log.error(`The server did not start: ${error}`);
+      this.log.error(`The server did not start: ${String(error)}`);
       this.events.status("stopped");
-      void offerHelp(`tracefix: the server did not start (${resolution.argv.join(" ")}): ${error}`);
+      void offerHelp(`tracefix: the server did not start (${resolution.argv.join(" ")}): ${String(error)}`);
       return;
     }
     this.launched = { argv: resolution.argv, trusted };

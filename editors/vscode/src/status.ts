@@ -1,11 +1,5 @@
 // What the status bar shows for a `tracefix/status` notification.
-
-export interface ServerStatus {
-  state: "idle" | "running" | "failed" | "untrusted" | "error";
-  running: number;
-  failed: number;
-  message: string;
-}
+import { StatusParams } from "./protocol";
 
 /** States the client reaches without the server telling it. */
 export type ClientState = "starting" | "stopped";
@@ -22,7 +16,7 @@ const TESTING_VIEW = "workbench.view.testing.focus";
 const PROBLEMS_VIEW = "workbench.actions.view.problems";
 const SHOW_LOGS = "tracefix.showLogs";
 
-export function statusView(status: ServerStatus | ClientState): StatusView {
+export function statusView(status: StatusParams | ClientState): StatusView {
   if (status === "starting") {
     return { text: "$(sync~spin) tracefix starting", tooltip: "tracefix: starting the server", command: SHOW_LOGS, alert: false };
   }

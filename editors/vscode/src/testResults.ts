@@ -1,41 +1,6 @@
-// The `tracefix/testResults` notification and how its results map onto the
+// How the results of the `tracefix/testResults` notification map onto the
 // Testing view. Pure, so it is unit-tested without VS Code.
-
-export type Outcome = "passed" | "failed" | "error" | "skipped" | "xfailed" | "timeout" | "crashed" | "not run";
-
-export interface TestResult {
-  nodeid: string;
-  outcome: Outcome;
-  /** Seconds. */
-  duration: number;
-  message: string;
-  /** Absolute path of the test file. */
-  path: string;
-  uri: string;
-  /** 1-based line of the test function or of the failing assert. */
-  line: number | null;
-  /** Where it failed; 1-based line. */
-  location: { uri: string; line: number } | null;
-}
-
-export interface TestResultsParams {
-  runId: string;
-  results: TestResult[];
-  done: boolean;
-  summary: {
-    passed: number;
-    failed: number;
-    errors: number;
-    skipped: number;
-    duration: number;
-    /** "ok", or how the run ended early: "timeout", "crashed", "error". */
-    status?: string;
-    /** "incomplete" when some selected tests have no outcome: never a pass. */
-    verdict?: "passed" | "failed" | "incomplete";
-    /** The cause, when the run did not complete. */
-    message?: string;
-  } | null;
-}
+import { Outcome, ResultPayload, RunSummary } from "./protocol";
 
 /** The TestRun method that records an outcome. */
 export type RunState = "passed" | "failed" | "errored" | "skipped";
@@ -73,7 +38,7 @@ export function testLabel(nodeid: string): string {
 }
 
 /** VS Code wants milliseconds; undefined when the server did not time it. */
-export function durationMs(result: TestResult): number | undefined {
+export function durationMs(result: ResultPayload): number | undefined {
   return Number.isFinite(result.duration) && result.duration >= 0 ? result.duration * 1000 : undefined;
 }
 
@@ -82,11 +47,11 @@ export function zeroBased(line: number | null | undefined): number | undefined {
   return typeof line === "number" && line >= 1 ? line - 1 : undefined;
 }
 
-export function summaryText(summary: NonNullable<TestResultsParams["summary"]>): string {
+export function summaryText(summary: RunSummary): string {
   const parts = [`${summary.passed} passed`, `${summary.failed} failed`];
   if (summary.errors) parts.push(`${summary.errors} errors`);
   if (summary.skipped) parts.push(`${summary.skipped} skipped`);
   const text = `${parts.join(", ")} in ${summary.duration.toFixed(1)}s`;
-  if (summary.status && summary.status !== "ok") return `${text} (${summary.status}: ${summary.message ?? ""})`;
-  return summary.verdict === "incomplete" ? `${text} (did not complete: ${summary.message ?? ""})` : text;
+  if (summary.status !== "ok") return `${text} (${summary.status}: ${summary.message})`;
+  return summary.verdict === "incomplete" ? `${text} (did not complete: ${summary.message})` : text;
 }

@@ -1,10 +1,8 @@
 // The Testing view (and with it the gutter icons), fed by the server's
 // `tracefix/testResults` notifications.
 import * as vscode from "vscode";
+import { Outcome, ResultPayload, TestResultsParams } from "./protocol";
 import {
-  Outcome,
-  TestResult,
-  TestResultsParams,
   durationMs,
   fileOf,
   isFailure,
@@ -69,7 +67,7 @@ export class TestingView implements vscode.Disposable {
     this.controller.dispose();
   }
 
-  private record(run: vscode.TestRun, result: TestResult): void {
+  private record(run: vscode.TestRun, result: ResultPayload): void {
     const item = this.item(result);
     this.outcomes.set(result.nodeid, result.outcome);
     const duration = durationMs(result);
@@ -90,7 +88,7 @@ export class TestingView implements vscode.Disposable {
   }
 
   /** The item for a result, under an item for its file; both made on first sight. */
-  private item(result: TestResult): vscode.TestItem {
+  private item(result: ResultPayload): vscode.TestItem {
     const uri = fileUri(result);
     const fileId = uri.toString();
     let file = this.controller.items.get(fileId);
@@ -111,11 +109,11 @@ export class TestingView implements vscode.Disposable {
   }
 }
 
-function fileUri(result: TestResult): vscode.Uri {
+function fileUri(result: ResultPayload): vscode.Uri {
   return result.uri ? vscode.Uri.parse(result.uri) : vscode.Uri.file(result.path);
 }
 
-function message(result: TestResult): vscode.TestMessage {
+function message(result: ResultPayload): vscode.TestMessage {
   const text = new vscode.TestMessage(result.message || result.outcome);
   const where = result.location ?? (result.line ? { uri: fileUri(result).toString(), line: result.line } : null);
   const line = zeroBased(where?.line);

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ServerStatus, statusView } from "../src/status";
+import { StatusParams } from "../src/protocol";
+import { statusView } from "../src/status";
 
-const status = (patch: Partial<ServerStatus>): ServerStatus => ({ state: "idle", running: 0, failed: 0, message: "", ...patch });
+const status = (patch: Partial<StatusParams>): StatusParams => ({ state: "idle", running: 0, failed: 0, message: "", ...patch });
 
 test("running shows a spinner and the count", () => {
   const view = statusView(status({ state: "running", running: 3 }));
@@ -29,7 +30,7 @@ test("errors and a stopped server lead to the logs", () => {
 });
 
 test("an unknown state from a newer server reads as idle", () => {
-  const view = statusView(status({ state: "indexing" as ServerStatus["state"] }));
+  const view = statusView(status({ state: "indexing" as StatusParams["state"] }));
   assert.equal(view.text, "$(beaker) tracefix");
 });
 

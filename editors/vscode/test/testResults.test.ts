@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { TestResult, durationMs, fileOf, isFailure, runState, summaryText, testLabel, zeroBased } from "../src/testResults";
+import { ResultPayload, RunSummary } from "../src/protocol";
+import { durationMs, fileOf, isFailure, runState, summaryText, testLabel, zeroBased } from "../src/testResults";
 
 test("outcomes map onto TestRun states", () => {
   assert.equal(runState("passed"), "passed");
@@ -29,26 +30,34 @@ test("a nodeid splits into its file and the test within it", () => {
 });
 
 test("durations become milliseconds and lines 0-based", () => {
-  const result = { duration: 0.25 } as TestResult;
+  const result = { duration: 0.25 } as ResultPayload;
   assert.equal(durationMs(result), 250);
-  assert.equal(durationMs({ duration: Number.NaN } as TestResult), undefined);
+  assert.equal(durationMs({ duration: Number.NaN } as ResultPayload), undefined);
   assert.equal(zeroBased(1), 0);
   assert.equal(zeroBased(null), undefined);
   assert.equal(zeroBased(0), undefined);
 });
 
+const summary = (patch: Partial<RunSummary>): RunSummary => ({
+  passed: 0, failed: 0, errors: 0, skipped: 0, duration: 0, status: "ok", verdict: "passed", message: "", ...patch,
+});
+
 test("the summary leaves out zero errors and skips", () => {
-  assert.equal(summaryText({ passed: 4, failed: 1, errors: 0, skipped: 0, duration: 1.234 }), "4 passed, 1 failed in 1.2s");
+  assert.equal(summaryText(summary({ passed: 4, failed: 1, duration: 1.234 })), "4 passed, 1 failed in 1.2s");
+  assert.equal(summaryText(summary({ errors: 2, skipped: 1 })), "0 passed, 0 failed, 2 errors, 1 skipped in 0.0s");
+});
+
+test("a run that did not end well says how", () => {
   assert.equal(
-    summaryText({ passed: 0, failed: 0, errors: 2, skipped: 1, duration: 0 }),
-    "0 passed, 0 failed, 2 errors, 1 skipped in 0.0s",
-  );
-  assert.equal(
-    summaryText({ passed: 1, failed: 0, errors: 0, skipped: 0, duration: 120, status: "timeout", message: "stopped after 120 s" }),
+    summaryText(summary({ passed: 1, duration: 120, status: "timeout", message: "stopped after 120 s" })),
     "1 passed, 0 failed in 120.0s (timeout: stopped after 120 s)",
   );
   assert.equal(
-    summaryText({ passed: 2, failed: 0, errors: 1, skipped: 0, duration: 1, status: "ok", verdict: "incomplete", message: "could not collect tests/test_a.py" }),
+    summaryText(summary({ status: "nothing to run", message: "no test can reach the change" })),
+    "0 passed, 0 failed in 0.0s (nothing to run: no test can reach the change)",
+  );
+  assert.equal(
+    summaryText(summary({ passed: 2, errors: 1, duration: 1, verdict: "incomplete", message: "could not collect tests/test_a.py" })),
     "2 passed, 0 failed, 1 errors in 1.0s (did not complete: could not collect tests/test_a.py)",
   );
 });

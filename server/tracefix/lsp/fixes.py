@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 
 from tracefix.fixing.jobs import Fix, FixError, address_review, fix_test
 from tracefix.fixing.model import not_configured_message
@@ -15,6 +16,8 @@ from tracefix.lsp.progress import Progress
 from tracefix.lsp.reviews import find_comment
 from tracefix.lsp.session import ProjectState, Session
 from tracefix.protocol import Command
+
+NO_MODEL = "tracefix: no model is configured for fixes. Set tracefix.llm.model to use one."
 
 
 async def _run(session: Session, state: ProjectState, subject: str, title: str, job) -> dict:
@@ -32,7 +35,10 @@ async def _run(session: Session, state: ProjectState, subject: str, title: str, 
         fix = await job(progress.report)
     except FixError as exc:
         progress.end(f"no fix: {exc}")
-        session.ls.tell(f"tracefix: {exc}", types.MessageType.Warning)
+        if str(exc) == not_configured_message():
+            session.spawn(_briefly(session, NO_MODEL, str(exc)), "explain model")
+        else:
+            session.ls.tell(f"tracefix: {exc}", types.MessageType.Warning)
         return {"status": "error", "message": str(exc)}
     except asyncio.CancelledError:
         progress.end("cancelled")
@@ -206,5 +212,24 @@ def actions(
 @sync(Command.EXPLAIN_MODEL, command=True)
 def explain_model(session: Session, *args) -> dict:
     message = not_configured_message()
-    session.ls.tell(message)
+    session.spawn(_briefly(session, NO_MODEL, message), "explain model")
     return {"message": message}
+
+
+async def _briefly(session: Session, summary: str, details: str) -> None:
+    """A toast read at a glance, whose More shows the whole text: VS Code cuts a message to one
+    line unless it has a button."""
+    ls, info = session.ls, types.MessageType.Info
+    more = types.MessageActionItem(title="More")
+    try:
+        choice = await ls.window_show_message_request_async(
+            types.ShowMessageRequestParams(type=info, message=summary, actions=[more])
+        )
+        if choice is not None and choice.title == more.title:
+            await ls.window_show_message_request_async(
+                types.ShowMessageRequestParams(
+                    type=info, message=details, actions=[types.MessageActionItem(title="OK")]
+                )
+            )
+    except JsonRpcException:  # a client without window/showMessageRequest
+        ls.tell(details)

@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
@@ -22,7 +23,7 @@ from pygls.protocol import LanguageServerProtocol
 from tracefix import __version__
 from tracefix.lsp.handlers import register
 from tracefix.lsp.session import Session
-from tracefix.sanitize import printable_data
+from tracefix.sanitize import Printable, printable_data
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +118,11 @@ class TracefixServer(LanguageServer):
         )
         self.session = session
         self._reporting = False
+        self.client_log = ClientLog(self)  # serve() routes the process's logging through it
 
-    # logging to the client; never a popup for our own errors
+    # logging: one record, shown once (ClientLog sends it to the client); never a popup
     def log(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
-        log.log(logging.WARNING if kind <= types.MessageType.Warning else logging.INFO, message)
-        try:
-            self.window_log_message(types.LogMessageParams(type=kind, message=message))
-        except Exception:  # no client yet, or it went away: the file log has it
-            pass
+        log.log(LEVELS.get(kind, logging.INFO), message)
 
     def warn(self, message: str) -> None:
         self.log(message, types.MessageType.Warning)
@@ -178,6 +176,7 @@ class TracefixServer(LanguageServer):
         """Reads and handles messages until the client goes; a stop signal (SIGINT, SIGTERM, SIGHUP)
         first ends what the session runs, so no test process or temporary file outlives it."""
         loop = asyncio.get_running_loop()
+        self.client_log.loop = loop  # before any worker thread logs
         main = asyncio.current_task()
         assert main is not None
         caught: list[int] = []
@@ -237,9 +236,87 @@ def create_server() -> TracefixServer:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def serve(tcp: tuple[str, int] | None = None) -> int:
+LEVELS = {
+    types.MessageType.Error: logging.ERROR,
+    types.MessageType.Warning: logging.WARNING,
+    types.MessageType.Info: logging.INFO,
+    types.MessageType.Log: logging.DEBUG,
+    types.MessageType.Debug: logging.DEBUG,
+}
+LIBRARIES = ("pygls", "httpx", "httpcore", "openai")  # their info and debug records are for --verbose
+
+
+class Noise(logging.Filter):
+    """pygls's warnings about what clients do every day: cancelling a request that just
+    finished, answering a request the server gave up on, sending an optional $/ notification."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("pygls"):
+            return True
+        text = str(record.msg)
+        if text.startswith(("Cancel notification for unknown message id", "Received response to unknown message id")):
+            return False
+        optional = isinstance(record.args, tuple) and str(record.args[:1]).startswith("('$/")
+        return not (text.startswith("Ignoring notification for unknown method") and optional)
+
+
+class ClientLog(logging.Handler):
+    """Log records to the client as window/logMessage, one message per record, sent from the
+    event loop whatever thread logged them; before the connection is up, and what cannot be
+    sent, to stderr. Never both: an editor that shows the server's stderr too (VS Code does)
+    would show a record twice."""
+
+    def __init__(self, ls: TracefixServer) -> None:
+        super().__init__()
+        self.ls = ls
+        self.fallback = logging.StreamHandler(sys.stderr)
+        self.fallback.setFormatter(Printable("tracefix %(levelname)s %(name)s: %(message)s"))
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's; learnt on the first record there
+        self._sending = threading.local()  # what pygls logs while sending one record is not sent
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._sending, "active", False) or (
+            record.name.startswith("pygls") and record.levelno < logging.WARNING
+        ):
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread
+            running = None
+        if running is not None and self.ls.protocol.writer is not None:
+            self.loop = running
+            self._send(record)
+        elif self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._send, record)
+        else:
+            self.fallback.handle(record)
+
+    def _send(self, record: logging.LogRecord) -> None:
+        kind = next((k for k, level in LEVELS.items() if level <= record.levelno), types.MessageType.Log)
+        self._sending.active = True
+        try:
+            self.ls.window_log_message(types.LogMessageParams(type=kind, message=self.format(record)))
+        except Exception:  # the client went away: stderr may still be read
+            self.fallback.handle(record)
+        finally:
+            self._sending.active = False
+
+
+def serve(tcp: tuple[str, int] | None = None, log_file: Path | None = None, verbose: bool = False) -> int:
     """Serve until the client goes; the exit status."""
     ls = create_server()
+    level = logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger()
+    root.setLevel(level)
+    handlers: list[logging.Handler] = [ls.client_log]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file))
+        handlers[-1].setFormatter(Printable("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for handler in handlers:
+        handler.addFilter(Noise())
+        root.addHandler(handler)
+    for library in LIBRARIES:
+        logging.getLogger(library).setLevel(level if verbose else logging.WARNING)
     if tcp:
         ls.start_tcp(*tcp)
         return 0

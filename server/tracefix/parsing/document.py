@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
 
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Tree
 
+from tracefix.parsing import syntax
 from tracefix.parsing.symbols import Symbol, outline
+from tracefix.parsing.syntax import SyntaxProblem
 
 PYTHON = Language(tree_sitter_python.language())
 _BODIES = ("module", "block")
@@ -17,15 +18,6 @@ _BODIES = ("module", "block")
 def parse(source: bytes, old: Tree | None = None) -> Tree:
     # A Parser is cheap and not thread-safe; one per call keeps background indexing safe.
     return Parser(PYTHON).parse(source, old) if old is not None else Parser(PYTHON).parse(source)
-
-
-@dataclass(frozen=True)
-class SyntaxProblem:
-    line: int  # 0-based
-    column: int  # 0-based, code points
-    end_line: int
-    end_column: int
-    message: str
 
 
 class Document:
@@ -159,36 +151,4 @@ class Document:
         self.tree = parse(self.source)
 
     def syntax_problems(self, limit: int = 50) -> list[SyntaxProblem]:
-        problems: list[SyntaxProblem] = []
-        stack = [self.tree.root_node]
-        while stack and len(problems) < limit:
-            node = stack.pop()
-            if node.is_missing:
-                problems.append(self._problem(node, f"missing {node.type!r}"))
-            elif node.is_error:
-                problems.append(self._problem(node, _describe_error(node)))
-            elif node.has_error:
-                stack.extend(reversed(node.children))
-        return problems
-
-    def _problem(self, node: Node, message: str) -> SyntaxProblem:
-        line, col = self._column(node.start_point)
-        end_line, end_col = self._column(node.end_point)
-        if (end_line, end_col) == (line, col):
-            end_col += 1
-        return SyntaxProblem(line, col, end_line, end_col, message)
-
-    def _column(self, point) -> tuple[int, int]:
-        """tree-sitter's (row, byte column) → (line, code-point column)."""
-        row, byte_col = point
-        starts = self._line_starts()
-        if row >= len(starts):
-            return row, 0
-        line_text = self.text[starts[row] : starts[row] + byte_col + 1]
-        return row, len(line_text.encode("utf-8", "surrogatepass")[:byte_col].decode("utf-8", "ignore"))
-
-
-def _describe_error(node: Node) -> str:
-    text = (node.text or b"").decode("utf-8", "replace").strip().splitlines()
-    snippet = text[0][:40] if text else ""
-    return f"syntax error near {snippet!r}" if snippet else "syntax error"
+        return syntax.problems(self.tree, self.lines, limit)

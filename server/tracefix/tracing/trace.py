@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from tracefix.paths import read_text
 
 LINE_CHARS = 300  # one rendered line at most, so one wide block cannot eat the budget
 GAP_CHARS = 32  # room kept for each "… N lines omitted" marker
-CODE_CHARS = 100  # a block's code shown beside its values
+CODE_CHARS = 100  # one line of code shown beside its values
 
 Source = Callable[[str, int], str]  # (workspace-relative path, 1-based line) -> that line's text
 
@@ -108,8 +109,8 @@ class Trace:
     def render(self, max_chars: int = 6000, source: Source | None = None) -> str:
         """Readable text of the trace (LDB style), at most max_chars; when it must shrink, the
         blocks of calls that raised and the last blocks of every call are the last to go.
-        With `source`, each block shows its code next to the values it set, so a reader (or a
-        model) need not map line numbers back to the function."""
+        With `source`, each block shows its code, one entry per line, next to the values it set,
+        so a reader (or a model) need not map line numbers back to the function."""
         lines = self._lines(source)
         kept = [True] * len(lines)
         size = sum(len(text) + 1 for _, text in lines)
@@ -151,17 +152,16 @@ class Trace:
             lines.append((_ESSENTIAL if raised else 3, _clip(header)))
             last = len(call.blocks) - 2
             for position, block in enumerate(call.blocks):
-                values = " ".join(f"{name}={value}" for name, value in block.changed.items())
+                priority = (2 + raised) if position >= last else (1 + raised)
                 # a raising block ran only up to the raise
                 stop = call.exit_line if raised and position == len(call.blocks) - 1 else None
-                code = _code(source, call.path, block, stop) if source and not block.note else ""
-                if code:
-                    text = f"{pad}  [L{block.start_line}] {code}" + (f"  # {values}" if values else "")
-                else:
-                    text = f"{pad}  {block.label} {values}".rstrip()
-                priority = (2 + raised) if position >= last else (1 + raised)
-                lines.append((priority, _clip(text)))
-            if raised:
+                code = _code(source, call.path, block, stop) if source and not block.note else []
+                if not code:
+                    values = " ".join(f"{name}={value}" for name, value in block.changed.items())
+                    lines.append((priority, _clip(f"{pad}  {block.label} {values}".rstrip())))
+                for number, text, values in code:
+                    lines.append((priority, _clip(f"{pad}  [L{number}] {text}" + (f"  # {values}" if values else ""))))
+            if call.exception is not None:
                 where = f" at L{call.exit_line}" if call.exit_line else ""
                 lines.append((_ESSENTIAL, _clip(f"{pad}  raised {call.exception.splitlines()[0]}{where}")))
             elif call.returned is not None:
@@ -185,11 +185,24 @@ def lines_in(root: Path) -> Source:
     return line
 
 
-def _code(source: Source, path: str, block: Block, stop: int | None) -> str:
-    """The block's statements up to line stop on one line, e.g. "total = 0; for item in items:"."""
+def _code(source: Source, path: str, block: Block, stop: int | None) -> list[tuple[int, str, str]]:
+    """(line number, code, values) for each line of the block up to line stop, one per source
+    line; a value goes on the last line that mentions its name (the block's last line when none
+    does): what the name holds once that line ran, since the rest of the block leaves it alone."""
     end = min(block.end_line, stop) if stop and stop >= block.start_line else block.end_line
-    parts = (source(path, n).strip() for n in range(block.start_line, end + 1))
-    code = "; ".join(part for part in parts if part and not part.startswith("#"))
+    code = [(n, source(path, n).strip()) for n in range(block.start_line, end + 1)]
+    code = [(n, text) for n, text in code if text and not text.startswith("#")]
+    if not code:
+        return []
+    values: dict[int, list[str]] = {}
+    for name, value in block.changed.items():
+        word = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
+        at = next((n for n, text in reversed(code) if word.search(text)), code[-1][0])
+        values.setdefault(at, []).append(f"{name}={value}")
+    return [(n, _shorten(text), " ".join(values.get(n, ()))) for n, text in code]
+
+
+def _shorten(code: str) -> str:
     return code if len(code) <= CODE_CHARS else code[: CODE_CHARS - 1] + "…"
 
 

@@ -18,6 +18,7 @@ h.run(function(outcome)
   h.wait('failures in both files', function() return #failing().tests > 0 and #failing().code > 0 end)
   h.wait('a failed status', function() return vim.g.tracefix_status.state == 'failed' end)
   outcome.failing = failing()
+  outcome.virtual_text = vim.diagnostic.config(nil, vim.lsp.diagnostic.get_namespace(client.id)).virtual_text
   outcome.statusline = vim.api.nvim_eval_statusline(vim.o.statusline, {}).str
 
   local hover = vim.lsp.buf_request_sync(code, 'textDocument/hover', {

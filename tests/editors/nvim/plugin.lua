@@ -16,6 +16,7 @@ h.run(function(outcome)
   h.wait('a failed status', function() return tracefix.status():find('failed') end)
   outcome.ran = h.finished(results)
   outcome.failing = h.diagnostics(tests, 'tracefix')
+  outcome.virtual_text = vim.diagnostic.config(nil, vim.lsp.diagnostic.get_namespace(h.client(tests).id)).virtual_text
   outcome.statusline = vim.api.nvim_eval_statusline(vim.o.statusline, {}).str
 
   vim.api.nvim_win_set_cursor(0, { outcome.failing[1].line + 1, 0 })

@@ -1,13 +1,18 @@
-// Real-editor test: code-server with the packaged extension, driven by
-// headless Chromium. Breaks a function in the example project, saves, and
-// expects a tracefix problem and its "Fix ... with tracefix" quick fix.
+// Real-editor test: the .vsix, with the server inside, installed into
+// code-server on a machine where tracefix is installed nowhere: python3 on
+// PATH cannot import it and no `tracefix` is on PATH. Driven by headless
+// Chromium, it breaks a function in the example project, saves, and expects a
+// tracefix problem, its "Fix ... with tracefix" quick fix, and a clean log.
 //
 // Needs setup.sh to have run. Environment:
-//   TRACEFIX_PYTHON        interpreter with tracefix installed (default python3)
+//   TRACEFIX_PYTHON        the python3 code-server finds on PATH (default python3);
+//                          it must not have tracefix
+//   TRACEFIX_VSIX          the .vsix to test (default: package.py builds one for
+//                          TRACEFIX_PYTHON's version)
 //   TRACEFIX_EDITOR_CACHE  where setup.sh put code-server (default /tmp/tracefix-editors)
 //   TRACEFIX_CHROMIUM      browser (default /usr/bin/chromium)
-import { execFileSync, spawn } from "node:child_process";
-import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -17,7 +22,7 @@ import puppeteer from "puppeteer-core";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../../..");
 const artifacts = path.join(here, "artifacts");
-const python = process.env.TRACEFIX_PYTHON || "python3";
+const python = execFileSync(process.env.TRACEFIX_PYTHON || "python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim();
 const cache = process.env.TRACEFIX_EDITOR_CACHE || "/tmp/tracefix-editors";
 const chromium = process.env.TRACEFIX_CHROMIUM || "/usr/bin/chromium";
 const codeServer = path.join(cache, "code-server/node_modules/.bin/code-server");
@@ -33,7 +38,7 @@ const step = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1
 
 const work = mkdtempSync(path.join(tmpdir(), "tracefix-vscode-"));
 const dirs = Object.fromEntries(
-  ["project", "user-data", "extensions", "xdg-config", "xdg-data", "xdg-cache"].map((name) => [name, path.join(work, name)]),
+  ["project", "user-data", "extensions", "xdg-config", "xdg-data", "xdg-cache", "bin", "home"].map((name) => [name, path.join(work, name)]),
 );
 rmSync(artifacts, { recursive: true, force: true });
 mkdirSync(artifacts, { recursive: true });
@@ -45,16 +50,31 @@ try {
   if (!existsSync(codeServer)) {
     throw new Error(`no code-server at ${codeServer}: run tests/editors/vscode/setup.sh`);
   }
-  step("packaging the extension");
-  const vsix = path.join(work, "tracefix.vsix");
-  execFileSync("npm", ["run", "package", "--", "--out", vsix], { cwd: path.join(repo, "editors/vscode"), stdio: "inherit" });
+  const vsix = process.env.TRACEFIX_VSIX || path.join(work, "tracefix.vsix");
+  if (!process.env.TRACEFIX_VSIX) {
+    step(`packaging the extension with its server for ${python}`);
+    const version = execFileSync(python, ["-c", "import sys; print('%d.%d' % sys.version_info[:2])"], { encoding: "utf8" }).trim();
+    execFileSync("python3", ["package.py", "--python", version, "--out", vsix], { cwd: path.join(repo, "editors/vscode"), stdio: "inherit" });
+  }
 
+  // A machine without tracefix: on PATH, python3 is TRACEFIX_PYTHON and nothing else is added;
+  // an empty home (no user site-packages, no shell start-up files); and VSCODE_CLI, so that
+  // code-server keeps this environment instead of asking a login shell for one.
+  mkdirSync(dirs.bin);
+  mkdirSync(dirs.home);
+  symlinkSync(python, path.join(dirs.bin, "python3"));
   const env = {
     ...process.env,
+    PATH: [dirs.bin, path.dirname(process.execPath), "/usr/local/bin", "/usr/bin", "/bin"].join(path.delimiter),
+    HOME: dirs.home,
+    VSCODE_CLI: "1",
     XDG_CONFIG_HOME: dirs["xdg-config"],
     XDG_DATA_HOME: dirs["xdg-data"],
     XDG_CACHE_HOME: dirs["xdg-cache"],
   };
+  delete env.VIRTUAL_ENV;
+  delete env.PYTHONPATH;
+  assertNoTracefix(env);
   const profile = ["--user-data-dir", dirs["user-data"], "--extensions-dir", dirs.extensions];
   execFileSync(codeServer, ["--install-extension", vsix, ...profile], { env, stdio: "inherit" });
 
@@ -98,6 +118,11 @@ try {
   step("workbench loaded");
 
   await serverStarted();
+  const started = readLog().find((line) => line.includes("Starting the server"));
+  if (!started?.includes(`(bundled): ${path.join(dirs.bin, "python3")} `)) {
+    throw new Error(`the server inside the extension, run by python3 from PATH, did not start: ${started}`);
+  }
+  step(started.replace(/^\S+ \S+ \[info\] /, ""));
   await openFile(source);
   step(`breaking ${source}`);
   await editLine(source, original, broken);
@@ -140,6 +165,7 @@ try {
     mkdirSync(path.join(repo, "docs/img"), { recursive: true });
     cpSync(screenshot, path.join(repo, "docs/img/vscode-problems.png"));
   }
+  checkLog();
   step("passed");
 } catch (error) {
   await page?.screenshot({ path: path.join(artifacts, "failure.png") }).catch(() => undefined);
@@ -159,15 +185,48 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
+/** tracefix is neither importable by python3 nor on PATH: only the .vsix brings it. */
+function assertNoTracefix(env) {
+  const imports = spawnSync("python3", ["-c", "import tracefix"], { env, encoding: "utf8" });
+  if (imports.status === 0) {
+    throw new Error(`${python} can import tracefix: the test needs an interpreter without it (TRACEFIX_PYTHON)`);
+  }
+  const found = env.PATH.split(path.delimiter).filter((dir) => existsSync(path.join(dir, "tracefix")));
+  if (found.length) {
+    throw new Error(`tracefix is on PATH in ${found.join(", ")}`);
+  }
+}
+
+/** The example project, with a .venv of its own that has pytest (as a project has), and no tracefix. */
 function prepareProject() {
   const example = path.join(repo, "examples/shop");
   cpSync(example, dirs.project, {
     recursive: true,
-    filter: (file) => !/(^|\/)(__pycache__|\.pytest_cache|\.tracefix)(\/|$)/.test(path.relative(example, file)),
+    filter: (file) => !/(^|\/)(__pycache__|\.pytest_cache|\.tracefix|\.venv)(\/|$)/.test(path.relative(example, file)),
   });
-  writeJson(path.join(dirs.project, ".vscode/settings.json"), {
-    "tracefix.server.command": [python, "-m", "tracefix", "serve"],
-  });
+  const venv = path.join(dirs.project, ".venv");
+  execFileSync(python, ["-m", "venv", venv], { stdio: "inherit" });
+  execFileSync(path.join(venv, "bin", "python"), ["-m", "pip", "install", "--quiet", "pytest"], { stdio: "inherit" });
+}
+
+/** The tracefix output channel's log, one entry per line. */
+function readLog() {
+  const logs = path.join(dirs["user-data"], "logs");
+  const files = existsSync(logs)
+    ? readdirSync(logs, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && /tracefix\.log$/.test(e.name))
+    : [];
+  return files.flatMap((e) => readFileSync(path.join(e.parentPath, e.name), "utf8").split("\n")).filter(Boolean);
+}
+
+/** Each event once (the server's stderr and its log messages used to show both), no blank entries. */
+function checkLog() {
+  const entries = readLog().map((line) => line.replace(/^\S+ \S+ /, "")); // without the time stamp
+  const blank = entries.filter((entry) => /^\[\w+\]\s*$/.test(entry));
+  const repeated = entries.filter((entry, i) => i > 0 && entry === entries[i - 1]);
+  if (blank.length || repeated.length || !entries.some((entry) => /^\[info\] Running \d+ affected tests?$/.test(entry))) {
+    throw new Error(`the tracefix log is not one entry per event:\n${entries.join("\n")}`);
+  }
+  step(`log: ${entries.length} entries, each once`);
 }
 
 /** Waits for the status bar to leave "starting"; a save before that reaches no server. */

@@ -15,9 +15,11 @@ versions use sys.settrace.
 """
 
 import ast
+import dataclasses
 import dis
 import json
 import os
+import re
 import reprlib
 import sys
 import tokenize
@@ -53,7 +55,79 @@ BLOCK_ENDERS = (ast.Return, ast.Raise, ast.Break, ast.Continue)
 YIELD_VALUE = dis.opmap["YIELD_VALUE"]
 YIELD_FROM = dis.opmap.get("YIELD_FROM")  # Python < 3.11
 
-_repr = reprlib.Repr()
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # "<function f at 0x7f…>": differs on every run
+
+
+class BoundedRepr(reprlib.Repr):
+    """reprlib's bounds, and no memory addresses: an object without a repr of its own (or with
+    the one @dataclass wrote) shows as its class and a few public attributes, Cart(items=[…],
+    discount=0), each one bounded in turn; any other repr loses its " at 0x…"."""
+
+    maxattrs = 6  # attributes shown per object
+    maxobject = 120  # characters of one object's rendering
+
+    def repr_instance(self, obj, level):
+        cls = type(obj)
+        name = cls.__name__
+        if cls.__repr__ is object.__repr__:
+            fields = _attributes(obj)
+        elif _dataclass_repr(cls):
+            fields = ((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.repr)
+        else:
+            return _shorten(ADDRESS.sub("", repr(obj)), self.maxother)
+        if level <= 0:
+            return name + "(...)"
+        try:
+            parts = []
+            size = len(name) + 2
+            for count, (attribute, value) in enumerate(fields):
+                part = f"{attribute}={self.repr1(value, level - 1)}"
+                size += len(part) + 2
+                if count == self.maxattrs or size > self.maxobject:
+                    parts.append("...")
+                    break
+                parts.append(part)
+        except Exception:  # an attribute, or __dict__ itself, that raises when read
+            return f"<{name} object>"
+        return f"{name}({', '.join(parts)})"
+
+
+def _attributes(obj):
+    """The public attributes the object itself holds, in __dict__ and in __slots__ (no
+    properties: reading one runs code)."""
+    try:
+        held = vars(obj)
+    except TypeError:  # no __dict__
+        held = {}
+    for attribute, value in held.items():
+        if not attribute.startswith("_"):
+            yield attribute, value
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for attribute in (slots,) if isinstance(slots, str) else slots:
+            if not attribute.startswith("_") and attribute not in held:
+                try:
+                    value = getattr(obj, attribute)
+                except AttributeError:  # a slot never set
+                    continue
+                yield attribute, value
+
+
+def _dataclass_repr(cls):
+    """Whether cls's repr is the one @dataclass generated (not one written in its body)."""
+    wrapped = getattr(cls.__repr__, "__wrapped__", None)
+    code = getattr(wrapped, "__code__", None)
+    return dataclasses.is_dataclass(cls) and code is not None and code.co_filename == "<string>"
+
+
+def _shorten(text, limit):
+    if len(text) <= limit:
+        return text
+    head = (limit - 3) // 2
+    return text[:head] + "..." + text[len(text) - (limit - 3 - head) :]
+
+
+_repr = BoundedRepr()
 _repr.maxstring = _repr.maxother = 60
 _repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxfrozenset = _repr.maxdeque = 6
 _repr.maxdict = _repr.maxarray = 6
@@ -69,7 +143,8 @@ def _safe_repr(value):
 
 def _describe(exc):
     try:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        detail = ADDRESS.sub("", str(exc))
+        text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     except Exception:
         text = type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
@@ -702,7 +777,7 @@ def _message(report):
         text = report.longrepr[-1]
     else:
         text = str(report.longrepr)
-    return text[-2000:]
+    return ADDRESS.sub("", text)[-2000:]
 
 
 def _bounded(record):

@@ -23,7 +23,7 @@ from tracefix.running.interpreter import InterpreterError, find_python
 from tracefix.running.process import Limits, spawn_process
 from tracefix.running.results import FAILING, Outcome, RunReport, RunStatus, TestResult
 from tracefix.running.runner import run_tests
-from tracefix.selection import dynamic, environment
+from tracefix.selection import bindings, dynamic, environment
 from tracefix.selection.recorded import Recorded, base_nodeid, deps_from_records, read_records
 from tracefix.selection.select import Changed, Selected, select
 
@@ -186,15 +186,16 @@ class Project:
         mode = mode or self.settings.selection
         installed = self._installed if run_code else (lambda: None)
         evidence = dynamic.evidence_for(mode, self.recorded(), self.root, installed)
-        return select(self.index, changes, mode, evidence)
+        return select(self.index, bindings.with_fallbacks(self.index, changes), mode, evidence)
 
     def select_all(self) -> list[Selected]:
         return select(self.index, [], "all")
 
     def recorded(self) -> Recorded:
-        """What each test used on its last run."""
-        if self._recorded is None:
-            self._recorded = Recorded.from_rows(*self.store.deps())
+        """What each test used on its last run: read once, then kept current from each run's
+        records; read again when another process (a `tracefix check` beside the server) wrote."""
+        if self._recorded is None or self._recorded.generation != self.store.deps_generation():
+            self._recorded = Recorded.load(*self.store.deps())
         return self._recorded
 
     def _installed(self) -> dict[str, str] | None:
@@ -259,7 +260,9 @@ class Project:
         try:
             if report.xdist is not None:
                 self.store.put("xdist", report.xdist)
-            self._save_deps(read_records(plan.deps_file), plan.started, plan.full)
+            # a run that finished ran every case of each test function it was asked for
+            functions = [n for n in plan.nodeids if "[" not in n] if report.status == RunStatus.OK else []
+            self._save_deps(read_records(plan.deps_file), plan.started, plan.full, functions)
         finally:
             plan.deps_file.unlink(missing_ok=True)
 
@@ -272,13 +275,23 @@ class Project:
         self.conclude(plan, report)
         return report
 
-    def _save_deps(self, records: list[dict], started: dict[str, str], full: bool) -> None:
+    def _save_deps(self, records: list[dict], started: dict[str, str], full: bool, functions: list[str]) -> None:
+        """Store what each test used, and keep the copy in memory current. `functions`: test
+        functions that ran all their cases; recorded cases of theirs that did not run are gone."""
         env = next((r for r in records if r.get("kind") == "env"), None)
         if env is not None:
             self.store.put("environment", {"executable": env["executable"], "paths": env["paths"]})
-        earlier = None if full else self.recorded().session
-        self.store.save_deps(deps_from_records(self.index, self.root, records, started, earlier))
-        self._recorded = None
+        recorded = self.recorded()
+        earlier = None if full else recorded.deps(recorded.session)
+        deps = deps_from_records(self.index, self.root, records, started, earlier)
+        ran = set(functions)
+        gone = [n for n in (*recorded.items, *recorded.unknown) if base_nodeid(n) in ran and n not in deps]
+        stored = recorded.update(deps, self.store.intern(recorded.missing(deps.values())))
+        for nodeid in gone:
+            recorded.remove(nodeid)
+        generation = self.store.save_deps({n: Recorded.row(r) for n, r in stored.items()}, gone)
+        # another process's write in between: read everything again next time
+        recorded.generation = generation if generation == recorded.generation + 1 else -1
 
     async def audit(
         self, selected: list[Selected], on_result: Callable[[TestResult], None] | None = None, nice: bool = False
@@ -295,7 +308,9 @@ class Project:
         missed = [
             r.nodeid
             for r in report.failed
-            if base_nodeid(r.nodeid) not in would_run and before.get(r.nodeid, {}).get("outcome") not in FAILING
+            if r.nodeid not in would_run
+            and base_nodeid(r.nodeid) not in would_run
+            and before.get(r.nodeid, {}).get("outcome") not in FAILING
         ]
         total = self.store.get("audit_missed", 0) + len(missed)
         self.store.put("audit_missed", total)

@@ -6,15 +6,16 @@ import hashlib
 import os
 import stat
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from tracefix.index.pytestconfig import PytestConfig
 from tracefix.parsing.document import parse
-from tracefix.parsing.symbols import Facts, Import, Symbol, facts
+from tracefix.parsing.symbols import CODE, Facts, Import, Symbol, facts
 from tracefix.paths import MAX_FILE_BYTES, is_source_dir, read_bytes
 
 Node = tuple[str, str]  # (path relative to root, qualname)
-FACTS_VERSION = 2  # stored facts of another version are parsed again
+FACTS_VERSION = 3  # stored facts of another version are parsed again (3: module-level names)
 
 
 def _facts_to_json(f: Facts) -> dict:
@@ -51,6 +52,23 @@ class FileEntry:
     size: int
     digest: str
     facts: Facts
+
+    @cached_property
+    def symbols(self) -> dict[str, Symbol]:
+        """qualname → its first definition."""
+        found: dict[str, Symbol] = {}
+        for s in self.facts.symbols:
+            found.setdefault(s.qualname, s)
+        return found
+
+    @cached_property
+    def digests(self) -> dict[str, str]:
+        """qualname → digest. A name defined twice (a property's getter and setter) is one node:
+        its digest covers every definition, so code that ran either one sees a change to the other."""
+        found: dict[str, list[str]] = {}
+        for s in self.facts.symbols:
+            found.setdefault(s.qualname, []).append(s.digest)
+        return {q: d[0] if len(d) == 1 else digest_bytes("\n".join(d).encode()) for q, d in found.items()}
 
 
 class IndexFiles:
@@ -150,28 +168,22 @@ class IndexFiles:
 
     def symbol(self, path: str, qualname: str) -> Symbol | None:
         entry = self.files.get(path)
-        if entry is None:
-            return None
-        return next((s for s in entry.facts.symbols if s.qualname == qualname), None)
+        return entry.symbols.get(qualname) if entry is not None else None
 
     def digests(self, path: str) -> dict[str, str]:
-        """qualname → digest of the file's symbols. A name defined twice (a property's getter and
-        setter) is one node: its digest covers every definition, so code that ran either one sees a
-        change to the other."""
+        """qualname → digest of the file's symbols (see FileEntry.digests)."""
         entry = self.files.get(path)
-        found: dict[str, list[str]] = {}
-        for s in entry.facts.symbols if entry else ():
-            found.setdefault(s.qualname, []).append(s.digest)
-        return {q: d[0] if len(d) == 1 else digest_bytes("\n".join(d).encode()) for q, d in found.items()}
+        return entry.digests if entry is not None else {}
 
-    def symbol_at(self, path: str, line: int) -> Symbol | None:
-        """The innermost function/class/method containing a 1-based line."""
+    def symbol_at(self, path: str, line: int, kinds: tuple[str, ...] = CODE) -> Symbol | None:
+        """The innermost symbol of one of `kinds` (by default a function, class or method)
+        containing a 1-based line."""
         entry = self.files.get(path)
         if entry is None:
             return None
         best = None
         for s in entry.facts.symbols:
-            inside = s.kind != "module" and s.start_line <= line <= s.end_line
+            inside = s.kind in kinds and s.start_line <= line <= s.end_line
             if inside and (best is None or s.start_line >= best.start_line):
                 best = s
         return best

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Tree
 
-from tracefix.parsing.symbols import Symbol, outline
+from tracefix.parsing.symbols import CODE, Symbol, outline
 
 PYTHON = Language(tree_sitter_python.language())
 _BODIES = ("module", "block")
@@ -56,9 +56,9 @@ class Document:
 
     @property
     def symbols(self) -> list[Symbol]:
-        """Classes, functions and methods (not the module), as the index outlines them."""
+        """Classes, functions and methods (not the module or its names), as the index outlines them."""
         if self._symbols is None:
-            self._symbols = [s for s in outline(self.tree, self.source) if s.kind != "module"]
+            self._symbols = [s for s in outline(self.tree, self.source) if s.kind in CODE]
         return self._symbols
 
     def comments(self) -> list[Node]:

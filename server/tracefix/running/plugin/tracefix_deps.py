@@ -195,8 +195,20 @@ def _audit(event, args):
     elif event in ("os.listdir", "os.scandir") and _used is not None:
         path = args[0] if args[0] is not None else "."
         rel = _rel(path) if isinstance(path, (str, bytes)) else None  # not a directory fd
-        if rel is not None:
+        if rel is not None and (_used is not _session or _by_workspace(sys._getframe(1))):
             _used.dirs.add(rel)
+
+
+_STDLIB = os.path.dirname(os.__file__) + os.sep
+
+
+def _by_workspace(frame):
+    """Whether the workspace's own code lists a directory (to make parametrize cases), not pytest or
+    a plugin looking for test files or entry points: that would make any new file a change for
+    every test."""
+    while frame is not None and frame.f_code.co_filename.startswith(_STDLIB):
+        frame = frame.f_back
+    return frame is not None and (_classify(frame.f_code.co_filename) or ("",))[0] == "code"
 
 
 def _classify(filename):
@@ -399,5 +411,13 @@ def pytest_sessionfinish(session, exitstatus):
     if _out is not None:
         code, _ = _code_and_dists(_session)
         imports = {_classify(f)[1]: _code_and_dists(used)[0] for f, used in _imports.items()}
-        _emit({"kind": "session", "code": code, "files": sorted(_session.files), "imports": imports})
+        _emit(
+            {
+                "kind": "session",
+                "code": code,
+                "files": sorted(_session.files),
+                "dirs": sorted(_session.dirs),  # a data directory listed to make parametrize cases
+                "imports": imports,
+            }
+        )
         _out.close()

@@ -6,9 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_dynamic_selection import PYPROJECT, chosen, edit, run_all, write
 
 from conftest import baselined
+from test_dynamic_selection import PYPROJECT, chosen, edit, run_all, write
 from tracefix.index.store import Store
 from tracefix.project import Project
 from tracefix.selection.recorded import Recorded

@@ -87,7 +87,14 @@ def test_module_level_names_of_one_statement_share_what_it_reads():
     data = b"import os\nA, (B, *C) = os.sep, X\nD = E = A + 1\nD += 2\nF.g = 3\n"
     f = facts(parse(data), data)
     names = {s.qualname: s.kind for s in f.symbols}
-    assert names == {MODULE: "module", "A": "variable", "B": "variable", "C": "variable", "D": "variable", "E": "variable"}
+    assert names == {
+        MODULE: "module",
+        "A": "variable",
+        "B": "variable",
+        "C": "variable",
+        "D": "variable",
+        "E": "variable",
+    }
     assert {"os", "sep", "X"} <= f.uses["A"] and f.uses["A"] == f.uses["C"]
     assert {"A"} <= f.uses["D"] and "F" in f.uses[MODULE]
 

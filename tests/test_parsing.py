@@ -125,6 +125,20 @@ def test_incremental_edits_match_a_fresh_parse():
         assert str(doc.tree.root_node) == str(fresh.root_node)
 
 
+def test_a_burst_of_edits_is_parsed_once_and_matches_a_fresh_parse():
+    rng = random.Random(11)
+    doc = Document(SOURCE)
+    for burst in range(40):
+        for _ in range(burst % 7 + 1):  # edits arrive before anything reads the tree
+            lines = doc.text.split("\n")
+            line = rng.randrange(len(lines))
+            col = rng.randrange(len(lines[line]) + 1)
+            doc.edit(
+                (line, col), (line, min(col + rng.randrange(2), len(lines[line]))), rng.choice(["'", "(", "x", ""])
+            )
+        assert str(doc.tree.root_node) == str(parse(doc.source).root_node)
+
+
 def test_positions_past_the_end_are_clamped():
     doc = Document("a = 1\n")
     doc.edit((10, 5), (12, 0), "b = 2\n")

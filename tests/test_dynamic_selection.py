@@ -256,6 +256,30 @@ def test_new_function_selects_tests_that_use_its_module(project):
     }
 
 
+THREADS = {
+    "tests/test_threads.py": (
+        "import threading\nfrom app import other, rates\n\n\n"
+        "class Worker(threading.Thread):\n    def run(self):\n        self.result = rates.scaled(2)\n\n\n"
+        "def test_in_a_thread():\n    found = []\n"
+        "    t = threading.Thread(target=lambda: found.append(other.ident(5)))\n    t.start()\n    t.join()\n"
+        "    assert found == [5]\n\n\n"
+        "def test_in_a_thread_subclass():\n    w = Worker()\n    w.start()\n    w.join()\n    assert w.result == 4\n"
+    )
+}
+
+
+def test_code_a_test_runs_in_threads_it_starts_is_recorded(app, python):
+    write(app, THREADS)
+    with baselined(app, python) as project:
+        run_all(project)
+        assert "tests/test_threads.py::test_in_a_thread" in chosen(
+            project, edit(project, "app/other.py", "return x", "return +x")
+        )
+        assert "tests/test_threads.py::test_in_a_thread_subclass" in chosen(
+            project, edit(project, "app/rates.py", "return x * RATE", "return RATE * x")
+        )
+
+
 def test_a_second_run_records_the_same_and_selects_the_same(project):
     run_all(project)
     first = used(project)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import asdict, dataclass
+from bisect import bisect_right
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
@@ -53,6 +54,8 @@ class FileEntry:
     digest: str
     facts: Facts
 
+    by_start: dict[tuple[str, ...], list[Symbol]] = field(default_factory=dict, repr=False, compare=False)
+
     @cached_property
     def symbols(self) -> dict[str, Symbol]:
         """qualname → its first definition."""
@@ -81,6 +84,7 @@ class IndexFiles:
         self._graph: dict[Node, set[Node]] | None = None
         self._reverse: dict[Node, set[Node]] | None = None
         self._modules: dict[str, str] | None = None
+        self._tests: dict[str, list] = {}  # path → its TestItems (TestDiscovery.tests)
 
     # building and updating
     def scan(self) -> dict[str, tuple[int, int]]:
@@ -135,6 +139,7 @@ class IndexFiles:
         entry = FileEntry(path, mtime_ns, size or len(data), digest_bytes(data), facts(tree, data))
         old = self.files.get(path)
         self.files[path] = entry
+        self._tests.pop(path, None)  # its tests' lines move with any edit
         if old is None or _shape(old.facts) != _shape(entry.facts):
             self.invalidate()
         return entry
@@ -149,6 +154,7 @@ class IndexFiles:
 
     def invalidate(self) -> None:
         self._graph = self._reverse = self._modules = None
+        self._tests = {}
 
     def is_test_file(self, path: str) -> bool:
         parts = PurePosixPath(path)
@@ -177,16 +183,19 @@ class IndexFiles:
 
     def symbol_at(self, path: str, line: int, kinds: tuple[str, ...] = CODE) -> Symbol | None:
         """The innermost symbol of one of `kinds` (by default a function, class or method)
-        containing a 1-based line."""
+        containing a 1-based line: of those that start by it, the last to start that ends after it."""
         entry = self.files.get(path)
         if entry is None:
             return None
-        best = None
-        for s in entry.facts.symbols:
-            inside = s.kind in kinds and s.start_line <= line <= s.end_line
-            if inside and (best is None or s.start_line >= best.start_line):
-                best = s
-        return best
+        if kinds not in entry.by_start:
+            entry.by_start[kinds] = sorted(
+                (s for s in entry.facts.symbols if s.kind in kinds), key=lambda s: s.start_line
+            )
+        spans = entry.by_start[kinds]
+        for i in range(bisect_right(spans, line, key=lambda s: s.start_line) - 1, -1, -1):
+            if spans[i].end_line >= line:
+                return spans[i]
+        return None
 
 
 def _shape(f: Facts) -> tuple:

@@ -3,7 +3,8 @@
 For each real project (an unmodified PyPI sdist, committed to git as the baseline):
   1. warm up: `tracefix check --all` and `pytest --testmon` on the baseline; keep both states;
   2. candidate mutants: one-line changes inside function bodies of the package (flipped comparison,
-     `and`<->`or`, `+`<->`-`, integer constant + 1, return value -> None), shuffled with a seeded RNG;
+     `and`<->`or`, `+`<->`-`, integer constant + 1, return value -> None), shuffled with a seeded RNG
+     (test files shipped inside the package are not mutated);
   3. per mutant: full pytest run (the truth; mutants no test fails, or that loop, are dropped), then
      `tracefix check --format json --no-trace` (changes since the warmed run) and `pytest --testmon`,
      each starting from the warmed state; then the file is restored.
@@ -25,10 +26,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from tracefix.fixing.replies import parses
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -127,10 +127,26 @@ def _function_nodes(tree: ast.Module):
     yield from visit(tree, "", None)
 
 
+def parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return False
+    return True
+
+
+def is_test_file(rel: str) -> bool:
+    """Tests shipped inside the package (toolz/tests/...) are not code to mutate."""
+    parts = rel.split("/")
+    return "tests" in parts[:-1] or parts[-1].startswith("test_") or parts[-1] == "conftest.py"
+
+
 def candidates(root: Path, package: str) -> list[Mutant]:
     found: dict[tuple[str, int, str], Mutant] = {}
     for file in sorted((root / package).rglob("*.py")):
         rel = file.relative_to(root).as_posix()
+        if is_test_file(rel):
+            continue
         text = file.read_text(encoding="utf-8")
         lines = text.splitlines()
         tree = ast.parse(text)
@@ -151,8 +167,8 @@ def candidates(root: Path, package: str) -> list[Mutant]:
 # ------------------------------------------------------------------ runs
 
 
-def pytest_run(project: RealProject, root: Path, *extra: str, timeout: float) -> tuple[float, dict | None]:
-    """(wall seconds, {nodeid: outcome}); None outcomes when the run timed out (a looping mutant)."""
+def pytest_run(project: RealProject, root: Path, *extra: str, timeout: float) -> tuple[float, float, dict | None]:
+    """(wall s, CPU s, {nodeid: outcome}); None outcomes when the run timed out (a looping mutant)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         env = dict(project.env(root), BENCH_OUTCOMES=out.name)
         argv = [
@@ -165,22 +181,35 @@ def pytest_run(project: RealProject, root: Path, *extra: str, timeout: float) ->
             *extra,
         ]  # testmon needs the cache plugin
         try:
-            seconds, _ = timed(argv, cwd=root, env=env, timeout=timeout)
+            wall, cpu, _ = timed(argv, cwd=root, env=env, timeout=timeout)
         except subprocess.TimeoutExpired:  # a mutant that loops
-            return timeout, None
-        return seconds, json.loads(Path(out.name).read_text() or "{}")
+            return timeout, 0.0, None
+        return wall, cpu, json.loads(Path(out.name).read_text() or "{}")
 
 
-def tracefix_check(project: RealProject, root: Path, *extra: str) -> tuple[float, dict]:
-    argv = [sys.executable, "-m", "tracefix", "check", str(root), "--format", "json", "--no-trace", *extra]
-    seconds, proc = timed(argv, env=project.env(root), timeout=600)
+def tracefix_check(project: RealProject, root: Path, *extra: str, trace: bool = False) -> tuple[float, float, dict]:
+    """(wall s, CPU s, the JSON report) of `python -m tracefix check` in a subprocess: no imports of
+    tracefix's modules here, so the benchmarks survive their moving around."""
+    argv = [
+        sys.executable,
+        "-m",
+        "tracefix",
+        "check",
+        str(root),
+        "--format",
+        "json",
+        *([] if trace else ["--no-trace"]),
+        *extra,
+    ]
+    wall, cpu, proc = timed(argv, env=project.env(root), timeout=600)
     if not proc.stdout.strip():
-        raise RuntimeError(f"tracefix check printed nothing: {proc.stderr[-2000:]}")
-    return seconds, json.loads(proc.stdout)
+        raise RuntimeError(f"tracefix check printed nothing (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    return wall, cpu, json.loads(proc.stdout)
 
 
 def copy_states(source: Path, target: Path) -> None:
-    """Replace the tools' state in target with source's (sqlite's -wal/-shm files included)."""
+    """Replace the tools' state in target with source's (sqlite's -wal/-shm files included); an
+    empty source leaves target as a fresh clone has it: no state at all."""
     for name in STATES:
         for old in target.glob(name + "*"):
             shutil.rmtree(old) if old.is_dir() else old.unlink()
@@ -192,48 +221,104 @@ def failing(outcomes: dict) -> set[str]:
     return {n for n, o in outcomes.items() if o in FAILING}
 
 
-def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dict:
-    root = checkout(project, "mutation")
+def reported(report: dict) -> dict[str, str]:
+    """{nodeid: outcome} of the tests a tracefix report ran (parametrized cases one by one)."""
+    return {r["nodeid"]: r["outcome"] for r in report["results"] if r["outcome"] != "not run"}
+
+
+@dataclass
+class Primed:
+    """A checkout of the baseline and, in `keep`, each tool's state after its first full run."""
+
+    root: Path
+    keep: Path
+    baseline: dict[str, str]  # {nodeid: outcome} of the full pytest run
+    full_s: float
+    priming: dict  # how each tool's first full run went: a run cut short leaves tests unrecorded
+    screened: int = 0  # candidates killed() went through
+
+    @property
+    def broken_before(self) -> set[str]:  # flaky or environment-dependent tests: not a mutant's doing
+        return failing(self.baseline)
+
+
+def prime(project: RealProject, purpose: str, tracefix_timeout: float | None = None) -> Primed:
+    root = checkout(project, purpose, tracefix_timeout)
     keep = Path(tempfile.mkdtemp(prefix=f"bench-{project.name}-"))
-    full_seconds, baseline = pytest_run(project, root, timeout=600)
-    tracefix_check(project, root, "--all")
-    pytest_run(project, root, "--testmon", timeout=600)
+    full_s, _, baseline = pytest_run(project, root, timeout=600)
+    if not baseline:  # screening would take every mutant for a survivor
+        raise RuntimeError(f"{project.name}: the full pytest run at baseline reported no test")
+    tf_s, _, report = tracefix_check(project, root, "--all")
+    tm_s, _, testmon = pytest_run(project, root, "--testmon", timeout=600)
     copy_states(root, keep)
-    broken_before = failing(baseline)  # flaky or environment-dependent tests: not a mutant's doing
-    timeout = max(60.0, 10 * full_seconds)
-    pool = candidates(root, project.package)
-    random.Random(seed).shuffle(pool)
-    # mutants no test kills do not depend on tracefix: a rerun skips their full runs
+    outcomes = list(reported(report).values())
+    priming = {
+        "tracefix_s": round(tf_s, 2),
+        "tracefix_status": report["status"],
+        "tracefix_message": report.get("message", ""),
+        "tracefix_summary": report["summary"],
+        "tracefix_not_run": len(report["results"]) - len(outcomes),
+        "tracefix_failing": sum(o in FAILING for o in outcomes),
+        "testmon_s": round(tm_s, 2),
+        "testmon_ran": len(testmon or {}),
+    }
+    return Primed(root, keep, baseline, full_s, priming)
+
+
+def killed(
+    project: RealProject, primed: Primed, pool: list[Mutant], wanted: int, max_tries: int
+) -> Iterator[tuple[Mutant, float, dict, set[str]]]:
+    """Screen pool in order; yield (mutant, full run wall s, its outcomes, tests it broke) for the
+    first `wanted` mutants some test kills, each applied to its file until the caller asks for the
+    next. Mutants no test kills do not depend on tracefix: remembered in
+    bench/results/work/survivors-*.json, so a rerun skips their full runs."""
     survivors_file = WORK / f"survivors-{project.name}-{project.version}.json"
     survivors = set(json.loads(survivors_file.read_text())) if survivors_file.exists() else set()
-    print(
-        f"{project.name}: {len(baseline)} tests, {len(broken_before)} failing at baseline, "
-        f"full run {full_seconds:.1f} s, {len(pool)} candidate mutants",
-        flush=True,
-    )
-    rows, screened = [], 0
-    for mutant in pool[:max_tries]:
-        if len(rows) >= wanted:
-            break
-        screened += 1
+    timeout = max(60.0, 10 * primed.full_s)
+    found = 0
+    for screened, mutant in enumerate(pool[:max_tries], 1):
+        if found >= wanted:
+            return
+        primed.screened = screened
         if mutant.key in survivors:
             continue
-        file = root / mutant.path
+        file = primed.root / mutant.path
         original = file.read_text(encoding="utf-8")
         file.write_text(mutant.apply(original), encoding="utf-8")
         try:
-            full_s, truth = pytest_run(project, root, timeout=timeout)
-            broken = failing(truth or {}) - broken_before
+            full_s, _, truth = pytest_run(project, primed.root, timeout=timeout)
+            broken = failing(truth or {}) - primed.broken_before
             if not broken:
                 survivors.add(mutant.key)
                 survivors_file.write_text(json.dumps(sorted(survivors)))
                 continue
-            copy_states(keep, root)
-            tf_s, report = tracefix_check(project, root)
-            copy_states(keep, root)
-            tm_s, testmon = pytest_run(project, root, "--testmon", timeout=timeout)
+            found += 1
+            yield mutant, full_s, truth, broken
         finally:
             file.write_text(original, encoding="utf-8")
+
+
+def shuffled_candidates(project: RealProject, primed: Primed, seed: int) -> list[Mutant]:
+    pool = candidates(primed.root, project.package)
+    random.Random(seed).shuffle(pool)
+    return pool
+
+
+def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dict:
+    primed = prime(project, "mutation")
+    root, keep = primed.root, primed.keep
+    pool = shuffled_candidates(project, primed, seed)
+    print(
+        f"{project.name}: {len(primed.baseline)} tests, {len(primed.broken_before)} failing at baseline, "
+        f"full run {primed.full_s:.1f} s, {len(pool)} candidate mutants",
+        flush=True,
+    )
+    rows = []
+    for mutant, full_s, truth, broken in killed(project, primed, pool, wanted, max_tries):
+        copy_states(keep, root)
+        tf_s, _, report = tracefix_check(project, root)
+        copy_states(keep, root)
+        tm_s, _, testmon = pytest_run(project, root, "--testmon", timeout=max(60.0, 10 * primed.full_s))
         rows.append(_row(mutant, truth, broken, full_s, tf_s, report, tm_s, testmon))
         r = rows[-1]
         print(
@@ -246,18 +331,19 @@ def measure(project: RealProject, wanted: int, seed: int, max_tries: int) -> dic
     shutil.rmtree(keep)
     return {
         "project": f"{project.name}=={project.version}",
-        "tests": len(baseline),
-        "failing_at_baseline": sorted(broken_before),
-        "full_run_s": round(full_seconds, 2),
+        "tests": len(primed.baseline),
+        "failing_at_baseline": sorted(primed.broken_before),
+        "full_run_s": round(primed.full_s, 2),
+        "priming": primed.priming,
         "candidates": len(pool),
-        "screened": screened,
-        "summary": summarize(rows, len(baseline)),
+        "screened": primed.screened,
+        "summary": summarize(rows, len(primed.baseline)),
         "mutants": rows,
     }
 
 
 def _row(mutant, truth, broken, full_s, tf_s, report, tm_s, testmon) -> dict:
-    tf_results = {r["nodeid"]: r["outcome"] for r in report["results"] if r["outcome"] != "not run"}
+    tf_results = reported(report)
     selected = set(report["selected"])
     tf_missed = sorted(broken - failing(tf_results))
     testmon = testmon or {}

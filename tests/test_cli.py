@@ -63,9 +63,10 @@ def test_uncommitted_change_against_git_head(repo):
     assert "tests/test_text.py::test_money" not in data["selected"]
     assert "tests/test_pricing.py::test_apply_discount" in data["selected"]
     assert {r["nodeid"] for r in data["results"]} == set(data["selected"])
-    # the run is recorded: with nothing changed since, nothing runs
+    failed = sorted(r["nodeid"] for r in data["results"] if r["outcome"] == "failed")
+    # the run is recorded: with nothing changed since, only the tests that failed run again
     code, data = check_json(repo)
-    assert (code, data["selected"], data["changed"]) == (0, [], [])
+    assert (code, data["changed"], sorted(data["selected"]), data["verdict"]) == (1, [], failed, "failed")
 
 
 def test_since_revision_and_explain(repo):

@@ -394,11 +394,12 @@ async def test_server_audits_when_idle(tmp_path, monkeypatch):
                 changes=[types.FileEvent(uri=flag.as_uri(), type=types.FileChangeType.Created)]
             )
         )
-        await wait_until(lambda: any("selection audit" in m.message for m in client.log_messages))
-        audit = next(m for m in client.log_messages if "selection audit" in m.message)
-        assert audit.message == (
-            "selection audit: a run of every test found 1 failing test(s) that selection would have skipped: "
-            "tests/test_flag.py::test_no_flag (1 so far)"
+        await wait_until(lambda: any("idle audit" in m.message for m in client.log_messages))
+        audit = next(m for m in client.log_messages if "idle audit" in m.message)
+        assert audit.message.endswith(
+            "found by the idle audit, failing in no run you started: tests/test_flag.py::test_no_flag; "
+            "selection skipped 1 test(s) that passed before and fail now: tests/test_flag.py::test_no_flag "
+            "(1 missed so far)"
         )
         assert audit.type == types.MessageType.Warning
 

@@ -9,13 +9,18 @@ from argparse import Namespace
 from dataclasses import asdict
 
 from tracefix.project import Project
+from tracefix.reporting.diagnostics import run_diagnostics
 from tracefix.reviews import ReviewSet
 from tracefix.running.interpreter import InterpreterError, check_python
-from tracefix.running.results import RAISED, RunReport
+from tracefix.running.results import RAISED, RunReport, Verdict
 from tracefix.selection.select import Changed, Selected, explain_skipped
 from tracefix.tracing import lines_in
 
-EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# 0: every selected test passed; 1: a test failed; 2: usage or setup error; 3: the run did not
+# complete (pytest could not start, crashed, was killed, timed out, or could not collect a module)
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT = {Verdict.PASSED: EXIT_PASSED, Verdict.FAILED: EXIT_FAILED, Verdict.INCOMPLETE: EXIT_INCOMPLETE}
+RERUN = "failed last time"
 MAX_FIXES = 3  # each fix costs model calls and test runs
 
 
@@ -67,6 +72,8 @@ async def check(args: Namespace) -> int:
         selected = project.select(changes or [], mode)
         if changes is None:
             selected = [Selected(s.nodeid, f"running all tests ({how})") for s in selected]
+        else:
+            selected += _known_failures(project, selected)
         report = RunReport()
         audit = None
         if not args.no_run and (selected or args.audit):
@@ -91,14 +98,14 @@ async def check(args: Namespace) -> int:
             project.record(report)
         elif not args.no_run:
             project.record(report)  # nothing to run: the current state is the new baseline
-        diagnostics = project.diagnostics(report.results)
+        diagnostics = run_diagnostics(report) + project.diagnostics(report.results)
         traces = {}
         if report.failed and not args.no_trace and not args.no_run:
             traces = await _traces(project, report)
         comments = ReviewSet.from_settings(project.root, project.settings.review).collect() if args.reviews else []
         fixes = await _fixes(project, report, comments, args, style) if args.fix and not args.no_run else []
         if args.format == "json":
-            data = _json(project, changes, selected, report, diagnostics, traces, args.explain)
+            data = _json(project, changes, selected, report, diagnostics, traces, args)
             if audit is not None:
                 data["audit"] = {"missed": audit.missed, "missed_so_far": audit.missed_so_far}
             if args.reviews:
@@ -111,11 +118,16 @@ async def check(args: Namespace) -> int:
             _text_audit(out, style, audit)
             _text_reviews(out, style, comments)
             _text_fixes(out, style, fixes)
-        if report.status not in ("ok",) and not report.results:
-            return EXIT_USAGE
-        return EXIT_FAILED if report.failed else EXIT_PASSED
+        return EXIT[report.verdict]
     finally:
         project.close()
+
+
+def _known_failures(project: Project, selected: list[Selected]) -> list[Selected]:
+    """The tests that failed on their last run and are not selected: a test stays failing until a
+    run shows it passing, so they run again."""
+    chosen = {s.nodeid for s in selected}
+    return [Selected(r.nodeid, RERUN) for r in project.known_failures() if r.nodeid not in chosen]
 
 
 async def _traces(project: Project, report: RunReport) -> dict[str, object]:
@@ -230,8 +242,11 @@ def _text_fixes(out, style, fixes: list[dict]) -> None:
             print(style(f"  applied to {f['path']}", "32"), file=out)
 
 
-def _json(project, changes, selected, report, diagnostics, traces, explain) -> dict:
+def _json(project, changes, selected, report, diagnostics, traces, args) -> dict:
+    verdict = None if args.no_run else report.verdict
     data = {
+        "verdict": verdict,
+        "cause": report.message if verdict == Verdict.INCOMPLETE else None,
         "changed": [
             {"path": c.path, "symbol": c.qualname, "kind": c.kind, "what": c.what, "line": c.line}
             for c in changes or []
@@ -246,7 +261,7 @@ def _json(project, changes, selected, report, diagnostics, traces, explain) -> d
         data["message"] = report.message
     if traces:
         data["traces"] = {n: t.to_dict() if hasattr(t, "to_dict") else {"error": str(t)} for n, t in traces.items()}
-    if explain:
+    if args.explain:
         skipped = explain_skipped(project.index, selected, project.recorded().tests)
         data["explain"] = {s.nodeid: s.reason for s in selected + skipped}
     return data
@@ -259,6 +274,10 @@ def _text(out, style, project, changes, how, selected, report, diagnostics, trac
             print(f"  {c.path}:{c.line}  {c.qualname}  [{c.what}]", file=out)
     elif changes is not None:
         print(f"No changes {how}.", file=out)
+    rerun = sum(s.reason == RERUN for s in selected)
+    if rerun:
+        verb = "Would re-run" if args.no_run else "Re-running"
+        print(f"{verb} {rerun} test{'s' if rerun != 1 else ''} that failed last time.", file=out)
     if args.explain or args.no_run:
         print(style("Selection:", "1"), file=out)
         for s in selected:
@@ -274,16 +293,20 @@ def _text(out, style, project, changes, how, selected, report, diagnostics, trac
         if r.outcome != "passed" or args.explain:
             print(f"  {style(r.outcome.upper(), colours.get(r.outcome, '0'))} {r.nodeid}", file=out)
     for d in diagnostics:
-        print(f"{style(f'{d.path}:{d.line}', '1')}: {style('error', '31')}: {d.message} [{d.nodeid}]", file=out)
+        test = f" [{d.nodeid}]" if d.nodeid else ""
+        print(f"{style(f'{d.path}:{d.line}', '1')}: {style('error', '31')}: {d.message}{test}", file=out)
         for rel in d.related:
             print(f"    {rel.path}:{rel.line}: {rel.message}", file=out)
     for nodeid, trace in traces.items():
         print(style(f"\nFailing trace of {nodeid}:", "1"), file=out)
         print(trace.render(source=lines_in(project.root)) if hasattr(trace, "render") else str(trace), file=out)
-    if report.message:
+    incomplete = report.verdict == Verdict.INCOMPLETE
+    if incomplete:
+        print(style(f"tracefix: the run did not complete: {report.message}", "31"), file=out)
+    elif report.message:
         print(style(f"tracefix: {report.message}", "31"), file=out)
     summary = report.summary() if report.results else "no tests selected"
-    print(style(summary, "31" if report.failed else "32"), file=out)
+    print(style(summary, "31" if report.failed or incomplete else "32"), file=out)
 
 
 def _python_or_error(project: Project) -> str:

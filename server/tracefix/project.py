@@ -11,21 +11,24 @@ from pathlib import Path
 
 from tracefix import settings as settings_mod
 from tracefix.index import pytestconfig
+from tracefix.index.files import digest_bytes
 from tracefix.index.graph import ProjectIndex
 from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.index.store import Store
 from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import Symbol, diff, outline
-from tracefix.paths import is_relevant_file, read_text
+from tracefix.paths import is_relevant_file, read_bytes, read_text
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running import warm as warm_mod
 from tracefix.running.interpreter import InterpreterError, find_python
 from tracefix.running.process import Limits, spawn_process
-from tracefix.running.results import FAILING, Outcome, RunReport, RunStatus, TestResult
+from tracefix.running.results import FAILING, NOT_FAILING, Outcome, RunReport, RunStatus, TestResult, obsolete
 from tracefix.running.runner import run_tests
 from tracefix.selection import bindings, dynamic, environment
 from tracefix.selection.recorded import Recorded, base_nodeid, deps_from_records, read_records
 from tracefix.selection.select import Changed, Selected, select
+
+CONFIG_KEY = "config_files"  # the store's digests of the pytest configuration files at the last run
 
 
 def _symbols_json(symbols: list[Symbol]) -> list:
@@ -53,7 +56,7 @@ class RunPlan:
 class Audit:
     report: RunReport  # of the whole suite
     would_run: set[str]  # what selection chose for the same changes
-    missed: list[str]  # failing tests selection skipped that did not fail before
+    missed: list[str]  # failing tests selection skipped that passed before
     missed_so_far: int  # over every audit of this project
 
 
@@ -133,13 +136,41 @@ class Project:
         return changes, warnings
 
     def changes_since_snapshot(self) -> list[Changed]:
+        """Changed symbols of Python files, and changed pytest configuration files and data files
+        that tests read, since the last run."""
         changes: list[Changed] = []
         for rel in sorted(set(self.snapshot) | set(self.index.files)):
             entry = self.index.files.get(rel)
             current = entry.facts.symbols if entry else []
             old = _symbols_from_json(self.snapshot.get(rel, []))
             changes += [Changed(rel, c.qualname, c.kind, c.what, c.line) for c in diff(old, current)]
-        return changes
+        files = self.recorded().changed_files(self.root)
+        was = self.store.get(CONFIG_KEY)
+        if was is not None:  # stored since the first run
+            now = self._config_digests()
+            for rel in set(was) | set(now):
+                if was.get(rel) != now.get(rel):
+                    files[rel] = "added" if rel not in was else "removed" if rel not in now else "changed"
+        return changes + [Changed(rel, rel, "file", what, 1) for rel, what in sorted(files.items())]
+
+    def _config_digests(self) -> dict[str, str]:
+        """The pytest configuration files at the root: path → digest."""
+        found = {}
+        for name in CONFIG_FILES:
+            data = read_bytes(self.root / name)
+            if data is not None:
+                found[name] = digest_bytes(data)
+        return found
+
+    def rescan(self) -> list[Changed]:
+        """Every file from disk again, for when no file events told the index (the workspace folder
+        was deleted and restored); returns the changes since the last-tested snapshot."""
+        self.index.files.clear()
+        rows, removed = self.index.load(self.store.load_files())
+        self.store.save_files(rows, removed)
+        if not self.store.has_snapshot():  # the store was deleted with the folder
+            self.store.save_snapshot(self.snapshot)
+        return self.changes_since_snapshot()
 
     def changes_since_rev(self, rev: str) -> list[Changed] | None:
         """Changes of the working tree (uncommitted and untracked too) against a git revision.
@@ -241,7 +272,7 @@ class Project:
         """Run a planned run; nothing here blocks the event loop."""
         spawn = self.pool.spawner(plan.python) if plan.warm and self.pool is not None else spawn_process
         try:
-            return await run_tests(
+            report = await run_tests(
                 self.root,
                 plan.python,
                 plan.nodeids,
@@ -254,17 +285,48 @@ class Project:
         except BaseException:
             plan.deps_file.unlink(missing_ok=True)
             raise
+        workers = int(plan.extra[plan.extra.index("-n") + 1]) if "-n" in plan.extra else 0
+        cores = os.cpu_count() or 1
+        if "unrecognized arguments: -n" in report.message:
+            report.message += (
+                f" (the parallel setting asks for pytest-xdist workers: install pytest-xdist in {plan.python},"
+                " or set parallel = 0)"
+            )
+        elif report.status == RunStatus.TIMEOUT and workers > cores:
+            report.message += f" (parallel = {workers} starts more pytest-xdist workers than the {cores} CPU cores)"
+        return report
 
-    def conclude(self, plan: RunPlan, report: RunReport) -> None:
-        """Store what the run found out about the interpreter and what each test used."""
+    def conclude(self, plan: RunPlan, report: RunReport) -> list[str]:
+        """Store what the run found out about the interpreter and what each test used, and forget
+        the stored results it shows are gone (returned: their nodeids)."""
         try:
             if report.xdist is not None:
                 self.store.put("xdist", report.xdist)
+            ok = report.status == RunStatus.OK
             # a run that finished ran every case of each test function it was asked for
-            functions = [n for n in plan.nodeids if "[" not in n] if report.status == RunStatus.OK else []
+            functions = [n for n in plan.nodeids if "[" not in n] if ok else []
             self._save_deps(read_records(plan.deps_file), plan.started, plan.full, functions)
+            gone = obsolete(self.store.results(), plan.nodeids, report.results) if ok else []
+            self.store.forget_results(gone)
+            return gone
         finally:
             plan.deps_file.unlink(missing_ok=True)
+
+    def known_failures(self) -> list[TestResult]:
+        """What failed on its last run and still exists: a test stays failing until a run shows it
+        passing. Results of tests and modules that are gone are forgotten."""
+        tests = {t.nodeid for t in self.index.tests()}
+        known: list[TestResult] = []
+        gone: list[str] = []
+        for nodeid, data in self.store.results().items():
+            if data.get("outcome") not in FAILING:
+                continue
+            if base_nodeid(nodeid) in tests if "::" in nodeid else (self.root / nodeid).exists():
+                known.append(TestResult.from_dict(data))
+            else:
+                gone.append(nodeid)
+        self.store.forget_results(gone)
+        return known
 
     async def run(
         self, nodeids: list[str], on_result: Callable[[TestResult], None] | None = None, nice: bool = False
@@ -302,15 +364,16 @@ class Project:
         return self.audited(selected, before, report)
 
     def audited(self, selected: list[Selected], before: dict[str, dict], report: RunReport) -> Audit:
-        """The audit of a run of every test: failures `selected` would have missed that did not fail
-        `before`, counted over every audit of this project."""
+        """The audit of a run of every test: failures `selected` would have missed of tests that
+        passed `before` (a test never run before may have been failing all along), counted over
+        every audit of this project."""
         would_run = {s.nodeid for s in selected}
         missed = [
             r.nodeid
             for r in report.failed
             if r.nodeid not in would_run
             and base_nodeid(r.nodeid) not in would_run
-            and before.get(r.nodeid, {}).get("outcome") not in FAILING
+            and before.get(r.nodeid, {}).get("outcome") in NOT_FAILING
         ]
         total = self.store.get("audit_missed", 0) + len(missed)
         self.store.put("audit_missed", total)
@@ -350,12 +413,19 @@ class Project:
                 update[rel] = _symbols_json(entry.facts.symbols)
         self.snapshot.update(update)
         self.store.save_snapshot(update)
+        config, now = self.store.get(CONFIG_KEY, {}), self._config_digests()
+        for rel in CONFIG_FILES if paths is None else set(paths) & set(CONFIG_FILES):
+            config.pop(rel, None)
+            if rel in now:
+                config[rel] = now[rel]
+        self.store.put(CONFIG_KEY, config)
 
     def baseline_everything(self) -> None:
         """First contact: what is on disk now is the baseline for later saves."""
         if not self.snapshot:
             self.snapshot = {rel: _symbols_json(e.facts.symbols) for rel, e in self.index.files.items()}
             self.store.save_snapshot(self.snapshot)
+            self.store.put(CONFIG_KEY, self._config_digests())
 
     def diagnostics(self, results: list[TestResult]) -> list[Diagnostic]:
         return diagnose(results, self.index, self.root)

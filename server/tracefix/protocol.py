@@ -67,7 +67,8 @@ class RunSummary(TypedDict):
     skipped: int
     duration: float  # seconds
     status: str  # tracefix.running.results.RunStatus, or "nothing to run"
-    message: str
+    verdict: str  # tracefix.running.results.Verdict: passed, failed or incomplete (never a pass)
+    message: str  # the cause, when the run did not complete
 
 
 class TestResultsParams(TypedDict):

@@ -30,6 +30,9 @@ export interface TestResultsParams {
     duration: number;
     /** "ok", or how the run ended early: "timeout", "crashed", "error". */
     status?: string;
+    /** "incomplete" when some selected tests have no outcome: never a pass. */
+    verdict?: "passed" | "failed" | "incomplete";
+    /** The cause, when the run did not complete. */
     message?: string;
   } | null;
 }
@@ -84,5 +87,6 @@ export function summaryText(summary: NonNullable<TestResultsParams["summary"]>):
   if (summary.errors) parts.push(`${summary.errors} errors`);
   if (summary.skipped) parts.push(`${summary.skipped} skipped`);
   const text = `${parts.join(", ")} in ${summary.duration.toFixed(1)}s`;
-  return summary.status && summary.status !== "ok" ? `${text} (${summary.status}: ${summary.message ?? ""})` : text;
+  if (summary.status && summary.status !== "ok") return `${text} (${summary.status}: ${summary.message ?? ""})`;
+  return summary.verdict === "incomplete" ? `${text} (did not complete: ${summary.message ?? ""})` : text;
 }

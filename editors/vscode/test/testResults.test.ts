@@ -47,4 +47,8 @@ test("the summary leaves out zero errors and skips", () => {
     summaryText({ passed: 1, failed: 0, errors: 0, skipped: 0, duration: 120, status: "timeout", message: "stopped after 120 s" }),
     "1 passed, 0 failed in 120.0s (timeout: stopped after 120 s)",
   );
+  assert.equal(
+    summaryText({ passed: 2, failed: 0, errors: 1, skipped: 0, duration: 1, status: "ok", verdict: "incomplete", message: "could not collect tests/test_a.py" }),
+    "2 passed, 0 failed, 1 errors in 1.0s (did not complete: could not collect tests/test_a.py)",
+  );
 });

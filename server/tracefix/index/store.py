@@ -39,27 +39,46 @@ OLD_TABLES = ("test_deps", "test_files", "test_dists")
 DepsRow = tuple[bytes | None, str, str]  # (code, files as JSON, dists as JSON); code None: incomplete
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class Store:
     def __init__(self, root: Path):
         self.dir = root / ".tracefix"
         self.path = self.dir / "index.sqlite"
         self.warnings: list[str] = []
+        self._file: tuple[int, int] | None = None  # the file the connection has open
         self._db = self._prepare()
 
     def _prepare(self) -> sqlite3.Connection:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(exist_ok=True)  # in the workspace folder, never creating it
         ignore = self.dir / ".gitignore"
         if not ignore.exists():
             ignore.write_text(GITIGNORE, encoding="utf-8")
-        return self._open()
+        db = self._open()
+        self._file = _identity(self.path)
+        return db
 
     @property
     def db(self) -> sqlite3.Connection:
-        """The open database; recreated (with a warning) if something deleted the file under us,
-        so later writes are not lost into an unlinked file."""
-        if not self.path.exists():
+        """The open database; reopened (with a warning) if something deleted or replaced the file
+        under us, so later writes are not lost into an unlinked file. While the workspace folder
+        itself is gone, the old one serves: recreating the folder would leave an empty one holding
+        only `.tracefix/` where the user restores theirs."""
+        now = _identity(self.path)
+        if now != self._file and self.dir.parent.is_dir():
             self._db.close()
-            message = f"{self.path} was deleted while in use; started a new, empty index"
+            what = (
+                "deleted while in use; started a new, empty index"
+                if now is None
+                else "replaced while in use; opened it"
+            )
+            message = f"{self.path} was {what}"
             self.warnings.append(message)
             log.warning(message)
             self._db = self._prepare()
@@ -158,6 +177,11 @@ class Store:
 
     def results(self) -> dict[str, dict]:
         return {n: json.loads(d) for n, d in self.db.execute("select nodeid, data from results")}
+
+    def forget_results(self, nodeids: list[str]) -> None:
+        with self.db:
+            self.db.execute("begin")
+            self.db.executemany("delete from results where nodeid = ?", [(n,) for n in nodeids])
 
     # what each test used on its last run (nodeid "": at collection; IMPORT + path: at a module's import)
     def deps(self) -> tuple[list[tuple[int, str, str, str]], list[tuple[str, bytes | None, str, str]], int]:

@@ -17,14 +17,17 @@ def _folders(session: Session, uri: str | None) -> list[ProjectState]:
 
 @sync(Command.RUN_AFFECTED, command=True)
 async def run_affected(session: Session, *args) -> dict:
-    """Tests affected by everything that changed since the last run (saved files)."""
-    count = 0
+    """Tests affected by everything that changed since the last run (saved files), and the tests
+    failing now: a test stays failing until a run shows it passing."""
+    count = rerun = 0
     for state in _folders(session, args[0] if args and isinstance(args[0], str) else None):
         changes = await state.call(state.project.changes_since_snapshot)
-        count += len(changes)
-        if changes:
-            runs.request(session, state, Pending({(c.path, c.qualname): c for c in changes}, {c.path for c in changes}))
-    return {"changes": count}
+        failing = {r.nodeid for r in state.failing()}
+        count, rerun = count + len(changes), rerun + len(failing)
+        if changes or failing:
+            keyed = {(c.path, c.qualname): c for c in changes}
+            runs.request(session, state, Pending(keyed, {c.path for c in changes}, nodeids=failing))
+    return {"changes": count, "failing": rerun}
 
 
 @sync(Command.RUN_ALL, command=True)

@@ -6,7 +6,7 @@ from lsprotocol import types
 
 from tracefix.lsp.session import ProjectState, Session
 from tracefix.parsing.document import SyntaxProblem
-from tracefix.reporting.diagnostics import Diagnostic
+from tracefix.reporting.diagnostics import RUN, Diagnostic
 from tracefix.running.results import Outcome, TestResult
 
 SOURCE = "tracefix"
@@ -36,26 +36,52 @@ def _utf16(line: str, column: int) -> int:
 
 
 async def restore(session: Session, state: ProjectState) -> None:
-    """Failures stored by an earlier session show again at start-up."""
-    stored = await state.call(state.project.store.results)
-    results = [TestResult.from_dict(d) for d in stored.values()]
-    await update(session, state, [r for r in results if r.failing])
+    """Failures stored by an earlier session show again at start-up: a test stays failing until a
+    run shows it passing."""
+    await update(session, state, await state.call(state.project.known_failures))
 
 
-async def update(session: Session, state: ProjectState, results: list[TestResult]) -> None:
-    """Replace these tests' results and diagnostics (a passing test clears its own) and publish."""
+async def update(session: Session, state: ProjectState, results: list[TestResult], audit: bool = False) -> None:
+    """Replace these tests' results and diagnostics (a passing test clears its own) and publish.
+    audit: results of the idle audit, whose new failures are marked as found by it."""
     results = [r for r in results if r.outcome != Outcome.NOT_RUN]
     found = await state.call(_diagnose, state, results)
     touched: set[str] = set()
     for r in results:
+        was = state.results.get(r.nodeid)
+        if audit and r.failing and not (was is not None and was.failing):
+            state.found_by_audit.add(r.nodeid)
+        elif not (audit and r.failing):
+            state.found_by_audit.discard(r.nodeid)
         state.results[r.nodeid] = r
-        old = state.diagnostics.pop(r.nodeid, [])
-        new = found.get(r.nodeid, [])
-        if new:
-            state.diagnostics[r.nodeid] = new
-        touched.update(state.uri(d.path) for d in old + new)
+        touched |= _replace(state, r.nodeid, found.get(r.nodeid, []))
     for uri in touched:
         publish(session, uri)
+
+
+def drop(session: Session, state: ProjectState, nodeids: list[str]) -> None:
+    """Results of tests that no longer exist (a run showed them gone): clear them."""
+    touched: set[str] = set()
+    for nodeid in nodeids:
+        state.results.pop(nodeid, None)
+        state.found_by_audit.discard(nodeid)
+        touched |= _replace(state, nodeid, [])
+    for uri in touched:
+        publish(session, uri)
+
+
+def set_run(session: Session, state: ProjectState, diagnostics: list[Diagnostic]) -> None:
+    """The diagnostics of the last run itself: where the cause is when it did not complete."""
+    for uri in _replace(state, RUN, diagnostics):
+        publish(session, uri)
+
+
+def _replace(state: ProjectState, key: str, new: list[Diagnostic]) -> set[str]:
+    """Replace the diagnostics under `key` (a nodeid, or RUN); the uris that need publishing."""
+    old = state.diagnostics.pop(key, [])
+    if new:
+        state.diagnostics[key] = new
+    return {state.uri(d.path) for d in old + new}
 
 
 def _diagnose(state: ProjectState, results: list[TestResult]) -> dict[str, list[Diagnostic]]:
@@ -126,7 +152,7 @@ def _to_lsp(session: Session, state: ProjectState, d: Diagnostic, text: str | No
         )
         for r in d.related
     ]
-    return types.Diagnostic(
+    diagnostic = types.Diagnostic(
         range=line_range(text, d.line),
         message=d.message,
         severity=SEVERITY[d.severity],
@@ -135,3 +161,7 @@ def _to_lsp(session: Session, state: ProjectState, d: Diagnostic, text: str | No
         related_information=related or None,
         data={"nodeid": d.nodeid, "kind": d.kind, "root": str(state.root)},
     )
+    if d.nodeid in state.found_by_audit:  # no run the user started has shown it yet
+        diagnostic.message = f"found by the idle audit: {diagnostic.message}"
+        diagnostic.severity = types.DiagnosticSeverity.Warning
+    return diagnostic

@@ -2,8 +2,14 @@
 to diagnostics, $/progress and the `tracefix/testResults` notification as tests finish, and
 every run request ends in one `done: true` notification, even when nothing needed to run.
 
+A run that did not complete (pytest could not start, crashed, timed out, could not collect a
+module) is never shown as a pass: the status is `error` with the cause until a run completes, and
+a diagnostic sits where the cause is when it is one place.
+
 When no run has started for AUDIT_IDLE seconds after one that selected tests for changes, the
-whole suite runs at low priority to audit selection: failures it would have skipped are counted."""
+whole suite runs at low priority to audit selection: failures it would have skipped are counted.
+Failures it finds that no run the user started has shown are marked "found by the idle audit" and
+do not count as failed until such a run confirms them."""
 
 from __future__ import annotations
 
@@ -19,8 +25,9 @@ from tracefix.lsp.progress import Progress
 from tracefix.lsp.session import Pending, ProjectState, Session
 from tracefix.project import Audit, Project
 from tracefix.protocol import Method, ResultPayload, RunSummary, StatusParams, TestResultsParams
+from tracefix.reporting.diagnostics import run_diagnostics
 from tracefix.running.interpreter import InterpreterError, check_python
-from tracefix.running.results import Outcome, RunReport, RunStatus, TestResult
+from tracefix.running.results import Outcome, RunReport, RunStatus, TestResult, Verdict
 from tracefix.selection.select import Selected
 
 COALESCE = 0.05  # seconds: a "save all" arrives as a burst of didSave
@@ -109,28 +116,41 @@ async def _audit(session: Session, state: ProjectState) -> None:
 
     selected, before, plan = await state.call(plan)
     report = await project.execute(plan)
-    audit: Audit = await state.call(_conclude_audit, project, plan, selected, before, report)
+    audit, gone = await state.call(_conclude_audit, project, plan, selected, before, report)
     state.runs.audit = None
     for key in changes:  # changes that arrived meanwhile wait for the next audit
         state.runs.unaudited.pop(key, None)
-    await publishing.update(session, state, audit.report.results)
-    if audit.missed:
-        session.ls.warn(
-            f"selection audit: a run of every test found {len(audit.missed)} failing test(s) that "
-            f"selection would have skipped: {', '.join(audit.missed)} ({audit.missed_so_far} so far)"
-        )
-    else:
-        session.ls.log(
-            f"selection audit: a run of every test found no failure selection would have skipped "
-            f"({audit.missed_so_far} so far)"
-        )
+    known = set(state.found_by_audit) | {n for n, r in state.results.items() if r.failing}
+    publishing.drop(session, state, gone)
+    await publishing.update(session, state, audit.report.results, audit=True)
+    new = [r.nodeid for r in report.failed if r.nodeid not in known]
+    level = types.MessageType.Warning if new or audit.missed else types.MessageType.Info
+    session.ls.log(_audit_message(audit, new), level)
     publish_status(session)
 
 
-def _conclude_audit(project: Project, plan, selected: list[Selected], before: dict, report: RunReport) -> Audit:
-    project.conclude(plan, report)
+def _audit_message(audit: Audit, new: list[str]) -> str:
+    """What the idle audit found, in words."""
+    report = audit.report
+    text = f"idle audit: ran every test at low priority: {report.summary()}"
+    if report.verdict == Verdict.INCOMPLETE:
+        text += f"; the run did not complete: {report.message}"
+    if new:
+        text += f"; found by the idle audit, failing in no run you started: {', '.join(new)}"
+    if audit.missed:
+        text += (
+            f"; selection skipped {len(audit.missed)} test(s) that passed before and fail now: "
+            f"{', '.join(audit.missed)} ({audit.missed_so_far} missed so far)"
+        )
+    return text
+
+
+def _conclude_audit(
+    project: Project, plan, selected: list[Selected], before: dict, report: RunReport
+) -> tuple[Audit, list[str]]:
+    gone = project.conclude(plan, report)
     project.record(report)
-    return project.audited(selected, before, report)
+    return project.audited(selected, before, report), gone
 
 
 # the run
@@ -197,7 +217,7 @@ async def _run(session: Session, state: ProjectState, pending: Pending) -> None:
     try:
         plan = await state.call(project.plan, [s.nodeid for s in selected])
         report = await project.execute(plan, on_result)
-        await state.call(project.conclude, plan, report)
+        gone = await state.call(project.conclude, plan, report)
     except asyncio.CancelledError:
         progress.end("cancelled: a newer save supersedes this run")
         _notify_done(
@@ -213,16 +233,29 @@ async def _run(session: Session, state: ProjectState, pending: Pending) -> None:
         runs.running -= total
     late = [r for r in report.results if r not in done]  # "not run" and killed tests
     await asyncio.gather(*updates)
+    publishing.drop(session, state, gone)
     await publishing.update(session, state, late)
     await state.call(project.record, report, paths)
-    summary = report.summary() if report.status == RunStatus.OK else f"{report.message}; {report.summary()}"
-    if report.status != RunStatus.OK:
-        ls.warn(f"test run {run_id}: {summary}\n{report.output[-4000:]}")
+    summary = report.summary() if not report.message else f"{report.message}; {report.summary()}"
+    _verdict(session, state, run_id, report)
     traces.after_run(session, state, report.results)
     _notify_done(session, state, run_id, late, report, time.monotonic() - started)
     progress.end(summary)
     publish_status(session)
     _schedule_audit(session, state)
+
+
+def _verdict(session: Session, state: ProjectState, run_id: str, report: RunReport) -> None:
+    """An incomplete run is never shown as a pass: the status says it did not complete and why
+    until a run completes, with a diagnostic where the cause is; a toast when nothing else shows it."""
+    cause = report.message if report.verdict == Verdict.INCOMPLETE else ""
+    shown = run_diagnostics(report)
+    publishing.set_run(session, state, shown)
+    if cause:
+        session.ls.warn(f"test run {run_id} did not complete: {cause}\n{report.output[-4000:]}")
+        if cause != state.incomplete and not shown and not any(r.uncollected for r in report.results):
+            session.ls.tell(f"tracefix: the test run did not complete: {cause}", types.MessageType.Warning)
+    state.incomplete = cause
 
 
 def _notify(session: Session, state: ProjectState, run_id: str, results: list[TestResult]) -> None:
@@ -255,6 +288,7 @@ def _notify_done(
         "skipped": counts[Outcome.SKIPPED],
         "duration": round(duration, 3),
         "status": report.status if report else "nothing to run",
+        "verdict": report.verdict if report else Verdict.PASSED,
         "message": report.message if report else "no test can reach the change",
     }
     params: TestResultsParams = {
@@ -284,12 +318,22 @@ def _payload(state: ProjectState, r: TestResult) -> ResultPayload:
 
 
 def publish_status(session: Session, state: str | None = None, message: str = "") -> None:
-    failed = sum(len(s.failing()) for s in session.projects.values())
-    running = sum(s.runs.running for s in session.projects.values())
+    folders = session.projects.values()
+    failed = sum(r.nodeid not in s.found_by_audit for s in folders for r in s.failing())
+    running = sum(s.runs.running for s in folders)
     if state is None:
+        incomplete = next((s.incomplete for s in folders if s.incomplete), "")
+        audited = sorted(n for s in folders for n in s.found_by_audit)
         if not session.trusted:
             state, message = "untrusted", UNTRUSTED
+        elif running:
+            state = "running"
+        elif incomplete:
+            state, message = "error", f"the last test run did not complete: {incomplete}"
         else:
-            state = "running" if running else ("failed" if failed else "idle")
+            state = "failed" if failed else "idle"
+        if audited and state != "untrusted":
+            found = f"found by the idle audit, failing in no run you started: {', '.join(audited)}"
+            message = f"{message}; {found}" if message else found
     params: StatusParams = {"state": state, "running": running, "failed": failed, "message": message}  # type: ignore[typeddict-item]
     session.ls.notify(Method.STATUS, params)

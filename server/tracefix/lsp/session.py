@@ -142,6 +142,8 @@ class ProjectState:
         self.comments: list[Comment] = []
         self.review_diagnostics: dict[str, list[types.Diagnostic]] = {}  # uri → review comments
         self.runs = Runs()
+        self.incomplete = ""  # why the last run did not complete ("" when it did)
+        self.found_by_audit: set[str] = set()  # failing in the idle audit, in no run the user started since
         self.python_problem: dict[str, str | None] = {}  # interpreter → why it cannot run tests
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{WORKER} {self.root.name}")
 

@@ -8,6 +8,7 @@ over disk.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from lsprotocol import types
@@ -19,10 +20,11 @@ from watchdog.observers.api import ObservedWatch
 from tracefix.index.files import digest_bytes
 from tracefix.lsp import reviews, runs
 from tracefix.lsp.handlers import sync
-from tracefix.lsp.session import ProjectState, Session
+from tracefix.lsp.session import Pending, ProjectState, Session
 from tracefix.paths import is_relevant_file, read_text
 
 SETTLE = 0.2  # seconds: a checkout writes many files; handle them as one batch
+RETURN_POLL = 1.0  # seconds between looks for a deleted workspace folder's return
 GLOBS = ("**/*.py", "**/*.{toml,ini,cfg,json,yaml,yml,txt,csv}")
 
 
@@ -44,6 +46,9 @@ class Watcher:
             self.timer.cancel()
         self.timer = self.loop.call_later(SETTLE, self.flush)
 
+    def folder_deleted(self, root: Path) -> None:
+        self.session.spawn(folder_returned(self.session, root), f"return of {root}")
+
     def flush(self) -> None:
         self.timer = None
         batch, self.batch = self.batch, {}
@@ -56,6 +61,10 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:  # on watchdog's thread
+        gone = Path(os.fsdecode(event.src_path))
+        if event.event_type == "deleted" and gone in self.watcher.watches:  # the folder itself: its watch ends
+            self.watcher.loop.call_soon_threadsafe(self.watcher.folder_deleted, gone)
+            return
         if event.is_directory or event.event_type in ("opened", "closed_no_write"):
             return
         paths = [(event.src_path, event.event_type != "deleted")]
@@ -113,6 +122,23 @@ def stop(session: Session) -> None:
     if session.watcher is not None:
         session.watcher.observer.stop()
         session.watcher = None
+
+
+async def folder_returned(session: Session, root: Path) -> None:
+    """A workspace folder was deleted, and its watch with it. When it is back (restored, cloned
+    again), watch it again, read its files again and run the tests of what changed."""
+    while not root.is_dir():
+        await asyncio.sleep(RETURN_POLL)
+    state = session.projects.get(root)
+    if state is None or session.shut_down:
+        return
+    unwatch(session, state)
+    watch(session, state)  # before reading: what is written from now on arrives as events
+    changes = await state.call(state.project.rescan)
+    await state.refresh_tests()
+    session.ls.log(f"workspace folder {root} is back: read its files again")
+    if changes:
+        runs.request(session, state, Pending({(c.path, c.qualname): c for c in changes}, {c.path for c in changes}))
 
 
 async def file_event(session: Session, path: Path, exists: bool) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tracefix.index.graph import ProjectIndex
 from tracefix.parsing.symbols import MODULE
-from tracefix.running.results import Location, Outcome, TestResult
+from tracefix.running.results import Location, Outcome, RunReport, TestResult, Verdict
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,16 @@ class Diagnostic:
     path: str  # relative to the project root
     line: int  # 1-based
     message: str
-    nodeid: str
-    kind: str  # assert | frame | crash
+    nodeid: str  # RUN for the run's own cause
+    kind: str  # assert | frame | crash | collect | run
     severity: str = "error"
     related: tuple[Related, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+RUN = ""  # the nodeid of a diagnostic about the run, not one test
 
 
 def test_name(nodeid: str) -> str:
@@ -72,6 +75,11 @@ def diagnose(results: list[TestResult], index: ProjectIndex, root: Path) -> list
     for r in results:
         if not r.failing:
             continue
+        if r.uncollected:  # at the cause (a syntax error in an imported module), not on line 1 of the test file
+            where = r.frame or Location(r.path, 1)
+            message = f"{r.message} ({r.nodeid} cannot be collected)"
+            diagnostics.append(Diagnostic(where.path, where.line, message, r.nodeid, "collect"))
+            continue
         if r.outcome in (Outcome.TIMEOUT, Outcome.CRASHED) or r.location is None:
             where = r.location or Location(r.path or r.nodeid.split("::")[0], max(r.line, 1))
             what = {"timeout": "timed out", "crashed": "crashed the test process"}.get(r.outcome, r.outcome)
@@ -98,3 +106,12 @@ def diagnose(results: list[TestResult], index: ProjectIndex, root: Path) -> list
             back = (Related(r.location.path, r.location.line, f"failing test: {test_name(r.nodeid)}"),)
             diagnostics.append(Diagnostic(frame.path, frame.line, frame_message, r.nodeid, "frame", related=back))
     return diagnostics
+
+
+def run_diagnostics(report: RunReport) -> list[Diagnostic]:
+    """A run that could not complete for a cause in one place (a conftest's import, a line of the
+    pytest configuration): a diagnostic there."""
+    where = report.location
+    if where is None or report.verdict != Verdict.INCOMPLETE:
+        return []
+    return [Diagnostic(where.path, where.line, f"tests cannot run: {report.message}", RUN, "run")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
@@ -23,11 +24,21 @@ RAISED = frozenset({Outcome.FAILED, Outcome.ERROR})  # the test ran to a raise: 
 
 
 class RunStatus(StrEnum):
+    """How the test process ended: OK is pytest's session finishing, whatever the tests did."""
+
     OK = "ok"
     TIMEOUT = "timeout"
     CRASHED = "crashed"
     CANCELLED = "cancelled"
     ERROR = "error"
+
+
+class Verdict(StrEnum):
+    """What a run shows about the selected tests."""
+
+    PASSED = "passed"  # every one ran and none failed
+    FAILED = "failed"  # every one ran and one failed
+    INCOMPLETE = "incomplete"  # the run did not complete (some have no outcome): never a pass
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,11 @@ class TestResult:
     def failing(self) -> bool:
         return self.outcome in FAILING
 
+    @property
+    def uncollected(self) -> bool:
+        """A module or directory that failed to collect: its tests have no outcome."""
+        return "::" not in self.nodeid
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -74,10 +90,17 @@ class RunReport:
     duration: float = 0.0
     output: str = ""
     xdist: bool | None = None  # whether the test interpreter has pytest-xdist; None if pytest never started
+    location: Location | None = None  # where the cause in `message` is, when it is one place
 
     @property
     def failed(self) -> list[TestResult]:
         return [r for r in self.results if r.failing]
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.status != RunStatus.OK or any(r.outcome == Outcome.NOT_RUN or r.uncollected for r in self.results):
+            return Verdict.INCOMPLETE
+        return Verdict.FAILED if self.failed else Verdict.PASSED
 
     def summary(self) -> str:
         counts: dict[str, int] = {}
@@ -94,17 +117,41 @@ def _location(data: dict | None) -> Location | None:
     return Location(data["path"], int(data["line"]), data.get("function", ""))
 
 
+def cause_text(cause: dict) -> str:
+    """A plugin's cause record in words: "SyntaxError in shop/pricing.py:16: '(' was never closed"."""
+    where = f" in {cause['path']}:{cause['line']}" if cause.get("path") else ""
+    return f"{cause.get('exception', 'error')}{where}: {cause.get('message', '')}"
+
+
+def cause_location(cause: dict) -> Location | None:
+    return Location(cause["path"], int(cause["line"])) if cause.get("path") else None
+
+
+def obsolete(known: Iterable[str], requested: Collection[str], results: list[TestResult]) -> list[str]:
+    """Of the `known` results, those that a run of `requested` which pytest finished shows are gone:
+    a parametrization it no longer reported, a module or directory that collected this time."""
+    reported = {r.nodeid for r in results}
+
+    def covered(nodeid: str) -> bool:
+        if "::" in nodeid:
+            return nodeid in requested or nodeid.split("[")[0] in requested
+        return any(n == nodeid or n.startswith((nodeid + "::", nodeid + "/")) for n in requested)
+
+    return [n for n in known if n not in reported and covered(n)]
+
+
 def parse_record(record: dict) -> TestResult | None:
     """A plugin record → TestResult (None for records that are not a test's outcome)."""
     kind = record.get("kind")
     if kind == "collect_error":
-        path = record["nodeid"].split("::")[0]
+        cause = record.get("cause")
         return TestResult(
             nodeid=record["nodeid"],
             outcome=Outcome.ERROR,
-            path=path,
+            path=record["nodeid"].split("::")[0],
             line=1,
-            message="collection failed: " + record.get("message", ""),
+            message=cause_text(cause) if cause else "collection failed: " + record.get("message", ""),
+            frame=cause_location(cause) if cause else None,
         )
     if kind != "result":
         return None

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tracefix.running.process import Limits, Spawn, plugin_env, run_streaming, spawn_process
-from tracefix.running.results import Outcome, RunReport, RunStatus, TestResult, parse_record
+from tracefix.running.process import Limits, ProcessResult, Spawn, plugin_env, run_streaming, spawn_process
+from tracefix.running.results import (
+    Location,
+    Outcome,
+    RunReport,
+    RunStatus,
+    TestResult,
+    cause_location,
+    cause_text,
+    parse_record,
+)
 
 
 def pytest_argv(python: str, nodeids: list[str], extra: tuple[str, ...] = ()) -> list[str]:
@@ -48,6 +59,7 @@ async def run_tests(
     timeout/crashed and the others that never ran as "not run".
     """
     report = RunReport()
+    nodeids = _outermost(nodeids)
     if not nodeids:
         return report
     started = time.monotonic()
@@ -79,7 +91,24 @@ async def run_tests(
             spawn=spawn,
         )
     except FileNotFoundError:
-        report.status, report.message = RunStatus.ERROR, f"test interpreter not found: {python}"
+        missing = python if root.is_dir() else f"the workspace folder {root}"
+        report.status, report.message = RunStatus.ERROR, f"not found: {missing}"
+        return report
+
+    async def run_rest(rest: list[str]) -> RunReport:
+        if not rest:
+            return RunReport()
+        return await run_tests(
+            root, python, rest, limits=limits, on_result=on_result, extra_args=extra_args, env=env, spawn=spawn
+        )
+
+    uncollected = [r for r in report.results if r.uncollected]
+    if uncollected and len(uncollected) == len(report.results) and "found no collectors for" in proc.output:
+        # pytest refuses a whole run when an asked-for test's module cannot be collected: run the
+        # rest; the modules' collection errors say why their tests did not run
+        report = await run_rest([n for n in nodeids if not _inside(n, uncollected)])
+        report.results[:0] = uncollected
+        _name_collection_errors(report)
         return report
     unknown = [] if report.results else _not_found(proc.output, root, nodeids)
     if unknown:
@@ -87,10 +116,7 @@ async def run_tests(
         # a parametrized case that is gone stands for its test function (its cases changed)
         rest = list(dict.fromkeys(n.split("[")[0] if n in unknown else n for n in nodeids))
         unknown = [n for n in unknown if "[" not in n]
-        rest = [n for n in rest if n not in unknown]
-        report = await run_tests(
-            root, python, rest, limits=limits, on_result=on_result, extra_args=extra_args, env=env, spawn=spawn
-        )
+        report = await run_rest([n for n in rest if n not in unknown])
         for nodeid in unknown:
             result = TestResult(
                 nodeid,
@@ -104,29 +130,132 @@ async def run_tests(
         return report
     report.duration = round(time.monotonic() - started, 3)
     report.output = proc.output
-    done = any(r.get("kind") == "done" for r in proc.records)
+    done = next((r for r in proc.records if r.get("kind") == "done"), None)
     if proc.timed_out:
         report.status = RunStatus.TIMEOUT
-        report.message = f"the test run exceeded its timeout of {limits.timeout:g} s and was killed"
+        report.message = (
+            f"the test run exceeded its timeout of {limits.timeout:g} s and was killed {_when(proc.records)}"
+        )
     elif proc.out_of_time:
         report.status = RunStatus.TIMEOUT
         report.message = (
-            f"timeout: the test run used up its CPU time limit of {limits.bounded().cpu_seconds} s and was killed"
+            f"timeout: the test run used up its CPU time limit of {limits.bounded().cpu_seconds} s "
+            f"and was killed {_when(proc.records)}"
         )
-    elif not done:
-        report.status = RunStatus.CRASHED
-        report.message = f"the test process ended with {_how(proc.signal, proc.returncode)} before pytest finished"
-        if "No module named pytest" in proc.output:
-            report.status = RunStatus.ERROR
-            report.message = f"pytest is not installed in {python} (run: {python} -m pip install pytest)"
-    elif not report.results and proc.returncode not in (0, 1, 5):
-        report.status = RunStatus.ERROR  # usage errors, bad config: pytest's own words say why
-        report.message = proc.output.strip()[-2000:] or f"pytest exited with {proc.returncode}"
-    if report.status in (RunStatus.TIMEOUT, RunStatus.CRASHED):
-        _account_for_unfinished(report, running, nodeids, on_result)
-    else:
+    elif done is None:
+        _not_finished(report, proc, python, root)
+    elif int(done.get("exitstatus", 0)) in PYTEST_GAVE_UP or not report.results:
+        report.status = RunStatus.ERROR
+        said, report.location = _pytest_says(proc.output, root)
+        if not report.results:
+            said = f"pytest ran none of the {len(nodeids)} selected tests" + (f": {said}" if said else "")
+        report.message = said or f"pytest ended with exit status {done.get('exitstatus')}"
+    if done is not None:
+        _name_collection_errors(report)  # the cause, before pytest's "found no collectors for …"
+    if report.status == RunStatus.OK:
         _account_for_lost(report, running, on_result)
+    else:
+        _account_for_unfinished(report, running, on_result)
+        _account_for_not_run(report, nodeids)
     return report
+
+
+# pytest's exit statuses for a session that stopped before it ran what it was asked to:
+# interrupted (pytest.exit, KeyboardInterrupt), internal error, usage error
+PYTEST_GAVE_UP = (2, 3, 4)
+PYTEST_STATUSES = range(1, 6)  # what pytest itself exits with when it refuses to run
+
+
+def _not_finished(report: RunReport, proc: ProcessResult, python: str, root: Path) -> None:
+    """The test process ended before pytest's session did: why, in the best words there are."""
+    records = proc.records
+    refused = next((r for r in records if r.get("kind") == "conftest_error"), None)
+    if refused is not None:
+        report.status = RunStatus.ERROR
+        report.message = "a conftest.py failed to import: " + cause_text(refused["cause"])
+        report.location = cause_location(refused["cause"])
+        return
+    if "No module named pytest" in proc.output:
+        report.status = RunStatus.ERROR
+        report.message = f"pytest is not installed in {python} (run: {python} -m pip install pytest)"
+        return
+    said, where = _pytest_says(proc.output, root)
+    if said and not proc.signal and proc.returncode in PYTEST_STATUSES and not records:
+        report.status = RunStatus.ERROR  # pytest refused to start: a usage or configuration error
+        report.message, report.location = said, where
+        return
+    report.status = RunStatus.CRASHED
+    how = _how(proc.signal, proc.returncode)
+    report.message = f"the test process ended with {how} {_when(records)}" + (f": {said}" if said else "")
+
+
+def _when(records: list[dict]) -> str:
+    """How far pytest got, by the records it sent."""
+    if not any(r.get("kind") == "session" for r in records):
+        return "while pytest was starting (loading plugins and conftest.py files)"
+    if not any(r.get("kind") == "start" for r in records):
+        return "while pytest was collecting, before any test ran"
+    return "before pytest finished"
+
+
+def _pytest_says(output: str, root: Path) -> tuple[str, Location | None]:
+    """pytest's own words for why it stopped (its ERROR and usage lines, an internal error, the
+    reason on its "!!! … !!!" line; paths relative to the root), and the place they name."""
+    lines = []
+    internal = []
+    for line in output.splitlines():
+        if line.startswith("ERROR: ") and not line.startswith(SAID_ELSEWHERE):
+            lines.append(line[len("ERROR: ") :])
+        elif ": error: " in line and not line.startswith(" "):
+            lines.append(line.split(": error: ", 1)[1])
+        elif line.startswith("!!!") and line.endswith("!!!"):
+            lines.append(line.strip("! "))
+        elif line.startswith("INTERNALERROR>"):
+            internal.append(line[len("INTERNALERROR>") :])
+    prefix = str(root) + os.sep
+    said = "; ".join(dict.fromkeys(line.replace(prefix, "").strip() for line in lines))
+    where = _said_where(said, root)
+    if internal:
+        frames = [m for m in (TRACEBACK_FRAME.match(line) for line in internal) if m]
+        ours = [m for m in frames if m[1].startswith(prefix) and not any(d in m[1] for d in THIRD_PARTY)]
+        where = Location(ours[-1][1][len(prefix) :], int(ours[-1][2])) if ours else where
+        at = f" in {where.path}:{where.line}" if ours and where else ""
+        said = "; ".join(filter(None, [said, f"internal error{at}: {internal[-1].strip()}"]))
+    return said, where
+
+
+SAID_ELSEWHERE = ("ERROR: usage:", "ERROR: not found:", "ERROR: found no collectors")
+TRACEBACK_FRAME = re.compile(r'\s*File "(.+)", line (\d+)')
+THIRD_PARTY = ("site-packages", "dist-packages", os.sep + ".venv" + os.sep, os.sep + "venv" + os.sep)
+
+
+def _said_where(said: str, root: Path) -> Location | None:
+    """The file and line a pytest error names: "pytest.ini:3: …", "pyproject.toml: … (at line 8, column 25)"."""
+    match = re.match(r"([^\s:]+):(\d+): ", said) or re.match(r"([^\s:]+): .*?\(at line (\d+)", said)
+    if match is None or not (root / match.group(1)).is_file():
+        return None
+    return Location(match.group(1), int(match.group(2)))
+
+
+def _name_collection_errors(report: RunReport) -> None:
+    """Modules that failed to collect had their tests not run: say why."""
+    causes: dict[str, list[str]] = {}
+    for r in report.results:
+        if r.uncollected:
+            causes.setdefault(r.message, []).append(r.nodeid)
+    if causes:
+        report.message = "; ".join(f"could not collect {', '.join(where)}: {why}" for why, where in causes.items())
+
+
+def _inside(nodeid: str, collectors: list[TestResult]) -> bool:
+    return any(nodeid == c.nodeid or nodeid.startswith((c.nodeid + "::", c.nodeid + "/")) for c in collectors)
+
+
+def _outermost(nodeids: list[str]) -> list[str]:
+    """The ids without those inside another one (a test of a module that is asked for as a whole):
+    given both, some pytest versions run only the inner one."""
+    whole = {n for n in nodeids if "::" not in n}
+    return [n for n in nodeids if not any(n.startswith((w + "::", w + "/")) for w in whole)]
 
 
 def _how(signum: int | None, returncode: int | None) -> str:
@@ -168,16 +297,22 @@ def _not_found(output: str, root: Path, nodeids: list[str]) -> list[str]:
     return [n for n in nodeids if n in missing or n.split("[")[0] in missing]
 
 
-def _account_for_unfinished(report, running, nodeids, on_result) -> None:
-    seen = {r.nodeid for r in report.results}
-    outcome = Outcome.TIMEOUT if report.status == RunStatus.TIMEOUT else Outcome.CRASHED
+UNFINISHED = {RunStatus.TIMEOUT: Outcome.TIMEOUT, RunStatus.CRASHED: Outcome.CRASHED}
+
+
+def _account_for_unfinished(report, running, on_result) -> None:
+    """The tests that were running when the process was killed, died or pytest stopped."""
+    outcome = UNFINISHED.get(report.status, Outcome.ERROR)
     for nodeid in running:
         path = nodeid.split("::")[0]
         result = TestResult(nodeid=nodeid, outcome=outcome, path=path, message=report.message)
         report.results.append(result)
-        seen.add(nodeid)
         if on_result is not None:
             on_result(result)
+
+
+def _account_for_not_run(report, nodeids) -> None:
+    seen = {r.nodeid for r in report.results}
     for nodeid in nodeids:
         if not any(s == nodeid or s.startswith((nodeid + "[", nodeid + "::")) for s in seen):
             report.results.append(TestResult(nodeid=nodeid, outcome=Outcome.NOT_RUN, path=nodeid.split("::")[0]))

@@ -19,12 +19,11 @@ from tracefix.parsing.symbols import MODULE
 from tracefix.selection.recorded import (
     EXECUTED,
     FIXTURE,
-    MISSING,
     FileState,
     Record,
     Recorded,
     base_nodeid,
-    file_state,
+    file_change,
 )
 from tracefix.selection.select import (
     DEFAULT_EVIDENCE,
@@ -191,16 +190,9 @@ class DataFiles:
         if rel in changed:
             c = changed[rel]
             return f"{verb} {name}, where {c.path} was {c.what}" if verb == "listed" else f"read {name} ({c.what})"
-        try:
-            st = (self.root / rel).stat()
-            if (st.st_size, st.st_mtime_ns) == was[:2]:
-                return None
-        except OSError:
-            if was == MISSING:
-                return None
-        if file_state(self.root, rel)[2] != was[2]:
-            return f"{verb} {name}, which changed since the test last ran"
-        return None
+        if file_change(self.root, rel, was) is None:
+            return None
+        return f"{verb} {name}, which changed since the test last ran"
 
 
 class Distributions:

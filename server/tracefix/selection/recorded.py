@@ -142,6 +142,17 @@ class Recorded:
             self.set(nodeid, record)
         return records
 
+    def changed_files(self, root: Path) -> dict[str, str]:
+        """The data files (and directory listings, ending in "/") read on the last runs that are not
+        as they were then: path → "added", "removed" or "changed"."""
+        found: dict[str, str] = {}
+        for record in (self.session, *self.imports.values(), *self.items.values()):
+            for rel, was in record.files.items():
+                how = None if rel in found else file_change(root, rel, was)
+                if how:
+                    found[rel] = how
+        return found
+
     def current(self, index: ProjectIndex) -> Iterator[tuple[str, Record]]:
         """(item nodeid, record) of each recorded test function the index still lists."""
         listed = {t.nodeid for t in index.tests()}
@@ -229,6 +240,21 @@ def file_state(root: Path, rel: str) -> FileState:
     except OSError:
         return MISSING
     return (st.st_size, st.st_mtime_ns, digest_bytes(data))
+
+
+def file_change(root: Path, rel: str, was: FileState) -> str | None:
+    """How a file (or a directory's listing) differs from its recorded state: "added", "removed" or
+    "changed"; None when it is as recorded."""
+    try:
+        st = (root / rel).stat()
+        if (st.st_size, st.st_mtime_ns) == was[:2]:
+            return None
+    except OSError:
+        return None if was == MISSING else "removed"
+    now = file_state(root, rel)
+    if now[2] == was[2]:
+        return None
+    return "added" if was == MISSING else "removed" if now == MISSING else "changed"
 
 
 def _symbol_for(index: ProjectIndex, path: str, line: int) -> Symbol | None:

@@ -1,7 +1,9 @@
 """pytest plugin that streams one JSON record per test to the fd in TRACEFIX_REPORT_FD.
 
 Runs inside the user's test process: Python >= 3.9, stdlib and pytest only.
-Records: {"kind": "start"|"result"|"collect_error"|"done", ...}.
+Records: {"kind": "session"|"start"|"result"|"collect_error"|"conftest_error"|"done", ...}.
+A collection or conftest error carries its cause: {"exception", "message", "path", "line"}, the
+user's exception (not pytest's wrapper) and where it is in the workspace.
 """
 
 import json
@@ -13,6 +15,13 @@ _out = None
 _root = None
 _last_compare = None
 _SKIP_DIRS = ("site-packages", "dist-packages", os.sep + ".venv" + os.sep, os.sep + "venv" + os.sep)
+
+
+def _open(fd):
+    """The report stream, opened once, in the process that runs the session (never an xdist worker)."""
+    global _out
+    if _out is None:
+        _out = os.fdopen(int(fd), "w", encoding="utf-8", buffering=1)
 
 
 def _emit(record):
@@ -34,23 +43,63 @@ def _short(value, limit=200):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _in_workspace(path):
+    path = str(path)
+    return path.startswith(_root + os.sep) and not any(d in path for d in _SKIP_DIRS)
+
+
 def _is_workspace_code(path, test_files):
     path = str(path)
-    if not path.startswith(_root + os.sep) or any(d in path for d in _SKIP_DIRS):
+    if not _in_workspace(path):
         return False
     name = os.path.basename(path)
     return path not in test_files and name != "conftest.py"
 
 
+_WRAPPERS = ("CollectError", "ConftestImportFailure")  # pytest's, around the user's exception
+
+
+def _unwrap(exc):
+    if type(exc).__name__ not in _WRAPPERS:
+        return exc
+    inner = getattr(exc, "cause", None)  # ConftestImportFailure since pytest 8
+    if inner is None and isinstance(getattr(exc, "excinfo", None), tuple):  # before pytest 8
+        inner = exc.excinfo[1]
+    if inner is None:  # CollectError, raised from the import's exception
+        inner = exc.__cause__ or exc.__context__
+    return exc if inner is None else _unwrap(inner)
+
+
+def _cause(exc):
+    """What stopped collection, and where in the workspace: a syntax error's own file and line,
+    else the deepest workspace frame of the traceback (the conftest or module that raised)."""
+    exc = _unwrap(exc)
+    if isinstance(exc, SyntaxError) and exc.filename and _in_workspace(os.path.abspath(exc.filename)):
+        return {
+            "exception": type(exc).__name__,
+            "message": exc.msg,
+            "path": _rel(exc.filename),
+            "line": exc.lineno or 1,
+        }
+    cause = {"exception": type(exc).__name__, "message": str(exc)}
+    tb = exc.__traceback__
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename
+        if _in_workspace(path):
+            cause.update(path=_rel(path), line=tb.tb_lineno)
+        tb = tb.tb_next
+    return cause
+
+
 def pytest_configure(config):
-    global _out, _root
+    global _root
     if os.environ.get("TRACEFIX_NICE"):
         os.nice(int(os.environ["TRACEFIX_NICE"]))  # a background audit leaves the CPU to the user
     _root = str(config.rootpath)
     fd = os.environ.get("TRACEFIX_REPORT_FD")
     if fd is None or hasattr(config, "workerinput"):
         return  # an xdist worker: its reports reach the controller, which writes the records
-    _out = os.fdopen(int(fd), "w", encoding="utf-8", buffering=1)
+    _open(fd)
     _emit(
         {
             "kind": "session",
@@ -129,7 +178,7 @@ def _phase(item, call, report):
     return info
 
 
-def _pytest_hookwrapper():
+def _pytest_hookwrappers():
     import pytest
 
     @pytest.hookimpl(hookwrapper=True)
@@ -138,10 +187,22 @@ def _pytest_hookwrapper():
         report = outcome.get_result()
         report.tracefix = _phase(item, call, report)
 
-    return pytest_runtest_makereport
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_load_initial_conftests(early_config, parser, args):
+        # a conftest that fails to import ends pytest before the session, with exit status 4
+        global _root
+        outcome = yield
+        fd = os.environ.get("TRACEFIX_REPORT_FD")
+        if outcome.excinfo is None or fd is None or os.environ.get("PYTEST_XDIST_WORKER"):
+            return
+        _root = str(early_config.rootpath)
+        _open(fd)
+        _emit({"kind": "conftest_error", "cause": _cause(outcome.excinfo[1])})
+
+    return pytest_runtest_makereport, pytest_load_initial_conftests
 
 
-pytest_runtest_makereport = _pytest_hookwrapper()
+pytest_runtest_makereport, pytest_load_initial_conftests = _pytest_hookwrappers()
 
 
 def pytest_runtest_logreport(report):
@@ -163,11 +224,20 @@ def pytest_runtest_logfinish(nodeid, location):
     _emit(entry)
 
 
+def pytest_exception_interact(node, call, report):
+    # the only hook that sees the exception behind a failed collection; like a test's phase, the
+    # cause travels on the report to the process that writes the records
+    if report.when == "collect" and call.excinfo is not None:
+        report.tracefix = {"cause": _cause(call.excinfo.value)}
+
+
 def pytest_collectreport(report):
     if report.failed:
         crash = getattr(report.longrepr, "reprcrash", None)
         message = crash.message if crash is not None else str(report.longrepr)[-2000:]
-        _emit({"kind": "collect_error", "nodeid": report.nodeid, "message": message})
+        record = {"kind": "collect_error", "nodeid": report.nodeid, "message": message}
+        record.update(getattr(report, "tracefix", None) or {})
+        _emit(record)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -230,7 +230,8 @@ def _place(stats):
             callees[e.code] = [c.code for c in e.calls or () if not isinstance(c.code, str)]
             called.update(callees[e.code])
     bodies = [c for c in callees if c.co_name == "<module>" and (_classify(c.co_filename) or ("",))[0] == "code"]
-    others = [c for c in callees if c not in called or (c.co_name == "<module>" and c not in bodies)]
+    # everything else that started code: pytest's frames (no caller seen), other modules' bodies
+    others = [c for c in callees if c not in bodies and (c not in called or c.co_name == "<module>")]
     for source, start in [(b.co_filename, [b]) for b in bodies] + [(None, others)]:
         seen, todo = set(start), list(start)
         while todo:

@@ -101,6 +101,12 @@ def chosen(project: Project, changes) -> dict[str, str]:
     return {s.nodeid: s.reason for s in project.select(changes)}
 
 
+def used(project: Project) -> dict[str, set]:
+    """Each recorded item → the symbols its record holds."""
+    recorded = project.recorded()
+    return {n: set(recorded.deps(r).code) for n, r in recorded.items.items()}
+
+
 @pytest.fixture
 def project(app: Path, python: str):
     with baselined(app, python) as p:
@@ -122,11 +128,11 @@ def test_dynamic_dispatch_is_seen_after_a_first_run(project):
 
 def test_module_level_change_selects_only_tests_that_ran_that_module(project):
     before = chosen(project, project.changes_in("app/rates.py", "RATE = 3\n\n\ndef scaled(x):\n    return x * RATE\n"))
-    assert {"tests/test_mix.py::test_scaled", "tests/test_mix.py::test_ident"} <= set(before)  # static: both import it
+    assert set(before) == {"tests/test_mix.py::test_scaled"}  # static: the one test that reaches RATE
 
     run_all(project)
     assert chosen(project, edit(project, "app/rates.py", "RATE = 2", "RATE = 3")) == {
-        "tests/test_mix.py::test_scaled": "executed code that uses rates's module-level code (changed at app/rates.py:1)"
+        "tests/test_mix.py::test_scaled": "executed code that reads rates.RATE (changed at app/rates.py:1)"
     }
 
 
@@ -246,15 +252,39 @@ def test_new_function_selects_tests_that_use_its_module(project):
     run_all(project)
     changes = edit(project, "app/other.py", "    return x\n", "    return x\n\n\ndef twice(x):\n    return 2 * x\n")
     assert chosen(project, changes) == {
-        "tests/test_mix.py::test_ident": "executed code that uses other's module-level code, where twice was added (app/other.py:5)"
+        "tests/test_mix.py::test_ident": "ran code of other, where twice was added (app/other.py:5)"
     }
+
+
+THREADS = {
+    "tests/test_threads.py": (
+        "import threading\nfrom app import other, rates\n\n\n"
+        "class Worker(threading.Thread):\n    def run(self):\n        self.result = rates.scaled(2)\n\n\n"
+        "def test_in_a_thread():\n    found = []\n"
+        "    t = threading.Thread(target=lambda: found.append(other.ident(5)))\n    t.start()\n    t.join()\n"
+        "    assert found == [5]\n\n\n"
+        "def test_in_a_thread_subclass():\n    w = Worker()\n    w.start()\n    w.join()\n    assert w.result == 4\n"
+    )
+}
+
+
+def test_code_a_test_runs_in_threads_it_starts_is_recorded(app, python):
+    write(app, THREADS)
+    with baselined(app, python) as project:
+        run_all(project)
+        assert "tests/test_threads.py::test_in_a_thread" in chosen(
+            project, edit(project, "app/other.py", "return x", "return +x")
+        )
+        assert "tests/test_threads.py::test_in_a_thread_subclass" in chosen(
+            project, edit(project, "app/rates.py", "return x * RATE", "return RATE * x")
+        )
 
 
 def test_a_second_run_records_the_same_and_selects_the_same(project):
     run_all(project)
-    first = {n: set(deps.code) for n, deps in project.recorded().tests.items()}
+    first = used(project)
     run_all(project)  # in another order (fastest first): a lazy import runs in another test
-    assert {n: set(deps.code) for n, deps in project.recorded().tests.items()} == first
+    assert used(project) == first
     changes = edit(project, "app/handlers.py", "return a - b", "return a - b - 0")
     assert set(chosen(project, changes)) == {"tests/test_dispatch.py::test_sub"}
     skipped = {
@@ -266,8 +296,8 @@ def test_a_second_run_records_the_same_and_selects_the_same(project):
 def test_upgraded_distribution_selects_the_tests_that_ran_it(project, monkeypatch):
     run_all(project)
     recorded = project.recorded()
-    assert all("pytest" in deps.dists for deps in recorded.tests.values())
-    installed = {d: v for deps in recorded.tests.values() for d, v in deps.dists.items()}
+    assert all("pytest" in record.dists for record in recorded.items.values())
+    installed = {d: v for record in recorded.items.values() for d, v in record.dists.items()}
     asked = []
     monkeypatch.setattr(
         "tracefix.selection.environment.installed_versions", lambda python: asked.append(python) or installed
@@ -282,10 +312,10 @@ def test_upgraded_distribution_selects_the_tests_that_ran_it(project, monkeypatc
     upgraded = Project(project.root)  # a new state of site-packages is asked about once
     reasons = chosen(upgraded, [])
     upgraded.close()
-    assert set(reasons) == set(recorded.tests)
+    assert set(reasons) == set(recorded.items)  # each case of test_positive on its own
     assert (
         reasons["tests/test_mix.py::test_ident"]
-        == f"ran pytest {recorded.tests['tests/test_mix.py::test_ident'].dists['pytest']}, now 0"
+        == f"ran pytest {recorded.items['tests/test_mix.py::test_ident'].dists['pytest']}, now 0"
     )
 
 
@@ -382,8 +412,8 @@ def test_xdist_workers_record_what_one_process_records(app):
         project.baseline_everything()
         report = run_all(project)
         got = (
-            {n: set(d.code) for n, d in project.recorded().tests.items()},
-            set(project.recorded().session.code),
+            used(project),
+            set(project.recorded().deps(project.recorded().session).code),
             {r.nodeid: r.outcome for r in report.results},
         )
         project.close()

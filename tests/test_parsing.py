@@ -46,6 +46,7 @@ def test_outline_names_kinds_and_lines():
     found = {s.qualname: (s.kind, s.start_line, s.end_line) for s in symbols(SOURCE)}
     assert found == {
         MODULE: ("module", 1, 23),
+        "LIMIT": ("variable", 4, 4),  # a module-level name
         "top": ("function", 7, 11),  # decorators belong to the function
         "Shape": ("class", 14, 22),
         "Shape.area": ("method", 17, 18),
@@ -60,7 +61,12 @@ def test_outline_names_kinds_and_lines():
         ("return 0", "return 1", [("Shape.area", "changed")]),
         ("sides = 0", "sides = 4", [("Shape", "changed")]),
         ("return os.sep", "return os.linesep", [("top", "changed")]),  # nested def is part of top
-        ("LIMIT = 3", "LIMIT = 4", [(MODULE, "changed")]),
+        ("LIMIT = 3", "LIMIT = 4", [("LIMIT", "changed")]),  # a name, not the module's code
+        ("LIMIT = 3", "LIMIT = 3\nos.environ['X'] = '1'", [(MODULE, "changed")]),  # code with an effect
+        ("LIMIT = 3", "LIMIT: int = 3", [("LIMIT", "changed")]),
+        ("LIMIT = 3", "LIMIT = BASE = 3", [("BASE", "added"), ("LIMIT", "changed")]),
+        ("LIMIT = 3", "LIMIT = os.LIMIT = 3", [(MODULE, "changed"), ("LIMIT", "removed")]),  # an attribute
+        ("LIMIT = 3", "if os.sep:\n    LIMIT = 3", [(MODULE, "changed"), ("LIMIT", "removed")]),  # a block
         ("@decorate\n", "@decorate(1)\n", [("top", "changed")]),
         ('return "m"', 'return "n"', [("Shape.Meta.name", "changed")]),
         ("    def area(self):\n        return 0\n", "", [("Shape.area", "removed")]),
@@ -76,6 +82,22 @@ def test_diff_reports_the_innermost_changed_symbol(old, new, expected):
 def test_moving_a_function_down_changes_nothing_but_its_neighbourhood():
     shifted = "# a comment\n" + SOURCE
     assert changed(SOURCE, shifted) == [(MODULE, "changed")]
+
+
+def test_module_level_names_of_one_statement_share_what_it_reads():
+    data = b"import os\nA, (B, *C) = os.sep, X\nD = E = A + 1\nD += 2\nF.g = 3\n"
+    f = facts(parse(data), data)
+    names = {s.qualname: s.kind for s in f.symbols}
+    assert names == {
+        MODULE: "module",
+        "A": "variable",
+        "B": "variable",
+        "C": "variable",
+        "D": "variable",
+        "E": "variable",
+    }
+    assert {"os", "sep", "X"} <= f.uses["A"] and f.uses["A"] == f.uses["C"]
+    assert {"A"} <= f.uses["D"] and "F" in f.uses[MODULE]
 
 
 def test_facts_imports_uses_params():
@@ -105,6 +127,20 @@ def test_incremental_edits_match_a_fresh_parse():
         doc.edit((line, col), (end_line, end_col), text)
         fresh = parse(doc.source)
         assert str(doc.tree.root_node) == str(fresh.root_node)
+
+
+def test_a_burst_of_edits_is_parsed_once_and_matches_a_fresh_parse():
+    rng = random.Random(11)
+    doc = Document(SOURCE)
+    for burst in range(40):
+        for _ in range(burst % 7 + 1):  # edits arrive before anything reads the tree
+            lines = doc.text.split("\n")
+            line = rng.randrange(len(lines))
+            col = rng.randrange(len(lines[line]) + 1)
+            doc.edit(
+                (line, col), (line, min(col + rng.randrange(2), len(lines[line]))), rng.choice(["'", "(", "x", ""])
+            )
+        assert str(doc.tree.root_node) == str(parse(doc.source).root_node)
 
 
 def test_positions_past_the_end_are_clamped():

@@ -155,6 +155,18 @@ def test_an_unknown_test_id_does_not_sink_the_run(shop):
     assert "index may be out of date" in report.results[-1].message
 
 
+def test_a_case_that_is_gone_runs_its_test_function(tmp_path):
+    (tmp_path / "test_cases.py").write_text(
+        "import pytest\n\n\n@pytest.mark.parametrize('n', [1, 2])\ndef test_n(n):\n    assert n\n\n\ndef test_other():\n    pass\n"
+    )
+    report = run(tmp_path, ["test_cases.py::test_n[3]", "test_cases.py::test_other"])  # [3] was renamed away
+    assert sorted((r.nodeid, r.outcome) for r in report.results) == [
+        ("test_cases.py::test_n[1]", "passed"),
+        ("test_cases.py::test_n[2]", "passed"),
+        ("test_cases.py::test_other", "passed"),
+    ]
+
+
 XDIST_SUITE = {
     "lib.py": "def inner(x):\n    return 1 / x\n\n\ndef outer(x):\n    return inner(x)\n",
     "test_many.py": (

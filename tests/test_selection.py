@@ -63,6 +63,17 @@ CASES = [
         "shop/pricing.py",
         "TAX_RATE = 0.2",
         "TAX_RATE = 0.25",
+        {  # a module-level name: what reads it (with_tax), not every test of the module
+            "tests/test_cart.py::test_empty_cart_totals_zero",
+            "tests/test_cart.py::test_cart_total_with_tax",
+            "tests/test_cart.py::test_rejects_zero_quantity",
+        },
+        "TAX_RATE",
+    ),
+    (
+        "shop/pricing.py",
+        '"""Prices, discounts and carts for a small shop."""\n',
+        '"""Prices, discounts and carts for a small shop."""\nimport math\n',
         {
             "tests/test_pricing.py::test_apply_discount",
             "tests/test_pricing.py::test_bulk_discount_tiers",
@@ -71,7 +82,7 @@ CASES = [
             "tests/test_cart.py::test_cart_total_with_tax",
             "tests/test_cart.py::test_rejects_zero_quantity",
         },
-        "module-level",
+        "module-level",  # an import: the module's own code
     ),
 ]
 

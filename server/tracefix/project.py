@@ -35,8 +35,8 @@ from tracefix.running.results import (
     obsolete,
 )
 from tracefix.running.runner import run_tests
-from tracefix.selection import dynamic, environment
-from tracefix.selection.recorded import Recorded, base_nodeid, deps_from_records, read_records
+from tracefix.selection import bindings, dynamic, environment
+from tracefix.selection.recorded import Deps, Recorded, base_nodeid, deps_from_records, read_records
 from tracefix.selection.select import Changed, Selected, select
 from tracefix.tracing import Trace
 
@@ -248,15 +248,16 @@ class Project:
         mode = mode or self.settings.selection
         installed = self._installed if run_code else (lambda: None)
         evidence = dynamic.evidence_for(mode, self.recorded(), self.root, installed)
-        return select(self.index, changes, mode, evidence)
+        return select(self.index, bindings.with_fallbacks(self.index, changes), mode, evidence)
 
     def select_all(self) -> list[Selected]:
         return select(self.index, [], "all")
 
     def recorded(self) -> Recorded:
-        """What each test used on its last run."""
-        if self._recorded is None:
-            self._recorded = Recorded.from_rows(*self.store.deps())
+        """What each test used on its last run: read once, then kept current from each run's
+        records; read again when another process (a `tracefix check` beside the server) wrote."""
+        if self._recorded is None or self._recorded.generation != self.store.deps_generation():
+            self._recorded = Recorded.load(*self.store.deps())
         return self._recorded
 
     def _installed(self) -> dict[str, str] | None:
@@ -350,9 +351,12 @@ class Project:
         try:
             if report.xdist is not None:
                 self.store.put("xdist", report.xdist)
-            deps = self._save_deps(read_records(plan.deps_file, plan.nodeids), plan.started, plan.full)
+            ok = report.status == RunStatus.OK
+            # a run that finished ran every case of each test function it was asked for
+            functions = [n for n in plan.nodeids if "[" not in n] if ok else []
+            deps = self._save_deps(read_records(plan.deps_file, plan.nodeids), plan.started, plan.full, functions)
             self._save_green(deps, report, plan.started)
-            gone = obsolete(self.store.results(), plan.nodeids, report.results) if report.status == RunStatus.OK else []
+            gone = obsolete(self.store.results(), plan.nodeids, report.results) if ok else []
             self.store.forget_results(gone)
             return gone
         finally:
@@ -389,21 +393,33 @@ class Project:
         self.conclude(plan, report)
         return report
 
-    def _save_deps(self, records: list[dict], started: dict[str, str], full: bool) -> dict[str, tuple]:
+    def _save_deps(
+        self, records: list[dict], started: dict[str, str], full: bool, functions: list[str]
+    ) -> dict[str, Deps | None]:
+        """Store what each test used, and keep the copy in memory current. `functions`: test
+        functions that ran all their cases; recorded cases of theirs that did not run are gone."""
         env = next((r for r in records if r.get("kind") == "env"), None)
         if env is not None:
             self.store.put("environment", {"executable": env["executable"], "paths": env["paths"]})
-        earlier = None if full else self.recorded().session
+        recorded = self.recorded()
+        earlier = None if full else recorded.deps(recorded.session)
         deps = deps_from_records(self.index, self.root, records, started, earlier)
-        self.store.save_deps(deps)
-        self._recorded = None
+        ran = set(functions)
+        gone = [n for n in (*recorded.items, *recorded.unknown) if base_nodeid(n) in ran and n not in deps]
+        stored = recorded.update(deps, self.store.intern(recorded.missing(deps.values())))
+        for nodeid in gone:
+            recorded.remove(nodeid)
+        generation = self.store.save_deps({n: Recorded.row(r) for n, r in stored.items()}, gone)
+        # another process's write in between: read everything again next time
+        recorded.generation = generation if generation == recorded.generation + 1 else -1
         return deps
 
-    def _save_green(self, deps: dict[str, tuple], report: RunReport, started: dict[str, str]) -> None:
+    def _save_green(self, deps: dict[str, Deps | None], report: RunReport, started: dict[str, str]) -> None:
         """For each test that passed: the functions it executed and their sources, the versions a
         later failure is compared with (localizing: what changed since the test last passed)."""
         passed = {r.nodeid for r in report.results if r.outcome == Outcome.PASSED}
-        green = green_rows(self.index, {n: rows[0] for n, rows in deps.items() if n in passed})
+        code = {n: [(*node, *used) for node, used in d.code.items()] for n, d in deps.items() if n in passed and d}
+        green = green_rows(self.index, code)
         wanted = {row for rows in green.values() for row in rows}
         self.store.save_green(green, green_sources(self.index, self.root, wanted, started))
 
@@ -423,7 +439,9 @@ class Project:
         missed = [
             r.nodeid
             for r in report.failed
-            if base_nodeid(r.nodeid) not in would_run and before.get(r.nodeid, {}).get("outcome") in NOT_FAILING
+            if r.nodeid not in would_run
+            and base_nodeid(r.nodeid) not in would_run
+            and before.get(r.nodeid, {}).get("outcome") in NOT_FAILING
         ]
         total = self.store.get("audit_missed", 0) + len(missed)
         self.store.put("audit_missed", total)

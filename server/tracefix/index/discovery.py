@@ -25,13 +25,14 @@ class TestItem:
 
 class TestDiscovery(ModuleResolution):
     def tests(self, path: str | None = None) -> list[TestItem]:
+        """The tests of one file, or of all; kept per file until that file or the graph changes."""
         paths = [path] if path else sorted(self.files)
         items: list[TestItem] = []
         for p in paths:
-            entry = self.files.get(p)
-            if entry is None or not self.is_test_file(p):
-                continue
-            items.extend(self._tests_in(p, entry.facts))
+            if p not in self._tests:
+                entry = self.files.get(p)
+                self._tests[p] = self._tests_in(p, entry.facts) if entry is not None and self.is_test_file(p) else []
+            items.extend(self._tests[p])
         return items
 
     def _tests_in(self, path: str, f: Facts) -> list[TestItem]:

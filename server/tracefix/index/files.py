@@ -5,16 +5,18 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from tracefix.index.pytestconfig import PytestConfig
 from tracefix.parsing.document import parse
-from tracefix.parsing.symbols import Facts, Import, Symbol, facts
+from tracefix.parsing.symbols import CODE, Facts, Import, Symbol, facts
 from tracefix.paths import MAX_FILE_BYTES, is_source_dir, read_bytes
 
 Node = tuple[str, str]  # (path relative to root, qualname)
-FACTS_VERSION = 5  # stored facts of another version are parsed again
+FACTS_VERSION = 6  # stored facts of another version are parsed again
 
 
 def _facts_to_json(f: Facts) -> dict:
@@ -66,15 +68,24 @@ class FileEntry:
     size: int
     digest: str
     facts: Facts
-    _by_name: dict[str, Symbol] | None = field(default=None, repr=False, compare=False)
+    by_start: dict[tuple[str, ...], list[Symbol]] = field(default_factory=dict, repr=False, compare=False)
 
-    def symbol(self, qualname: str) -> Symbol | None:
-        """The first symbol of that name."""
-        if self._by_name is None:
-            self._by_name = {}
-            for s in self.facts.symbols:
-                self._by_name.setdefault(s.qualname, s)
-        return self._by_name.get(qualname)
+    @cached_property
+    def symbols(self) -> dict[str, Symbol]:
+        """qualname → its first definition."""
+        found: dict[str, Symbol] = {}
+        for s in self.facts.symbols:
+            found.setdefault(s.qualname, s)
+        return found
+
+    @cached_property
+    def digests(self) -> dict[str, str]:
+        """qualname → digest. A name defined twice (a property's getter and setter) is one node:
+        its digest covers every definition, so code that ran either one sees a change to the other."""
+        found: dict[str, list[str]] = {}
+        for s in self.facts.symbols:
+            found.setdefault(s.qualname, []).append(s.digest)
+        return {q: d[0] if len(d) == 1 else digest_bytes("\n".join(d).encode()) for q, d in found.items()}
 
 
 class IndexFiles:
@@ -88,6 +99,7 @@ class IndexFiles:
         self._reverse: dict[Node, set[Node]] | None = None
         self._modules: dict[str, str] | None = None
         self._stale: set[str] = set()  # files whose own edges of the graph are out of date
+        self._tests: dict[str, list] = {}  # path → its TestItems (TestDiscovery.tests)
 
     # building and updating
     def scan(self) -> dict[str, tuple[int, int]]:
@@ -142,6 +154,7 @@ class IndexFiles:
         entry = FileEntry(path, mtime_ns, size or len(data), digest_bytes(data), facts(tree, data))
         old = self.files.get(path)
         self.files[path] = entry
+        self._tests.pop(path, None)  # its tests' lines move with any edit
         if old is None or _bindings(old.facts) != _bindings(entry.facts):
             self.invalidate()
         elif _uses(old.facts) != _uses(entry.facts):
@@ -159,6 +172,7 @@ class IndexFiles:
     def invalidate(self) -> None:
         self._graph = self._reverse = self._modules = None
         self._stale.clear()
+        self._tests = {}
 
     def is_test_file(self, path: str) -> bool:
         parts = PurePosixPath(path)
@@ -178,29 +192,28 @@ class IndexFiles:
 
     def symbol(self, path: str, qualname: str) -> Symbol | None:
         entry = self.files.get(path)
-        return entry.symbol(qualname) if entry is not None else None
+        return entry.symbols.get(qualname) if entry is not None else None
 
     def digests(self, path: str) -> dict[str, str]:
-        """qualname → digest of the file's symbols. A name defined twice (a property's getter and
-        setter) is one node: its digest covers every definition, so code that ran either one sees a
-        change to the other."""
+        """qualname → digest of the file's symbols (see FileEntry.digests)."""
         entry = self.files.get(path)
-        found: dict[str, list[str]] = {}
-        for s in entry.facts.symbols if entry else ():
-            found.setdefault(s.qualname, []).append(s.digest)
-        return {q: d[0] if len(d) == 1 else digest_bytes("\n".join(d).encode()) for q, d in found.items()}
+        return entry.digests if entry is not None else {}
 
-    def symbol_at(self, path: str, line: int) -> Symbol | None:
-        """The innermost function/class/method containing a 1-based line."""
+    def symbol_at(self, path: str, line: int, kinds: tuple[str, ...] = CODE) -> Symbol | None:
+        """The innermost symbol of one of `kinds` (by default a function, class or method)
+        containing a 1-based line: of those that start by it, the last to start that ends after it."""
         entry = self.files.get(path)
         if entry is None:
             return None
-        best = None
-        for s in entry.facts.symbols:
-            inside = s.kind != "module" and s.start_line <= line <= s.end_line
-            if inside and (best is None or s.start_line >= best.start_line):
-                best = s
-        return best
+        if kinds not in entry.by_start:
+            entry.by_start[kinds] = sorted(
+                (s for s in entry.facts.symbols if s.kind in kinds), key=lambda s: s.start_line
+            )
+        spans = entry.by_start[kinds]
+        for i in range(bisect_right(spans, line, key=lambda s: s.start_line) - 1, -1, -1):
+            if spans[i].end_line >= line:
+                return spans[i]
+        return None
 
 
 def _bindings(f: Facts) -> tuple:

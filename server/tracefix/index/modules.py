@@ -212,7 +212,7 @@ class ModuleResolution(IndexFiles):
         if name in imports.bound:
             return []  # imported from a module outside the project
         entry = self.files.get(path)
-        if entry is not None and entry.symbol("__getattr__") is not None:
+        if entry is not None and "__getattr__" in entry.symbols:
             return [Ref(path, name, UNRESOLVED)]  # its module-level __getattr__ answers: with anything
         if any(not self._module_paths(m) and not self._in_project(m) for m in imports.stars):
             return []  # may come from a module outside the project
@@ -240,7 +240,7 @@ class ModuleResolution(IndexFiles):
             return []
         f = entry.facts
         found: list[Ref] = []
-        symbol = entry.symbol(name)
+        symbol = entry.symbols.get(name)
         if symbol is not None and symbol.kind != "module":
             found.append(Ref(path, name))
         if name in f.assigned:

@@ -17,8 +17,8 @@ from pathlib import Path
 from tracefix import __version__
 
 log = logging.getLogger(__name__)
-SCHEMA = 2
-UPGRADABLE = {"1"}  # older schemas that only lack tables: `_TABLES` adds them in place
+SCHEMA = 3
+UPGRADABLE = {"1", "2"}  # older schemas upgraded in place (`_upgrade`)
 GITIGNORE = "# created by tracefix: local state, never commit\n*\n"
 
 _TABLES = """
@@ -29,14 +29,10 @@ create table if not exists snapshot (path text primary key, symbols text not nul
 create table if not exists results (
     nodeid text primary key, outcome text not null, duration real, data text not null, run_at real);
 create table if not exists kv (key text primary key, value text not null);
-create table if not exists test_deps (
-    nodeid text not null, path text not null, qualname text not null, digest text not null, how text not null);
-create index if not exists test_deps_nodeid on test_deps (nodeid);
-create table if not exists test_files (
-    nodeid text not null, path text not null, size integer, mtime_ns integer, digest text not null);
-create index if not exists test_files_nodeid on test_files (nodeid);
-create table if not exists test_dists (nodeid text not null, dist text not null, version text not null);
-create index if not exists test_dists_nodeid on test_dists (nodeid);
+create table if not exists versions (
+    id integer primary key, path text not null, qualname text not null, digest text not null,
+    unique (path, qualname, digest));
+create table if not exists deps (nodeid text primary key, code blob, files text not null, dists text not null);
 create table if not exists green (nodeid text not null, path text not null, qualname text not null, digest text not null);
 create index if not exists green_nodeid on green (nodeid);
 create index if not exists green_node on green (path, qualname, digest);
@@ -44,7 +40,10 @@ create table if not exists green_sources (
     path text not null, qualname text not null, digest text not null,
     text text not null, at real not null, primary key (path, qualname, digest));
 """
-DEP_TABLES = ("test_deps", "test_files", "test_dists")
+# schema 2 kept one row per test and symbol (123k rows, 31 MB for tomlkit's 1,203 tests); schema 3
+# interns each symbol version once and keeps a test's code as one blob of version ids
+OLD_TABLES = ("test_deps", "test_files", "test_dists")
+DepsRow = tuple[bytes | None, str, str]  # (code, files as JSON, dists as JSON); code None: incomplete
 FILES = ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm", ".gitignore")  # what the store writes
 
 
@@ -138,6 +137,8 @@ class Store:
                 return db
             if row[0] == str(SCHEMA) or row[0] in UPGRADABLE:
                 db.execute("pragma quick_check").fetchone()
+                if row[0] in UPGRADABLE:
+                    self._upgrade(db)
                 self._stamp(db)
                 return db
             db.close()
@@ -153,6 +154,15 @@ class Store:
         db = self._connect()
         self._stamp(db)
         return db
+
+    def _upgrade(self, db: sqlite3.Connection) -> None:
+        """What each test used was stored per row, against symbols outlined another way: drop it;
+        the next run of each test records it again. Results, settings and the snapshot stay."""
+        with db:
+            db.execute("begin")
+            for table in OLD_TABLES:
+                db.execute(f"drop table if exists {table}")
+        self.warnings.append("upgraded the tracefix index: what each test used is recorded again on its next run")
 
     def _stamp(self, db: sqlite3.Connection) -> None:
         db.executemany(
@@ -214,20 +224,37 @@ class Store:
             self.db.execute("begin")
             self.db.executemany("delete from results where nodeid = ?", [(n,) for n in nodeids])
 
-    # what each test used on its last run (nodeid "" in test_files: read outside any test)
-    def save_deps(self, tests: dict[str, tuple[list, list, list]]) -> None:
-        """Replace each nodeid's rows with its (test_deps, test_files, test_dists) rows, nodeid left out."""
+    # what each test used on its last run (nodeid "": at collection; IMPORT + path: at a module's import)
+    def deps(self) -> tuple[list[tuple[int, str, str, str]], list[tuple[str, bytes | None, str, str]], int]:
+        """(versions, deps rows, generation), read in one transaction."""
         with self.db:
             self.db.execute("begin")
-            for i, table in enumerate(DEP_TABLES):
-                self.db.executemany(f"delete from {table} where nodeid = ?", [(n,) for n in tests])
-                rows = [(n, *row) for n, deps in tests.items() for row in deps[i]]
-                if rows:
-                    marks = ", ".join("?" * len(rows[0]))
-                    self.db.executemany(f"insert into {table} values ({marks})", rows)
+            versions = self.db.execute("select id, path, qualname, digest from versions").fetchall()
+            rows = self.db.execute("select nodeid, code, files, dists from deps").fetchall()
+            return versions, rows, self.deps_generation()
 
-    def deps(self) -> tuple[list, list, list]:
-        return tuple(self.db.execute(f"select * from {table}").fetchall() for table in DEP_TABLES)
+    def deps_generation(self) -> int:
+        """Counts writes of deps, so a process that keeps them in memory sees another's writes."""
+        row = self.db.execute("select value from meta where key = 'deps_generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def intern(self, versions: set[tuple[str, str, str]]) -> list[tuple[int, str, str, str]]:
+        """Ids for (path, qualname, digest) versions, added where new."""
+        with self.db:
+            self.db.execute("begin")
+            self.db.executemany("insert or ignore into versions (path, qualname, digest) values (?, ?, ?)", versions)
+            find = "select id from versions where path = ? and qualname = ? and digest = ?"
+            return [(self.db.execute(find, v).fetchone()[0], *v) for v in versions]
+
+    def save_deps(self, rows: dict[str, DepsRow], removed: list[str]) -> int:
+        """Replace each nodeid's row, remove those of `removed`; the new generation."""
+        with self.db:
+            self.db.execute("begin")
+            self.db.executemany("insert or replace into deps values (?, ?, ?, ?)", [(n, *r) for n, r in rows.items()])
+            self.db.executemany("delete from deps where nodeid = ?", [(n,) for n in removed])
+            generation = self.deps_generation() + 1
+            self.db.execute("insert or replace into meta values ('deps_generation', ?)", (str(generation),))
+            return generation
 
     # the functions each test executed when it last passed, and their sources then
     def save_green(

@@ -8,7 +8,7 @@ import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Tree
 
 from tracefix.parsing import syntax
-from tracefix.parsing.symbols import Symbol, outline
+from tracefix.parsing.symbols import CODE, Symbol, outline
 from tracefix.parsing.syntax import SyntaxProblem
 
 PYTHON = Language(tree_sitter_python.language())
@@ -27,14 +27,33 @@ class Document:
 
     def __init__(self, text: str):
         self.text = text
-        self.source = text.encode("utf-8", "surrogatepass")
-        self.tree = parse(self.source)
+        self._source: bytes | None = None
+        self._tree = parse(self.source)
+        self._stale = False  # edited since the tree was parsed
         self._starts: list[int] | None = None
         self._lines: list[str] | None = None
         self._symbols: list[Symbol] | None = None
 
     def _changed(self) -> None:
-        self._starts = self._lines = self._symbols = None
+        self._starts = self._lines = self._symbols = self._source = None
+
+    @property
+    def source(self) -> bytes:
+        """The text as UTF-8, as tree-sitter reads it."""
+        if self._source is None:
+            self._source = self.text.encode("utf-8", "surrogatepass")
+        return self._source
+
+    @property
+    def tree(self) -> Tree:
+        """The tree of the current text. An edit only tells the old tree where it moved; the tree
+        is parsed again, incrementally, when next asked for: a keystroke costs no parse, and a
+        burst of them costs one (an edit that turns the rest of the file into a string, or ends
+        every block below it, re-parses all of it: about as long as a fresh parse)."""
+        if self._stale:
+            self._tree = parse(self.source, self._tree)
+            self._stale = False
+        return self._tree
 
     @property
     def lines(self) -> list[str]:
@@ -48,9 +67,9 @@ class Document:
 
     @property
     def symbols(self) -> list[Symbol]:
-        """Classes, functions and methods (not the module), as the index outlines them."""
+        """Classes, functions and methods (not the module or its names), as the index outlines them."""
         if self._symbols is None:
-            self._symbols = [s for s in outline(self.tree, self.source) if s.kind != "module"]
+            self._symbols = [s for s in outline(self.tree, self.source) if s.kind in CODE]
         return self._symbols
 
     def comments(self) -> list[Node]:
@@ -140,15 +159,14 @@ class Document:
         self._changed()
         new_hi = lo + len(new_text)
         new_end_byte, new_end_point = self._byte(new_hi), self._point(new_hi)
-        self.source = self.text.encode("utf-8", "surrogatepass")
-        self.tree.edit(start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
-        self.tree = parse(self.source, self.tree)
+        self._tree.edit(start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
+        self._stale = True
 
     def replace(self, text: str) -> None:
         self.text = text
-        self.source = text.encode("utf-8", "surrogatepass")
         self._changed()
-        self.tree = parse(self.source)
+        self._tree = parse(self.source)
+        self._stale = False
 
     def syntax_problems(self, limit: int = 50) -> list[SyntaxProblem]:
         return syntax.problems(self.tree, self.lines, limit)

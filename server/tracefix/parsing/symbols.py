@@ -1,7 +1,11 @@
-"""Symbols of a module (classes, functions, methods, module-level code) and what an edit changed.
+"""Symbols of a module (classes, functions, methods, module-level names and code) and what an
+edit changed.
 
 Each symbol's digest covers its own text minus the spans of the symbols nested in it, so
-editing a method changes the method and not its class.
+editing a method changes the method and not its class. A top-level statement that only binds
+plain names (`X = …`, `X: T = …`, `X += …`, `A, B = …`) is a "variable" symbol per name it
+binds; the module symbol covers the rest of the module-level code (imports, calls, blocks), so
+changing a constant changes that name, not the module.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from tree_sitter import Node, Tree
 
 MODULE = "<module>"
 DEFS = ("function_definition", "class_definition")
+CODE = ("function", "method", "class")  # the kinds of symbols whose code runs (not module-level names)
+_TARGETS = ("pattern_list", "tuple_pattern", "list_pattern", "list_splat_pattern", "parenthesized_expression")
 
 
 @dataclass(frozen=True)
 class Symbol:
-    qualname: str  # "Cart.total"; MODULE for module-level statements
-    kind: str  # module | class | function | method
+    qualname: str  # "Cart.total"; MODULE for module-level statements; "LIMIT" for a module-level name
+    kind: str  # module | class | function | method | variable
     start_line: int  # 1-based, including decorators
     end_line: int
     name_line: int  # where the name is, 1-based
@@ -106,19 +112,47 @@ def _own_text(node: Node, source: bytes, nested: list[Node]) -> list[bytes]:
     return parts
 
 
+def bound_names(node: Node) -> list[Node] | None:
+    """The names a top-level statement binds if it is a plain name binding, else None."""
+    if node.type != "expression_statement" or node.named_child_count != 1:
+        return None
+    stmt: Node | None = node.named_children[0]
+    names: list[Node] = []
+    while stmt is not None and stmt.type in ("assignment", "augmented_assignment"):
+        if not _targets(stmt.child_by_field_name("left"), names):
+            return None
+        stmt = stmt.child_by_field_name("right")  # `a = b = 1` nests the second assignment
+    return names or None
+
+
+def _targets(node: Node | None, names: list[Node]) -> bool:
+    if node is None:
+        return False
+    if node.type == "identifier":
+        names.append(node)
+        return True
+    return node.type in _TARGETS and all(_targets(c, names) for c in node.named_children)
+
+
 def outline(tree: Tree, source: bytes) -> list[Symbol]:
-    """Module symbol first, then classes/functions/methods in source order."""
+    """Module symbol first, then module-level names, classes, functions and methods in source order."""
     symbols: list[Symbol] = []
     root = tree.root_node
-    top_defs = [c for c in root.children if _definition(c) is not None]
-    symbols.append(Symbol(MODULE, "module", 1, root.end_point[0] + 1, 1, _digest(_own_text(root, source, top_defs))))
-    _collect(top_defs, source, "", False, symbols)
+    top = [c for c in root.children if _definition(c) is not None or bound_names(c) is not None]
+    symbols.append(Symbol(MODULE, "module", 1, root.end_point[0] + 1, 1, _digest(_own_text(root, source, top))))
+    _collect(top, source, "", False, symbols)
     return symbols
 
 
 def _collect(nodes: list[Node], source: bytes, prefix: str, in_class: bool, out: list[Symbol]) -> None:
     for outer in nodes:
         node = _definition(outer)
+        if node is None:
+            digest = _digest([source[outer.start_byte : outer.end_byte]])
+            line, end = outer.start_point[0] + 1, outer.end_point[0] + 1
+            for name in dict.fromkeys((n.text or b"").decode("utf-8", "replace") for n in bound_names(outer) or ()):
+                out.append(Symbol(name, "variable", line, end, line, digest))
+            continue
         name_node = node.child_by_field_name("name")
         if name_node is None:
             continue
@@ -182,6 +216,14 @@ def facts(tree: Tree, source: bytes) -> Facts:
         owners[s.start_line : s.end_line + 1] = [s.qualname] * (s.end_line - s.start_line + 1)
     uses: dict[str, set[str]] = {s.qualname: set() for s in symbols}
     exports = _walk_names(tree.root_node, owners, uses, result)
+    # the names one statement binds (`A, B = X, Y`) share what it reads; the walk gave it to one
+    statements: dict[tuple[int, int], set[str]] = {}
+    for s in symbols:
+        if s.kind == "variable":
+            statements.setdefault((s.start_line, s.end_line), set()).update(uses[s.qualname])
+    for s in symbols:
+        if s.kind == "variable":
+            uses[s.qualname] |= statements[(s.start_line, s.end_line)]
     result.uses = uses
     if "__all__" in result.assigned and exports is not None:
         result.exports = tuple(dict.fromkeys(exports))

@@ -203,9 +203,12 @@ class _Files:
         self.overlay = overlay
         self.cache: dict[str, Document | None] = {}
 
+    def text(self, path: str) -> str | None:
+        return self.overlay[path] if path in self.overlay else read_text(self.root / path)
+
     def doc(self, path: str) -> Document | None:
         if path not in self.cache:
-            text = self.overlay[path] if path in self.overlay else read_text(self.root / path)
+            text = self.text(path)
             self.cache[path] = None if text is None else Document(text)
         return self.cache[path]
 
@@ -217,7 +220,8 @@ class _Files:
             for name in names:
                 if name.endswith(".py"):
                     paths.add(Path(folder, name).relative_to(self.root).as_posix())
-        return sorted(p for p in paths if (m := self.doc(p)) is not None and mentions_review(m.text))
+        # the text first: parsing every file of a large project to look for none costs seconds
+        return sorted(p for p in paths if (t := self.text(p)) is not None and mentions_review(t))
 
 
 def _review_files(path: Path) -> list[Path]:

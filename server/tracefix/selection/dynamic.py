@@ -16,7 +16,15 @@ from tracefix.index.files import Node
 from tracefix.index.graph import ProjectIndex
 from tracefix.index.pytestconfig import CONFIG_FILES
 from tracefix.parsing.symbols import MODULE
-from tracefix.selection.recorded import EXECUTED, FIXTURE, Deps, FileState, Recorded, file_change
+from tracefix.selection.recorded import (
+    EXECUTED,
+    FIXTURE,
+    FileState,
+    Record,
+    Recorded,
+    base_nodeid,
+    file_change,
+)
 from tracefix.selection.select import (
     DEFAULT_EVIDENCE,
     Changed,
@@ -32,12 +40,22 @@ def _phrase(node: Node, how: str, kind: str) -> str:
         return f"uses fixture {node_name(node)}"
     if how == EXECUTED:
         return f"executed {node_name(node)}"
-    what = f"{PurePosixPath(node[0]).stem}'s module-level code" if node[1] == MODULE else f"{kind} {node_name(node)}"
-    return f"executed code that uses {what}"
+    if node[1] == MODULE:
+        return f"ran code of {PurePosixPath(node[0]).stem}"
+    if kind == "variable":
+        return f"executed code that reads {node_name(node)}"
+    return f"executed code that uses {kind} {node_name(node)}"
+
+
+EVERY_CASE = "; runs every case: the change can change its parametrization"
+NOT_A_BINDING = " (not a plain name binding: every test that ran the module's code)"
 
 
 class Executed:
-    """Tests that ran (or used as a fixture, or depend on the class or module of) changed code.
+    """Tests that ran (or used as a fixture, or depend on the class or module of, or read a
+    module-level name of) changed code; each collected item (parametrized case) on its own, unless
+    the change is to what decides the cases (the test's own code, its fixtures, what they read):
+    then every case of the test function.
 
     Code run at collection decides which tests exist and what they get (decorators, parametrize
     arguments). What a test module's own body ran selects that module's tests and the tests that
@@ -49,35 +67,28 @@ class Executed:
         self.per_module = per_module
 
     def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
-        exact = {(c.path, c.qualname): c for c in changes if c.kind != "file" and c.what != "added"}
-        # a name added to or removed from a module or class changes what that namespace holds
-        holders = {
-            (c.path, c.qualname.rpartition(".")[0] or MODULE): c
-            for c in changes
-            if c.kind != "file" and c.what != "changed"
-        }
-        current = {}  # node → (a symbol of that name, the digest of all its definitions)
-        for path, entry in index.files.items():
-            digests = index.digests(path)
-            current.update(((path, s.qualname), (s, digests[s.qualname])) for s in entry.facts.symbols)
+        recorded = self.recorded
+        changed = self._changed(index, changes)
+        if not changed:
+            return {}
+        keys = {vid << 3 | bits for vid in changed for bits in range(8)}
         tests = {t.nodeid for t in index.tests()}
 
-        def first_reason(deps: Deps) -> str | None:
+        def first_reason(record: Record) -> str | None:
+            if keys.isdisjoint(record.code):
+                return None
             return next(
-                (
-                    r
-                    for node, (digest, how) in deps.code.items()
-                    if (r := self._reason(node, digest, how, exact, holders, current))
-                ),
-                None,
+                f"{_phrase(changed[v][0], how, changed[v][1])}{changed[v][2]}"
+                for v, how, _ in record.entries()
+                if v in changed
             )
 
-        reason = first_reason(self.recorded.session)
+        reason = first_reason(recorded.session)
         if reason:
             return dict.fromkeys(tests, f"at collection, {reason}")
         reasons: dict[str, str] = {}
-        for path, deps in self.recorded.imports.items():
-            reason = first_reason(deps) if path in index.files else None
+        for path, record in recorded.imports.items():
+            reason = first_reason(record) if path in index.files else None
             if reason is None:
                 continue
             reason = f"at import of {path}, {reason}"
@@ -85,31 +96,63 @@ class Executed:
             if not own or not self.per_module:
                 return dict.fromkeys(tests, reason)
             users = set(own) | set(index.tests_reaching({(path, MODULE)}))
-            users |= {n for n, d in self.recorded.tests.items() if any(node[0] == path for node in d.code)}
+            in_module = {
+                vid << 3 | bits
+                for node, vids in recorded.by_node.items()
+                if node[0] == path
+                for vid in vids
+                for bits in range(8)
+            }
+            users |= {base_nodeid(n) for n, r in recorded.items.items() if not in_module.isdisjoint(r.code)}
             for nodeid in users & tests:
                 reasons.setdefault(nodeid, reason)
-        for nodeid, deps in self.recorded.tests.items():
-            if nodeid in tests and nodeid not in reasons:
-                reason = first_reason(deps)
-                if reason:
-                    reasons[nodeid] = reason
+        for nodeid, record in recorded.current(index):
+            base = base_nodeid(nodeid)
+            if base in reasons:
+                continue
+            reason = first_reason(record)
+            if reason is None:
+                continue
+            if nodeid != base and any(shapes and v in changed for v, _, shapes in record.entries()):
+                reason += EVERY_CASE
+                nodeid = base
+            reasons[nodeid] = reason
         return reasons
 
-    @staticmethod
-    def _reason(node, digest, how, exact, holders, current) -> str | None:
-        now, digest_now = current.get(node, (None, None))
-        kind = now.kind if now else "symbol"
-        if node in exact:
-            c = exact[node]
-            return f"{_phrase(node, how, kind)} ({c.what} at {c.path}:{c.line})"
-        if node in holders:
-            c = holders[node]
-            return f"{_phrase(node, how, kind)}, where {c.qualname} was {c.what} ({c.path}:{c.line})"
-        if now is None:
-            return f"{_phrase(node, how, kind)}, which is gone since the test last ran ({node[0]})"
-        if digest_now != digest:
-            return f"{_phrase(node, how, kind)}, changed since the test last ran ({node[0]}:{now.start_line})"
-        return None
+    def _changed(self, index: ProjectIndex, changes: list[Changed]) -> dict[int, tuple[Node, str, str]]:
+        """version → (node, kind now, how it changed) for each recorded version that differs from
+        the code now or that `changes` name."""
+        exact = {(c.path, c.qualname): c for c in changes if c.kind != "file" and c.what != "added"}
+        # a name added to or removed from a module or class changes what that namespace holds
+        holders = {
+            (c.path, c.qualname.rpartition(".")[0] or MODULE): c
+            for c in changes
+            if c.kind != "file" and c.what != "changed"
+        }
+        found: dict[int, tuple[Node, str, str]] = {}
+        for node, vids in self.recorded.by_node.items():
+            entry = index.files.get(node[0])
+            now = entry.symbols.get(node[1]) if entry is not None else None
+            if node in holders:
+                c = holders[node]
+                tail = f", where {c.qualname} was {c.what} ({c.path}:{c.line})"
+            elif node in exact:
+                c = exact[node]
+                tail = _tail(node, f"{c.what} at {c.path}:{c.line}", " ({})")
+            elif now is None:
+                tail = f", which is gone since the test last ran ({node[0]})"
+            else:
+                digest = entry.digests[node[1]]  # type: ignore[union-attr]
+                vids = [v for v in vids if self.recorded.versions[v][1] != digest]  # type: ignore[index]
+                tail = _tail(node, f"changed since the test last ran ({node[0]}:{now.start_line})", ", {}")
+            found.update((v, (node, now.kind if now else "symbol", tail)) for v in vids)
+        return found
+
+
+def _tail(node: Node, what: str, form: str) -> str:
+    """How a recorded node changed; a module's own code (other than its plain name bindings)
+    selects every test that ran the module's code: say so."""
+    return f", whose module-level code {what}{NOT_A_BINDING}" if node[1] == MODULE else form.format(what)
 
 
 class DataFiles:
@@ -134,12 +177,9 @@ class DataFiles:
             why = reason(rel, was)
             if why:
                 return {t.nodeid: f"{why}, at import or collection" for t in index.tests()}
-        tests = {t.nodeid for t in index.tests()}
         found: dict[str, str] = {}
-        for nodeid, deps in self.recorded.tests.items():
-            if nodeid not in tests:
-                continue
-            why = next((r for rel, was in deps.files.items() if (r := reason(rel, was))), None)
+        for nodeid, record in self.recorded.current(index):
+            why = next((r for rel, was in record.files.items() if (r := reason(rel, was))), None)
             if why:
                 found[nodeid] = why
         return found
@@ -166,12 +206,11 @@ class Distributions:
         now = self.installed()
         if now is None:
             return {}
-        tests = {t.nodeid for t in index.tests()}
         found: dict[str, str] = {}
-        for nodeid, deps in self.recorded.tests.items():
-            moved = next((d for d, v in deps.dists.items() if now.get(d) != v), None)
-            if nodeid in tests and moved:
-                found[nodeid] = f"ran {moved} {deps.dists[moved]}, now {now.get(moved) or 'not installed'}"
+        for nodeid, record in self.recorded.current(index):
+            moved = next((d for d, v in record.dists.items() if now.get(d) != v), None)
+            if moved:
+                found[nodeid] = f"ran {moved} {record.dists[moved]}, now {now.get(moved) or 'not installed'}"
         return found
 
 

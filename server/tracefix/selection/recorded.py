@@ -4,11 +4,13 @@ files it read and the installed distributions it ran. A test with no complete re
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import stat
-from collections.abc import Callable
+import sys
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,87 +27,233 @@ from tracefix.running.results import (
     workspace_path,
 )
 
-EXECUTED, FIXTURE, CONTEXT, UNKNOWN = "executed", "fixture", "context", "unknown"
+EXECUTED, FIXTURE, CONTEXT = "executed", "fixture", "context"
+HOWS = (FIXTURE, EXECUTED, CONTEXT)  # in this order of preference: "uses fixture f" says most
 IMPORT = "@import:"  # stored nodeid prefix: what a module's body ran when collection imported it
 MISSING = (-1, -1, "")  # (size, mtime_ns, digest) of a file a test tried to read that did not exist
 DATA_BYTES = 64 << 20  # a data file up to this size is known by its digest; a larger one by size and mtime
 RECORDS_BYTES = 1 << 30  # the records file of one run
 
 FileState = tuple[int, int, str]
-_RANK = {FIXTURE: 0, EXECUTED: 1, CONTEXT: 2}
+Version = tuple[str, str, str]  # (path, qualname, digest): a symbol as it was when a test ran it
 
 
 @dataclass
 class Deps:
-    """What one test used on its last run."""
+    """What one test used on its last run, as the mapper builds it."""
 
     code: dict[Node, tuple[str, str]] = field(default_factory=dict)  # node → (digest at run time, how)
+    # nodes that decide which cases a test has: its own code and its fixtures, and what they read
+    shapes: set[Node] = field(default_factory=set)
     files: dict[str, FileState] = field(default_factory=dict)  # data files; directories end in "/"
     dists: dict[str, str] = field(default_factory=dict)  # distribution → version
 
-    def add_code(self, node: Node, digest: str, how: str) -> None:
+    def add_code(self, node: Node, digest: str, how: str, shapes: bool = False) -> None:
         # a fixture's function also shows up as executed; "uses fixture" is the better reason
-        if node not in self.code or _RANK[how] < _RANK[self.code[node][1]]:
+        if node not in self.code or HOWS.index(how) < HOWS.index(self.code[node][1]):
             self.code[node] = (digest, how)
-
-    def rows(self) -> tuple[list, list, list]:
-        return (
-            [(p, q, d, how) for (p, q), (d, how) in self.code.items()],
-            [(p, *state) for p, state in self.files.items()],
-            list(self.dists.items()),
-        )
+        if shapes:
+            self.shapes.add(node)
 
 
-UNKNOWN_ROWS = ([("", "", "", UNKNOWN)], [], [])
+class Record:
+    """What one test (or collection) used, compact: the code as interned versions, each entry
+    `version << 3 | shapes << 2 | how`, in the order the mapper found them."""
+
+    __slots__ = ("code", "dists", "files")
+
+    def __init__(self, code: array, files: dict[str, FileState], dists: dict[str, str]):
+        self.code, self.files, self.dists = code, files, dists
+
+    def entries(self) -> Iterator[tuple[int, str, bool]]:
+        """(version, how, shapes) of each entry."""
+        for value in self.code:
+            yield value >> 3, HOWS[value & 3], bool(value & 4)
+
+    def blob(self) -> bytes:
+        return self.code.tobytes()
+
+    @classmethod
+    def from_blob(cls, blob: bytes, files: dict[str, FileState], dists: dict[str, str]) -> Record:
+        code = array("I")
+        code.frombytes(blob)
+        return cls(code, files, dists)
+
+
+EMPTY = Record(array("I"), {}, {})
 
 
 def base_nodeid(nodeid: str) -> str:
+    """The test function of a collected item: `t.py::test_x[case-1]` → `t.py::test_x`."""
     return nodeid.split("[")[0]
 
 
-@dataclass
 class Recorded:
-    tests: dict[str, Deps]  # base nodeid → what all its recorded parametrizations used
-    session: Deps  # functions run and files read at collection, by no test in particular (nodeid "")
-    imports: dict[str, Deps] = field(default_factory=dict)  # module → functions its body ran at collection
+    """What every test used on its last run, kept in memory and updated from each run's records.
+
+    Records are per collected item (each parametrized case); a test function counts as recorded
+    when each of its cases that ran last has a complete record."""
+
+    def __init__(self) -> None:
+        self.versions: list[tuple[Node, str] | None] = []  # version → (node, digest)
+        self.ids: dict[Version, int] = {}
+        self.by_node: dict[Node, list[int]] = {}
+        self.items: dict[str, Record] = {}  # item nodeid → its complete record
+        self.unknown: set[str] = set()  # item nodeids whose last record is incomplete
+        self.session = EMPTY  # functions run and files read at collection, by no test in particular
+        self.imports: dict[str, Record] = {}  # module → functions its body ran at collection
+        self.generation = 0  # the store's deps generation this matches
+        self._tests: dict[str, list[str]] | None = None
+        self._executed: dict[str, frozenset[Node]] | None = None
+        self._shared: dict[tuple, dict] = {}
+
+    @property
+    def tests(self) -> dict[str, list[str]]:
+        """Recorded test functions (base nodeids) → their items with a record; a function with an
+        incomplete record for any case is not recorded."""
+        if self._tests is None:
+            found: dict[str, list[str]] = {}
+            for nodeid in self.items:
+                found.setdefault(base_nodeid(nodeid), []).append(nodeid)
+            for nodeid in self.unknown:
+                found.pop(base_nodeid(nodeid), None)
+            self._tests = found
+        return self._tests
+
+    @property
+    def executed(self) -> dict[str, frozenset[Node]]:
+        """Recorded test functions → the code their cases executed (not only used as context): the
+        spectrum that fault localization compares passing and failing tests by."""
+        if self._executed is None:
+            found: dict[str, frozenset[Node]] = {}
+            for base, items in self.tests.items():
+                nodes = set()
+                for item in items:
+                    for version, how, _ in self.items[item].entries():
+                        known = self.versions[version]
+                        if how == EXECUTED and known is not None:
+                            nodes.add(known[0])
+                found[base] = frozenset(nodes)
+            self._executed = found
+        return self._executed
 
     @classmethod
-    def from_rows(cls, code_rows, file_rows, dist_rows) -> Recorded:
-        tests: dict[str, Deps] = {"": Deps()}
-        unknown = set()
-        for nodeid, path, qualname, digest, how in code_rows:
-            if how == UNKNOWN:
-                unknown.add(base_nodeid(nodeid))
-            else:
-                tests.setdefault(base_nodeid(nodeid), Deps()).add_code((path, qualname), digest, how)
-        for nodeid, path, size, mtime, digest in file_rows:
-            tests.setdefault(base_nodeid(nodeid), Deps()).files[path] = (size, mtime, digest)
-        for nodeid, dist, version in dist_rows:
-            tests.setdefault(base_nodeid(nodeid), Deps()).dists[dist] = version
-        session = tests.pop("")
-        imports = {n[len(IMPORT) :]: tests.pop(n) for n in list(tests) if n.startswith(IMPORT)}
-        # file and distribution rows alone are no record
-        known = {n: d for n, d in tests.items() if n not in unknown and d.code}
-        return cls(known, session, imports)
+    def load(
+        cls, versions: list[tuple[int, str, str, str]], rows: list[tuple[str, bytes | None, str, str]], generation: int
+    ) -> Recorded:
+        """From the store's rows (Store.deps)."""
+        recorded = cls()
+        recorded.add_versions(versions)
+        for nodeid, blob, files, dists in rows:
+            record = None
+            if blob is not None:
+                record = Record.from_blob(
+                    blob, recorded.shared(_file_states(files)), recorded.shared(json.loads(dists))
+                )
+                if record.code and max(record.code) >> 3 >= len(recorded.versions):
+                    record = None  # a version the store lost: nothing to compare with
+            recorded.set(nodeid, record)
+        recorded.generation = generation
+        return recorded
 
-    @functools.cached_property
-    def executed(self) -> dict[str, frozenset[Node]]:
-        """base nodeid → the code it executed (not only used as context): the spectrum that
-        fault localization compares passing and failing tests by."""
-        return {
-            n: frozenset(node for node, (_, how) in d.code.items() if how == EXECUTED) for n, d in self.tests.items()
-        }
+    @staticmethod
+    def row(record: Record | None) -> tuple[bytes | None, str, str]:
+        """A record as the store keeps it (Store.save_deps)."""
+        if record is None:
+            return None, "{}", "{}"
+        return record.code.tobytes(), json.dumps(record.files), json.dumps(record.dists)
+
+    def update(self, deps: dict[str, Deps | None], ids: list[tuple[int, str, str, str]]) -> dict[str, Record | None]:
+        """Take a run's records (with the ids of their new versions): the compact records to store."""
+        self.add_versions(ids)
+        records = {n: self.pack(d) if d is not None else None for n, d in deps.items()}
+        for nodeid, record in records.items():
+            self.set(nodeid, record)
+        return records
 
     def changed_files(self, root: Path) -> dict[str, str]:
         """The data files (and directory listings, ending in "/") read on the last runs that are not
         as they were then: path → "added", "removed" or "changed"."""
         found: dict[str, str] = {}
-        for deps in (self.session, *self.imports.values(), *self.tests.values()):
-            for rel, was in deps.files.items():
+        for record in (self.session, *self.imports.values(), *self.items.values()):
+            for rel, was in record.files.items():
                 how = None if rel in found else file_change(root, rel, was)
                 if how:
                     found[rel] = how
         return found
+
+    def current(self, index: ProjectIndex) -> Iterator[tuple[str, Record]]:
+        """(item nodeid, record) of each recorded test function the index still lists."""
+        listed = {t.nodeid for t in index.tests()}
+        for base, items in self.tests.items():
+            if base in listed:
+                for nodeid in items:
+                    yield nodeid, self.items[nodeid]
+
+    def add_versions(self, rows: Iterable[tuple[int, str, str, str]]) -> None:
+        for vid, path, qualname, digest in rows:
+            node = (sys.intern(path), sys.intern(qualname))
+            if vid >= len(self.versions):
+                self.versions.extend([None] * (vid + 1 - len(self.versions)))
+            self.versions[vid] = (node, digest)
+            self.ids[(*node, digest)] = vid
+            self.by_node.setdefault(node, []).append(vid)
+
+    def missing(self, deps: Iterable[Deps | None]) -> set[Version]:
+        """Versions these records use that are not interned yet."""
+        return {
+            (*node, digest)
+            for d in deps
+            if d is not None
+            for node, (digest, _) in d.code.items()
+            if (*node, digest) not in self.ids
+        }
+
+    def pack(self, deps: Deps) -> Record:
+        code = array(
+            "I",
+            (self.ids[(*n, d)] << 3 | (n in deps.shapes) << 2 | HOWS.index(how) for n, (d, how) in deps.code.items()),
+        )
+        return Record(code, self.shared(deps.files), self.shared(deps.dists))
+
+    def shared(self, d: dict) -> dict:
+        """Many tests read the same files and run the same distributions: one dict for all of them."""
+        return self._shared.setdefault(tuple(d.items()), d)
+
+    def set(self, nodeid: str, record: Record | None) -> None:
+        """Replace what `nodeid` used (None: its record is incomplete)."""
+        self._tests = self._executed = None
+        if nodeid == "":
+            self.session = record or EMPTY
+        elif nodeid.startswith(IMPORT):
+            if record is None:
+                self.imports.pop(nodeid[len(IMPORT) :], None)
+            else:
+                self.imports[nodeid[len(IMPORT) :]] = record
+        elif record is None:
+            self.items.pop(nodeid, None)
+            self.unknown.add(nodeid)
+        else:
+            self.items[nodeid] = record
+            self.unknown.discard(nodeid)
+
+    def remove(self, nodeid: str) -> None:
+        self._tests = self._executed = None
+        self.items.pop(nodeid, None)
+        self.unknown.discard(nodeid)
+
+    def deps(self, record: Record) -> Deps:
+        """A record in the mapper's form (to add to it)."""
+        deps = Deps(files=dict(record.files), dists=dict(record.dists))
+        for vid, how, shapes in record.entries():
+            version = self.versions[vid]
+            if version is not None:
+                deps.add_code(*version, how, shapes)
+        return deps
+
+
+def _file_states(text: str) -> dict[str, FileState]:
+    return {rel: (size, mtime, digest) for rel, (size, mtime, digest) in json.loads(text).items()}
 
 
 # reading the plugin's records
@@ -141,48 +289,30 @@ def file_change(root: Path, rel: str, was: FileState) -> str | None:
 
 
 def _symbol_for(index: ProjectIndex, path: str, line: int) -> Symbol | None:
-    """The innermost definition holding a line of code that ran, else the module's own code."""
-    return index.symbol_at(path, line) or index.symbol(path, MODULE)
-
-
-def _context(index: ProjectIndex, node: Node) -> list[Node]:
-    """What executed code depends on without running it: the class bodies and module-level code
-    that define it, and the classes and module-level names it refers to."""
-    path, qualname = node
-    found = []
-    parts = qualname.split(".") if qualname != MODULE else []
-    for i in range(len(parts) - 1, 0, -1):
-        found.append((path, ".".join(parts[:i])))
-    found.append((path, MODULE))
-    for target_path, name in index.graph().get(node, ()):
-        sym = index.symbol(target_path, name) if name != MODULE else None
-        if sym is None:  # a module, or a module-level variable
-            found.append((target_path, MODULE))
-        elif sym.kind == "class":
-            found.append((target_path, name))
-    return [n for n in found if index.symbol(*n) is not None]
+    """The innermost definition holding a line of code that ran, else the module-level name whose
+    statement holds it (a lambda's), else the module's own code."""
+    return index.symbol_at(path, line) or index.symbol_at(path, line, ("variable",)) or index.symbol(path, MODULE)
 
 
 def deps_from_records(
     index: ProjectIndex, root: Path, records: list[dict], started: dict[str, str], session: Deps | None
-) -> dict[str, tuple[list, list, list]]:
-    """nodeid → rows to store, from the plugin's records of one run.
+) -> dict[str, Deps | None]:
+    """nodeid → what it used (None: its record is incomplete), from the plugin's records of one run.
 
     `started` holds each file's digest when the run began: a test that ran code in a file that
     changed since cannot be mapped to symbols by line, so it is stored as unknown. `session`:
     what earlier runs saw at collection, to add to (a run of some tests collects only their
     modules); None to replace it (a run of all tests)."""
     mapper = _Mapper(index, root, started)
-    tests: dict[str, tuple[list, list, list]] = {}
+    tests: dict[str, Deps | None] = {}
     for record in records:
         if record.get("kind") == "session":  # one per pytest-xdist worker: together, what all collected
-            session = mapper.collection_deps(record["code"], record["files"], session)
-            tests[""] = session.rows()
+            session = mapper.collection_deps(record["code"], record["files"], record.get("dirs", []), session)
+            tests[""] = session
             for path, code in record.get("imports", {}).items():
-                tests[IMPORT + path] = mapper.collection_deps(code, [], None).rows()
+                tests[IMPORT + path] = mapper.collection_deps(code, [], [], None)
         elif record.get("kind") == "deps":
-            deps = mapper.test_deps(record) if record.get("complete") else None
-            tests[record["nodeid"]] = deps.rows() if deps else UNKNOWN_ROWS
+            tests[record["nodeid"]] = mapper.test_deps(record) if record.get("complete") else None
     return tests
 
 
@@ -191,9 +321,9 @@ class _Mapper:
 
     def __init__(self, index: ProjectIndex, root: Path, started: dict[str, str]):
         self.index, self.root, self.started = index, root, started
+        self.reads = Reads(index)
         self.states: dict[str, FileState] = {}
         self.symbols: dict[tuple[str, int], list[tuple[Node, str, str]] | None] = {}
-        self.digests: dict[str, dict[str, str]] = {}
         self.tests = {t.nodeid: t for t in index.tests()}  # once: listing a file's tests is not cheap
 
     def state(self, rel: str) -> FileState:
@@ -219,48 +349,121 @@ class _Mapper:
         if sym is None:
             return []
         node = (path, sym.qualname)
-        return [(node, self.digest(node), EXECUTED)] + [
-            (n, self.digest(n), CONTEXT) for n in _context(self.index, node)
-        ]
+        return [(node, self.digest(node), EXECUTED)] + [(n, self.digest(n), CONTEXT) for n in self.reads.context(node)]
 
     def digest(self, node: Node) -> str:
-        if node[0] not in self.digests:
-            self.digests[node[0]] = self.index.digests(node[0])
-        return self.digests[node[0]][node[1]]
+        return self.index.digests(node[0])[node[1]]
 
-    def collection_deps(self, code: list, files: list, earlier: Deps | None) -> Deps:
-        """Functions run at collection (module and class bodies are every importer's context) and
-        files read outside tests, added to what earlier runs saw of functions that still exist."""
+    def collection_deps(self, code: list, files: list, dirs: list, earlier: Deps | None) -> Deps:
+        """Functions run at collection and the module-level names they read (module and class
+        bodies are every importer's context), and files read or directories listed outside tests,
+        added to what earlier runs saw of functions that still exist."""
         deps = Deps()
         if earlier is not None:
             deps.code = {n: d for n, d in earlier.code.items() if self.index.symbol(*n) is not None}
             deps.files = dict(earlier.files)
         for path, line in code:
-            node, digest, _ = (self.code(path, line) or [(None, "", "")])[0]
-            if node is not None and self.index.symbol(*node).kind in ("function", "method"):
-                deps.code[node] = (digest, EXECUTED)
+            found = self.code(path, line) or []
+            if found and self.reads.kind(found[0][0]) in ("function", "method"):
+                deps.add_code(*found[0])
+                for node, digest, how in found[1:]:
+                    if self.reads.kind(node) == "variable":
+                        deps.add_code(node, digest, how)
         deps.files.update((rel, self.state(rel)) for rel in files)
+        deps.files.update((rel + "/", self.state(rel + "/")) for rel in dirs)
         return deps
 
     def test_deps(self, record: dict) -> Deps | None:
         deps = Deps()
-        used = [(path, line, EXECUTED) for path, line in record["code"]]
-        used += [(path, line, FIXTURE) for _, path, line in record["fixtures"]]
+        # (path, line, how, whether it decides the test's cases: its own code and its fixtures)
+        used = [(path, line, EXECUTED, False) for path, line in record["code"]]
+        used += [(path, line, FIXTURE, True) for _, path, line in record["fixtures"]]
         test = self.tests.get(base_nodeid(record["nodeid"]))
         if test is not None:  # a skipped test never runs its function, yet depends on it
-            used.append((test.path, test.line, EXECUTED))
-        for path, line, how in used:
+            used.append((test.path, test.line, EXECUTED, True))
+        for path, line, how, shapes in used:
             found = self.code(path, line)
             if found is None:
                 return None
             for i, (node, digest, kind) in enumerate(found):
-                deps.add_code(node, digest, how if i == 0 else kind)
+                deps.add_code(node, digest, how if i == 0 else kind, shapes)
         for rel in record["files"]:
             deps.files[rel] = self.state(rel)
         for rel in record["dirs"]:
             deps.files[rel + "/"] = self.state(rel + "/")
         deps.dists = dict(record["dists"])
         return deps if deps.code else None
+
+
+class Reads:
+    """What code depends on without running it: the class bodies and module-level code that define
+    it, the classes and modules it refers to, and the module-level names it reads, through the
+    names their own statements read (`B = A + 1`: reading B reads A)."""
+
+    def __init__(self, index: ProjectIndex):
+        self.index = index
+        self.graph = index.graph()
+        self.cache: dict[Node, list[Node]] = {}
+
+    def context(self, node: Node) -> list[Node]:
+        if node not in self.cache:
+            self.cache[node] = self._context(node)
+        return self.cache[node]
+
+    def _context(self, node: Node) -> list[Node]:
+        path, qualname = node
+        parts = qualname.split(".") if qualname != MODULE else []
+        seeds = [(path, ".".join(parts[:i])) for i in range(len(parts) - 1, 0, -1)] + [(path, MODULE)]
+        found = dict.fromkeys(n for n in seeds if n != node)
+        # (node, whole): a whole expansion takes the classes and modules it refers to too; a module
+        # body's or a class's own names are all that is taken from those
+        queue = deque([(node, True)] + [(n, n[1] != MODULE) for n in seeds])
+        while queue:
+            source, whole = queue.popleft()
+            for target in self._targets(source):
+                kind = self.kind(target)
+                if target == node or target in found or kind is None:
+                    continue
+                if kind == "variable":
+                    found[target] = None
+                    queue.append((target, True))
+                elif whole and kind in ("class", "module"):
+                    found[target] = None
+                    queue.append((target, False))
+        return [n for n in found if self.index.symbol(*n) is not None]
+
+    def _targets(self, source: Node) -> Iterator[Node]:
+        entry = self.index.files.get(source[0])
+        if entry is None:
+            return
+        uses = entry.facts.uses.get(source[1], ())
+        if "globals" in uses or "vars" in uses:  # reads its module's names by string
+            yield from ((source[0], s.qualname) for s in entry.facts.symbols if s.kind == "variable")
+        for target in self.graph.get(source, ()):
+            yield from self._resolve(target, set())
+
+    def _resolve(self, target: Node, seen: set[Node]) -> Iterator[Node]:
+        """A name imported from a module that imports it from elsewhere (a package's __init__)
+        stands for the definition; one that resolves to nothing for its module's code."""
+        path, name = target
+        if name == MODULE or self.index.symbol(path, name) is not None:
+            yield target
+            return
+        entry = self.index.files.get(path)
+        bound = (
+            self.index.bindings(path, entry.facts)[0].get(name, []) if entry is not None and target not in seen else []
+        )
+        seen.add(target)
+        for found in bound:
+            yield from self._resolve(found, seen)
+        if not bound:
+            yield (path, MODULE)
+
+    def kind(self, node: Node) -> str | None:
+        if node[1] == MODULE:
+            return "module" if node[0] in self.index.files else None
+        symbol = self.index.symbol(*node)
+        return symbol.kind if symbol is not None else None
 
 
 def read_records(path: Path, nodeids: list[str] | None = None) -> list[dict]:
@@ -300,6 +503,7 @@ def _checked(record: object, nodeids: list[str] | None) -> dict:
     elif kind == "session":
         _code(record.get("code"))
         _list(record.get("files"), workspace_path)
+        _list(record.get("dirs", []), workspace_path)
         imports = record.get("imports", {})
         if not isinstance(imports, dict):
             raise RecordError("imports is not a map")

@@ -6,7 +6,7 @@ on its last run in `tracefix.selection.dynamic`.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol
@@ -152,20 +152,28 @@ def select(
         for t in index.tests():
             if t.path in files:
                 reasons.setdefault(t.nodeid, "conservative: shares a file with a selected test")
+    # a test function chosen whole runs every case: its cases need not be named too
+    reasons = {n: r for n, r in reasons.items() if "[" not in n or n.split("[")[0] not in reasons}
     order = {t.nodeid: i for i, t in enumerate(index.tests())}
-    return [Selected(n, r) for n, r in sorted(reasons.items(), key=lambda kv: order.get(kv[0], 1 << 30))]
+    return [Selected(n, r) for n, r in sorted(reasons.items(), key=lambda kv: order.get(kv[0].split("[")[0], 1 << 30))]
 
 
-def explain_skipped(index: ProjectIndex, selected: list[Selected], recorded: Collection[str] = ()) -> list[Selected]:
-    """Why each other test was skipped; `recorded`: tests whose last run's dependencies are known."""
+def explain_skipped(
+    index: ProjectIndex, selected: list[Selected], recorded: Mapping[str, Collection[str]] | None = None
+) -> list[Selected]:
+    """Why each other test was skipped; `recorded`: test functions whose last run's dependencies
+    are known → their cases (collected items) that ran."""
+    recorded = recorded or {}
     chosen = {s.nodeid for s in selected}
-    return [
-        Selected(
-            t.nodeid,
-            "skipped: its last run used none of the changes"
-            if t.nodeid in recorded
-            else "skipped: no path from the change",
-        )
-        for t in index.tests()
-        if t.nodeid not in chosen
-    ]
+    skipped = []
+    for t in index.tests():
+        if t.nodeid in chosen:
+            continue
+        if t.nodeid not in recorded:
+            skipped.append(Selected(t.nodeid, "skipped: no path from the change"))
+            continue
+        cases = [n for n in recorded[t.nodeid] if n not in chosen]
+        if len(cases) == len(recorded[t.nodeid]):  # no case chosen: the function as a whole
+            cases = [t.nodeid]
+        skipped += [Selected(n, "skipped: its last run used none of the changes") for n in cases]
+    return skipped

@@ -17,6 +17,11 @@ import threading
 
 import pytest
 
+try:
+    import _lsprof
+except ImportError:  # not CPython
+    _lsprof = None
+
 _PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 _SKIP_DIRS = ("site-packages", "dist-packages", "__pycache__", ".tracefix", ".pytest_cache", ".git")
 _MONITORING_TOOLS = (5, 3)  # 0 debuggers, 1 coverage, 2 profilers; tracefix_trace takes 4 then 3
@@ -52,6 +57,8 @@ _seen = set()  # (file, line) already placed during the current collector's coll
 def _use(used):
     """Make `used` the record that calls go to; None between tests."""
     global _used, _add_code
+    if _hook is not None:
+        _hook.flush()  # what ran so far belongs to the record that was current
     _used = used
     if used is not None:  # a thread that outlives its test keeps adding to that test's set
         _add_code = used.code.add
@@ -128,6 +135,9 @@ class _Tracing:
     def rearm(self):
         pass  # every call is seen; nothing was disabled
 
+    def flush(self):
+        pass  # calls went straight to the record
+
     def stop(self):
         if self.hooks is None:
             return False
@@ -136,6 +146,114 @@ class _Tracing:
         set_hook(None)
         set_threads(None)
         return intact
+
+
+class _Profiling(_Tracing):
+    """Python < 3.12: cProfile's C profiler (_lsprof) counts the code objects that start, with no
+    Python call per call (a trace function costs twice as much). In a test, what it counted goes
+    to the record when the record changes; at collection it also counts who called whom, which
+    tells the module body that ran each function. Traced instead when another profiler is on."""
+
+    def __init__(self):
+        super().__init__()
+        self.profiler = None
+        self.collecting = False
+
+    def start(self, collecting=False):
+        if sys.getprofile() is not None:
+            super().start(collecting)
+            return
+        self.hooks, self.collecting = None, collecting
+        if collecting:
+            self.profiler = _lsprof.Profiler()
+            self.profiler.enable(subcalls=True, builtins=False)
+            return
+        if self.profiler is None:
+            self.profiler = _lsprof.Profiler()
+        self.profiler.enable(subcalls=False, builtins=False)
+        threading.setprofile(self._thread)
+
+    def unwatched(self, function):
+        """`function`, run with the profiler off: for pytest's code that runs none of the workspace's."""
+
+        def run(*args, **kwargs):
+            profiler = self.profiler if self.hooks is None else None
+            if profiler is not None:
+                profiler.disable()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                if profiler is not None:
+                    profiler.enable(subcalls=self.collecting, builtins=False)
+
+        return run
+
+    def _thread(self, frame, event, arg):
+        """A thread started while watching: its own profiler, counting for the current record."""
+        profiler = _lsprof.Profiler()
+        _threads.append((profiler, _used))
+        profiler.enable(subcalls=False, builtins=False)  # in place of this function, for this thread
+        _on_call(frame, event, arg)  # the call that brought us here
+
+    def flush(self):
+        if self.profiler is not None and _used is not None and not self.collecting:
+            _used.code.update(_counted(self.profiler))
+            self.profiler.clear()
+        for profiler, used in _threads:
+            if used is not None:
+                used.code.update(_counted(profiler))
+
+    def stop(self):
+        if self.hooks is not None or self.profiler is None:
+            return super().stop()
+        intact = sys.getprofile() is self.profiler  # a test that sets its own profiler blinds us
+        self.profiler.disable()
+        if self.collecting:
+            _place(self.profiler.getstats())
+            self.profiler, self.collecting = None, False
+        else:
+            threading.setprofile(None)
+        return intact
+
+
+_threads = []  # (profiler, record) of each thread started while a test ran
+
+
+def _place(stats):
+    """Collection, counted with who called whom: each workspace function goes with the module
+    bodies that ran it (`_at_collection`), found by following calls down from each workspace
+    module's body, and from everything else (pytest's hooks, other modules' bodies), without
+    passing through another module's body."""
+    callees = {}
+    called = set()
+    for e in stats:
+        if not isinstance(e.code, str):
+            callees[e.code] = [c.code for c in e.calls or () if not isinstance(c.code, str)]
+            called.update(callees[e.code])
+    bodies = [c for c in callees if c.co_name == "<module>" and (_classify(c.co_filename) or ("",))[0] == "code"]
+    # everything else that started code: pytest's frames (no caller seen), other modules' bodies
+    others = [c for c in callees if c not in bodies and (c not in called or c.co_name == "<module>")]
+    for source, start in [(b.co_filename, [b]) for b in bodies] + [(None, others)]:
+        seen, todo = set(start), list(start)
+        while todo:
+            code = todo.pop()
+            if code.co_name != "<module>" and (_classify(code.co_filename) or ("",))[0] == "code":
+                used = _imports.setdefault(source, _Used()) if source else _session
+                used.code.add((code.co_filename, code.co_firstlineno))
+            for callee in callees.get(code, ()):
+                if callee not in seen and callee.co_name != "<module>":
+                    seen.add(callee)
+                    todo.append(callee)
+    _session.code.update((c.co_filename, 0) for c in bodies)  # module bodies themselves count for no module
+
+
+def _counted(profiler):
+    """(file, first line) of the code a profiler saw start, module code as line 0."""
+    return [
+        (e.code.co_filename, 0 if e.code.co_name == "<module>" else e.code.co_firstlineno)
+        for e in profiler.getstats()
+        if not isinstance(e.code, str)
+    ]
 
 
 class _Monitoring:
@@ -165,6 +283,9 @@ class _Monitoring:
 
     def rearm(self):
         sys.monitoring.restart_events()  # code the test already ran must be seen again
+
+    def flush(self):
+        pass  # calls went straight to the record
 
     def stop(self):
         sys.monitoring.set_events(self.tool, 0)
@@ -196,8 +317,20 @@ def _audit(event, args):
     elif event in ("os.listdir", "os.scandir") and _used is not None:
         path = args[0] if args[0] is not None else "."
         rel = _rel(path) if isinstance(path, (str, bytes)) else None  # not a directory fd
-        if rel is not None:
+        if rel is not None and (_used is not _session or _by_workspace(sys._getframe(1))):
             _used.dirs.add(rel)
+
+
+_STDLIB = os.path.dirname(os.__file__) + os.sep
+
+
+def _by_workspace(frame):
+    """Whether the workspace's own code lists a directory (to make parametrize cases), not pytest or
+    a plugin looking for test files or entry points: that would make any new file a change for
+    every test."""
+    while frame is not None and frame.f_code.co_filename.startswith(_STDLIB):
+        frame = frame.f_back
+    return frame is not None and (_classify(frame.f_code.co_filename) or ("",))[0] == "code"
 
 
 def _classify(filename):
@@ -308,7 +441,14 @@ def pytest_configure(config):
         return  # pytest-xdist's controller runs no test; each worker records its own
     _root = str(config.rootpath)
     _out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the session, closed at its finish
-    _hook = _Monitoring() if hasattr(sys, "monitoring") else _Tracing()
+    _hook = _Monitoring() if hasattr(sys, "monitoring") else _Profiling() if _lsprof is not None else _Tracing()
+    if isinstance(_hook, _Profiling):
+        # the assertion rewriter reads and compiles each test module (when no cached copy is
+        # there): most of the calls of a collection, and none of them the workspace's
+        from _pytest.assertion import rewrite
+
+        if hasattr(rewrite, "_rewrite_test"):
+            rewrite._rewrite_test = _hook.unwatched(rewrite._rewrite_test)
     sys.addaudithook(_audit)
     # installing or upgrading a distribution changes its sys.path directory's mtime
     paths = {
@@ -332,6 +472,7 @@ def pytest_runtest_protocol(item, nextitem):
         yield
     finally:
         _use(None)
+        _threads[:] = [t for t in _threads if t[1] is not used]  # a thread that goes on counts for no later test
     for fd in _fixture_defs(item):
         if fd in _scoped:
             used.merge(_scoped[fd])
@@ -367,9 +508,9 @@ def pytest_fixture_setup(fixturedef, request):
     try:
         yield
     finally:
+        _use(outer)
         _scoped[fixturedef] = inner
         outer.merge(inner)
-        _use(outer)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -400,5 +541,13 @@ def pytest_sessionfinish(session, exitstatus):
     if _out is not None:
         code, _ = _code_and_dists(_session)
         imports = {_classify(f)[1]: _code_and_dists(used)[0] for f, used in _imports.items()}
-        _emit({"kind": "session", "code": code, "files": sorted(_session.files), "imports": imports})
+        _emit(
+            {
+                "kind": "session",
+                "code": code,
+                "files": sorted(_session.files),
+                "dirs": sorted(_session.dirs),  # a data directory listed to make parametrize cases
+                "imports": imports,
+            }
+        )
         _out.close()

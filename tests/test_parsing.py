@@ -96,8 +96,8 @@ def test_module_level_names_of_one_statement_share_what_it_reads():
         "D": "variable",
         "E": "variable",
     }
-    assert {"os", "sep", "X"} <= f.uses["A"] and f.uses["A"] == f.uses["C"]
-    assert {"A"} <= f.uses["D"] and "F" in f.uses[MODULE]
+    assert {"os.sep", "X"} <= f.uses["A"] and f.uses["A"] == f.uses["C"]
+    assert {"A"} <= f.uses["D"] and "F.g" in f.uses[MODULE]
 
 
 def test_facts_imports_uses_params():

@@ -119,19 +119,20 @@ def bound_names(node: Node) -> list[Node] | None:
     stmt: Node | None = node.named_children[0]
     names: list[Node] = []
     while stmt is not None and stmt.type in ("assignment", "augmented_assignment"):
-        if not _targets(stmt.child_by_field_name("left"), names):
+        if not _name_targets(stmt.child_by_field_name("left"), names):
             return None
         stmt = stmt.child_by_field_name("right")  # `a = b = 1` nests the second assignment
     return names or None
 
 
-def _targets(node: Node | None, names: list[Node]) -> bool:
+def _name_targets(node: Node | None, names: list[Node]) -> bool:
+    """Whether every target is a name (`a, (b, c)`), adding the name nodes to `names`."""
     if node is None:
         return False
     if node.type == "identifier":
         names.append(node)
         return True
-    return node.type in _TARGETS and all(_targets(c, names) for c in node.named_children)
+    return node.type in _TARGETS and all(_name_targets(c, names) for c in node.named_children)
 
 
 def outline(tree: Tree, source: bytes) -> list[Symbol]:
@@ -212,18 +213,15 @@ def facts(tree: Tree, source: bytes) -> Facts:
     result = Facts(symbols=symbols, imports=[])
     # 1-based line → the innermost symbol holding it: outer spans first, inner ones overwrite
     owners = [MODULE] * (tree.root_node.end_point[0] + 2)
-    for s in sorted((s for s in symbols if s.kind != "module"), key=lambda s: (s.start_line, -s.end_line)):
+    # (a module-level variable's lines stay the module's: what it reads is in `values`)
+    for s in sorted((s for s in symbols if s.kind in CODE), key=lambda s: (s.start_line, -s.end_line)):
         owners[s.start_line : s.end_line + 1] = [s.qualname] * (s.end_line - s.start_line + 1)
     uses: dict[str, set[str]] = {s.qualname: set() for s in symbols}
     exports = _walk_names(tree.root_node, owners, uses, result)
-    # the names one statement binds (`A, B = X, Y`) share what it reads; the walk gave it to one
-    statements: dict[tuple[int, int], set[str]] = {}
+    # a module-level variable reads what its value names (`B = A + 1` reads A)
     for s in symbols:
         if s.kind == "variable":
-            statements.setdefault((s.start_line, s.end_line), set()).update(uses[s.qualname])
-    for s in symbols:
-        if s.kind == "variable":
-            uses[s.qualname] |= statements[(s.start_line, s.end_line)]
+            uses[s.qualname] |= result.values.get(s.qualname, set())
     result.uses = uses
     if "__all__" in result.assigned and exports is not None:
         result.exports = tuple(dict.fromkeys(exports))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tracefix.index.files import Node, digest_bytes
 from tracefix.index.graph import ProjectIndex
+from tracefix.index.modules import NODE
 from tracefix.parsing.symbols import MODULE, Symbol
 from tracefix.paths import read_bytes, read_text
 from tracefix.running.results import (
@@ -440,24 +441,17 @@ class Reads:
         if "globals" in uses or "vars" in uses:  # reads its module's names by string
             yield from ((source[0], s.qualname) for s in entry.facts.symbols if s.kind == "variable")
         for target in self.graph.get(source, ()):
-            yield from self._resolve(target, set())
+            yield from self._resolve(target)
 
-    def _resolve(self, target: Node, seen: set[Node]) -> Iterator[Node]:
+    def _resolve(self, target: Node) -> Iterator[Node]:
         """A name imported from a module that imports it from elsewhere (a package's __init__)
         stands for the definition; one that resolves to nothing for its module's code."""
         path, name = target
         if name == MODULE or self.index.symbol(path, name) is not None:
             yield target
             return
-        entry = self.index.files.get(path)
-        bound = (
-            self.index.bindings(path, entry.facts)[0].get(name, []) if entry is not None and target not in seen else []
-        )
-        seen.add(target)
-        for found in bound:
-            yield from self._resolve(found, seen)
-        if not bound:
-            yield (path, MODULE)
+        found = [r.node for r in self.index.find(path, name) if r.kind == NODE and r.node != target]
+        yield from found or [(path, MODULE)]
 
     def kind(self, node: Node) -> str | None:
         if node[1] == MODULE:

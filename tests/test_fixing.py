@@ -231,14 +231,13 @@ def test_a_callers_failure_gets_a_verified_fix_of_the_helper(fixed_shop, fake_op
 
 def test_unverified_suggestions_are_not_shown_unless_offered(fixed_shop, fake_openai):
     root = broken_helper_shop(fixed_shop)
-    first = fake_openai([WRONG_HELPER]).base_url
-    configure(root, first, rounds=1)
+    configure(root, fake_openai([WRONG_HELPER]).base_url, rounds=1)
     [fix] = check(root, "--fix")["fixes"]
     assert (fix["outcome"], fix["offered"], fix["diff"]) == ("unverified", False, "")
     assert fix["model_calls"] == 1 and fix["suspects"][0]["function"] == "apply_discount"
-    config = root / "pyproject.toml"
-    again = config.read_text().replace(first, fake_openai([WRONG_HELPER]).base_url)
-    config.write_text(again + "\n[tool.tracefix.fix]\nofferUnverified = true\n")
+    configure(root, fake_openai([WRONG_HELPER]).base_url, rounds=1)  # a new script of replies
+    with (root / "pyproject.toml").open("a") as config:
+        config.write("\n[tool.tracefix.fix]\nofferUnverified = true\n")
     [fix] = check(root, "--fix")["fixes"]
     assert fix["offered"] and "percent / 50" in fix["diff"]
 

@@ -422,7 +422,7 @@ HANGS = [
 async def test_hanging_test_times_out_with_an_error(python, tmp_path, test_source, partial):
     trace = await run_trace(python, tmp_path, {"test_hang.py": test_source}, "test_hang.py::test_hang", timeout=4)
 
-    assert trace.error.startswith("the test run timed out after 4s")
+    assert trace.error.startswith("tracing did not finish in 4 s")
     assert trace.outcome is None
     assert bool(trace.calls) == partial
     if partial:  # the spinning loop ran into the step budget, which wrote what it had
@@ -441,7 +441,7 @@ async def test_a_test_stopped_at_its_cpu_limit_is_a_timeout(python, tmp_path):
         limits=Limits(timeout=60, cpu_seconds=1),
     )
 
-    assert trace.error.startswith("the test run used up its CPU time limit (a timeout)")
+    assert trace.error.startswith("tracing used up its CPU time limit")
     assert trace.outcome is None
 
 

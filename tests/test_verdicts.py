@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,12 +70,13 @@ INCOMPLETE = {
         ("pyproject.toml", 6),
     ),
     "invalid-ini": ({"pytest.ini": "[pytest\n"}, "pytest.ini:1: ", ("pytest.ini", 1)),
-    "timeout-in-collection": (
+    "timeout-in-collection": (  # no test runs: the limit is 5 × the per-test timeout without a record
         {
             "tests/test_slow.py": "import time\n\ntime.sleep(120)\n\n\ndef test_late():\n    pass\n",
-            "pyproject.toml": PYPROJECT + "\n[tool.tracefix]\ntimeout = 10\n",
+            "pyproject.toml": PYPROJECT + "\n[tool.tracefix]\ntimeout = 3\n",
         },
-        "the test run exceeded its timeout of 10 s and was killed while pytest was",
+        "the test process sent nothing for 15 s (a hang outside any test, or a test its per-test timeout could "
+        "not stop) and was killed while pytest was",
         None,
     ),
     "xdist-missing": (
@@ -103,6 +105,65 @@ def test_a_run_that_did_not_complete_exits_3_with_its_cause(fixed_shop, files, c
     assert cause in data["cause"]
     placed = [(d["path"], d["line"]) for d in data["diagnostics"] if d["kind"] == "run"]
     assert placed == ([where] if where else [])
+
+
+def test_a_suite_longer_than_the_per_test_timeout_runs_to_the_end(fixed_shop):
+    slow = "".join(f"\n\ndef test_slow_{i}():\n    time.sleep(1.5)\n" for i in range(3))
+    write(fixed_shop, {"tests/test_slow.py": "import time" + slow, "pyproject.toml": PYPROJECT + TIMEOUT_4})
+    code, data = check(fixed_shop, "--all")
+    assert (code, data["verdict"]) == (0, "passed")
+    assert sum(r["duration"] for r in data["results"] if "test_slow_" in r["nodeid"]) > 4  # more than one test's limit
+
+
+TIMEOUT_4 = "\n[tool.tracefix]\ntimeout = 4\n"
+SLEEPER = "import time\n\n\ndef wait():\n    time.sleep(120)\n\n\ndef test_sleeps():\n    wait()\n"
+
+
+def test_a_test_past_the_per_test_timeout_is_a_timeout_where_it_was_and_the_run_incomplete(fixed_shop, python):
+    write(fixed_shop, {"tests/test_sleep.py": SLEEPER, "pyproject.toml": PYPROJECT + TIMEOUT_4})
+    code, data = check(fixed_shop, "--all", "--python", python)
+    assert (code, data["verdict"]) == (3, "incomplete")
+    assert data["cause"] == (
+        "tests/test_sleep.py::test_sleeps ran past the per-test timeout of 4 s (tracefix's timeout setting); "
+        "the test process was ended there"
+    )
+    [result] = [r for r in data["results"] if r["nodeid"] == "tests/test_sleep.py::test_sleeps"]
+    assert result["outcome"] == "timeout" and 4 <= result["duration"] < 120
+    assert result["location"] == {"path": "tests/test_sleep.py", "line": 5, "function": "wait"}
+    [diagnostic] = [d for d in data["diagnostics"] if d["nodeid"] == result["nodeid"]]
+    assert (diagnostic["path"], diagnostic["line"]) == ("tests/test_sleep.py", 5)
+    assert "test_sleeps timed out: ran past the per-test timeout of 4 s" in diagnostic["message"]
+    proc = check_text(fixed_shop, "--all", "--python", python)
+    assert proc.returncode == 3
+    assert "TIMEOUT tests/test_sleep.py::test_sleeps" in proc.stdout
+    assert "tracefix: the run did not complete: tests/test_sleep.py::test_sleeps ran past" in proc.stdout
+
+
+# a traced run of any test takes two minutes; the tests themselves are quick
+SLOW_TRACE = "import os\nimport time\n\nif os.environ.get('TRACEFIX_TRACE_ROOT'):\n    time.sleep(120)\n"
+TRACE_BUDGET = "\n[tool.tracefix.trace]\ntimeout = 2\n"
+BULK = "tests/test_pricing.py::test_bulk_discount_tiers"
+
+
+def test_a_trace_out_of_time_comes_after_the_verdict_and_changes_nothing(shop):
+    write(shop, {"tests/conftest.py": SLOW_TRACE, "pyproject.toml": PYPROJECT + TRACE_BUDGET})
+    command = [sys.executable, "-m", "tracefix", "check", str(shop), "--all"]
+    started = time.monotonic()
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert time.monotonic() - started < 100  # the traced run's sleep was not waited for
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    note = f"No trace of {BULK}: tracing did not finish in 2 s"
+    assert lines[-1] == note  # one line, last: after the failure and the summary
+    assert lines.index(f"  FAILED {BULK}") < next(i for i, line in enumerate(lines) if " failed, " in line)
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+    proc = subprocess.run([*command, "--format", "json"], capture_output=True, text=True, timeout=300)
+    data = json.loads(proc.stdout)
+    assert (proc.returncode, data["verdict"]) == (1, "failed")
+    assert [r["outcome"] for r in data["results"] if r["nodeid"] == BULK] == ["failed"]
+    trace = data["traces"][BULK]
+    assert trace["outcome"] is None and trace["error"] == "tracing did not finish in 2 s"
 
 
 def test_the_text_report_says_the_run_did_not_complete(fixed_shop, python):
@@ -262,6 +323,22 @@ async def test_the_editor_shows_an_incomplete_run_as_an_error_with_its_cause(fix
         conftest = fixed_shop / "tests" / "conftest.py"
         await wait_until(lambda: diagnostics(client, conftest))
         assert diagnostics(client, conftest)[0].range.start.line == 0
+
+
+async def test_the_editor_ends_a_run_before_tracing_its_failures(shop):
+    write(shop, {"tests/conftest.py": SLOW_TRACE})
+
+    def noted() -> bool:
+        return any(m.message.startswith(f"no trace of {BULK}") for m in client.log_messages)
+
+    async with session(shop, settings={"trace": {"timeout": 3}}) as client:
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tracefix.runAll"))
+        await wait_until(lambda: done(client) and client.tracefix_status[-1]["state"] == "failed")
+        assert done(client)[-1]["summary"]["verdict"] == "failed" and not noted()
+        await wait_until(noted)  # within its budget, not the test's timeout of 120 s
+        [note] = [m.message for m in client.log_messages if m.message.startswith("no trace of")]
+        assert note == f"no trace of {BULK}: tracing did not finish in 3 s"
+        assert [n for n in client.tracefix_results if n["done"]] == done(client)[:1]  # the trace reported no result
 
 
 async def test_the_editor_places_a_collection_error_at_its_cause_and_clears_it(fixed_shop):

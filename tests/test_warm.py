@@ -178,9 +178,10 @@ async def test_worker_survives_crashes_timeouts_and_cancels(tmp_path):
     assert crash.status == "crashed" and "exit status 3" in crash.message
     assert [(r.nodeid, r.outcome) for r in crash.results] == [("tests/test_bad.py::test_crash", "crashed")]
 
-    project.reconfigure({"python": interpreters()[0], "timeout": 20})  # time to start pytest on a busy machine
-    hang = await project.run(["tests/test_bad.py::test_hang"])
+    project.reconfigure({"python": interpreters()[0], "timeout": 5})
+    hang = await project.run(["tests/test_bad.py::test_hang"])  # the fork gets the per-test limit too
     assert hang.status == "timeout"
+    assert hang.message.startswith("tests/test_bad.py::test_hang ran past the per-test timeout of 5 s")
     assert [(r.nodeid, r.outcome) for r in hang.results] == [("tests/test_bad.py::test_hang", "timeout")]
     await assert_gone(int((root / "hang.pid").read_text()))
 

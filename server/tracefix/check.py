@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from argparse import Namespace
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import TextIO
 
@@ -18,7 +19,7 @@ from tracefix.running.interpreter import InterpreterError, check_python
 from tracefix.running.results import RAISED, RunReport, Verdict
 from tracefix.sanitize import printable, printable_data
 from tracefix.selection.select import Changed, Selected, explain_skipped
-from tracefix.tracing import lines_in
+from tracefix.tracing import Trace, capture, lines_in
 
 # 0: every selected test passed; 1: a test failed; 2: usage or setup error; 3: the run did not
 # complete (pytest could not start, crashed, was killed, timed out, or could not collect a module)
@@ -124,12 +125,13 @@ async def check(args: Namespace) -> int:
         elif not args.no_run:
             project.record(report)  # nothing to run: the current state is the new baseline
         diagnostics = run_diagnostics(report) + project.diagnostics(report.results)
-        traces = {}
-        if report.failed and not args.no_trace and not args.no_run:
-            traces = await _traces(project, report)
+        # traced after the verdict, each within trace.timeout: a trace never changes the exit status
+        tracing = bool(report.failed) and not args.no_trace and not args.no_run
         comments = ReviewSet.from_settings(project.root, project.settings.review).collect() if args.reviews else []
-        fixes = await _fixes(project, report, comments, args, err) if args.fix and not args.no_run else []
-        if args.format == "json":
+        fixing = args.fix and not args.no_run
+        if args.format == "json":  # one document: it waits for the traces
+            traces = {nodeid: trace async for nodeid, trace in _traces(project, report)} if tracing else {}
+            fixes = await _fixes(project, report, comments, args, err) if fixing else []
             data = _json(project, changes, selected, report, diagnostics, traces, args)
             if audit is not None:
                 data["audit"] = {"missed": audit.missed, "missed_so_far": audit.missed_so_far}
@@ -139,10 +141,13 @@ async def check(args: Namespace) -> int:
                 data["fixes"] = fixes
             say(json.dumps(printable_data(data), indent=2))
         else:
-            _text(say, style, project, changes, how, selected, report, diagnostics, traces, args)
+            _text(say, style, project, changes, how, selected, report, diagnostics, args)
             _text_audit(say, style, audit)
+            if tracing:
+                async for _, trace in _traces(project, report):
+                    _text_trace(say, style, project, trace)
             _text_reviews(say, style, comments)
-            _text_fixes(say, style, fixes)
+            _text_fixes(say, style, await _fixes(project, report, comments, args, err) if fixing else [])
         return EXIT[report.verdict]
     finally:
         project.close()
@@ -155,20 +160,16 @@ def _known_failures(project: Project, selected: list[Selected]) -> list[Selected
     return [Selected(r.nodeid, RERUN) for r in project.known_failures() if r.nodeid not in chosen]
 
 
-async def _traces(project: Project, report: RunReport) -> dict[str, object]:
-    from tracefix.tracing import capture
-
-    traces = {}
+async def _traces(project: Project, report: RunReport) -> AsyncIterator[tuple[str, Trace]]:
+    """The failing tests' traces as each is captured, each within trace.timeout seconds."""
     for result in report.failed[:3]:  # tracing re-runs the test; a few are enough to act on
         if result.outcome not in RAISED:
             continue
         try:
-            traces[result.nodeid] = await capture(
-                project.root, project.python(), result.nodeid, timeout=project.settings.timeout
-            )
+            trace = await capture(project.root, project.python(), result.nodeid, timeout=project.settings.trace_timeout)
         except Exception as exc:  # a trace is extra information; its failure must not hide results
-            traces[result.nodeid] = f"(no trace: {exc})"
-    return traces
+            trace = Trace(result.nodeid, error=f"no trace: {exc}")
+        yield result.nodeid, trace
 
 
 async def _fixes(project: Project, report: RunReport, comments, args, err: Output) -> list[dict]:
@@ -305,14 +306,14 @@ def _json(project, changes, selected, report, diagnostics, traces, args) -> dict
     if report.message:
         data["message"] = report.message
     if traces:
-        data["traces"] = {n: t.to_dict() if hasattr(t, "to_dict") else {"error": str(t)} for n, t in traces.items()}
+        data["traces"] = {n: t.to_dict() for n, t in traces.items()}
     if args.explain:
         skipped = explain_skipped(project.index, selected, project.recorded().tests)
         data["explain"] = {s.nodeid: s.reason for s in selected + skipped}
     return data
 
 
-def _text(out, style, project, changes, how, selected, report, diagnostics, traces, args) -> None:
+def _text(out, style, project, changes, how, selected, report, diagnostics, args) -> None:
     if changes:
         out(style(f"Changed ({how}):", "1"))
         for c in changes:
@@ -342,9 +343,6 @@ def _text(out, style, project, changes, how, selected, report, diagnostics, trac
         out(f"{style(f'{d.path}:{d.line}', '1')}: {style('error', '31')}: {d.message}{test}")
         for rel in d.related:
             out(f"    {rel.path}:{rel.line}: {rel.message}")
-    for nodeid, trace in traces.items():
-        out(style(f"\nFailing trace of {nodeid}:", "1"))
-        out(trace.render(source=lines_in(project.root)) if hasattr(trace, "render") else str(trace))
     incomplete = report.verdict == Verdict.INCOMPLETE
     if incomplete:
         out(style(f"tracefix: the run did not complete: {report.message}", "31"))
@@ -352,6 +350,14 @@ def _text(out, style, project, changes, how, selected, report, diagnostics, trac
         out(style(f"tracefix: {report.message}", "31"))
     summary = report.summary() if report.results else "no tests selected"
     out(style(summary, "31" if report.failed or incomplete else "32"))
+
+
+def _text_trace(out, style, project: Project, trace: Trace) -> None:
+    if trace.outcome is None:  # the traced run never finished (out of time, crashed): one line, not a result
+        out(style(f"No trace of {trace.nodeid}: {(trace.error or 'no record').splitlines()[0]}", "33"))
+        return
+    out(style(f"\nFailing trace of {trace.nodeid}:", "1"))
+    out(trace.render(source=lines_in(project.root)))
 
 
 def _python_or_error(project: Project) -> str:

@@ -45,7 +45,11 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument("--explain", action="store_true", help="say why each test was selected or skipped")
     check.add_argument("--no-run", action="store_true", help="only say what would run; run nothing")
-    check.add_argument("--no-trace", action="store_true", help="do not trace failing tests")
+    check.add_argument(
+        "--no-trace",
+        action="store_true",
+        help="do not trace failing tests (traces come after the verdict, each within trace.timeout seconds)",
+    )
     check.add_argument(
         "--audit", action="store_true", help="run every test and count failures that selection would have skipped"
     )

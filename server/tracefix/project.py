@@ -302,7 +302,7 @@ class Project:
             # a niced background audit must not occupy the worker the next save wants
             warm=self.pool is not None and self.settings.warm_runner and not nice,
             full={t.nodeid for t in self.index.tests()} <= set(nodeids),
-            limits=Limits(timeout=self.settings.timeout),
+            limits=Limits.per_test(self.settings.timeout),
         )
 
     async def execute(

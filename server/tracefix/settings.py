@@ -92,7 +92,8 @@ def _check(name: str, value) -> str | None:
 @dataclass
 class Settings:
     python: str | None = None  # interpreter that runs the tests
-    timeout: float = 120.0  # seconds for one test run
+    timeout: float = 120.0  # seconds for one test (its setup, call and teardown)
+    trace_timeout: float = 10.0  # trace.timeout: seconds to capture one failing test's trace
     selection: str = "precise"
     run_on_save: bool = True
     debounce_ms: int = 300  # syntax diagnostics while typing
@@ -106,7 +107,8 @@ class Settings:
 
 _KEYS = {  # setting name as users write it → (field, check)
     "python": ("python", lambda v: v is None or (isinstance(v, str) and v.strip() != "")),
-    "timeout": ("timeout", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 86400),
+    "timeout": ("timeout", lambda v: _number(v) and 0 < v <= 86400),
+    "trace.timeout": ("trace_timeout", lambda v: _number(v) and 0 < v <= 3600),
     "selection": ("selection", lambda v: v in SELECTION_MODES),
     "runOnSave": ("run_on_save", lambda v: isinstance(v, bool)),
     "debounceMs": ("debounce_ms", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10000),
@@ -122,6 +124,7 @@ _KEYS = {  # setting name as users write it → (field, check)
 _EXPECTED = {
     "python": "a path to a Python interpreter",
     "timeout": "a number of seconds between 0 and 86400",
+    "trace.timeout": "a number of seconds between 0 and 3600",
     "selection": "one of " + ", ".join(SELECTION_MODES),
     "runOnSave": "true or false",
     "debounceMs": "a whole number of milliseconds (0–10000)",
@@ -144,10 +147,10 @@ def merge(*layers: dict, source: str = "settings") -> tuple[Settings, list[str]]
             continue
         items = list(layer.items())
         for key, value in items:
-            if key == "fix" and isinstance(value, dict):
-                items.extend((f"fix.{k}", v) for k, v in value.items())  # dotted like the editor's names
+            if key in ("fix", "trace") and isinstance(value, dict):
+                items.extend((f"{key}.{k}", v) for k, v in value.items())  # dotted like the editor's names
                 continue
-            if key in ("server", "trace"):
+            if key in ("server", "trace.server"):
                 continue  # read by the editor client
             if value is None or value == "":
                 continue  # editors send unset settings as null or ""
@@ -166,7 +169,7 @@ def merge(*layers: dict, source: str = "settings") -> tuple[Settings, list[str]]
                 default = getattr(Settings(), name)
                 warnings.append(f"{source}: tracefix.{key} = {value!r} is not {_EXPECTED[key]}; using {default!r}")
                 continue
-            setattr(settings, name, float(value) if name == "timeout" else value)
+            setattr(settings, name, float(value) if name in ("timeout", "trace_timeout") else value)
     settings.llm, more = _llm(llm, source)
     return settings, warnings + more
 

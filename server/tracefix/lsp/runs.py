@@ -295,10 +295,10 @@ async def _run(session: Session, state: ProjectState, pending: Pending) -> None:
         runs.running -= total
     summary = report.summary() if not report.message else f"{report.message}; {report.summary()}"
     _verdict(session, state, run_id, report)
-    runs.tracing = traces.after_run(session, state, report.results)
     _notify_done(session, state, run_id, late, report, time.monotonic() - began)
     progress.end(summary)
     publish_status(session)
+    runs.tracing = traces.after_run(session, state, report.results)  # in the background, after the verdict
     _schedule_audit(session, state)
 
 

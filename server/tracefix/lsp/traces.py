@@ -19,16 +19,22 @@ TRACE_CHARS = 6000  # a trace shown as a document
 
 
 async def trace_for(state: ProjectState, nodeid: str, refresh: bool = False) -> Trace:
+    """The test's trace, captured within trace.timeout seconds. Only a traced run that finished is
+    kept: what one that ran out of time or crashed recorded never blames code nor shows values."""
     async with state.tracing.setdefault(nodeid, asyncio.Lock()):
-        if refresh or nodeid not in state.traces:
-            python = await state.call(state.project.python)
-            state.traces[nodeid] = await capture(state.root, python, nodeid, timeout=state.settings.timeout)
-        return state.traces[nodeid]
+        if not refresh and nodeid in state.traces:
+            return state.traces[nodeid]
+        python = await state.call(state.project.python)
+        trace = await capture(state.root, python, nodeid, timeout=state.settings.trace_timeout)
+        if trace.outcome is not None:
+            state.traces[nodeid] = trace
+        return trace
 
 
 def after_run(session: Session, state: ProjectState, results: list[TestResult]) -> asyncio.Task | None:
     """Forget traces of tests that ran again; trace the first few failures in the background (the
-    task, which a newer save cancels)."""
+    task, which a newer save cancels). The run's results, status and end notification never wait
+    for it."""
     for r in results:
         state.traces.pop(r.nodeid, None)
     failing = [r.nodeid for r in results if r.outcome in RAISED][:AUTO_TRACES]
@@ -40,8 +46,8 @@ def after_run(session: Session, state: ProjectState, results: list[TestResult]) 
 async def _trace_all(session: Session, state: ProjectState, nodeids: list[str]) -> None:
     for nodeid in nodeids:
         trace = await trace_for(state, nodeid)
-        if trace.error:
-            session.ls.log(f"no trace for {nodeid}: {trace.error.splitlines()[0]}")
+        if trace.outcome is None:
+            session.ls.log(f"no trace of {nodeid}: {(trace.error or 'no record').splitlines()[0]}")
     # with its trace, a failure is blamed on the line that raised or made the wrong value
     await publishing.update(session, state, [state.results[n] for n in nodeids if n in state.results])
     workspace = session.ls.client_capabilities.workspace

@@ -31,23 +31,37 @@ CPU_GRACE = 2  # CPU seconds past the timeout, so that on one core the wall cloc
 EXTRA_PROCESSES = 1024  # on top of the user's current count: RLIMIT_NPROC counts all of them
 
 
+SILENCE = 5  # a test run with a per-test limit is killed after this many times it without a record
+
+
 @dataclass
 class Limits:
     """Bounds of one run; a limit left None gets the default of `bounded`, memory excepted."""
 
-    timeout: float = 120.0
+    timeout: float | None = 120.0  # wall-clock seconds for the whole process; None: no such limit
+    test_timeout: float | None = None  # seconds per test, enforced inside the test process (tracefix_pytest)
+    silence: float | None = None  # seconds the process may send no record before it is killed
     cpu_seconds: int | None = None
     memory_bytes: int | None = None
     processes: int | None = None
     file_bytes: int | None = None
 
+    @classmethod
+    def per_test(cls, seconds: float) -> Limits:
+        """A test run that may last as long as its tests do, each at most `seconds`: the plugin ends
+        the process when one runs longer. What it cannot stop (a hung collection or session
+        teardown, a test stuck in C code that holds the GIL) ends after SILENCE times `seconds`
+        without a record. No CPU limit: a long suite uses CPU for as long as it runs."""
+        return cls(timeout=None, test_timeout=seconds, silence=SILENCE * seconds)
+
     def bounded(self) -> Limits:
-        """CPU seconds: the timeout on every core (threads add up), plus CPU_GRACE; files up to FILE_BYTES; a
-        fork bomb stops EXTRA_PROCESSES above what the user runs now. Memory stays unbounded:
-        test suites differ too much for one default."""
+        """CPU seconds: the timeout on every core (threads add up), plus CPU_GRACE, where there is a
+        timeout; files up to FILE_BYTES; a fork bomb stops EXTRA_PROCESSES above what the user runs
+        now. Memory stays unbounded: test suites differ too much for one default."""
+        cpu = math.ceil(self.timeout) * (os.cpu_count() or 1) + CPU_GRACE if self.timeout else None
         return replace(
             self,
-            cpu_seconds=self.cpu_seconds or math.ceil(self.timeout) * (os.cpu_count() or 1) + CPU_GRACE,
+            cpu_seconds=self.cpu_seconds or cpu,
             processes=self.processes or process_limit(EXTRA_PROCESSES),
             file_bytes=self.file_bytes or FILE_BYTES,
         )
@@ -73,6 +87,7 @@ def process_limit(extra: int) -> int | None:
 class ProcessResult:
     returncode: int | None
     timed_out: bool = False
+    silent: bool = False  # timed out by Limits.silence: no record for that long
     cancelled: bool = False
     output: str = ""
     output_truncated: bool = False
@@ -91,10 +106,13 @@ class ProcessResult:
         return self.timed_out or self.signal == signal.SIGXCPU
 
 
+RLIMITS = ("cpu_seconds", "memory_bytes", "processes", "file_bytes")
+
+
 def rlimits(limits: Limits) -> dict[str, int]:
-    """The limits a child applies to itself (plugin/tracefix_warm.py's apply_limits): those set,
-    the timeout aside, which the parent enforces."""
-    return {k: v for k, v in asdict(limits).items() if k != "timeout" and v}
+    """The limits a child applies to itself (plugin/tracefix_warm.py's apply_limits): those set.
+    The parent enforces the timeouts (the per-test one travels in the environment: runner.py)."""
+    return {k: v for k, v in asdict(limits).items() if k in RLIMITS and v}
 
 
 PR_SET_PDEATHSIG = 1
@@ -141,7 +159,9 @@ def plugin_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-async def _read_records(reader: asyncio.StreamReader, on_record, records: list[dict]) -> None:
+async def _read_records(reader: asyncio.StreamReader, on_record, records: list[dict], heard: list[float]) -> None:
+    """Read records until EOF; heard[0]: the loop's time of the last one."""
+    loop = asyncio.get_running_loop()
     while True:
         try:
             line = await reader.readline()
@@ -155,6 +175,7 @@ async def _read_records(reader: asyncio.StreamReader, on_record, records: list[d
             continue  # a torn last line from a killed child
         if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
             continue  # not a record at all; what a record holds, its reader checks (results.parse_record)
+        heard[0] = loop.time()
         records.append(record)
         if on_record is not None:
             on_record(record)
@@ -233,6 +254,20 @@ class Child:
         return await asyncio.shield(self._exited)
 
 
+async def _bounded(work: asyncio.Future, limits: Limits, heard: list[float]) -> tuple[bool, bool]:
+    """Wait for work within the limits; (timed out, by silence). work goes on either way."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limits.timeout if limits.timeout else math.inf
+    while True:
+        quiet = heard[0] + limits.silence if limits.silence else math.inf
+        wait = min(end, quiet) - loop.time()
+        if wait <= 0:
+            return True, quiet < end
+        await asyncio.wait([work], timeout=None if math.isinf(wait) else wait)
+        if work.done():
+            return False, False
+
+
 async def run_streaming(
     argv: list[str],
     *,
@@ -264,11 +299,14 @@ async def run_streaming(
     )
     result = ProcessResult(returncode=None)
     output = bytearray()
-    work = asyncio.gather(_read_records(reader, on_record, result.records), _drain(proc.stdout, output), proc.wait())
+    heard = [loop.time()]
+    work = asyncio.gather(
+        _read_records(reader, on_record, result.records, heard), _drain(proc.stdout, output), proc.wait()
+    )
     try:
-        _, result.output_truncated, _ = await asyncio.wait_for(asyncio.shield(work), limits.timeout)
-    except TimeoutError:
-        result.timed_out = True
+        result.timed_out, result.silent = await _bounded(work, limits, heard)
+        if not result.timed_out:
+            _, result.output_truncated, _ = work.result()
     except asyncio.CancelledError:
         result.cancelled = True
         kill_group(proc)

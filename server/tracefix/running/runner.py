@@ -94,11 +94,14 @@ async def run_tests(
         if on_result is not None:
             on_result(result)
 
+    child_env = plugin_env(env)
+    if limits.test_timeout:
+        child_env["TRACEFIX_TEST_TIMEOUT"] = str(limits.test_timeout)  # a warm fork gets it with the environment
     try:
         proc = await run_streaming(
             pytest_argv(python, nodeids, extra_args),
             cwd=root,
-            env=plugin_env(env),
+            env=child_env,
             limits=limits,
             on_record=on_record,
             spawn=spawn,
@@ -145,11 +148,21 @@ async def run_tests(
     report.duration = round(time.monotonic() - started, 3)
     report.output = proc.output
     done = next((r for r in proc.records if r.get("kind") == "done"), None)
-    if proc.timed_out:
+    overrun = next((r for r in report.results if r.outcome == Outcome.TIMEOUT), None)
+    if proc.silent:
+        report.status = RunStatus.TIMEOUT
+        report.message = (
+            f"the test process sent nothing for {limits.silence:g} s (a hang outside any test, or a test "
+            f"its per-test timeout could not stop) and was killed {_when(proc.records)}"
+        )
+    elif proc.timed_out:
         report.status = RunStatus.TIMEOUT
         report.message = (
             f"the test run exceeded its timeout of {limits.timeout:g} s and was killed {_when(proc.records)}"
         )
+    elif overrun is not None and done is None:
+        report.status = RunStatus.TIMEOUT
+        report.message = f"{overrun.nodeid} {overrun.message}; the test process was ended there"
     elif proc.out_of_time:
         report.status = RunStatus.TIMEOUT
         report.message = (

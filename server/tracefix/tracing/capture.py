@@ -80,10 +80,10 @@ def _pick(records: list[dict], nodeid: str) -> dict | None:
 
 def _error(result: ProcessResult, record: dict | None, nodeid: str, timeout: float) -> str | None:
     partial = record is not None and record.get("partial")
-    if result.out_of_time:
+    if result.out_of_time:  # the trace's limit, not the test's outcome
         found = "; the trace shows what ran until its step budget was spent" if partial else ""
-        why = f"timed out after {timeout:g}s" if result.timed_out else "used up its CPU time limit (a timeout)"
-        return f"the test run {why}{found}"
+        why = f"did not finish in {timeout:g} s" if result.timed_out else "used up its CPU time limit"
+        return f"tracing {why}{found}"
     if record is not None and not partial:
         return None
     if result.signal is not None:

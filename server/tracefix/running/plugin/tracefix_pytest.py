@@ -4,12 +4,15 @@ Runs inside the user's test process: Python >= 3.9, stdlib and pytest only.
 Records: {"kind": "session"|"start"|"result"|"collect_error"|"conftest_error"|"done", ...}.
 A collection or conftest error carries its cause: {"exception", "message", "path", "line"}, the
 user's exception (not pytest's wrapper) and where it is in the workspace.
+With TRACEFIX_TEST_TIMEOUT (seconds), a test whose setup, call and teardown run longer ends the
+process: its result says "timeout" and where it was, and no "done" record follows.
 PYTEST_DONT_REWRITE: it has no asserts, and the warm worker may import it ahead of runs.
 """
 
 import json
 import os
 import sys
+import threading
 import time
 
 _out = None
@@ -200,10 +203,107 @@ def _pytest_hookwrappers():
         _open(fd)
         _emit({"kind": "conftest_error", "cause": _cause(outcome.excinfo[1])})
 
-    return pytest_runtest_makereport, pytest_load_initial_conftests
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        # runs where the test runs: this process, or a pytest-xdist worker
+        _watch(item)
+        try:
+            yield
+        finally:
+            _unwatch()
+
+    return pytest_runtest_makereport, pytest_load_initial_conftests, pytest_runtest_protocol
 
 
-pytest_runtest_makereport, pytest_load_initial_conftests = _pytest_hookwrappers()
+pytest_runtest_makereport, pytest_load_initial_conftests, pytest_runtest_protocol = _pytest_hookwrappers()
+
+
+# The per-test limit: one watchdog thread, woken when a test starts or ends. Ending the process
+# from it works while the test sleeps, waits or loops in Python; code that holds the GIL for good
+# is stopped by tracefix's own limit on a silent process (Limits.silence).
+_watched = threading.Condition()
+_current = []  # [item, its thread, deadline, seconds] of the test in progress, or empty
+_watchdog = []  # the thread, once started
+
+
+def _limit():
+    try:
+        seconds = float(os.environ.get("TRACEFIX_TEST_TIMEOUT", ""))
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def _watch(item):
+    seconds = _limit()
+    if seconds is None:
+        return
+    with _watched:
+        _current[:] = [item, threading.get_ident(), time.monotonic() + seconds, seconds]
+        if not _watchdog:
+            _watchdog.append(threading.Thread(target=_guard, name="tracefix per-test timeout", daemon=True))
+            _watchdog[0].start()
+        _watched.notify()
+
+
+def _unwatch():
+    if _current:
+        with _watched:
+            del _current[:]
+            _watched.notify()
+
+
+def _guard():
+    with _watched:
+        while True:
+            if not _current:
+                _watched.wait()
+                continue
+            left = _current[2] - time.monotonic()
+            if left > 0:
+                _watched.wait(left)
+                continue
+            _overrun(*_current)  # with the lock held: the test cannot report a result meanwhile
+
+
+def _overrun(item, thread, deadline, seconds):
+    """Report the test as timed out, where it is now, and end the process: pytest cannot stop a
+    test from another thread."""
+    path, line, _ = item.location
+    message = "ran past the per-test timeout of %g s (tracefix's timeout setting)" % seconds
+    record = {
+        "kind": "result",
+        "nodeid": item.nodeid,
+        "outcome": "timeout",
+        "duration": round(time.monotonic() - deadline + seconds, 4),
+        "message": message,
+        "path": path.replace(os.sep, "/"),
+        "line": (line or 0) + 1,
+    }
+    record["location"], record["frame"] = _stuck_at(item, sys._current_frames().get(thread))
+    try:
+        _emit(record)
+        sys.stderr.write("\ntracefix: %s %s\n" % (item.nodeid, message))
+        sys.stderr.flush()
+        sys.stdout.flush()
+    finally:
+        os._exit(1)
+
+
+def _stuck_at(item, frame):
+    """Where the test's thread is: the innermost line in the test's file, and the innermost in
+    workspace non-test code."""
+    test_file = str(item.path) if hasattr(item, "path") else str(item.fspath)
+    in_test = code = None
+    while frame is not None and in_test is None:
+        path = frame.f_code.co_filename
+        place = {"path": _rel(path), "line": frame.f_lineno, "function": frame.f_code.co_name}
+        if path == test_file:
+            in_test = place
+        elif code is None and _is_workspace_code(path, {test_file}):
+            code = place
+        frame = frame.f_back
+    return in_test, code
 
 
 def pytest_runtest_logreport(report):
@@ -219,6 +319,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_runtest_logfinish(nodeid, location):
+    _unwatch()  # before the result: a test that finished in time is never also reported as a timeout
     entry = _state.pop(nodeid, {"outcome": "passed", "duration": 0.0})
     test_path, test_line, _ = location
     entry.update(kind="result", nodeid=nodeid, path=test_path.replace(os.sep, "/"), line=(test_line or 0) + 1)

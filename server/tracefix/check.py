@@ -158,7 +158,7 @@ def _known_failures(project: Project, selected: list[Selected]) -> list[Selected
 async def _traces(project: Project, report: RunReport) -> dict[str, object]:
     from tracefix.tracing import capture
 
-    traces = {}
+    traces: dict[str, object] = {}
     for result in report.failed[:3]:  # tracing re-runs the test; a few are enough to act on
         if result.outcome not in RAISED:
             continue
@@ -184,7 +184,7 @@ async def _fixes(project: Project, report: RunReport, comments, args, err: Outpu
         err(f"tracefix: warning: {warning}")
     failing = [r for r in report.failed if r.outcome in RAISED]
     covered: set[str] = set()
-    found = []
+    found: list[dict] = []
     for r in failing:
         if r.nodeid in covered or len(found) == MAX_FIXES:
             continue

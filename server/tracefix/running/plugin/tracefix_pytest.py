@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from typing import Any, Dict
 
 _out = None
 _root = None
@@ -153,7 +154,7 @@ def _message(report, excinfo):
     return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "… (truncated)"
 
 
-_state = {}
+_state: Dict[str, Dict[str, Any]] = {}
 
 
 def _phase(item, call, report):

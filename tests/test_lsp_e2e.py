@@ -155,3 +155,17 @@ async def test_fresh_workspace_runs_the_tests_a_re_export_reaches(tmp_path):
         assert ran == {"tests/test_core.py::test_double": "failed"}
         await wait_until(lambda: errors(client, test_file))
         assert "test_double failed" in errors(client, test_file)[0].message
+
+
+async def test_a_folder_not_on_disk_is_passed_over(fixed_shop):
+    """A virtual workspace's folder (no file: URI) has no project; adding or removing one is no error."""
+    async with session(fixed_shop) as client:
+        virtual = types.WorkspaceFolder(uri="vscode-vfs://github/owner/repo", name="repo")
+        client.workspace_did_change_workspace_folders(
+            types.DidChangeWorkspaceFoldersParams(
+                event=types.WorkspaceFoldersChangeEvent(added=[virtual], removed=[virtual])
+            )
+        )
+        await run_all(client)  # answered after the notification was handled
+        assert not [m for m in client.log_messages if m.type == types.MessageType.Error]
+        assert not [m for m in client.messages if m.type == types.MessageType.Error]

@@ -2,6 +2,7 @@
 
 import ast
 import asyncio
+import threading
 from pathlib import Path
 
 from lsprotocol import types
@@ -76,6 +77,39 @@ async def test_fix_verified_then_offered_as_a_pinned_edit(shop, fake_openai):
 
         # the buffer changed since: the stale edit is no longer offered
         assert not [a for a in await actions_at(client, test_file, diagnostic) if a.title.startswith("Apply")]
+
+
+async def test_a_fix_under_way_is_offered_disabled(shop, fake_openai):
+    started, release = threading.Event(), threading.Event()
+
+    def held(body: dict) -> str:  # the model answers only once the test has looked
+        started.set()
+        release.wait(60)
+        return RIGHT
+
+    fake = fake_openai([held])
+    async with session(
+        shop, settings={"llm": {"model": "fake-model", "baseUrl": fake.base_url, "candidates": 1, "rounds": 1}}
+    ) as client:
+        test_file = shop / "tests" / "test_pricing.py"
+        await run_all(client)
+        diagnostic = errors(client, test_file)[0]
+        fixing = asyncio.ensure_future(
+            client.workspace_execute_command_async(
+                types.ExecuteCommandParams(
+                    command="tracefix.fixTest", arguments=["tests/test_pricing.py::test_bulk_discount_tiers"]
+                )
+            )
+        )
+        await wait_until(started.is_set)
+        try:
+            offered = await actions_at(client, test_file, diagnostic)
+        finally:
+            release.set()
+        [working] = [a for a in offered if a.title.endswith("(working…)")]
+        assert working.title == "Fix test_bulk_discount_tiers with tracefix (working…)"
+        assert working.disabled.reason == "tracefix is working on it"
+        assert (await fixing)["status"] == "verified"
 
 
 async def test_no_model_configured_says_how(shop):

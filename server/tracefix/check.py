@@ -185,7 +185,7 @@ async def _fixes(project: Project, report: RunReport, comments, args, err: Outpu
         err(f"tracefix: warning: {warning}")
     failing = [r for r in report.failed if r.outcome in RAISED]
     covered: set[str] = set()
-    found = []
+    found: list[dict] = []
     for r in failing:
         if r.nodeid in covered or len(found) == MAX_FIXES:
             continue

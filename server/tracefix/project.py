@@ -451,7 +451,7 @@ class Project:
         """pytest-xdist workers for this run: with `parallel` = "auto", only for a run long enough
         to repay starting them (by the tests' last durations in `previous`), and only if the
         interpreter has xdist."""
-        if self.settings.parallel != "auto":
+        if isinstance(self.settings.parallel, int):  # else "auto"
             return self.settings.parallel
         cores = os.cpu_count() or 1
         if cores < 2 or not self.store.get("xdist", False):

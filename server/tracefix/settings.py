@@ -13,6 +13,7 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlparse
@@ -37,7 +38,7 @@ class LLMSettings:
     allow_remote: bool = True
     redact: list[str] = field(default_factory=list)  # patterns of secrets, on top of the built-in ones
 
-    def endpoint(self, env: dict[str, str] | None = None) -> str:
+    def endpoint(self, env: Mapping[str, str] | None = None) -> str:
         env = os.environ if env is None else env
         return (self.base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
 
@@ -64,10 +65,10 @@ def _check(name: str, value) -> str | None:
         if value is None:
             return None
         parsed = urlparse(value) if isinstance(value, str) else None
-        ok = parsed is not None and parsed.scheme in ("http", "https") and parsed.hostname
+        ok = parsed is not None and parsed.scheme in ("http", "https") and bool(parsed.hostname)
         return None if ok else "should be an http(s) URL such as http://127.0.0.1:8080/v1"
     if name == "api_key_env":
-        ok = isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)
+        ok = isinstance(value, str) and bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value))
         return None if ok else "should be the name of an environment variable, not the key itself"
     if name == "timeout":
         return None if _number(value) and value > 0 else "should be a positive number of seconds"
@@ -136,7 +137,7 @@ _EXPECTED = {
 }
 
 
-def merge(*layers: dict, source: str = "settings") -> tuple[Settings, list[str]]:
+def merge(*layers: object, source: str = "settings") -> tuple[Settings, list[str]]:
     """Later layers win. Returns the settings and a warning for each value that was ignored."""
     settings = Settings()
     warnings: list[str] = []

@@ -127,7 +127,7 @@ def _judge(attempt: Attempt, report: RunReport, baseline: RunReport, test: str) 
 
 
 def _evidence(attempt: Attempt, baseline: RunReport) -> str:
-    if attempt.verdict != "verified":
+    if attempt.verdict != "verified" or attempt.report is None:
         return f"not verified: {attempt.reason}"
     still = sorted(r.nodeid for r in attempt.report.failed)
     text = f"verified: {attempt.passed}/{attempt.total} affected tests pass"

@@ -14,13 +14,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from tracefix.settings import LLMSettings
 
@@ -111,7 +112,7 @@ class ModelClient:
         self,
         settings: LLMSettings,
         *,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
         retries: int = 3,
         backoff: float = 1.0,
         max_wait: float = 30.0,
@@ -120,6 +121,7 @@ class ModelClient:
         if not settings.model:
             raise ModelError(not_configured_message())
         self.settings = settings
+        self.model = settings.model
         self.base_url = settings.endpoint(env)
         if not settings.allow_remote and not is_loopback(self.base_url):
             raise ModelError(
@@ -178,7 +180,10 @@ class ModelClient:
                 # sends a byte a second would never reach it
                 response = await asyncio.wait_for(
                     self._client.chat.completions.create(
-                        model=self.settings.model, messages=messages, temperature=temperature
+                        # our messages are plain {"role", "content"} dicts (fixing/prompt.py)
+                        model=self.model,
+                        messages=cast("list[ChatCompletionMessageParam]", messages),
+                        temperature=temperature,
                     ),
                     self.settings.timeout,
                 )

@@ -65,6 +65,7 @@ class ProjectIndex(TestDiscovery):
 
     def reverse(self) -> dict[Node, set[Node]]:
         self.graph()
+        assert self._reverse is not None  # graph() builds both
         return self._reverse
 
     def _refresh(self) -> None:
@@ -369,11 +370,11 @@ class ProjectIndex(TestDiscovery):
         for test in self.tests():
             # an inherited test runs the mixin's method on its own class (its setUp, its fixtures)
             owners = [test.node] + ([(test.path, test.qualname.rpartition(".")[0])] if test.source else [])
-            node = next((n for n in owners if n in parent), None)
-            if node is not None:
-                chain = [node]
-                while parent[chain[-1]] is not None:
-                    chain.append(parent[chain[-1]])
+            start = next((n for n in owners if n in parent), None)
+            if start is not None:
+                chain = [start]
+                while (step := parent[chain[-1]]) is not None:
+                    chain.append(step)
                 found[test.nodeid] = chain
         return found
 

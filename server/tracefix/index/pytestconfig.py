@@ -63,7 +63,7 @@ def load(root: Path) -> tuple[PytestConfig, list[str]]:
     candidates = [
         ("pytest.ini", "ini", "pytest"),
         (".pytest.ini", "ini", "pytest"),
-        ("pyproject.toml", "toml", None),
+        ("pyproject.toml", "toml", "tool.pytest.ini_options"),
         ("tox.ini", "ini", "pytest"),
         ("setup.cfg", "ini", "tool:pytest"),
     ]

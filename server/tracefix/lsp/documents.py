@@ -125,6 +125,7 @@ def _affected_snapshot(session: Session, params) -> Snapshot | None:
 def affected(snapshot: Snapshot, params) -> AffectedResult:
     """What the buffer's unsaved edits changed since the last run, and the tests they would run."""
     project, rel = snapshot.state.project, snapshot.rel
+    assert rel is not None  # _affected_snapshot takes an open document's
     changes = project.changes_in(rel, snapshot.texts[rel])
     selected = project.select(changes, run_code=snapshot.trusted)
     return {

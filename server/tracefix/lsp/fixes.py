@@ -161,7 +161,7 @@ def actions(
                 title=f"{title} (working…)",
                 kind=kind,
                 diagnostics=[diagnostic],
-                disabled=types.CodeActionDisabledType(reason="tracefix is working on it"),
+                disabled=types.CodeActionDisabled(reason="tracefix is working on it"),
             )
         ]
     found = []

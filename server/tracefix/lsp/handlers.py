@@ -77,8 +77,11 @@ def _bind(handler: Handler, fn, session: Session):
 
         return _named(run, fn)
 
+    take = handler.take
+    assert take is not None  # background() sets it
+
     async def run_background(ls, params):
-        snapshot = handler.take(session, params)
+        snapshot = take(session, params)
         if snapshot is None:
             return handler.empty
         return await snapshot.state.call(fn, snapshot, params)

@@ -28,7 +28,7 @@ def initialize(session: Session, params: types.InitializeParams) -> None:
 def _roots(session: Session) -> list[Path]:
     workspace = session.ls.workspace
     uris = [f.uri for f in workspace.folders.values()] or ([workspace.root_uri] if workspace.root_uri else [])
-    return [Path(to_fs_path(u)).resolve() for u in uris if u and to_fs_path(u)]
+    return [Path(path).resolve() for u in uris if u and (path := to_fs_path(u))]
 
 
 async def _pull_settings(session: Session) -> None:
@@ -104,13 +104,17 @@ async def _announce_sandbox(session: Session) -> None:
 
 @sync(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
 async def folders_changed(session: Session, params: types.DidChangeWorkspaceFoldersParams) -> None:
+    # a folder that is not on disk (a virtual workspace's) has no project, as at startup
     for folder in params.event.removed:
-        state = session.projects.get(Path(to_fs_path(folder.uri)).resolve())
+        path = to_fs_path(folder.uri)
+        state = session.projects.get(Path(path).resolve()) if path else None
         if state is not None:
             watching.unwatch(session, state)
             await close_project(session, state)
     for folder in params.event.added:
-        root = Path(to_fs_path(folder.uri)).resolve()
+        if not (path := to_fs_path(folder.uri)):
+            continue
+        root = Path(path).resolve()
         await open_project(session, root)
         if root in session.projects:
             watching.watch(session, session.projects[root])

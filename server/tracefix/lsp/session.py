@@ -277,8 +277,8 @@ class Session:
 
         def done(t: asyncio.Task) -> None:
             self.tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                self.ls.report_server_error(t.exception(), None)
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                self.ls.report_server_error(exc, None)  # type: ignore[arg-type]  # pygls shows any exception's text
 
         task.add_done_callback(done)
         return task

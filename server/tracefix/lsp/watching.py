@@ -173,5 +173,8 @@ def _changed_text(state: ProjectState, rel: str, path: Path) -> str | None:
 @sync(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
 def watched_files_changed(session: Session, params: types.DidChangeWatchedFilesParams) -> None:
     for change in params.changes:
-        path = Path(to_fs_path(change.uri))
+        fs = to_fs_path(change.uri)
+        if fs is None:  # not a file on disk
+            continue
+        path = Path(fs)
         session.spawn(file_event(session, path, change.type != types.FileChangeType.Deleted), "file event")

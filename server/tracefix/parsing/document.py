@@ -104,7 +104,8 @@ class Document:
         that begin there too (a comment above `else:` is about the else clause, not the
         whole if). Otherwise climb to the statement of the enclosing body that holds it.
         """
-        node = self.tree.root_node.descendant_for_point_range((row, column), (row, column))
+        root = self.tree.root_node
+        node = root.descendant_for_point_range((row, column), (row, column)) or root
         while node.parent is not None and node.parent.type not in _BODIES:
             if starting and node.parent.start_point != node.start_point:
                 break

@@ -157,7 +157,7 @@ def _collect(nodes: list[Node], source: bytes, prefix: str, in_class: bool, out:
         name_node = node.child_by_field_name("name")
         if name_node is None:
             continue
-        name = name_node.text.decode("utf-8", "replace")
+        name = (name_node.text or b"").decode("utf-8", "replace")
         qualname = prefix + name
         nested: list[Node] = []
         if node.type == "class_definition":
@@ -520,7 +520,7 @@ def _params(node: Node, owners: list[str], result: Facts) -> None:
             else p.child_by_field_name("name") or (p.named_children[0] if p.named_children else None)
         )
         if target is not None and target.type == "identifier":
-            names.append(target.text.decode("utf-8", "replace"))
+            names.append((target.text or b"").decode("utf-8", "replace"))
     # walked outer-first: a nested def's parameters never replace its owner's
     result.params.setdefault(_owner(node.start_point[0] + 1, owners), tuple(names))
 

@@ -55,11 +55,11 @@ class ReviewSet:
         """
         files = _Files(self.root, {self.relative(key): text for key, text in (texts or {}).items()})
         state = load(self.state_path)
-        comments = [c for path in files.python_paths() for _, c in parse(path, files.doc(path))]
+        comments = [c for path in files.python_paths() if (doc := files.doc(path)) for _, c in parse(path, doc)]
         for path in self.review_files():
             comments += self._read(path, files)
         comments += [_editor_comment(entry, files.doc(entry["path"])) for entry in state.comments]
-        unique = {}
+        unique: dict[str, Comment] = {}
         for comment in comments:  # an export listed twice must not list its comments twice
             unique.setdefault(comment.id, comment)
             if comment.id in state.resolved:
@@ -187,7 +187,7 @@ def _editor_comment(entry: dict, doc: Document | None) -> Comment:
         found = relocate(
             doc, anchor, line=comment.start_line, context=entry.get("context") or [], symbol=comment.symbol
         )
-    if found is None:
+    if doc is None or found is None:  # found implies doc
         comment.state = "outdated"
     else:
         comment.start_line, comment.end_line = found, found + len(anchor) - 1

@@ -87,7 +87,7 @@ def _anchored(item: dict, replies: list, doc: Document | None) -> Comment:
         comment.state = "outdated"
     elif end is not None:  # no line at all: a comment on the whole file, left at line 1
         # A comment on the left side is about a line the pull request removed: exact or nothing.
-        _reanchor(comment, doc, start, end, side, fuzzy=live and side == "RIGHT")
+        _reanchor(comment, doc, start or end, end, side, fuzzy=live and side == "RIGHT")
     return comment
 
 

@@ -90,7 +90,7 @@ def _blocks(doc: Document) -> list[Block]:
     current: Block | None = None
     for node in doc.comments():
         row, column = node.start_point
-        text = node.text.decode(errors="replace").rstrip()
+        text = (node.text or b"").decode(errors="replace").rstrip()
         standalone = not doc.before(row, column).strip()
         marker = _MARKER.match(text)
         if current and row == current.last_row + 1 and standalone and column == current.column:

@@ -232,7 +232,12 @@ class Child:
             pidfd = os.pidfd_open(popen.pid)
         except (AttributeError, OSError):  # no pidfd: a thread waits
             wait = loop.run_in_executor(None, popen.wait)
-            wait.add_done_callback(lambda f: exited.done() or exited.set_result(f.result()))
+
+            def settle(f: asyncio.Future) -> None:
+                if not exited.done():
+                    exited.set_result(f.result())
+
+            wait.add_done_callback(settle)
             return cls(popen, stdout, exited)
 
         def reap() -> None:

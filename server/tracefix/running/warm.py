@@ -101,7 +101,8 @@ class Worker:
         self.ready = "ready" in hello
         log.info("warm worker %s ready for %s in %.2f s", hello.get("ready"), self.root, hello.get("seconds", 0))
 
-    async def _reply(self, timeout: float) -> dict:
+    async def _reply(self, timeout: float | None) -> dict:
+        assert self.reader is not None, "the worker is not connected"
         line = await asyncio.wait_for(self.reader.readline(), timeout)
         if not line:
             raise ConnectionResetError("the worker exited")
@@ -111,6 +112,7 @@ class Worker:
         """A forked run of argv (`python -m pytest ...`), or None if this worker cannot take it."""
         if not self.ready or self.busy or self.dead:
             return None
+        assert self.sock is not None and self.writer is not None  # ready: connected
         self.busy = True
         out_read, out_write = os.pipe()
         try:
@@ -146,14 +148,14 @@ class Worker:
         elif self.sock is not None:
             self.sock.close()
         # the run has a session of its own: killing the worker would leave it running
-        alive = self.process is not None and self.process.poll() is None
-        for group in (self.running, self.process.pid if alive else None):
+        alive = self.process if self.process is not None and self.process.poll() is None else None
+        for group in (self.running, alive.pid if alive else None):
             if group is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group, signal.SIGKILL)
         self.running = None
         if alive:
-            _reap(self.process)
+            _reap(alive)
 
 
 def _reap(process: subprocess.Popen) -> None:
@@ -188,6 +190,7 @@ class _Run:
 
     async def wait(self) -> int:
         await asyncio.shield(self._exit)
+        assert self.returncode is not None  # _read_exit sets it
         return self.returncode
 
 

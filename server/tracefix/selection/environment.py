@@ -22,7 +22,7 @@ def installed_versions(python: str) -> dict[str, str] | None:
 
 def path_times(env: dict) -> tuple:
     """The current mtimes of the sys.path directories recorded in `env` (None: gone)."""
-    times = []
+    times: list[int | None] = []
     for path in env.get("paths", {}):
         try:
             times.append(os.stat(path).st_mtime_ns)

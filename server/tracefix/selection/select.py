@@ -55,7 +55,7 @@ class StaticNames:
 
     def select(self, index: ProjectIndex, changes: list[Changed]) -> dict[str, str]:
         reasons: dict[str, str] = {}
-        by_node = {}
+        by_node: dict[Node, Changed] = {}
         for c in changes:
             if c.kind == "file" or c.what not in self.whats:
                 continue

@@ -75,7 +75,7 @@ def _pick(records: list[dict], nodeid: str) -> dict | None:
     if nodeid in latest:
         return latest[nodeid]
     failed = [r for r in latest.values() if r.get("outcome") in RAISED]
-    return (failed or list(latest.values()) or [None])[0]
+    return next(iter(failed or latest.values()), None)
 
 
 def _error(result: ProcessResult, record: dict | None, nodeid: str, timeout: float) -> str | None:

@@ -14,13 +14,14 @@ import json
 import os
 import sys
 import threading
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import pytest
 
 try:
     import _lsprof
 except ImportError:  # not CPython
-    _lsprof = None
+    _lsprof = None  # type: ignore[assignment]  # no profiler: the plugin records nothing
 
 _PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 _SKIP_DIRS = ("site-packages", "dist-packages", "__pycache__", ".tracefix", ".pytest_cache", ".git")
@@ -30,8 +31,8 @@ _root = ""
 _out = None
 _hook = None
 _used = None  # what the running test (or higher-scoped fixture setup, or collection) used so far
-_scoped = {}  # FixtureDef → what its one-time setup used, shared by every test that requests it
-_where = {}  # code filename → ("code", relpath) | ("dist", name) | None
+_scoped: Dict[Any, "_Used"] = {}  # FixtureDef → what its one-time setup used, shared by every test that requests it
+_where: Dict[str, Optional[Tuple[str, str]]] = {}  # code filename → ("code", relpath) | ("dist", name) | None
 _dists = None  # top-level module → distribution names
 _versions = {}
 
@@ -50,8 +51,8 @@ class _Used:
 
 
 _session = _Used()  # what ran or was read outside any test: at collection, between tests
-_imports = {}  # a workspace module's file → the functions its body ran when collection imported it
-_seen = set()  # (file, line) already placed during the current collector's collection
+_imports: Dict[str, "_Used"] = {}  # a workspace module's file → the functions its body ran when collection imported it
+_seen: Set[Tuple[str, int]] = set()  # (file, line) already placed during the current collector's collection
 
 
 def _use(used):
@@ -64,7 +65,7 @@ def _use(used):
         _add_code = used.code.add
 
 
-_add_code = set().add
+_add_code: Callable[..., None] = set().add  # adds a (filename, line)
 
 
 if sys.version_info >= (3, 11):
@@ -216,7 +217,7 @@ class _Profiling(_Tracing):
         return intact
 
 
-_threads = []  # (profiler, record) of each thread started while a test ran
+_threads: List[Tuple[Any, _Used]] = []  # (profiler, record) of each thread started while a test ran
 
 
 def _place(stats):

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any, Dict
 
 _out = None
 _root = None
@@ -156,7 +157,7 @@ def _message(report, excinfo):
     return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "… (truncated)"
 
 
-_state = {}
+_state: Dict[str, Dict[str, Any]] = {}
 
 
 def _phase(item, call, report):

@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 _out = None
 _root = None
@@ -223,8 +223,8 @@ pytest_runtest_makereport, pytest_load_initial_conftests, pytest_runtest_protoco
 # from it works while the test sleeps, waits or loops in Python; code that holds the GIL for good
 # is stopped by tracefix's own limit on a silent process (Limits.silence).
 _watched = threading.Condition()
-_current = []  # [item, its thread, deadline, seconds] of the test in progress, or empty
-_watchdog = []  # the thread, once started
+_current: List[Any] = []  # [item, its thread, deadline, seconds] of the test in progress, or empty
+_watchdog: List[threading.Thread] = []  # the thread, once started
 
 
 def _limit():

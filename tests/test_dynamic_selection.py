@@ -404,6 +404,7 @@ async def test_server_audits_when_idle(tmp_path, monkeypatch):
         assert audit.type == types.MessageType.Warning
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 def test_xdist_workers_record_what_one_process_records(app):
     pytest.importorskip("xdist")
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from test_localizing import add_checkout, break_discount
 
 WRONG = "Sure! Here it is:\n```python\ndef bulk_discount(quantity):\n    if quantity > 49:\n        return 10\n    return 5\n```\n"
@@ -42,6 +44,7 @@ def check(root: Path, *args):
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 def test_wrong_then_right_only_the_right_one_is_verified(shop, fake_openai):
     fake = fake_openai([WRONG, RIGHT])
     configure(shop, fake.base_url)
@@ -60,6 +63,7 @@ def test_wrong_then_right_only_the_right_one_is_verified(shop, fake_openai):
     assert "returned 5" in second.prompt.split("Earlier attempt 1")[1]  # bulk_discount(10) → 5 with `> 49`
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 def test_apply_writes_the_verified_fix(shop, fake_openai):
     configure(shop, fake_openai([RIGHT]).base_url, rounds=1)
     data = check(shop, "--fix", "--apply")
@@ -210,6 +214,7 @@ def broken_helper_shop(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 def test_a_callers_failure_gets_a_verified_fix_of_the_helper(fixed_shop, fake_openai):
     root = broken_helper_shop(fixed_shop)
     fake = fake_openai([WRONG_HELPER, RIGHT_HELPER])
@@ -229,6 +234,7 @@ def test_a_callers_failure_gets_a_verified_fix_of_the_helper(fixed_shop, fake_op
     assert check(root)["summary"].startswith("8 passed")
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 def test_unverified_suggestions_are_not_shown_unless_offered(fixed_shop, fake_openai):
     root = broken_helper_shop(fixed_shop)
     configure(root, fake_openai([WRONG_HELPER]).base_url, rounds=1)
@@ -242,6 +248,7 @@ def test_unverified_suggestions_are_not_shown_unless_offered(fixed_shop, fake_op
     assert fix["offered"] and "percent / 50" in fix["diff"]
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 def test_the_revert_of_the_breaking_change_is_offered_without_a_model(fixed_shop):
     root = add_checkout(fixed_shop)
     assert check(root)["summary"].startswith("9 passed")  # tracefix sees the tests pass

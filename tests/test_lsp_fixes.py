@@ -5,6 +5,7 @@ import asyncio
 import threading
 from pathlib import Path
 
+import pytest
 from lsprotocol import types
 
 from conftest import run_all, session, wait_until
@@ -48,6 +49,7 @@ def apply_and_save(client, path: Path, edit: types.WorkspaceEdit, version: int) 
     )
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_fix_verified_then_offered_as_a_pinned_edit(shop, fake_openai):
     fake = fake_openai([WRONG, RIGHT])
     async with session(
@@ -79,6 +81,7 @@ async def test_fix_verified_then_offered_as_a_pinned_edit(shop, fake_openai):
         assert not [a for a in await actions_at(client, test_file, diagnostic) if a.title.startswith("Apply")]
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_a_fix_under_way_is_offered_disabled(shop, fake_openai):
     started, release = threading.Event(), threading.Event()
 
@@ -148,6 +151,7 @@ async def hover_at(client, path: Path, line: int):
     )
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_a_callers_failure_offers_a_verified_fix_of_the_helper(fixed_shop, fake_openai):
     root = broken_helper_shop(fixed_shop)
     fake = fake_openai([WRONG_HELPER, RIGHT_HELPER])

@@ -350,6 +350,7 @@ async def test_cancelling_kills_the_running_tests_and_removes_the_shadow(project
     assert shadows and not shadows[0].exists()
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_a_hanging_candidate_is_stopped_by_the_test_timeout(project, fake_openai):
     hang = RIGHT.replace("    return", "    while True:\n        pass\n    return")
     fake = fake_openai([fenced(hang)])

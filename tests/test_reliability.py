@@ -235,6 +235,7 @@ HOSTILE_CASES = [
 ]
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_hostile_tests_are_bounded_and_the_server_unharmed(hostile):
     async with session(hostile, settings={"timeout": 8}) as client:
         for test, outcome, status, words in HOSTILE_CASES:
@@ -368,6 +369,7 @@ async def fix(client, nodeid: str = BULK) -> dict:
     )
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_model_code_runs_only_in_the_shadow_copy(shop, fake_openai, tmp_path, monkeypatch):
     home, tmp = tmp_path / "home", tmp_path / "tmp"
     home.mkdir(), tmp.mkdir()
@@ -429,6 +431,7 @@ FAULTS = [
 REMOTE = {"model": "m", "baseUrl": "http://203.0.113.7:8080/v1", "allowRemote": False}
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_model_faults_reach_the_user_and_never_an_edit(shop, fake_openai):
     fake = fake_openai([step for _, steps, _ in FAULTS for step in steps])
     pricing, test_file = shop / "shop" / "pricing.py", shop / "tests" / "test_pricing.py"

@@ -142,6 +142,7 @@ CASES = [  # (TRACEFIX_AUDIT_IDLE, generated examples): "3600" keeps the audit, 
 ]
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 @pytest.mark.parametrize(("audit_idle", "examples"), CASES)
 def test_the_last_save_ends_up_tested(tmp_path, audit_idle, examples):
     """Saves interleaved with run events; once the server is quiet again, its diagnostics are

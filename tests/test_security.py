@@ -179,6 +179,7 @@ def escaping(line: str) -> str:
     return RIGHT.replace("    if quantity >= 50:", f"    import os, socket, sys\n    {line}\n    if quantity >= 50:", 1)
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 @pytest.mark.skipif(not bubblewrap(), reason="bubblewrap (bwrap) cannot make a sandbox on this machine")
 async def test_each_escape_is_blocked_and_its_candidate_never_verified(shop, fake_openai, tmp_path, monkeypatch):
     home = tmp_path / "home"
@@ -215,6 +216,7 @@ async def test_each_escape_is_blocked_and_its_candidate_never_verified(shop, fak
         Path(sys.prefix, "tracefix-escaped").unlink(missing_ok=True)
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 def test_without_bubblewrap_fixes_say_what_is_not_isolated_or_are_refused(shop, fake_openai, tmp_path):
     bare = tmp_path / "bin"  # a PATH without bwrap and unshare
     bare.mkdir()
@@ -498,6 +500,7 @@ def start_fix(server: RawServer) -> int:
     return request_id
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 @pytest.mark.parametrize("how", ["$/cancelRequest", "window/workDoneProgress/cancel"])
 def test_a_cancelled_fix_stops_and_a_new_one_can_start(shop, fake_openai, how):
     fake = fake_openai([{"delay": 600, "reply": RIGHT}, RIGHT])

@@ -210,6 +210,7 @@ def test_an_import_error_in_a_conftest_or_module_names_module_file_and_line(fixe
     assert [(d["path"], d["line"]) for d in data["diagnostics"]] == [("shop/cart.py", 1)]
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 def test_a_known_failure_runs_again_until_it_passes(shop):
     assert check(shop)[0] == 1  # bulk_discount has a bug
     proc = check_text(shop)

@@ -96,6 +96,7 @@ async def test_a_candidate_that_changes_behaviour_elsewhere_is_not_verified(proj
     assert 0 < outcome.check_time < outcome.wall_time
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_a_candidate_that_special_cases_the_failing_input_is_not_verified(project, fake_openai):
     fake = fake_openai([SPECIAL, RIGHT])
     outcome = await refine(request_for(project), settings_for(fake))  # no green version: property checks only

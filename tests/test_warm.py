@@ -135,6 +135,7 @@ async def warmed(root: Path, python: str, settings: dict | None = None) -> Proje
     return project
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_warm_runs_match_cold_runs(tmp_path, python):
     root = tmp_path / "proj"
     write(root, FILES)
@@ -168,6 +169,7 @@ async def test_warm_runs_match_cold_runs(tmp_path, python):
     cold.close()
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_worker_survives_crashes_timeouts_and_cancels(tmp_path):
     root = tmp_path / "proj"
     write(root, FILES)
@@ -367,6 +369,7 @@ EDITS = [  # files to write, in the workspace or ("lib/…") the library, before
 ]
 
 
+@pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 @pytest.mark.parametrize("strict", sorted(STRICT))
 async def test_warm_verdicts_are_cold_verdicts(tmp_path, monkeypatch, caplog, python, strict):
     """The same edits, each run warm and cold: under warnings as errors, with a library that changes

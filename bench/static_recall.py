@@ -31,17 +31,20 @@ from tracefix.selection.recorded import Recorded
 
 def measure(project: RealProject, tracefix_timeout: float | None) -> dict:
     root = checkout(project, "static-recall", tracefix_timeout)
-    _, report = tracefix_check(project, root, "--all")
+    _, _, report = tracefix_check(project, root, "--all")
     store = Store(root)
     index = ProjectIndex(root, pytestconfig.load(root)[0])
     index.load(store.load_files())
-    recorded = Recorded.from_rows(*store.deps())
+    recorded = Recorded.load(*store.deps())
     store.close()
     tests = {t.nodeid for t in index.tests()}
     ran_by: dict[tuple[str, str], set[str]] = {}
-    for nodeid, deps in recorded.tests.items():
-        for node in deps.code:
-            ran_by.setdefault(node, set()).add(nodeid)
+    for nodeid, items in recorded.tests.items():
+        for item in items:
+            for version, _, _ in recorded.items[item].entries():
+                known = recorded.versions[version]
+                if known is not None:
+                    ran_by.setdefault(known[0], set()).add(nodeid)
     rows = []
     for node, users in sorted(ran_by.items()):
         path, qualname = node

@@ -379,12 +379,13 @@ def _use(node: Node, name: str, owners: list[str], at: _Context, uses: dict[str,
     if owner != MODULE:
         uses[owner].add(name)
         return
-    for variable in at.assigned_to(node):
+    variables = at.assigned_to(node)
+    for variable in variables:
         result.values.setdefault(variable, set()).add(name)
     parent = node.parent
     if parent is not None and parent.type == "call" and parent.child_by_field_name("function") == node:
         (result.made if _stored(parent) else uses[MODULE]).add(name)
-    elif not _stored(node):
+    elif not variables and not _stored(node):  # a name a variable's value reads is the variable's
         uses[MODULE].add(name)
 
 

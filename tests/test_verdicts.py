@@ -168,8 +168,7 @@ def test_a_trace_out_of_time_comes_after_the_verdict_and_changes_nothing(shop):
 
 def test_the_text_report_says_the_run_did_not_complete(fixed_shop, python):
     write(fixed_shop, INCOMPLETE["conftest-import"][0])
-    write(fixed_shop, {"pyproject.toml": PYPROJECT + f'\n[tool.tracefix]\npython = "{python}"\n'})
-    proc = check_text(fixed_shop, "--all")
+    proc = check_text(fixed_shop, "--all", "--python", python)
     assert proc.returncode == 3
     assert "tracefix: the run did not complete: a conftest.py failed to import: ModuleNotFoundError" in proc.stdout
     assert "tests/conftest.py:1: error: tests cannot run:" in proc.stdout
@@ -178,9 +177,8 @@ def test_the_text_report_says_the_run_did_not_complete(fixed_shop, python):
 def test_a_syntax_error_in_an_imported_module_is_named_where_it_is(fixed_shop, python):
     """issue 15: "SyntaxError in shop/pricing.py:16", on that line, not at line 1 of each test
     module that imports it; the tests of other modules still run."""
-    write(fixed_shop, {"pyproject.toml": PYPROJECT + f'\n[tool.tracefix]\npython = "{python}"\n'})
     break_pricing(fixed_shop)
-    code, data = check(fixed_shop, "--all")
+    code, data = check(fixed_shop, "--all", "--python", python)
     assert (code, data["verdict"]) == (3, "incomplete")
     # Python 3.9 says "invalid syntax" at the line after
     cause = "'(' was never closed" if version_of(python) >= (3, 10) else "invalid syntax"
@@ -196,12 +194,9 @@ def test_a_syntax_error_in_an_imported_module_is_named_where_it_is(fixed_shop, p
 def test_an_import_error_in_a_conftest_or_module_names_module_file_and_line(fixed_shop, python):
     write(
         fixed_shop,
-        {
-            "pyproject.toml": PYPROJECT + f'\n[tool.tracefix]\npython = "{python}"\n',
-            "shop/cart.py": "from shop.pricing import no_such_name\n" + (fixed_shop / "shop" / "cart.py").read_text(),
-        },
+        {"shop/cart.py": "from shop.pricing import no_such_name\n" + (fixed_shop / "shop" / "cart.py").read_text()},
     )
-    code, data = check(fixed_shop, "--all")
+    code, data = check(fixed_shop, "--all", "--python", python)
     assert code == 3
     assert (
         "could not collect tests/test_cart.py: ImportError in shop/cart.py:1: cannot import name 'no_such_name'"

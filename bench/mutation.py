@@ -190,6 +190,7 @@ def pytest_run(project: RealProject, root: Path, *extra: str, timeout: float) ->
 def tracefix_check(project: RealProject, root: Path, *extra: str, trace: bool = False) -> tuple[float, float, dict]:
     """(wall s, CPU s, the JSON report) of `python -m tracefix check` in a subprocess: no imports of
     tracefix's modules here, so the benchmarks survive their moving around."""
+    ensure_venv()  # the tests' interpreter (project.env's VIRTUAL_ENV), not tracefix's own
     argv = [
         sys.executable,
         "-m",

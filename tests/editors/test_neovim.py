@@ -104,7 +104,7 @@ def test_break_save_rerun_fix(tmp_path, fixed_shop, configuration):
     assert on_test[0]["line"] == 4  # `assert apply_discount(200, 25) == 150`
     assert on_test[0]["severity"] == 1  # vim.diagnostic.severity.ERROR
     assert "test_apply_discount failed" in on_test[0]["message"]
-    assert outcome["failing"]["code"][0]["line"] == 5  # def apply_discount
+    assert {d["line"] for d in outcome["failing"]["code"]} == {7}  # the changed line, that made the wrong value
     assert "failed" in outcome["statusline"]
     assert "tests/test_pricing.py::test_apply_discount" in outcome["hover"]
     assert "last run: failed" in outcome["hover"]
@@ -143,7 +143,7 @@ def test_fix_applied_through_the_client(tmp_path, shop, fake_openai):
     configure(shop, fake_openai([RIGHT]).base_url, rounds=1)
     outcome = run_nvim(tmp_path, shop, ["plugin"], "fix.lua")
 
-    assert outcome["failing"][0]["line"] == 10  # def bulk_discount
+    assert outcome["failing"][0]["line"] == 15  # `return 5`, the value the failing assert got
     assert "Fix test_bulk_discount_tiers with tracefix" in outcome["actions"]
     assert "verified fix for tests/test_pricing.py::test_bulk_discount_tiers" in outcome["shown"][0]["message"]
     assert any(title.startswith("Apply verified fix: ") for title in outcome["apply_actions"])

@@ -17,6 +17,7 @@ h.run(function(outcome)
   vim.cmd('write')
   h.wait('failures in both files', function() return #failing().tests > 0 and #failing().code > 0 end)
   h.wait('a failed status', function() return vim.g.tracefix_status.state == 'failed' end)
+  h.wait('the failures traced to the changed line', function() return h.blamed_on(code, 7) end)
   outcome.failing = failing()
   outcome.virtual_text = vim.diagnostic.config(nil, vim.lsp.diagnostic.get_namespace(client.id)).virtual_text
   outcome.statusline = vim.api.nvim_eval_statusline(vim.o.statusline, {}).str
@@ -31,7 +32,7 @@ h.run(function(outcome)
   for i in pairs(results) do
     results[i] = nil
   end
-  outcome.actions = h.code_action('^Rerun ')
+  outcome.actions = h.code_action('^Rerun test_apply_discount$')
   h.wait('the rerun', function() return h.finished(results) end)
   outcome.rerun = h.finished(results)
 

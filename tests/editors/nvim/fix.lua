@@ -13,6 +13,7 @@ h.run(function(outcome)
 
   vim.cmd('TracefixRunAll')
   h.wait('a failed status', function() return tracefix.status():find('failed') end)
+  h.wait('the failure traced to the line that made the wrong value', function() return h.blamed_on(code, 15) end)
   outcome.failing = h.diagnostics(code, 'tracefix')
   vim.api.nvim_win_set_cursor(0, { outcome.failing[1].line + 1, 0 })
   outcome.actions = h.code_action('^Fix ')

@@ -71,6 +71,18 @@ function M.diagnostics(buf, source)
   return found
 end
 
+--- Whether buf has tracefix diagnostics and all are on `line` (0-based): the failing tests are
+--- traced after the run, and the blame can move to the line the trace finds.
+function M.blamed_on(buf, line)
+  local found = M.diagnostics(buf, 'tracefix')
+  for _, d in ipairs(found) do
+    if d.line ~= line then
+      return false
+    end
+  end
+  return #found > 0
+end
+
 --- Opens the code action menu at the cursor and picks the first action whose title matches
 --- `pattern`, as a user would; returns the titles offered.
 function M.code_action(pattern)

@@ -32,6 +32,9 @@ const codeServer = path.join(cache, "code-server/node_modules/.bin/code-server")
 const source = "shop/pricing.py";
 const original = "return price * (1 - percent / 100)";
 const broken = "return price * (1 + percent / 100)";
+// Where the problem ends up: the failing tests are traced after the run, and the blame then moves
+// from the def line to this changed line, which made the wrong value.
+const blamedLine = 8;
 
 const started = Date.now();
 const step = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${text}`);
@@ -134,8 +137,12 @@ try {
   step("waiting for a tracefix problem");
   await command("View: Focus Problems (Errors, Warnings, Infos)");
   const marker = await page.waitForFunction(
-    () => [...document.querySelectorAll(".markers-panel .monaco-list-row")].find((row) => /tracefix/i.test(row.textContent)),
+    (line) =>
+      [...document.querySelectorAll(".markers-panel .monaco-list-row")].find(
+        (row) => /tracefix/i.test(row.textContent) && row.textContent.includes(`[Ln ${line},`),
+      ),
     { timeout: 180_000, polling: 500 },
+    blamedLine,
   );
   step(`problem: ${await marker.evaluate((row) => row.textContent)}`);
 

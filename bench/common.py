@@ -120,35 +120,29 @@ def ensure_venv(base: str | None = None) -> Path:
     return python
 
 
+def sdist(name: str, version: str) -> Path:
+    """The project's source distribution, from PyPI once, kept under bench/results/work."""
+    folder = WORK / "sdist"
+    folder.mkdir(parents=True, exist_ok=True)
+    # older sdists keep the project's name as it is (more-itertools-10.5.0.tar.gz)
+    paths = [folder / f"{name.replace('-', '_')}-{version}.tar.gz", folder / f"{name}-{version}.tar.gz"]
+    if not any(p.exists() for p in paths):
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps", "-d", str(folder)]
+        subprocess.run([*pip, f"{name}=={version}"], check=True)
+    found = [p for p in paths if p.exists()]
+    if not found:
+        raise FileNotFoundError(f"pip downloaded no {paths[0].name} for {name}=={version} into {folder}")
+    return found[0]
+
+
 def checkout(project: RealProject, purpose: str, tracefix_timeout: float | None = None) -> Path:
     """A fresh copy of the project's sdist, committed to git as the baseline; one per benchmark.
     tracefix_timeout: `[tool.tracefix] timeout` (seconds per run) in its pyproject.toml, committed too."""
-    sdists = WORK / "sdist"
-    sdists.mkdir(parents=True, exist_ok=True)
-    spec = f"{project.name}=={project.version}"
-    found = list(sdists.glob(f"{project.name.replace('-', '_')}-{project.version}.tar.gz"))
-    if not found:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "--no-binary",
-                ":all:",
-                "--no-deps",
-                "-d",
-                str(sdists),
-                spec,
-            ],
-            check=True,
-        )
-        found = list(sdists.glob(f"{project.name.replace('-', '_')}-{project.version}.tar.gz"))
-    root = CHECKOUTS / purpose / found[0].name.removesuffix(".tar.gz")  # more_itertools-11.2.1: the sdist's folder
+    archive = sdist(project.name, project.version)
+    root = CHECKOUTS / purpose / archive.name.removesuffix(".tar.gz")  # more_itertools-11.2.1: the sdist's folder
     shutil.rmtree(root, ignore_errors=True)
     root.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(found[0]) as tar:
+    with tarfile.open(archive) as tar:
         tar.extractall(root.parent, filter="data")
     if tracefix_timeout is not None:
         with (root / "pyproject.toml").open("a", encoding="utf-8") as f:

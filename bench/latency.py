@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, ensure_venv, machine, summary_ms, write_results
 
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO)]  # the e2e tests import tests.support
 from conftest import start_client, wait_until
 from test_lsp_e2e import edit_and_save, open_file
 from tracefix.project import Project

@@ -393,14 +393,19 @@ def summarize(rows: list[dict], suite: int) -> dict:
     return summary
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def mutant_arguments(p: argparse.ArgumentParser, mutants: int) -> None:
+    """Which projects, and how many of their mutants (`mutants` by default) from which seed."""
     p.add_argument(
         "--project", action="append", choices=sorted(PROJECTS), help="project to mutate (repeatable; default: all)"
     )
-    p.add_argument("--mutants", type=int, default=50, help="killed mutants wanted per project")
+    p.add_argument("--mutants", type=int, default=mutants, help="killed mutants wanted per project")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-tries", type=int, default=300, help="candidates screened at most per project")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mutant_arguments(p, mutants=50)
     args = p.parse_args()
     for name in args.project or sorted(PROJECTS):
         result = measure(PROJECTS[name], args.mutants, args.seed, args.max_tries)

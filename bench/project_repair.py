@@ -27,30 +27,18 @@ Measured per arm: fixes whose full test suite passes, fixes that edit the mutate
 from __future__ import annotations
 
 import argparse
-import asyncio
-import datetime as dt
-import json
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support.models import MODELS, LlamaServer, model_path
-
-from common import WORK, machine
-from repair import BASELINE_PROMPT, BASELINE_SYSTEM, git_head
+from common import sdist
+from repair_common import Bench, add_arguments, ask_baseline, parse_args, run_main
 from tracefix.fixing.jobs import FixError, build_request, fix_test
-from tracefix.fixing.model import ModelClient, ModelError, temperatures
-from tracefix.fixing.replies import Candidate, Target, parse_reply
 from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import outline
 from tracefix.project import Project
@@ -271,20 +259,6 @@ CASES = [
 ]
 
 
-def sdist(real: Real) -> Path:
-    """The project's source distribution, from PyPI once, kept under bench/results/work."""
-    folder = WORK / "sdist"
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{real.name.replace('-', '_')}-{real.version}"
-    found = list(folder.glob(f"{stem}.tar.gz")) + list(folder.glob(f"{real.name}-{real.version}.tar.gz"))
-    if not found:
-        spec = f"{real.name}=={real.version}"
-        pip = [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps", "-d", str(folder)]
-        subprocess.run([*pip, spec], check=True)
-        return sdist(real)
-    return found[0]
-
-
 def materialize(project: str, directory: Path) -> Path:
     """A fresh copy of the project, without git or tracefix history."""
     if project in TOYS:
@@ -294,7 +268,7 @@ def materialize(project: str, directory: Path) -> Path:
         (directory / "pyproject.toml").write_text('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
         return directory
     real = REAL[project]
-    with tempfile.TemporaryDirectory() as tmp, tarfile.open(sdist(real)) as tar:
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(sdist(real.name, real.version)) as tar:
         tar.extractall(tmp, filter="data")
         [top] = Path(tmp).iterdir()
         shutil.copytree(top, directory)
@@ -399,36 +373,13 @@ async def baseline_arm(ctx: Context) -> Offer:
         return offer
     offer.target = symbol.qualname
     request = build_request(ctx.project, called.path, symbol, nodeid=ctx.result.nodeid, texts={}, result=ctx.result)
-    target = Target.from_request(request)
     test_path = ctx.result.nodeid.split("::")[0]
-    prompt = BASELINE_PROMPT.format(
-        name=request.name,
-        solution_file=request.path,
-        solution=request.file_text(),
-        test_file=test_path,
-        test=request.test_source or (ctx.root / test_path).read_text(),
-        output=ctx.output.strip()[-3000:],
-    )
-    messages = [{"role": "system", "content": BASELINE_SYSTEM}, {"role": "user", "content": prompt}]
-    client = ModelClient(ctx.settings)
-    reasons = []
-    try:
-        for temperature in temperatures(ctx.settings.temperature, ctx.budget):
-            try:
-                [completion] = await client.complete(messages, n=1, temperature=temperature)
-            except ModelError as exc:
-                reasons.append(str(exc))
-                continue
-            offer.tokens += completion.tokens_in + completion.tokens_out
-            parsed = parse_reply(completion.text, target)
-            if isinstance(parsed, Candidate):
-                offer.texts = dict(parsed.texts)
-                break
-            reasons.append(parsed.reason)
-    finally:
-        offer.calls = client.calls
-        await client.close()
-    offer.note = "offered (unverified)" if offer.texts else "; ".join(reasons)[:300] or "no usable reply"
+    test = request.test_source or (ctx.root / test_path).read_text()
+    reply = await ask_baseline(request, test_path, test, ctx.output.strip()[-3000:], ctx.settings, ctx.budget)
+    offer.calls, offer.tokens = reply.calls, reply.tokens
+    if reply.candidate:
+        offer.texts = dict(reply.candidate.texts)
+    offer.note = "offered (unverified)" if offer.texts else "; ".join(reply.rejected)[:300] or "no usable reply"
     offer.seconds = round(time.monotonic() - started, 1)
     return offer
 
@@ -555,35 +506,24 @@ def markdown(summary: dict, arms: list[str]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+BENCH = Bench(
+    "project_repair",
+    "cases",
+    tuple(ARMS),
+    ("candidates", "rounds", "temperature", "n_ctx", "threads"),
+    900.0,
+    summarize,
+    markdown,
+)
+
+
+def arguments(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", help="comma-separated case names (default: all): " + ",".join(c.name for c in CASES))
-    p.add_argument("--model", choices=sorted(MODELS), help="start a local llama.cpp server with this model")
-    p.add_argument("--base-url", help="a running OpenAI-compatible server, instead of --model")
-    p.add_argument("--model-name", help="the model to request from --base-url")
-    p.add_argument("--arms", default=",".join(ARMS), help="comma-separated, from: " + ",".join(ARMS))
-    p.add_argument("--candidates", type=int, default=2, help="tracefix: candidates per round")
-    p.add_argument("--rounds", type=int, default=2, help="tracefix: rounds")
-    p.add_argument("--calls", type=int, default=1, help="baseline's budget when tracefix does not run")
-    p.add_argument("--temperature", type=float, default=LLMSettings.temperature)
-    p.add_argument("--n-ctx", type=int, default=8192, help="context size of the local server")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads of the local server")
-    p.add_argument("--python", default=sys.executable, help="interpreter with pytest that runs the tests")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"project-repair-{dt.date.today()}.json")
-    p.add_argument("--table", type=Path, metavar="RESULTS", help="only print the table of a results file")
-    args = p.parse_args(argv)
-    args.argv = argv
-    args.commit = git_head()
+    add_arguments(p, BENCH, candidates=2, rounds=2)
+    args = parse_args(p, argv, BENCH)
     if args.table:
         return args
-    if bool(args.model) == bool(args.base_url):
-        p.error("give one of --model or --base-url")
-    if args.base_url and not args.model_name:
-        p.error("--base-url needs --model-name")
-    arms = args.arms.split(",")
-    if unknown := set(arms) - set(ARMS):
-        p.error(f"unknown arms {sorted(unknown)}")
-    args.arms = [a for a in ARMS if a in arms]  # tracefix first: its call count is the baseline's budget
     names = args.cases.split(",") if args.cases else [c.name for c in CASES]
     if unknown := set(names) - {c.name for c in CASES}:
         p.error(f"unknown cases {sorted(unknown)}")
@@ -591,53 +531,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
-    result = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/project_repair.py", *args.argv]),
-        "model": args.model or args.model_name,
-        "commit": args.commit,
-        "settings": {k: getattr(args, k) for k in ("candidates", "rounds", "temperature", "n_ctx", "threads")},
-        "wall_seconds": round(seconds, 1),
-        "machine": machine(),
-        "summary": summarize(rows, args.arms),
-        "cases": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-
-
-async def run_all(args: argparse.Namespace, base_url: str, model: str) -> list[dict]:
-    settings = LLMSettings(
-        model=model,
-        base_url=base_url,
-        timeout=900.0,  # a 2-core CPU server queues the parallel candidates
-        candidates=args.candidates,
-        rounds=args.rounds,
-        temperature=args.temperature,
-    )
-    rows: list[dict] = []
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tracefix-project-repair-") as tmp:
-        for case in args.cases:
-            rows.append(await run_case(case, args, settings, Path(tmp)))
-            save(args, rows, time.monotonic() - started)  # after each case: a long run that dies keeps its rows
-    return rows
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.table:
-        result = json.loads(args.table.read_text())
-        arms = [a for a in ARMS if a in result["summary"]]
-        print(f"{result['command']}\n{len(result['cases'])} cases, {result['wall_seconds']:.0f} s\n")
-        print(markdown(summarize(result["cases"], arms), arms))
-        return
-    server = LlamaServer(model_path(args.model), n_ctx=args.n_ctx, n_threads=args.threads) if args.model else None
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with server or nullcontext(args.base_url) as base_url:
-        rows = asyncio.run(run_all(args, base_url, server.model_name if server else args.model_name))
-    print("\n" + markdown(summarize(rows, args.arms), args.arms) + f"\n\nwrote {args.out}")
+    run_main(BENCH, arguments(sys.argv[1:] if argv is None else argv), run_case)
 
 
 if __name__ == "__main__":

@@ -18,29 +18,18 @@ Arms, same model server, same reply parser (tracefix.fixing.replies.parse_reply)
 from __future__ import annotations
 
 import argparse
-import asyncio
-import datetime as dt
 import json
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support.models import MODELS, LlamaServer, model_path
-
-from common import machine
+from repair_common import ROOT, Bench, add_arguments, ask_baseline, parse_args, run_main
 from tracefix.fixing.engine import refine
 from tracefix.fixing.jobs import FixError, build_request, function_under_test, prompt_trace
-from tracefix.fixing.model import ModelClient, ModelError, temperatures
 from tracefix.fixing.prompt import FixRequest
-from tracefix.fixing.replies import Candidate, Target, parse_reply
 from tracefix.parsing.symbols import Symbol
 from tracefix.project import Project
 from tracefix.running.results import TestResult
@@ -144,60 +133,20 @@ def request_for(ctx: Context, symbol: Symbol | None = None, trace_text: str = ""
     )
 
 
-BASELINE_SYSTEM = "You fix bugs in Python code. Reply with the complete corrected function in one ```python block."
-BASELINE_PROMPT = """The test in {test_file} fails. Fix the function `{name}` in {solution_file}.
-
-{solution_file}:
-```python
-{solution}```
-
-{test_file}:
-```python
-{test}```
-
-pytest output:
-```
-{output}
-```"""
-
-
 async def baseline(ctx: Context) -> Attempt:
     # The developer names the function to fix, so this works where the product cannot find it (a hang).
     request = request_for(ctx, ctx.project.index.symbol(SOLUTION, ctx.task["entry_point"]))
-    target = Target.from_request(request)
-    prompt = BASELINE_PROMPT.format(
-        name=request.name,
-        solution_file=request.path,
-        solution=request.file_text(),
-        test_file=TEST_FILE,
-        test=(ctx.project.root / TEST_FILE).read_text(),
-        output=ctx.output.strip(),
-    )
-    messages = [{"role": "system", "content": BASELINE_SYSTEM}, {"role": "user", "content": prompt}]
-    attempt, reasons = Attempt(), []
-    client = ModelClient(ctx.settings)
     started = time.monotonic()
-    try:
-        # The same temperature schedule as tracefix's candidates, one call at a time.
-        for temperature in temperatures(ctx.settings.temperature, ctx.budget):
-            try:
-                [completion] = await client.complete(messages, n=1, temperature=temperature)
-            except ModelError as exc:
-                reasons.append(str(exc))
-                continue
-            attempt.tokens += completion.tokens_in + completion.tokens_out
-            parsed = parse_reply(completion.text, target)
-            if isinstance(parsed, Candidate):
-                attempt.solution = parsed.file_text
-                break
-            reasons.append(parsed.reason)
-    finally:
-        attempt.calls = client.calls
-        await client.close()
-    attempt.seconds = time.monotonic() - started
-    attempt.note = "offered (unverified)" if attempt.solution else "no usable reply"
-    attempt.detail = {"rejected": reasons}
-    return attempt
+    test = (ctx.project.root / TEST_FILE).read_text()
+    reply = await ask_baseline(request, TEST_FILE, test, ctx.output.strip(), ctx.settings, ctx.budget)
+    return Attempt(
+        solution=reply.candidate.file_text if reply.candidate else None,
+        calls=reply.calls,
+        tokens=reply.tokens,
+        seconds=time.monotonic() - started,
+        note="offered (unverified)" if reply.candidate else "no usable reply",
+        detail={"rejected": reply.rejected},
+    )
 
 
 async def tracefix(ctx: Context) -> Attempt:
@@ -337,108 +286,31 @@ def markdown(summary: dict, arms: list[str]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+BENCH = Bench(
+    "repair",
+    "tasks",
+    tuple(ARMS),
+    ("candidates", "rounds", "calls", "temperature", "n_ctx", "threads"),
+    600.0,
+    summarize,
+    markdown,
+)
+
+
+def arguments(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", type=Path, default=DATASET)
     p.add_argument("--tasks", help="comma-separated task ids, e.g. Python/0,Python/3")
     p.add_argument("--limit", type=int, help="the first N tasks (of --tasks, if given)")
-    p.add_argument("--model", choices=sorted(MODELS), help="start a local llama.cpp server with this model")
-    p.add_argument("--base-url", help="a running OpenAI-compatible server, instead of --model")
-    p.add_argument("--model-name", help="the model to request from --base-url")
-    p.add_argument("--arms", default="tracefix,baseline", help="comma-separated, from: tracefix,baseline")
-    p.add_argument("--candidates", type=int, default=LLMSettings.candidates, help="tracefix: candidates per round")
-    p.add_argument("--rounds", type=int, default=LLMSettings.rounds, help="tracefix: rounds")
-    p.add_argument("--calls", type=int, default=1, help="baseline's budget when tracefix does not run")
-    p.add_argument("--temperature", type=float, default=LLMSettings.temperature)
-    p.add_argument("--n-ctx", type=int, default=8192, help="context size of the local server")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=2,
-        help="CPU threads of the local server (fewer than the "
-        "cores if other jobs share the machine: llama.cpp's threads wait on each other)",
-    )
-    p.add_argument("--python", default=sys.executable, help="interpreter with pytest that runs the tests")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"repair-{dt.date.today()}.json")
-    p.add_argument(
-        "--table",
-        type=Path,
-        metavar="RESULTS",
-        help="only print the table of a results file "
-        "(also of a run that was stopped: results are saved after each task)",
-    )
-    args = p.parse_args(argv)
-    args.argv = argv  # recorded in the results, to reproduce them
-    args.commit = git_head()  # now, as the code is imported: a run outlives commits made meanwhile
-    if args.table:
-        return args
-    if bool(args.model) == bool(args.base_url):
-        p.error("give one of --model or --base-url")
-    if args.base_url and not args.model_name:
-        p.error("--base-url needs --model-name")
-    arms = args.arms.split(",")
-    if unknown := set(arms) - set(ARMS):
-        p.error(f"unknown arms {sorted(unknown)}")
-    args.arms = [a for a in ARMS if a in arms]  # tracefix first: its call count is the baseline's budget
+    add_arguments(p, BENCH, LLMSettings.candidates, LLMSettings.rounds)
+    args = parse_args(p, argv, BENCH)
+    if not args.table:
+        args.tasks = load_tasks(args.dataset, args.tasks.split(",") if args.tasks else None, args.limit)
     return args
 
 
-async def run_all(args: argparse.Namespace, tasks: list[dict], base_url: str, model: str) -> list[dict]:
-    settings = LLMSettings(
-        model=model,
-        base_url=base_url,
-        timeout=600.0,  # a 2-core CPU server queues the parallel candidates
-        candidates=args.candidates,
-        rounds=args.rounds,
-        temperature=args.temperature,
-    )
-    rows: list[dict] = []
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tracefix-repair-") as tmp:
-        for task in tasks:
-            rows.append(await run_task(task, args, settings, Path(tmp)))
-            save(args, rows, time.monotonic() - started)  # after each task: a long run that dies keeps its rows
-    return rows
-
-
-def git_head() -> str:
-    """The commit measured, with "+changes" when the working tree differs from it."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "server"], cwd=ROOT, capture_output=True, text=True)
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
-
-
-def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
-    result = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/repair.py", *args.argv]),
-        "model": args.model or args.model_name,
-        "commit": args.commit,
-        "settings": {k: getattr(args, k) for k in ("candidates", "rounds", "calls", "temperature", "n_ctx", "threads")},
-        "wall_seconds": round(seconds, 1),
-        "machine": machine(),  # its load average says how busy the shared cores were
-        "summary": summarize(rows, args.arms),
-        "tasks": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.table:
-        result = json.loads(args.table.read_text())
-        arms = [a for a in ARMS if a in result["summary"]]
-        print(f"{result['command']}\n{len(result['tasks'])} tasks, {result['wall_seconds']:.0f} s\n")
-        print(markdown(summarize(result["tasks"], arms), arms))
-        return
-    tasks = load_tasks(args.dataset, args.tasks.split(",") if args.tasks else None, args.limit)
-    server = LlamaServer(model_path(args.model), n_ctx=args.n_ctx, n_threads=args.threads) if args.model else None
-    # `kill` unwinds like Ctrl-C, so the `with` below stops the model server instead of orphaning it.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with server or nullcontext(args.base_url) as base_url:
-        rows = asyncio.run(run_all(args, tasks, base_url, server.model_name if server else args.model_name))
-    print("\n" + markdown(summarize(rows, args.arms), args.arms) + f"\n\nwrote {args.out}")
+    run_main(BENCH, arguments(sys.argv[1:] if argv is None else argv), run_task)
 
 
 if __name__ == "__main__":

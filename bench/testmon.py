@@ -44,6 +44,7 @@ from mutation import (
     copy_states,
     failing,
     killed,
+    mutant_arguments,
     prime,
     pytest_run,
     reported,
@@ -264,12 +265,7 @@ def table(results: list[dict]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--project", action="append", choices=sorted(PROJECTS), help="project to mutate (repeatable; default: all)"
-    )
-    p.add_argument("--mutants", type=int, default=15, help="killed mutants wanted per project")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--max-tries", type=int, default=300, help="candidates screened at most per project")
+    mutant_arguments(p, mutants=15)
     p.add_argument(
         "--tracefix-timeout",
         type=float,

@@ -1,6 +1,7 @@
 """Selection from what each test used on its last run: real pytest runs on small projects."""
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from lsprotocol import types
+from tests.support.projects import write
 
 from conftest import baselined, session, version_of, wait_until
 from tracefix.project import Project
@@ -65,12 +67,6 @@ APP = {
 }
 
 
-def write(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-
-
 @pytest.fixture
 def app(tmp_path: Path) -> Path:
     write(tmp_path, APP)
@@ -82,6 +78,15 @@ def run_all(project: Project):
     assert report.status == "ok" and not report.failed, report.output
     project.record(report)
     return report
+
+
+@contextlib.contextmanager
+def recorded(root: Path, python: str, files: dict[str, str]):
+    """A Project on `root` with `files` added to it, baselined, after a full run it recorded."""
+    write(root, files)
+    with baselined(root, python) as project:
+        run_all(project)
+        yield project
 
 
 def edit(project: Project, rel: str, old: str, new: str):
@@ -165,9 +170,7 @@ IMPORT_TIME = {
 
 @pytest.fixture
 def import_time(app: Path, python: str):
-    write(app, IMPORT_TIME)
-    with baselined(app, python) as p:
-        run_all(p)
+    with recorded(app, python, IMPORT_TIME) as p:
         asyncio.run(p.run(["tests/test_mix.py::test_ident"]))  # collects one module: keeps what the full run saw
         yield p
 
@@ -217,9 +220,7 @@ PROPERTY = {
 
 
 def test_a_name_defined_twice_is_one_node(app, python):
-    write(app, PROPERTY)
-    with baselined(app, python) as project:
-        run_all(project)
+    with recorded(app, python, PROPERTY) as project:
         assert chosen(project, []) == {}  # the getter ran; the setter's digest must not count as a change
 
         path = app / "app/box.py"
@@ -269,9 +270,7 @@ THREADS = {
 
 
 def test_code_a_test_runs_in_threads_it_starts_is_recorded(app, python):
-    write(app, THREADS)
-    with baselined(app, python) as project:
-        run_all(project)
+    with recorded(app, python, THREADS) as project:
         assert "tests/test_threads.py::test_in_a_thread" in chosen(
             project, edit(project, "app/other.py", "return x", "return +x")
         )

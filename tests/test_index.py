@@ -1,6 +1,9 @@
 """Project index: pytest config, test discovery, module resolution, the static graph, the store."""
 
+import json
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -184,6 +187,52 @@ def test_inherited_tests_follow_pytest_collection(tmp_path):
     assert sorted(idx.tests_reaching({("tests/base.py", "Shared.test_shared")})) == [
         "tests/test_a.py::TestFromOther::test_shared"
     ]
+
+
+def test_tests_defined_under_if_try_and_with_are_found_as_pytest_collects_them(tmp_path):
+    write(
+        tmp_path,
+        {
+            "tests/test_c.py": (
+                "import sys\nimport contextlib\n\n"
+                "if sys.version_info >= (3,):\n    def test_new():\n        pass\n"
+                "elif True:\n    def test_never():\n        pass\n"
+                "else:\n    def test_old():\n        pass\n\n"
+                "try:\n    import json\nexcept ImportError:\n    pass\n"
+                "else:\n    def test_json():\n        assert json\n\n"
+                "with contextlib.suppress(Exception):\n    class TestGuarded:\n        def test_in_class(self):\n"
+                "            pass\n\n"
+                "class TestIf:\n    if True:\n        def test_method(self):\n            pass\n"
+            ),
+        },
+    )
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_c.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    ).stdout
+    by_pytest = {line for line in collected.splitlines() if "::" in line}
+    # pytest collects what the module defines once it has run: test_never and test_old are not
+    # defined, so it has no name to collect; the index cannot know which branch runs and lists them
+    assert by_pytest <= {t.nodeid for t in index_of(tmp_path).tests()}
+    assert by_pytest == {
+        "tests/test_c.py::test_new",
+        "tests/test_c.py::test_json",
+        "tests/test_c.py::TestGuarded::test_in_class",
+        "tests/test_c.py::TestIf::test_method",
+    }
+    # a check of every test runs what pytest collects and skips the branches not taken, saying why
+    check = subprocess.run(
+        [sys.executable, "-m", "tracefix", "check", str(tmp_path), "--all", "--no-trace", "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    outcomes = {r["nodeid"]: r["outcome"] for r in json.loads(check.stdout)["results"]}
+    assert outcomes == dict.fromkeys(by_pytest, "passed") | dict.fromkeys(
+        ["tests/test_c.py::test_never", "tests/test_c.py::test_old"], "skipped"
+    )
 
 
 def test_store_deleted_in_use_is_recreated_with_a_warning(tmp_path):

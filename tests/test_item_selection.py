@@ -6,9 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.support.projects import write
 
 from conftest import baselined
-from test_dynamic_selection import PYPROJECT, chosen, edit, run_all, write
+from test_dynamic_selection import PYPROJECT, chosen, edit, recorded
 from tracefix.index.store import Store
 from tracefix.project import Project
 from tracefix.selection.recorded import Recorded
@@ -34,9 +35,7 @@ NAME_CASES = ["tests/test_cases.py::test_case[2-name]", "tests/test_cases.py::te
 
 @pytest.fixture
 def cases(tmp_path: Path, python: str):
-    write(tmp_path, CASES)
-    with baselined(tmp_path, python) as project:
-        run_all(project)
+    with recorded(tmp_path, python, CASES) as project:
         yield project
 
 
@@ -115,9 +114,7 @@ LIMITS = [f"tests/test_limits.py::test_{n}" for n in ("high", "low", "unrelated"
 
 @pytest.fixture
 def names(tmp_path: Path, python: str):
-    write(tmp_path, NAMES)
-    with baselined(tmp_path, python) as project:
-        run_all(project)
+    with recorded(tmp_path, python, NAMES) as project:
         yield project
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.models import LlamaServer, llama_python, model_path
+from tests.support.projects import ROOT_ON_PATH, write
 
 from tracefix.fixing.engine import refine
 from tracefix.fixing.prompt import FixRequest
@@ -68,11 +69,7 @@ def passes(root: Path, path: str, text: str, tmp: Path) -> bool:
 
 async def test_refine_with_a_real_model(llama_url, tmp_path: Path) -> None:
     base_url, model = llama_url
-    root = tmp_path / "project"
-    (root / "tests").mkdir(parents=True)
-    (root / "prices.py").write_text(SOURCE)
-    (root / "tests" / "test_prices.py").write_text(TEST)
-    (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    root = write(tmp_path / "project", {"prices.py": SOURCE, "tests/test_prices.py": TEST, **ROOT_ON_PATH})
     before = snapshot(root)
 
     trace = await capture(root, sys.executable, NODEID, timeout=60)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.projects import ROOT_ON_PATH, write
 
 from tracefix.fixing.engine import refine
 from tracefix.fixing.model import ModelClient, ModelError, not_configured_message, temperatures
@@ -89,12 +90,7 @@ def fenced(code: str, chatter: str = "") -> str:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    (root / "tests").mkdir(parents=True)
-    (root / "stats.py").write_text(STATS)
-    (root / "tests" / "test_stats.py").write_text(TESTS)
-    (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
-    return root
+    return write(tmp_path / "proj", {"stats.py": STATS, "tests/test_stats.py": TESTS, **ROOT_ON_PATH})
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 from pygls.io_ import StdoutWriter
+from tests.support.projects import ROOT_ON_PATH, write
 from tests.support.raw_lsp import RawServer
 
 from conftest import run_all, session, wait_until
@@ -193,15 +194,12 @@ def test_deletes_the_store():
 
 @pytest.fixture
 def hostile(tmp_path: Path) -> Path:
-    root = tmp_path / "hostile"
-    (root / "tests").mkdir(parents=True)
-    (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
-    (root / "calc.py").write_text("def add(a, b):\n    return a + b\n")
-    (root / "tests" / "test_calc.py").write_text(
-        "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
-    )
-    (root / "tests" / "test_hostile.py").write_text(HOSTILE)
-    return root
+    files = {
+        "calc.py": "def add(a, b):\n    return a + b\n",
+        "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n",
+        "tests/test_hostile.py": HOSTILE,
+    }
+    return write(tmp_path / "hostile", {**files, **ROOT_ON_PATH})
 
 
 async def rerun(client, nodeid: str) -> tuple[dict, dict]:

@@ -4,37 +4,19 @@ the failing test's inputs; the function runs in the shadow's sandbox."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from tests.support.projects import PRICING_GREEN as GREEN
+from tests.support.projects import PRICING_LABEL as LABEL
+from tests.support.projects import pricing, pricing_request
 
 from tracefix.fixing.differential import generate, special_cases
 from tracefix.fixing.engine import refine
-from tracefix.fixing.prompt import Baseline, FixRequest
+from tracefix.fixing.prompt import Baseline
 from tracefix.settings import LLMSettings
-from tracefix.tracing import Call, Trace
 
-PRICING = '''\
-def apply_discount(price, percent):
-    """Price after taking `percent` percent off."""
-    return price * (1 - percent / 10)
-'''
-GREEN = PRICING.replace("percent / 10)", "percent / 100)")
-TESTS = """\
-from pricing import apply_discount
-
-
-def test_discount():
-    assert apply_discount(200, 25) == 150
-
-
-def test_no_discount():
-    assert apply_discount(80, 0) == 80
-"""
-NODEID = "tests/test_pricing.py::test_discount"
-LABEL = "pricing.py::apply_discount"
 SPECIAL = (
     "```python\ndef apply_discount(price, percent):\n    if price == 200 and percent == 25:\n        return 150\n"
     "    return price * (1 - percent / 10)\n```\n"
@@ -45,37 +27,7 @@ RIGHT = f"```python\n{GREEN}```\n"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    (root / "tests").mkdir(parents=True)
-    (root / "pricing.py").write_text(PRICING)
-    (root / "tests" / "test_pricing.py").write_text(TESTS)
-    (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
-    return root
-
-
-def request_for(root: Path, **changes) -> FixRequest:
-    fields = dict(
-        root=root,
-        python=sys.executable,
-        path="pricing.py",
-        qualname="apply_discount",
-        function_source=PRICING,
-        function_start_line=1,
-        function_end_line=3,
-        signature="def apply_discount(price, percent):",
-        test_nodeid=NODEID,
-        test_source=TESTS,
-        failure_message="assert -300.0 == 150",
-        affected_tests=["tests/test_pricing.py::test_no_discount"],
-        trace=Trace(
-            NODEID,
-            "failed",
-            calls=[Call("pricing.py", "apply_discount", 1, 3, 1, args={"price": "200", "percent": "25"})],
-        ),
-        inputs={LABEL: [{"price": "80", "percent": "0"}]},
-    )
-    fields.update(changes)
-    return FixRequest(**fields)
+    return pricing(tmp_path / "proj")
 
 
 def settings_for(fake) -> LLMSettings:
@@ -85,7 +37,7 @@ def settings_for(fake) -> LLMSettings:
 async def test_a_candidate_that_changes_behaviour_elsewhere_is_not_verified(project, fake_openai):
     fake = fake_openai([CAPPED, RIGHT])
     baseline = Baseline(GREEN, time.mktime((2026, 11, 28, 9, 30, 0, 0, 0, -1)))
-    outcome = await refine(request_for(project, baselines={LABEL: baseline}), settings_for(fake))
+    outcome = await refine(pricing_request(project, baselines={LABEL: baseline}), settings_for(fake))
     capped, right = outcome.attempts
     assert capped.verdict == "changes behaviour" and capped.passed == 2  # the tests alone would verify it
     assert "changes behaviour elsewhere: apply_discount(price=" in capped.reason
@@ -99,7 +51,7 @@ async def test_a_candidate_that_changes_behaviour_elsewhere_is_not_verified(proj
 @pytest.mark.slow  # end to end through real runs: CI runs it with -m slow
 async def test_a_candidate_that_special_cases_the_failing_input_is_not_verified(project, fake_openai):
     fake = fake_openai([SPECIAL, RIGHT])
-    outcome = await refine(request_for(project), settings_for(fake))  # no green version: property checks only
+    outcome = await refine(pricing_request(project), settings_for(fake))  # no green version: property checks only
     special, right = outcome.attempts
     assert special.verdict == "overfits" and special.passed == 2
     assert "special-cases the failing test's input (200, 25)" in special.reason

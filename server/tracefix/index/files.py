@@ -16,7 +16,7 @@ from tracefix.parsing.symbols import CODE, Facts, Import, Symbol, facts
 from tracefix.paths import MAX_FILE_BYTES, is_source_dir, read_bytes
 
 Node = tuple[str, str]  # (path relative to root, qualname)
-FACTS_VERSION = 7  # stored facts of another version are parsed again
+FACTS_VERSION = 8  # stored facts of another version are parsed again
 
 
 def _facts_to_json(f: Facts) -> dict:

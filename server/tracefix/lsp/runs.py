@@ -315,12 +315,15 @@ def _verdict(session: Session, state: ProjectState, run_id: str, report: RunRepo
     state.incomplete = cause
 
 
-def _notify(session: Session, state: ProjectState, run_id: str, results: list[TestResult]) -> None:
+def _notify(
+    session: Session, state: ProjectState, run_id: str, results: list[TestResult], summary: RunSummary | None = None
+) -> None:
+    """Results as they come; with the summary, the last notification of the run."""
     params: TestResultsParams = {
         "runId": run_id,
         "results": [_payload(state, r) for r in results],
-        "done": False,
-        "summary": None,
+        "done": summary is not None,
+        "summary": summary,
     }
     session.ls.notify(Method.TEST_RESULTS, params)
 
@@ -348,13 +351,7 @@ def _notify_done(
         "verdict": report.verdict if report else Verdict.PASSED,
         "message": report.message if report else "no test can reach the change",
     }
-    params: TestResultsParams = {
-        "runId": run_id,
-        "results": [_payload(state, r) for r in results],
-        "done": True,
-        "summary": summary,
-    }
-    session.ls.notify(Method.TEST_RESULTS, params)
+    _notify(session, state, run_id, results, summary)
 
 
 def _payload(state: ProjectState, r: TestResult) -> ResultPayload:

@@ -139,10 +139,39 @@ def outline(tree: Tree, source: bytes) -> list[Symbol]:
     """Module symbol first, then module-level names, classes, functions and methods in source order."""
     symbols: list[Symbol] = []
     root = tree.root_node
-    top = [c for c in root.children if _definition(c) is not None or bound_names(c) is not None]
+    top = [c for c in _statements(root.children) if _definition(c) is not None or bound_names(c) is not None]
     symbols.append(Symbol(MODULE, "module", 1, root.end_point[0] + 1, 1, _digest(_own_text(root, source, top))))
     _collect(top, source, "", False, symbols)
     return symbols
+
+
+# compound statements whose blocks still define at the level they are in: pytest collects a
+# `def test_x` under `if sys.version_info >= (3, 10):` or in a `try` as any other
+_COMPOUND = {
+    "if_statement",
+    "elif_clause",
+    "else_clause",
+    "try_statement",
+    "except_clause",
+    "finally_clause",
+    "with_statement",
+}
+
+
+def _statements(nodes: list[Node]) -> list[Node]:
+    """The statements of a body, with those inside its if/try/with blocks, in source order; only
+    definitions are taken from the inner ones (see outline)."""
+    found: list[Node] = []
+    for node in nodes:
+        if node.type not in _COMPOUND:
+            found.append(node)
+            continue
+        for child in node.children:
+            if child.type == "block":
+                found.extend(c for c in _statements(child.children) if _definition(c) is not None)
+            elif child.type in _COMPOUND:
+                found.extend(c for c in _statements([child]) if _definition(c) is not None)
+    return found
 
 
 def _collect(nodes: list[Node], source: bytes, prefix: str, in_class: bool, out: list[Symbol]) -> None:
@@ -162,7 +191,7 @@ def _collect(nodes: list[Node], source: bytes, prefix: str, in_class: bool, out:
         nested: list[Node] = []
         if node.type == "class_definition":
             body = node.child_by_field_name("body")
-            nested = [c for c in (body.children if body else []) if _definition(c) is not None]
+            nested = [c for c in _statements(body.children if body else []) if _definition(c) is not None]
             kind = "class"
         else:
             kind = "method" if in_class else "function"
@@ -274,8 +303,8 @@ def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result
                     _params(node, owners, result)
                 else:
                     _bases(node, owners, result)
-                # a def inside an `if` or `try`, or in a function, is no symbol: its name is bound
-                # like a variable's
+                # a def in a loop or a function is no symbol (one under if/try/with is): its name
+                # is bound like a variable's
                 name = _dotted(node.child_by_field_name("name"))
                 if _owner(node.start_point[0] + 1, owners).rpartition(".")[2] != name:
                     _bound(node, [name], owners, result)

@@ -131,17 +131,20 @@ async def run_tests(
         return report
     unknown = [] if report.results else _not_found(proc.output, root, nodeids)
     if unknown:
-        # pytest refuses a whole run over one id it cannot find: run the rest, report the stale ids;
-        # a parametrized case that is gone stands for its test function (its cases changed)
+        # pytest refuses a whole run over one id it cannot find: run the rest. An id the index has
+        # that pytest does not is a test its module did not define when imported (a def under an
+        # `if` that did not hold), so pytest would not run it either: skipped, and said why. A
+        # parametrized case that is gone stands for its test function (its cases changed)
         rest = list(dict.fromkeys(n.split("[")[0] if n in unknown else n for n in nodeids))
         unknown = [n for n in unknown if "[" not in n]
         report = await run_rest([n for n in rest if n not in unknown])
         for nodeid in unknown:
             result = TestResult(
                 nodeid,
-                Outcome.ERROR,
+                Outcome.SKIPPED,
                 path=nodeid.split("::")[0],
-                message="pytest does not know this test; tracefix's index may be out of date",
+                message="pytest did not find it in its module: not defined when the module was imported "
+                "(under a condition that did not hold), or removed since tracefix last read the file",
             )
             report.results.append(result)
             if on_result is not None:

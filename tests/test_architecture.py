@@ -2,13 +2,19 @@
 
 import ast
 import asyncio
+import json
+import os
+import subprocess
 import sys
+import typing
 from pathlib import Path
 
 from lsprotocol import types
 
 from conftest import session, wait_until
 from test_lsp_e2e import edit_and_save, errors, open_file
+from tracefix.running.plugin import tracefix_records as records
+from tracefix.running.process import plugin_env
 
 PACKAGE = Path(__file__).resolve().parents[1] / "server" / "tracefix"
 PLUGINS = PACKAGE / "running" / "plugin"
@@ -40,8 +46,71 @@ def test_the_plugins_import_only_the_standard_library_and_pytest():
     own = {p.stem for p in PLUGINS.glob("*.py")}
     allowed = set(sys.stdlib_module_names) | {"pytest", "_pytest", "pluggy"} | own
     for path in PLUGINS.glob("*.py"):
-        foreign = {m for m in imports(path) if m.split(".")[0] not in allowed}
+        # each other by their package's name too, when the server (or mypy) imports them
+        foreign = {m for m in imports(path) if m.split(".")[0] not in allowed and m != "tracefix.running.plugin"}
         assert not foreign, f"{path.name} imports {sorted(foreign)}"
+
+
+def emitted_kinds(path: Path) -> set[str]:
+    """The kinds of the records a plugin builds: each `kind=records.X` it passes."""
+    return {
+        getattr(records, k.value.attr)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        for k in node.keywords
+        if k.arg == "kind" and isinstance(k.value, ast.Attribute)
+    }
+
+
+def test_the_plugins_emit_exactly_the_declared_kinds_and_build_no_record_by_hand():
+    emitted = set().union(*(emitted_kinds(p) for p in PLUGINS.glob("*.py")))
+    assert emitted == records.KINDS
+    for path in PLUGINS.glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        assert '"kind":' not in source and 'kind="' not in source, f"{path.name} spells a record's kind"
+
+
+def test_every_record_a_real_run_writes_has_its_declared_keys(tmp_path):
+    """A pytest session with the plugins (a pass, a failed comparison, a skip, a collection error):
+    each record holds the keys its TypedDict requires and no key it does not declare."""
+    (tmp_path / "test_a.py").write_text(
+        "import pytest\n"
+        "def add(a, b):\n    return a + b\n"
+        "def test_ok():\n    assert add(1, 2) == 3\n"
+        "def test_wrong():\n    assert add(1, 2) == 4\n"
+        "@pytest.mark.skip(reason='later')\ndef test_later():\n    pass\n"
+        "@pytest.fixture\ndef broken():\n    raise RuntimeError('no')\n"
+        "def test_setup(broken):\n    pass\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "test_b.py").write_text("import nowhere\n", encoding="utf-8")
+    deps = tmp_path / "deps.jsonl"
+    read, write = os.pipe()
+    env = dict(plugin_env(), TRACEFIX_REPORT_FD=str(write), TRACEFIX_DEPS=str(deps))
+    argv = [sys.executable, "-m", "pytest", "-p", "tracefix_pytest", "-p", "tracefix_deps", "-p", "no:cacheprovider"]
+    subprocess.run(
+        [*argv, "-p", "no:xdist", "--continue-on-collection-errors"],
+        cwd=tmp_path,
+        env=env,
+        pass_fds=[write],
+        capture_output=True,
+    )
+    os.close(write)
+    with os.fdopen(read, encoding="utf-8") as f:
+        report = [json.loads(line) for line in f]
+    shapes = {t.__annotations__["kind"].__args__[0]: t for t in typing.get_args(records.Report)}
+    deps_shapes = {t.__annotations__["kind"].__args__[0]: t for t in typing.get_args(records.Recorded)}
+    written = [(shapes, r) for r in report] + [
+        (deps_shapes, json.loads(line)) for line in deps.read_text().splitlines()
+    ]
+    for kinds, record in written:
+        shape = kinds[record["kind"]]
+        assert shape.__required_keys__ <= record.keys() <= shape.__annotations__.keys(), record
+    assert {r["kind"] for _, r in written} == records.KINDS - {
+        records.TRACE,
+        records.DIFFERENTIAL,
+        records.CONFTEST_ERROR,
+    }
 
 
 def test_the_plugins_parse_as_python_3_9():

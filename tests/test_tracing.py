@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.util
+import importlib
 import json
 import sys
 import textwrap
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import version_of
-from tracefix.running.process import PLUGIN_DIR, Limits
+from tracefix.running.process import Limits
 from tracefix.tracing import Block, Call, Trace, capture, lines_in
 
 AVERAGE = """\
@@ -50,10 +50,7 @@ def churn(n):
 
 
 def plugin_module():
-    spec = importlib.util.spec_from_file_location("tracefix_trace", PLUGIN_DIR / "tracefix_trace.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("tracefix.running.plugin.tracefix_trace")
 
 
 async def run_trace(

@@ -23,6 +23,7 @@ from tracefix.paths import is_relevant_file, read_bytes, read_text
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
 from tracefix.running import warm as warm_mod
 from tracefix.running.interpreter import InterpreterError, find_python
+from tracefix.running.plugin import tracefix_records
 from tracefix.running.process import Limits, Spawn, spawn_process
 from tracefix.running.results import (
     FAILING,
@@ -394,11 +395,11 @@ class Project:
         return report
 
     def _save_deps(
-        self, records: list[dict], started: dict[str, str], full: bool, functions: list[str]
+        self, records: list[tracefix_records.Recorded], started: dict[str, str], full: bool, functions: list[str]
     ) -> dict[str, Deps | None]:
         """Store what each test used, and keep the copy in memory current. `functions`: test
         functions that ran all their cases; recorded cases of theirs that did not run are gone."""
-        env = next((r for r in records if r.get("kind") == "env"), None)
+        env = next((r for r in records if r["kind"] == tracefix_records.ENV), None)
         if env is not None:
             self.store.put("environment", {"executable": env["executable"], "paths": env["paths"]})
         recorded = self.recorded()

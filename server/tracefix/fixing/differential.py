@@ -18,11 +18,12 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tracefix.fixing.prompt import Baseline
 from tracefix.fixing.replies import Rewrite
 from tracefix.fixing.shadow import Shadow
+from tracefix.running.plugin import tracefix_records as records
 from tracefix.tracing import Trace
 
 GENERATED = 200  # inputs generated per function
@@ -208,7 +209,8 @@ async def check(
         result = await shadow.execute(["-m", "tracefix_differ", f.name], timeout=min(timeout, SECONDS + 20))
     finally:
         Path(f.name).unlink(missing_ok=True)
-    record = next((r for r in result.records if r.get("kind") == "differential"), None)
+    found = next((r for r in result.records if r.get("kind") == records.DIFFERENTIAL), None)
+    record = cast(records.Differential, found) if found is not None else None
     if record is None or "error" in record:
         # the tests passed, so this says nothing against the candidate; the offer says it was not checked
         why = record["error"] if record else (result.output.strip().splitlines() or ["no answer"])[-1]

@@ -174,7 +174,7 @@ async def _read_records(reader: asyncio.StreamReader, on_record, records: list[d
         except ValueError:
             continue  # a torn last line from a killed child
         if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
-            continue  # not a record at all; what a record holds, its reader checks (results.parse_record)
+            continue  # not a record at all; what a record holds, its reader checks (results.checked_record)
         heard[0] = loop.time()
         records.append(record)
         if on_record is not None:

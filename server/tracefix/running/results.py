@@ -7,6 +7,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import PurePosixPath
+from typing import cast
+
+from tracefix.running.plugin import tracefix_records as records
 
 
 class Outcome(StrEnum):
@@ -93,6 +96,11 @@ class TestResult:
         return cls(**values)
 
 
+def _location(data: object) -> Location | None:
+    place = _place(data)
+    return Location(**place) if place else None
+
+
 @dataclass
 class RunReport:
     results: list[TestResult] = field(default_factory=list)
@@ -127,8 +135,6 @@ class RecordError(ValueError):
     can write to the report fd too, so a record is checked like any untrusted input."""
 
 
-# what tracefix_pytest writes
-KINDS = frozenset({"session", "start", "result", "collect_error", "conftest_error", "done"})
 RESULT_OUTCOMES = tuple(o for o in Outcome if o != Outcome.NOT_RUN)
 
 
@@ -194,7 +200,7 @@ def _outcome(value: object, allowed: tuple[Outcome, ...] = RESULT_OUTCOMES) -> O
     return Outcome(value)
 
 
-def _cause(data: object) -> dict:
+def _cause(data: object) -> records.Cause:
     """What stopped collection: {exception, message, and path and line where in the workspace}."""
     cause = _object(data)
     checked_text(cause.get("exception", "error"), "exception")
@@ -202,28 +208,29 @@ def _cause(data: object) -> dict:
     if cause.get("path"):
         workspace_path(cause["path"])
         checked_number(cause.get("line"))
-    return cause
+    return cast(records.Cause, cause)
 
 
-def _location(data: object) -> Location | None:
+def _place(data: object) -> records.Place | None:
     if not data:
         return None
     data = _object(data)
-    return Location(
-        workspace_path(data.get("path")),
-        checked_number(data.get("line")),
-        checked_text(data.get("function", ""), "function"),
+    return records.Place(
+        path=workspace_path(data.get("path")),
+        line=checked_number(data.get("line")),
+        function=checked_text(data.get("function", ""), "function"),
     )
 
 
-def cause_text(cause: dict) -> str:
+def cause_text(cause: records.Cause) -> str:
     """A plugin's cause record in words: "SyntaxError in shop/pricing.py:16: '(' was never closed"."""
-    where = f" in {cause['path']}:{cause['line']}" if cause.get("path") else ""
+    where = f" in {cause['path']}:{cause.get('line')}" if cause.get("path") else ""
     return f"{cause.get('exception', 'error')}{where}: {cause.get('message', '')}"
 
 
-def cause_location(cause: dict) -> Location | None:
-    return Location(cause["path"], int(cause["line"])) if cause.get("path") else None
+def cause_location(cause: records.Cause) -> Location | None:
+    path, line = cause.get("path"), cause.get("line")
+    return Location(path, line) if path and line else None
 
 
 def obsolete(known: Iterable[str], requested: Collection[str], results: list[TestResult]) -> list[str]:
@@ -239,52 +246,75 @@ def obsolete(known: Iterable[str], requested: Collection[str], results: list[Tes
     return [n for n in known if n not in reported and covered(n)]
 
 
-def parse_record(record: dict) -> TestResult | None:
-    """A plugin record → TestResult, None for records that are not a test's outcome (start,
-    session, conftest_error, done). Raises RecordError for a record of the wrong shape or kind, a
-    path outside the workspace or a value of the wrong type; which tests may report is the
-    runner's to check."""
-    kind = _object(record).get("kind")
-    if kind not in KINDS:
+def checked_record(record: object) -> records.Report:
+    """A record of tracefix_pytest's report stream, checked against its declared shape
+    (tracefix_records), its paths and places normalized. Raises RecordError for a record of the
+    wrong shape or kind, a path outside the workspace or a value of the wrong type; which tests
+    may report is the runner's to check."""
+    data = dict(_object(record))
+    kind = data.get("kind")
+    if kind not in records.REPORT_KINDS:
         raise RecordError(f"unknown kind of record: {kind!r:.80}")
-    if kind == "start":
-        checked_nodeid(record.get("nodeid"))
-    elif kind == "session":
-        if not isinstance(record.get("xdist", False), bool):
-            raise RecordError(f"xdist is not true or false: {record.get('xdist')!r:.80}")
-    elif kind == "done":
-        checked_number(record.get("exitstatus"), "exitstatus", least=0)
-    elif kind == "conftest_error":
-        _cause(record.get("cause"))
-    elif kind == "collect_error":
-        nodeid = checked_text(record.get("nodeid"), "nodeid")
-        cause = _cause(record["cause"]) if record.get("cause") else None
+    if kind == records.START:
+        checked_nodeid(data.get("nodeid"))
+    elif kind == records.SESSION:
+        if not isinstance(data.get("xdist", False), bool):
+            raise RecordError(f"xdist is not true or false: {data.get('xdist')!r:.80}")
+    elif kind == records.DONE:
+        checked_number(data.get("exitstatus"), "exitstatus", least=0)
+    elif kind == records.CONFTEST_ERROR:
+        _cause(data.get("cause"))
+    elif kind == records.COLLECT_ERROR:
+        workspace_path(checked_text(data.get("nodeid"), "nodeid").split("::")[0], empty=True)
+        checked_text(data.get("message", ""), "message")
+        if data.get("cause"):
+            _cause(data["cause"])
+    elif kind == records.RESULT:
+        checked_nodeid(data.get("nodeid"))
+        _outcome(data.get("outcome"))
+        data["duration"] = _duration(data.get("duration", 0.0))
+        checked_text(data.get("message", ""), "message")
+        data["path"] = workspace_path(data.get("path", ""), empty=True)
+        checked_number(data.get("line", 0), least=0)
+        data["location"], data["frame"] = _place(data.get("location")), _place(data.get("frame"))
+        compare = _object(data.get("compare") or {})
+        if compare.get("op") == "==":
+            checked_text(compare.get("left"), "left")
+            checked_text(compare.get("right"), "right")
+    return cast(records.Report, data)
+
+
+def parse_record(record: records.Report) -> TestResult | None:
+    """A checked record (`checked_record`) → TestResult, None for records that are not a test's
+    outcome (start, session, conftest_error, done)."""
+    if record["kind"] == records.COLLECT_ERROR:
+        nodeid = record["nodeid"]
+        cause = record.get("cause")
         return TestResult(
             nodeid=nodeid,
             outcome=Outcome.ERROR,
             path=workspace_path(nodeid.split("::")[0], empty=True),
             line=1,
-            message=cause_text(cause)
-            if cause
-            else "collection failed: " + checked_text(record.get("message", ""), "message"),
+            message=cause_text(cause) if cause else "collection failed: " + record.get("message", ""),
             frame=cause_location(cause) if cause else None,
         )
-    if kind != "result":
+    if record["kind"] != records.RESULT:
         return None
-    compare = _object(record.get("compare") or {})
+    compare = record.get("compare")
     expected = actual = None
-    if compare.get("op") == "==":
+    if compare and compare.get("op") == "==":
         # pytest writes `assert actual == expected` by convention
-        actual, expected = checked_text(compare.get("left"), "left"), checked_text(compare.get("right"), "right")
+        actual, expected = compare["left"], compare["right"]
+    location, frame = record.get("location"), record.get("frame")
     return TestResult(
-        nodeid=checked_nodeid(record.get("nodeid")),
-        outcome=_outcome(record.get("outcome")),
-        duration=_duration(record.get("duration", 0.0)),
-        message=checked_text(record.get("message", ""), "message"),
-        path=workspace_path(record.get("path", ""), empty=True),
-        line=checked_number(record.get("line", 0), least=0),
-        location=_location(record.get("location")),
-        frame=_location(record.get("frame")),
+        nodeid=record["nodeid"],
+        outcome=Outcome(record["outcome"]),
+        duration=record["duration"],
+        message=record.get("message", ""),
+        path=record.get("path", ""),
+        line=record.get("line", 0),
+        location=Location(**location) if location else None,
+        frame=Location(**frame) if frame else None,
         expected=expected,
         actual=actual,
     )

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tracefix.running.plugin import tracefix_records as records
 from tracefix.running.process import Limits, ProcessResult, Spawn, plugin_env, run_streaming, spawn_process
 from tracefix.running.results import (
     Location,
@@ -21,6 +22,7 @@ from tracefix.running.results import (
     asked_for,
     cause_location,
     cause_text,
+    checked_record,
     parse_record,
 )
 
@@ -70,18 +72,19 @@ async def run_tests(
     started = time.monotonic()
     running: list[str] = []
     reported: dict[str, TestResult] = {}
-    accepted: list[dict] = []  # the records that passed the checks: all the run's status reads
+    accepted: list[records.Report] = []  # the records that passed the checks: all the run's status reads
 
-    def on_record(record: dict) -> None:
+    def on_record(raw: dict) -> None:
         try:
+            record = checked_record(raw)
             result = _accepted(record, nodeids, running, reported)
         except RecordError as exc:
             log.warning("refused a record from the test process in %s: %s", root, exc)
             return
         accepted.append(record)
-        if record["kind"] == "start":
+        if record["kind"] == records.START:
             running.append(record["nodeid"])
-        elif record["kind"] == "session":
+        elif record["kind"] == records.SESSION:
             report.xdist = record.get("xdist", False)
         if result is None:
             return
@@ -110,7 +113,6 @@ async def run_tests(
         missing = python if root.is_dir() else f"the workspace folder {root}"
         report.status, report.message = RunStatus.ERROR, f"not found: {missing}"
         return report
-    proc.records = accepted
 
     async def run_rest(rest: list[str]) -> RunReport:
         if not rest:
@@ -150,19 +152,17 @@ async def run_tests(
         return report
     report.duration = round(time.monotonic() - started, 3)
     report.output = proc.output
-    done = next((r for r in proc.records if r.get("kind") == "done"), None)
+    done = next((r for r in accepted if r["kind"] == records.DONE), None)
     overrun = next((r for r in report.results if r.outcome == Outcome.TIMEOUT), None)
     if proc.silent:
         report.status = RunStatus.TIMEOUT
         report.message = (
             f"the test process sent nothing for {limits.silence:g} s (a hang outside any test, or a test "
-            f"its per-test timeout could not stop) and was killed {_when(proc.records)}"
+            f"its per-test timeout could not stop) and was killed {_when(accepted)}"
         )
     elif proc.timed_out:
         report.status = RunStatus.TIMEOUT
-        report.message = (
-            f"the test run exceeded its timeout of {limits.timeout:g} s and was killed {_when(proc.records)}"
-        )
+        report.message = f"the test run exceeded its timeout of {limits.timeout:g} s and was killed {_when(accepted)}"
     elif overrun is not None and done is None:
         report.status = RunStatus.TIMEOUT
         report.message = f"{overrun.nodeid} {overrun.message}; the test process was ended there"
@@ -170,16 +170,16 @@ async def run_tests(
         report.status = RunStatus.TIMEOUT
         report.message = (
             f"timeout: the test run used up its CPU time limit of {limits.bounded().cpu_seconds} s "
-            f"and was killed {_when(proc.records)}"
+            f"and was killed {_when(accepted)}"
         )
     elif done is None:
-        _not_finished(report, proc, python, root)
-    elif int(done.get("exitstatus", 0)) in PYTEST_GAVE_UP or not report.results:
+        _not_finished(report, proc, accepted, python, root)
+    elif done["exitstatus"] in PYTEST_GAVE_UP or not report.results:
         report.status = RunStatus.ERROR
         said, report.location = _pytest_says(proc.output, root)
         if not report.results:
             said = f"pytest ran none of the {len(nodeids)} selected tests" + (f": {said}" if said else "")
-        report.message = said or f"pytest ended with exit status {done.get('exitstatus')}"
+        report.message = said or f"pytest ended with exit status {done['exitstatus']}"
     if done is not None:
         _name_collection_errors(report)  # the cause, before pytest's "found no collectors for …"
     if report.status == RunStatus.OK:
@@ -196,15 +196,17 @@ FORGED = (
 )
 
 
-def _accepted(record: dict, nodeids: list[str], running: list[str], reported: dict[str, TestResult]):
-    """The record's result once checked (parse_record: its shape), or None for other kinds: only
-    tests the run asked for may start or report, a test's result only after its start, and a
-    second result of one test marks it as forged. Raises RecordError."""
+def _accepted(
+    record: records.Report, nodeids: list[str], running: list[str], reported: dict[str, TestResult]
+) -> TestResult | None:
+    """The checked record's result, or None for other kinds: only tests the run asked for may
+    start or report, a test's result only after its start, and a second result of one test marks
+    it as forged. Raises RecordError."""
     result = parse_record(record)
-    nodeid = result.nodeid if result is not None else record.get("nodeid")
+    nodeid = result.nodeid if result is not None else record["nodeid"] if record["kind"] == records.START else None
     if nodeid is not None and not asked_for(nodeid, nodeids):
         raise RecordError(f"a record of {nodeid!r:.200}, which this run did not ask for")
-    if result is None or record["kind"] != "result":
+    if result is None or record["kind"] != records.RESULT:
         return result
     if result.nodeid in reported:
         return TestResult(result.nodeid, Outcome.ERROR, path=result.path, line=result.line, message=FORGED)
@@ -219,10 +221,11 @@ PYTEST_GAVE_UP = (2, 3, 4)
 PYTEST_STATUSES = range(1, 6)  # what pytest itself exits with when it refuses to run
 
 
-def _not_finished(report: RunReport, proc: ProcessResult, python: str, root: Path) -> None:
+def _not_finished(
+    report: RunReport, proc: ProcessResult, accepted: list[records.Report], python: str, root: Path
+) -> None:
     """The test process ended before pytest's session did: why, in the best words there are."""
-    records = proc.records
-    refused = next((r for r in records if r.get("kind") == "conftest_error"), None)
+    refused = next((r for r in accepted if r["kind"] == records.CONFTEST_ERROR), None)
     if refused is not None:
         report.status = RunStatus.ERROR
         report.message = "a conftest.py failed to import: " + cause_text(refused["cause"])
@@ -233,20 +236,20 @@ def _not_finished(report: RunReport, proc: ProcessResult, python: str, root: Pat
         report.message = f"pytest is not installed in {python} (run: {python} -m pip install pytest)"
         return
     said, where = _pytest_says(proc.output, root)
-    if said and not proc.signal and proc.returncode in PYTEST_STATUSES and not records:
+    if said and not proc.signal and proc.returncode in PYTEST_STATUSES and not accepted:
         report.status = RunStatus.ERROR  # pytest refused to start: a usage or configuration error
         report.message, report.location = said, where
         return
     report.status = RunStatus.CRASHED
     how = _how(proc.signal, proc.returncode)
-    report.message = f"the test process ended with {how} {_when(records)}" + (f": {said}" if said else "")
+    report.message = f"the test process ended with {how} {_when(accepted)}" + (f": {said}" if said else "")
 
 
-def _when(records: list[dict]) -> str:
+def _when(accepted: list[records.Report]) -> str:
     """How far pytest got, by the records it sent."""
-    if not any(r.get("kind") == "session" for r in records):
+    if not any(r["kind"] == records.SESSION for r in accepted):
         return "while pytest was starting (loading plugins and conftest.py files)"
-    if not any(r.get("kind") == "start" for r in records):
+    if not any(r["kind"] == records.START for r in accepted):
         return "while pytest was collecting, before any test ran"
     return "before pytest finished"
 

@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from tracefix.running.plugin import tracefix_records as records
 from tracefix.running.plugin.tracefix_warm import CHANGED, PULLED, UPDATED
 from tracefix.running.process import Limits, Spawn, rlimits, spawn_process
 from tracefix.running.results import RunReport, RunStatus, TestResult
@@ -116,7 +117,8 @@ class Worker:
         self.busy = True
         out_read, out_write = os.pipe()
         try:
-            body = json.dumps({"args": argv[3:], "cwd": str(cwd), "env": env, "limits": rlimits(limits)}).encode()
+            request = records.Request(args=argv[3:], cwd=str(cwd), env=env, limits=rlimits(limits))
+            body = json.dumps(request).encode()
             socket.send_fds(self.sock, [b"%d\n" % len(body)], [out_write, report_fd])
             self.writer.write(body)
             await self.writer.drain()

@@ -13,12 +13,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from tracefix.index.files import Node, digest_bytes
 from tracefix.index.graph import ProjectIndex
 from tracefix.index.modules import NODE
 from tracefix.parsing.symbols import MODULE, Symbol
 from tracefix.paths import read_bytes, read_text
+from tracefix.running.plugin import tracefix_records as records
 from tracefix.running.results import (
     RecordError,
     asked_for,
@@ -296,7 +298,7 @@ def _symbol_for(index: ProjectIndex, path: str, line: int) -> Symbol | None:
 
 
 def deps_from_records(
-    index: ProjectIndex, root: Path, records: list[dict], started: dict[str, str], session: Deps | None
+    index: ProjectIndex, root: Path, recorded: list[records.Recorded], started: dict[str, str], session: Deps | None
 ) -> dict[str, Deps | None]:
     """nodeid → what it used (None: its record is incomplete), from the plugin's records of one run.
 
@@ -306,14 +308,14 @@ def deps_from_records(
     modules); None to replace it (a run of all tests)."""
     mapper = _Mapper(index, root, started)
     tests: dict[str, Deps | None] = {}
-    for record in records:
-        if record.get("kind") == "session":  # one per pytest-xdist worker: together, what all collected
+    for record in recorded:
+        if record["kind"] == records.SESSION:  # one per pytest-xdist worker: together, what all collected
             session = mapper.collection_deps(record["code"], record["files"], record.get("dirs", []), session)
             tests[""] = session
             for path, code in record.get("imports", {}).items():
                 tests[IMPORT + path] = mapper.collection_deps(code, [], [], None)
-        elif record.get("kind") == "deps":
-            tests[record["nodeid"]] = mapper.test_deps(record) if record.get("complete") else None
+        elif record["kind"] == records.DEPS:
+            tests[record["nodeid"]] = mapper.test_deps(record) if record["complete"] else None
     return tests
 
 
@@ -355,7 +357,9 @@ class _Mapper:
     def digest(self, node: Node) -> str:
         return self.index.digests(node[0])[node[1]]
 
-    def collection_deps(self, code: list, files: list, dirs: list, earlier: Deps | None) -> Deps:
+    def collection_deps(
+        self, code: list[tuple[str, int]], files: list[str], dirs: list[str], earlier: Deps | None
+    ) -> Deps:
         """Functions run at collection and the module-level names they read (module and class
         bodies are every importer's context), and files read or directories listed outside tests,
         added to what earlier runs saw of functions that still exist."""
@@ -374,11 +378,11 @@ class _Mapper:
         deps.files.update((rel + "/", self.state(rel + "/")) for rel in dirs)
         return deps
 
-    def test_deps(self, record: dict) -> Deps | None:
+    def test_deps(self, record: records.Deps) -> Deps | None:
         deps = Deps()
         # (path, line, how, whether it decides the test's cases: its own code and its fixtures)
-        used = [(path, line, EXECUTED, False) for path, line in record["code"]]
-        used += [(path, line, FIXTURE, True) for _, path, line in record["fixtures"]]
+        used = [(path, line, EXECUTED, False) for path, line in record.get("code", [])]
+        used += [(path, line, FIXTURE, True) for _, path, line in record.get("fixtures", [])]
         test = self.tests.get(base_nodeid(record["nodeid"]))
         if test is not None:  # a skipped test never runs its function, yet depends on it
             used.append((test.path, test.line, EXECUTED, True))
@@ -388,11 +392,11 @@ class _Mapper:
                 return None
             for i, (node, digest, kind) in enumerate(found):
                 deps.add_code(node, digest, how if i == 0 else kind, shapes)
-        for rel in record["files"]:
+        for rel in record.get("files", []):
             deps.files[rel] = self.state(rel)
-        for rel in record["dirs"]:
+        for rel in record.get("dirs", []):
             deps.files[rel + "/"] = self.state(rel + "/")
-        deps.dists = dict(record["dists"])
+        deps.dists = dict(record.get("dists", {}))
         return deps if deps.code else None
 
 
@@ -460,33 +464,34 @@ class Reads:
         return symbol.kind if symbol is not None else None
 
 
-def read_records(path: Path, nodeids: list[str] | None = None) -> list[dict]:
+def read_records(path: Path, nodeids: list[str] | None = None) -> list[records.Recorded]:
     """The tracefix_deps plugin's records of one run, each checked: test code can write anything to
     the file. `nodeids`: what the run asked for; a record of another test is dropped."""
-    records = []
+    checked = []
     for line in (read_text(path, RECORDS_BYTES) or "").splitlines():
         try:
-            records.append(_checked(json.loads(line), nodeids))
+            checked.append(_checked(json.loads(line), nodeids))
         except (ValueError, RecordError):  # a torn last line from a killed run, or a forged record
             continue
-    return records
+    return checked
 
 
-def _checked(record: object, nodeids: list[str] | None) -> dict:
+def _checked(record: object, nodeids: list[str] | None) -> records.Recorded:
+    """The record, checked against its declared shape (tracefix_records). Raises RecordError."""
     if not isinstance(record, dict):
         raise RecordError("not an object")
     kind = record.get("kind")
-    if kind == "env":
+    if kind == records.ENV:
         checked_text(record.get("executable"), "executable")
         paths = record.get("paths")
         if not isinstance(paths, dict) or not all(isinstance(p, str) and isinstance(t, int) for p, t in paths.items()):
             raise RecordError("paths is not a map of folders to times")
-    elif kind == "deps":
+    elif kind == records.DEPS:
         nodeid = checked_nodeid(record.get("nodeid"))
         if nodeids is not None and not asked_for(nodeid, nodeids):
             raise RecordError(f"a record of {nodeid!r}, which the run did not ask for")
         if record.get("complete") is not True:
-            return {"kind": "deps", "nodeid": nodeid, "complete": False}
+            return records.Deps(kind=records.DEPS, nodeid=nodeid, complete=False)
         _code(record.get("code"))
         _list(record.get("fixtures"), _fixture)
         _list(record.get("files"), workspace_path)
@@ -494,7 +499,7 @@ def _checked(record: object, nodeids: list[str] | None) -> dict:
         dists = record.get("dists")
         if not isinstance(dists, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in dists.items()):
             raise RecordError("dists is not a map of names to versions")
-    elif kind == "session":
+    elif kind == records.SESSION:
         _code(record.get("code"))
         _list(record.get("files"), workspace_path)
         _list(record.get("dirs", []), workspace_path)
@@ -506,7 +511,7 @@ def _checked(record: object, nodeids: list[str] | None) -> dict:
             _code(code)
     else:
         raise RecordError(f"unknown kind of record: {kind!r:.80}")
-    return record
+    return cast(records.Recorded, record)
 
 
 def _list(value: object, check: Callable[[object], object]) -> None:

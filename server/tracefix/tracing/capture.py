@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tracefix.running.plugin import tracefix_records as records
 from tracefix.running.process import Limits, ProcessResult, plugin_env, run_streaming
 from tracefix.running.results import RAISED
 from tracefix.tracing.trace import Trace
@@ -26,7 +27,8 @@ async def capture(
     run gives a Trace whose error says so, with whatever partial trace the plugin wrote first.
     """
     result = await _traced(root, python, [nodeid], timeout, env, limits)
-    record = _pick([r for r in result.records if r["kind"] == "trace" and isinstance(r.get("nodeid"), str)], nodeid)
+    traced = [r for r in result.records if r["kind"] == records.TRACE and isinstance(r.get("nodeid"), str)]
+    record = _pick(traced, nodeid)
     trace = _trace(record) if record else None
     if trace is None:
         record, trace = None, Trace(nodeid=nodeid)
@@ -42,8 +44,8 @@ async def capture_passing(
     if not nodeids:
         return []
     result = await _traced(root, python, nodeids, timeout, env, None)
-    records = [r for r in result.records if r.get("kind") == "trace" and not r.get("partial")]
-    traces = [_trace(r) for r in records if r.get("outcome") == "passed"]
+    traced = [r for r in result.records if r["kind"] == records.TRACE and not r.get("partial")]
+    traces = [_trace(r) for r in traced if r.get("outcome") == "passed"]
     return [t for t in traces if t is not None]
 
 

@@ -2,7 +2,8 @@
 executed, the fixtures it requested, the workspace data files it read or directories it listed,
 and the installed distributions whose code it ran.
 
-Appends one JSON line per test to the file named by TRACEFIX_DEPS (and one "env" line first).
+Appends one JSON line per test to the file named by TRACEFIX_DEPS (and one "env" line first):
+the records of DEPS_KINDS in tracefix_records.
 PYTEST_DONT_REWRITE: it has no asserts, and the warm worker may import it ahead of runs.
 Runs inside the user's test process: Python >= 3.9, stdlib and pytest only. Python >= 3.12 uses
 sys.monitoring PY_START events, disabled after each code object's first start and re-armed per
@@ -14,9 +15,14 @@ import json
 import os
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 import pytest
+
+if TYPE_CHECKING or __package__:  # mypy's import names the package
+    from tracefix.running.plugin import tracefix_records as records
+else:  # the test process has the plugins' directory on its path
+    import tracefix_records as records
 
 try:
     import _lsprof
@@ -409,24 +415,24 @@ def _code_and_dists(used):
     return sorted(code), dists
 
 
-def _record(item, used):
+def _record(item, used: _Used) -> "records.Deps":
     code, dists = _code_and_dists(used)
     fixtures = set()
     for fd in _fixture_defs(item):
         func = getattr(fd.func, "__code__", None)
         where = _classify(func.co_filename) if func is not None else None
-        if where is not None and where[0] == "code":
+        if func is not None and where is not None and where[0] == "code":
             fixtures.add((fd.argname, where[1], func.co_firstlineno))
-    return {
-        "kind": "deps",
-        "nodeid": item.nodeid,
-        "complete": used.complete,
-        "code": code,
-        "fixtures": sorted(fixtures),
-        "files": sorted(used.files),
-        "dirs": sorted(used.dirs),
-        "dists": dists,
-    }
+    return records.Deps(
+        kind=records.DEPS,
+        nodeid=item.nodeid,
+        complete=used.complete,
+        code=code,
+        fixtures=sorted(fixtures),
+        files=sorted(used.files),
+        dirs=sorted(used.dirs),
+        dists=dists,
+    )
 
 
 def _emit(record):
@@ -457,7 +463,7 @@ def pytest_configure(config):
         for p in map(os.path.abspath, sys.path)
         if os.path.isdir(p) and p != _root and not p.startswith(_root + os.sep)
     }
-    _emit({"kind": "env", "executable": sys.executable, "paths": paths})
+    _emit(records.Env(kind=records.ENV, executable=sys.executable, paths=paths))
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -465,7 +471,7 @@ def pytest_runtest_protocol(item, nextitem):
     if _out is None or not _hook.usable:
         yield
         if _out is not None:
-            _emit({"kind": "deps", "nodeid": item.nodeid, "complete": False})
+            _emit(records.Deps(kind=records.DEPS, nodeid=item.nodeid, complete=False))
         return
     used = _Used()
     _use(used)
@@ -543,12 +549,12 @@ def pytest_sessionfinish(session, exitstatus):
         code, _ = _code_and_dists(_session)
         imports = {_classify(f)[1]: _code_and_dists(used)[0] for f, used in _imports.items()}
         _emit(
-            {
-                "kind": "session",
-                "code": code,
-                "files": sorted(_session.files),
-                "dirs": sorted(_session.dirs),  # a data directory listed to make parametrize cases
-                "imports": imports,
-            }
+            records.Collected(
+                kind=records.SESSION,
+                code=code,
+                files=sorted(_session.files),
+                dirs=sorted(_session.dirs),  # a data directory listed to make parametrize cases
+                imports=imports,
+            )
         )
         _out.close()

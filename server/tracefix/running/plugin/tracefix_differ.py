@@ -9,7 +9,7 @@ With a baseline (a version under which the tests passed), each input runs both v
 difference outside the failing test's inputs is reported (differential). Without one, the
 rewritten function runs twice per input, and the original (the version before the rewrite) once
 where the rewrite raises (property: the same answer twice, no exception the original did not
-raise). One JSON record goes to TRACEFIX_REPORT_FD.
+raise). One JSON record goes to TRACEFIX_REPORT_FD: tracefix_records.Differential.
 """
 
 import ast
@@ -23,6 +23,12 @@ import signal
 import sys
 import textwrap
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING or __package__:  # mypy's import names the package
+    from tracefix.running.plugin import tracefix_records as records
+else:  # the shadow copy's interpreter has the plugins' directory on its path
+    import tracefix_records as records
 
 CALL_SECONDS = 1.0  # one call of either version
 
@@ -117,7 +123,7 @@ def _agree(x, y):
     return x[0] == y[0] and (_same(x[1], y[1]) if x[0] == "ok" else x[1] == y[1])
 
 
-def check(payload):
+def check(payload) -> "records.Differential":
     module = _module(os.getcwd(), payload["path"])
     rewritten = _function(module, payload["qualname"])
     source = payload.get("baseline")
@@ -125,7 +131,7 @@ def check(payload):
     original = payload.get("original")
     before = _baseline(module, payload["qualname"], original) if original else None
     deadline = time.monotonic() + payload.get("seconds", 10)
-    found = {"kind": "differential", "checked": 0, "unparsed": 0, "differ": [], "flaky": [], "raises": []}
+    found = records.Differential(kind=records.DIFFERENTIAL, checked=0, unparsed=0, differ=[], flaky=[], raises=[])
     for item in payload["inputs"]:
         if time.monotonic() > deadline:
             found["out_of_time"] = True
@@ -137,18 +143,18 @@ def check(payload):
             continue
         found["checked"] += 1
         now = _call(rewritten, args)
-        shown = {"args": item["args"], "candidate": _shown(now)}
+        shown = records.Shown(args=item["args"], candidate=_shown(now))
         if other is not None:
             then = _call(other, args)
             if not _agree(now, then) and not item.get("failing"):
-                found["differ"].append(dict(shown, baseline=_shown(then)))
+                found["differ"].append({**shown, "baseline": _shown(then)})
             continue
         if not _agree(now, _call(rewritten, args)):
             found["flaky"].append(shown)
         if before is not None and now[0] == "raise":
             then = _call(before, args)
             if then[0] == "ok":
-                found["raises"].append(dict(shown, baseline=_shown(then)))
+                found["raises"].append({**shown, "baseline": _shown(then)})
     return found
 
 
@@ -159,7 +165,7 @@ def main(argv):
     try:
         record = check(payload)
     except Exception as exc:
-        record = {"kind": "differential", "error": "%s: %s" % (type(exc).__name__, exc)}
+        record = records.Differential(kind=records.DIFFERENTIAL, error="%s: %s" % (type(exc).__name__, exc))
     data = (json.dumps(record, default=repr) + "\n").encode("utf-8", "replace")
     fd = int(os.environ["TRACEFIX_REPORT_FD"])
     while data:

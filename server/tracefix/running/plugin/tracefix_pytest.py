@@ -1,7 +1,7 @@
 """pytest plugin that streams one JSON record per test to the fd in TRACEFIX_REPORT_FD.
 
 Runs inside the user's test process: Python >= 3.9, stdlib and pytest only.
-Records: {"kind": "session"|"start"|"result"|"collect_error"|"conftest_error"|"done", ...}.
+Records: those of REPORT_KINDS, shaped as tracefix_records declares them.
 A collection or conftest error carries its cause: {"exception", "message", "path", "line"}, the
 user's exception (not pytest's wrapper) and where it is in the workspace.
 With TRACEFIX_TEST_TIMEOUT (seconds), a test whose setup, call and teardown run longer ends the
@@ -14,7 +14,12 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING or __package__:  # mypy's import names the package
+    from tracefix.running.plugin import tracefix_records as records
+else:  # the test process has the plugins' directory on its path
+    import tracefix_records as records
 
 _out = None
 _root = None
@@ -29,7 +34,7 @@ def _open(fd):
         _out = os.fdopen(int(fd), "w", encoding="utf-8", buffering=1)
 
 
-def _emit(record):
+def _emit(record: "records.Report") -> None:
     if _out is None:
         return
     _out.write(json.dumps(record, default=repr) + "\n")
@@ -75,23 +80,20 @@ def _unwrap(exc):
     return exc if inner is None else _unwrap(inner)
 
 
-def _cause(exc):
+def _cause(exc: BaseException) -> "records.Cause":
     """What stopped collection, and where in the workspace: a syntax error's own file and line,
     else the deepest workspace frame of the traceback (the conftest or module that raised)."""
     exc = _unwrap(exc)
     if isinstance(exc, SyntaxError) and exc.filename and _in_workspace(os.path.abspath(exc.filename)):
-        return {
-            "exception": type(exc).__name__,
-            "message": exc.msg,
-            "path": _rel(exc.filename),
-            "line": exc.lineno or 1,
-        }
-    cause = {"exception": type(exc).__name__, "message": str(exc)}
+        return records.Cause(
+            exception=type(exc).__name__, message=exc.msg, path=_rel(exc.filename), line=exc.lineno or 1
+        )
+    cause = records.Cause(exception=type(exc).__name__, message=str(exc))
     tb = exc.__traceback__
     while tb is not None:
         path = tb.tb_frame.f_code.co_filename
         if _in_workspace(path):
-            cause.update(path=_rel(path), line=tb.tb_lineno)
+            cause["path"], cause["line"] = _rel(path), tb.tb_lineno
         tb = tb.tb_next
     return cause
 
@@ -106,26 +108,26 @@ def pytest_configure(config):
         return  # an xdist worker: its reports reach the controller, which writes the records
     _open(fd)
     _emit(
-        {
-            "kind": "session",
-            "root": _root,
-            "python": sys.version.split()[0],
-            "xdist": config.pluginmanager.hasplugin("xdist"),
-        }
+        records.Session(
+            kind=records.SESSION,
+            root=_root,
+            python=sys.version.split()[0],
+            xdist=config.pluginmanager.hasplugin("xdist"),
+        )
     )
 
 
 def pytest_assertrepr_compare(config, op, left, right):
     # Keep the operands of the failing comparison; return None so pytest still explains it.
     global _last_compare
-    _last_compare = {"op": op, "left": _short(left), "right": _short(right)}
+    _last_compare = records.Compare(op=op, left=_short(left), right=_short(right))
     return
 
 
-def pytest_runtest_logstart(nodeid, location):
+def pytest_runtest_logstart(nodeid: str, location: Tuple[str, Optional[int], str]) -> None:
     global _last_compare
     _last_compare = None
-    _emit({"kind": "start", "nodeid": nodeid, "time": time.time()})
+    _emit(records.Start(kind=records.START, nodeid=nodeid, time=time.time()))
 
 
 def _failure_locations(item, excinfo):
@@ -135,7 +137,7 @@ def _failure_locations(item, excinfo):
     in_test = frame = None
     for entry in excinfo.traceback:
         path = str(entry.path)
-        place = {"path": _rel(path), "line": entry.lineno + 1, "function": entry.name}
+        place = records.Place(path=_rel(path), line=entry.lineno + 1, function=entry.name)
         if path == test_file:
             in_test = place
         elif _is_workspace_code(path, test_files):
@@ -202,7 +204,7 @@ def _pytest_hookwrappers():
             return
         _root = str(early_config.rootpath)
         _open(fd)
-        _emit({"kind": "conftest_error", "cause": _cause(outcome.excinfo[1])})
+        _emit(records.ConftestError(kind=records.CONFTEST_ERROR, cause=_cause(outcome.excinfo[1])))
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(item, nextitem):
@@ -272,15 +274,15 @@ def _overrun(item, thread, deadline, seconds):
     test from another thread."""
     path, line, _ = item.location
     message = "ran past the per-test timeout of %g s (tracefix's timeout setting)" % seconds
-    record = {
-        "kind": "result",
-        "nodeid": item.nodeid,
-        "outcome": "timeout",
-        "duration": round(time.monotonic() - deadline + seconds, 4),
-        "message": message,
-        "path": path.replace(os.sep, "/"),
-        "line": (line or 0) + 1,
-    }
+    record = records.Result(
+        kind=records.RESULT,
+        nodeid=item.nodeid,
+        outcome="timeout",
+        duration=round(time.monotonic() - deadline + seconds, 4),
+        message=message,
+        path=path.replace(os.sep, "/"),
+        line=(line or 0) + 1,
+    )
     record["location"], record["frame"] = _stuck_at(item, sys._current_frames().get(thread))
     try:
         _emit(record)
@@ -298,7 +300,7 @@ def _stuck_at(item, frame):
     in_test = code = None
     while frame is not None and in_test is None:
         path = frame.f_code.co_filename
-        place = {"path": _rel(path), "line": frame.f_lineno, "function": frame.f_code.co_name}
+        place = records.Place(path=_rel(path), line=frame.f_lineno, function=frame.f_code.co_name)
         if path == test_file:
             in_test = place
         elif code is None and _is_workspace_code(path, {test_file}):
@@ -323,8 +325,16 @@ def pytest_runtest_logfinish(nodeid, location):
     _unwatch()  # before the result: a test that finished in time is never also reported as a timeout
     entry = _state.pop(nodeid, {"outcome": "passed", "duration": 0.0})
     test_path, test_line, _ = location
-    entry.update(kind="result", nodeid=nodeid, path=test_path.replace(os.sep, "/"), line=(test_line or 0) + 1)
-    _emit(entry)
+    record = records.Result(
+        kind=records.RESULT,
+        nodeid=nodeid,
+        outcome=entry.pop("outcome"),
+        duration=entry.pop("duration"),
+        path=test_path.replace(os.sep, "/"),
+        line=(test_line or 0) + 1,
+    )
+    record.update(entry)  # what its phases added (_phase): message, when, location, frame, compare
+    _emit(record)
 
 
 def pytest_exception_interact(node, call, report):
@@ -338,10 +348,10 @@ def pytest_collectreport(report):
     if report.failed:
         crash = getattr(report.longrepr, "reprcrash", None)
         message = crash.message if crash is not None else str(report.longrepr)[-2000:]
-        record = {"kind": "collect_error", "nodeid": report.nodeid, "message": message}
-        record.update(getattr(report, "tracefix", None) or {})
+        record = records.CollectError(kind=records.COLLECT_ERROR, nodeid=report.nodeid, message=message)
+        record.update(getattr(report, "tracefix", None) or {})  # its cause
         _emit(record)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    _emit({"kind": "done", "exitstatus": int(exitstatus)})
+    _emit(records.Done(kind=records.DONE, exitstatus=int(exitstatus)))

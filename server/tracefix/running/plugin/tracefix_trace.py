@@ -2,7 +2,7 @@
 
 Runs inside the user's test process: Python >= 3.9, stdlib and pytest only.
 Config: TRACEFIX_TRACE_ROOT (the workspace; code under it, outside virtualenvs, is traced) and
-TRACEFIX_REPORT_FD (where JSON lines go). Each test gets one {"kind": "trace", ...} record
+TRACEFIX_REPORT_FD (where JSON lines go). Each test gets one tracefix_records.Trace record
 after it finishes. When the step budget runs out mid-test, a record with "partial": true is
 written at that moment too, so a test that then hangs still leaves its trace behind.
 
@@ -24,8 +24,14 @@ import reprlib
 import sys
 import tokenize
 from collections import deque
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING or __package__:  # mypy's import names the package
+    from tracefix.running.plugin import tracefix_records as records
+else:  # the test process has the plugins' directory on its path
+    import tracefix_records as records
 
 MAX_STEPS = 100_000  # blocks processed per test; then only calls, returns and raises are kept
 MAX_VARIANTS = 8  # iterations kept per loop because their block path changed
@@ -471,22 +477,22 @@ class Invocation:
 
     def to_record(self):
         plan = self.plan
-        return {
-            "path": plan.path,
-            "qualname": plan.qualname,
-            "first_line": plan.first,
-            "last_line": plan.last,
-            "depth": self.depth,
-            "index": self.index,
-            "args": _capped(self.args),
-            "returned": self.returned,
-            "exception": self.exception,
-            "exit_line": self.exit_line,
-            "blocks": [
-                {"start_line": start, "end_line": end, "changed": _capped(changed), "note": note}
+        return records.Call(
+            path=plan.path,
+            qualname=plan.qualname,
+            first_line=plan.first,
+            last_line=plan.last,
+            depth=self.depth,
+            index=self.index,
+            args=_capped(self.args),
+            returned=self.returned,
+            exception=self.exception,
+            exit_line=self.exit_line,
+            blocks=[
+                records.Block(start_line=start, end_line=end, changed=_capped(changed), note=note)
                 for start, end, changed, note in self.items
             ],
-        }
+        )
 
 
 def _capped(changed):
@@ -750,15 +756,15 @@ class TracePlugin:
 
     def _write(self, nodeid, recorder, partial):
         outcome, exception = self.outcomes.pop(nodeid, (None, None)) if not partial else (None, None)
-        record = {
-            "kind": "trace",
-            "nodeid": nodeid,
-            "outcome": outcome,
-            "exception": exception,
-            "partial": partial,
-            "truncated": recorder.truncated,
-            "calls": recorder.calls(),
-        }
+        record = records.Trace(
+            kind=records.TRACE,
+            nodeid=nodeid,
+            outcome=outcome,
+            exception=exception,
+            partial=partial,
+            truncated=recorder.truncated,
+            calls=recorder.calls(),
+        )
         data = _bounded(record).encode("utf-8", "replace")
         try:
             while data:

@@ -14,7 +14,8 @@ A fork must be what a fresh process would be, so the worker never imports ahead 
 - anything after a module it imported changed on disk, or a sys.path directory did (an install):
   it quits and the server starts a new one.
 
-Protocol, over the Unix socket whose fd is TRACEFIX_WARM_FD (one JSON message per send):
+Protocol, over the Unix socket whose fd is TRACEFIX_WARM_FD (one JSON message per send; their
+shapes are in tracefix_records):
   worker → {"ready": pid}
   server → {"args": [...], "cwd": ..., "env": {...}, "limits": {...}} with two fds attached:
            the run's output pipe and its report pipe
@@ -30,6 +31,12 @@ import socket
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING or __package__:  # the server's import (and mypy's) name the package
+    from tracefix.running.plugin import tracefix_records as records
+else:  # the test process has the plugins' directory on its path
+    import tracefix_records as records
 
 MAX_MODULES = 5000  # third-party modules imported ahead of runs
 MESSAGE = 1 << 20
@@ -62,7 +69,7 @@ def apply_limits(limits):
             pass
 
 
-def _send(sock, message):
+def _send(sock, message: "records.Reply") -> None:
     sock.sendall(json.dumps(message).encode() + b"\n")
 
 
@@ -196,7 +203,7 @@ def _child(sock, request, fds, modules_fd):
         sys.stdout.flush()
         sys.stderr.flush()
         plain, rewritten = _imported(request["cwd"])
-        os.write(modules_fd, json.dumps({"plain": plain, "rewritten": rewritten}).encode())
+        os.write(modules_fd, json.dumps(records.Imported(plain=plain, rewritten=rewritten)).encode())
     except BaseException:
         pass
     os._exit(code)
@@ -286,7 +293,7 @@ def main():
 
     paths, files, pulled = _path_stamps(root), {}, False
     _stamp(files)
-    _send(sock, {"ready": os.getpid(), "seconds": round(time.monotonic() - started, 3)})
+    _send(sock, records.Ready(ready=os.getpid(), seconds=round(time.monotonic() - started, 3)))
     while True:
         request, fds = _receive(sock)
         stale = "closed" if request is None else _stale(root, paths, files, pulled)
@@ -294,7 +301,7 @@ def main():
             for fd in fds:
                 os.close(fd)
             if request is not None:
-                _send(sock, {"stale": stale or "bad request", "skip": _outermost(skip)})
+                _send(sock, records.Stale(stale=stale or "bad request", skip=_outermost(skip)))
             return
         modules_read, modules_write = os.pipe()
         pid = os.fork()
@@ -303,10 +310,10 @@ def main():
             _child(sock, request, fds, modules_write)
         for fd in (*fds, modules_write):
             os.close(fd)
-        _send(sock, {"pid": pid})
+        _send(sock, records.Forked(pid=pid))
         code, used = _wait(sock, pid, modules_read)
         os.close(modules_read)
-        _send(sock, {"exit": code})
+        _send(sock, records.Exited(exit=code))
         try:
             imported = json.loads(used or b"{}")
         except ValueError:

@@ -145,7 +145,7 @@ def test_evidence_in_words():
         changes={DISCOUNT: changed(DISCOUNT, 8)},
     )
     top, caller = localize(evidence)
-    assert (top.qualname, top.line, top.lines) == ("apply_discount", 8, (8,))
+    assert (top.qualname, top.line, top.lines) == ("apply_discount", 8, (8, 6))  # the changed line, and the def line
     assert top.describe() == (
         "changed at shop/pricing.py:8 since the test last passed; "
         "executed by 2 failing and 1 passing tests (Ochiai 0.82)"

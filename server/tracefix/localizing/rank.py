@@ -122,7 +122,8 @@ def localize(evidence: Evidence) -> list[Suspect]:
             s.place.path,
             s.place.qualname,
             s.line or s.place.name_line,
-            tuple(dict.fromkeys([*s.lines, s.line or s.place.name_line])),
+            # its def line too: the fix stays on offer where it was asked for once the blame moves
+            tuple(dict.fromkeys([*s.lines, s.line or s.place.name_line, s.place.name_line])),
             round(s.score, 3),
             tuple(s.evidence),
             evidence.changes.get(s.place.node),

@@ -42,6 +42,35 @@ def test_the_core_never_imports_the_lsp_layer():
         assert not lsp, f"{path.relative_to(PACKAGE)} imports {sorted(lsp)}"
 
 
+MUTATING = {"append", "add", "update", "pop", "clear", "setdefault", "extend", "remove", "discard", "insert"}
+
+
+def test_the_lsp_layer_keeps_no_state_in_modules():
+    """Session state lives in the Session (invariant 4): an lsp module binds only constants, its
+    logger and type aliases, never rebinds them (`global`) and never changes a constant in place."""
+    for path in sorted((PACKAGE / "lsp").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        where = path.relative_to(PACKAGE)
+        constants = set()
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for name in (t.id for t in targets if isinstance(t, ast.Name)):
+                    assert name.isupper() or name == "log" or name[0].isupper(), f"{where}: module state {name}"
+                    constants.add(name)
+        for node in ast.walk(tree):
+            assert not isinstance(node, ast.Global), f"{where}:{node.lineno}: global {node.names}"
+            changed = None
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATING:
+                changed = node.func.value
+            elif isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
+                targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+                changed = next((t.value for t in targets if isinstance(t, ast.Subscript)), None)
+            assert not (isinstance(changed, ast.Name) and changed.id in constants), (
+                f"{where}:{node.lineno}: changes module-level {changed.id}"  # type: ignore[union-attr]
+            )
+
+
 def test_the_plugins_import_only_the_standard_library_and_pytest():
     own = {p.stem for p in PLUGINS.glob("*.py")}
     allowed = set(sys.stdlib_module_names) | {"pytest", "_pytest", "pluggy"} | own

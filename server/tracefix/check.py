@@ -15,8 +15,9 @@ from tracefix.index.store import StoreError
 from tracefix.project import Project
 from tracefix.reporting.diagnostics import run_diagnostics
 from tracefix.reviews import ReviewSet
-from tracefix.running.interpreter import InterpreterError, check_python
+from tracefix.running.interpreter import NO_PYTEST, InterpreterError
 from tracefix.running.results import RAISED, RunReport, Verdict
+from tracefix.running.warm import Pool
 from tracefix.sanitize import printable, printable_data
 from tracefix.selection.select import Changed, Selected, explain_skipped
 from tracefix.tracing import Trace, capture, lines_in
@@ -68,7 +69,8 @@ def _changes(project: Project, args: Namespace) -> tuple[list[Changed] | None, s
     return None, "no earlier run and no git history"
 
 
-async def check(args: Namespace) -> int:
+async def check(args: Namespace, pool: Pool | None = None) -> int:
+    """pool: a warm pytest worker that outlives the check (the daemon's, `--daemon`)."""
     say = Output(sys.stdout, args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     err = Output(sys.stderr)
     style = say.style
@@ -81,7 +83,7 @@ async def check(args: Namespace) -> int:
         return EXIT_USAGE
     try:
         # the command line is the user's own: it may set what no workspace file may (settings.USER_ONLY)
-        project = Project(root, {"python": args.python} if args.python else None)
+        project = Project(root, {"python": args.python} if args.python else None, pool=pool)
     except StoreError as exc:
         err(f"tracefix: {exc}")
         return EXIT_USAGE
@@ -108,10 +110,6 @@ async def check(args: Namespace) -> int:
             except InterpreterError as exc:
                 err(f"tracefix: {exc}")
                 return EXIT_USAGE
-            problem = check_python(python)
-            if problem:
-                err(f"tracefix: {problem}")
-                return EXIT_USAGE
             total = len(project.index.tests())
             if args.format == "text":
                 what = f"all {total} tests to audit selection" if args.audit else f"{len(selected)} of {total} tests"
@@ -121,6 +119,9 @@ async def check(args: Namespace) -> int:
                 report = audit.report
             else:
                 report = await project.run([s.nodeid for s in selected])
+            if report.message.startswith(NO_PYTEST):  # learnt from the run: asking first costs an interpreter start
+                err(f"tracefix: {report.message}")
+                return EXIT_USAGE
             project.record(report)
         elif not args.no_run:
             project.record(report)  # nothing to run: the current state is the new baseline

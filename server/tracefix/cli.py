@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-file", type=Path, help="write the server log to this file")
     serve.add_argument("--verbose", action="store_true", help="debug logging")
 
+    stop = sub.add_parser("stop", help="end the check daemon of a workspace (see check --daemon)")
+    stop.add_argument("path", nargs="?", type=Path, default=Path("."), help="project root (default: .)")
+
     check = sub.add_parser("check", help="select, run and report the tests affected by changes")
     check.add_argument("path", nargs="?", type=Path, default=Path("."), help="project root (default: .)")
     since = check.add_mutually_exclusive_group()
@@ -62,6 +65,12 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--apply", action="store_true", help="with --fix: write verified fixes to the files")
     check.add_argument("--reviews", action="store_true", help="list open review comments with their anchors")
     check.add_argument(
+        "--daemon",
+        action="store_true",
+        help="check through a resident process for this workspace, started if none runs: later checks skip "
+        "starting tracefix and pytest (see docs/configuration.md)",
+    )
+    check.add_argument(
         "--python",
         metavar="PATH",
         help="the interpreter that runs the tests (a setting no workspace file may give; see docs/security.md)",
@@ -77,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         status = serve(args.tcp, args.log_file, args.verbose)
         logging.shutdown()
         os._exit(status)  # not the interpreter's exit: it would join a thread blocked reading stdin
+    if args.command == "stop":
+        from tracefix import daemon
+
+        print(f"tracefix: {'stopped the' if daemon.stop(args.path) else 'no'} daemon for {args.path.resolve()}")
+        return 0
+    if args.daemon:
+        served = _through_daemon(args, sys.argv[2:] if argv is None else argv[1:])
+        if served is not None:
+            return served
     from tracefix.check import check
 
     handler = logging.StreamHandler(sys.stderr)
@@ -91,6 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
         return CLOSED_PIPE
     return status
+
+
+def _through_daemon(args: argparse.Namespace, argv: list[str]) -> int | None:
+    """The exit status of the check done by the workspace's daemon; None if no daemon could take
+    it (said on stderr): then it runs here."""
+    from tracefix import daemon
+
+    try:
+        return daemon.request(args.path, argv)
+    except (daemon.DaemonError, OSError) as exc:
+        print(f"tracefix: warning: {exc}; checking without the daemon", file=sys.stderr)
+        return None
+    except KeyboardInterrupt:  # the daemon sees the connection close and cancels the check
+        print("tracefix: stopped by SIGINT", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

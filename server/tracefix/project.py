@@ -21,6 +21,7 @@ from tracefix.parsing.document import parse
 from tracefix.parsing.symbols import Symbol, diff, outline
 from tracefix.paths import is_relevant_file, read_bytes, read_text
 from tracefix.reporting.diagnostics import Diagnostic, diagnose
+from tracefix.running import bytecode
 from tracefix.running import warm as warm_mod
 from tracefix.running.interpreter import InterpreterError, find_python
 from tracefix.running.plugin import tracefix_records
@@ -99,8 +100,11 @@ PARALLEL_MAX = 8
 
 
 class Project:
-    def __init__(self, root: Path, editor_settings: dict | None = None, warm: bool = False):
-        """warm: keep a warm pytest worker for runs (the editor's saves; not a one-shot check)."""
+    def __init__(
+        self, root: Path, editor_settings: dict | None = None, warm: bool = False, pool: warm_mod.Pool | None = None
+    ):
+        """warm: keep a warm pytest worker for runs (the editor's saves; not a one-shot check);
+        pool: the warm worker of a caller that outlives this Project (the check daemon's)."""
         self.root = root.resolve()
         self.settings, self.warnings = settings_mod.load(self.root, editor_settings)
         self.store = Store(self.root)
@@ -113,7 +117,8 @@ class Project:
         self.snapshot: dict[str, list] = self.store.snapshot()
         self._recorded: Recorded | None = None
         self._versions: tuple[tuple | None, dict[str, str] | None] = (None, None)
-        self.pool = warm_mod.Pool(self.root) if warm and warm_mod.supported() else None
+        self._owns_pool = pool is None
+        self.pool = pool if pool is not None else warm_mod.Pool(self.root) if warm and warm_mod.supported() else None
         remove_orphaned_deps()
 
     def reload_pytest_config(self) -> list[str]:
@@ -292,13 +297,17 @@ class Project:
         fd, deps_file = tempfile.mkstemp(prefix=f"{DEPS_PREFIX}{os.getpid()}-", suffix=".jsonl")
         os.close(fd)
         env = dict(os.environ, TRACEFIX_DEPS=deps_file, **({"TRACEFIX_NICE": "19"} if nice else {}))
+        digests = self.digests()
+        prefix = bytecode.prepare(self.root, digests)
+        if prefix is not None:
+            env["TRACEFIX_BYTECODE"] = str(prefix)
         workers = self._workers(ordered, previous)
         return RunPlan(
             nodeids=ordered,
             python=self.python(),
             env=env,
             deps_file=Path(deps_file),
-            started=self.digests() if started is None else started,
+            started=digests if started is None else started,
             extra=("-p", "tracefix_deps") + (("-n", str(workers)) if workers else ()),
             # a niced background audit must not occupy the worker the next save wants
             warm=self.pool is not None and self.settings.warm_runner and not nice,
@@ -518,7 +527,7 @@ class Project:
         return diagnose(results, self.index, self.root, suspects)
 
     def close(self) -> None:
-        if self.pool is not None:
+        if self.pool is not None and self._owns_pool:
             self.pool.close()
         self.store.close()
 

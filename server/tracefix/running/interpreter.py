@@ -8,6 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+NO_PYTEST = "pytest is not installed in"
+
+
+def no_pytest(python: str) -> str:
+    return f"{NO_PYTEST} {python} (run: {python} -m pip install pytest)"
+
 
 class InterpreterError(Exception):
     """The configured or discovered interpreter cannot run tests."""
@@ -42,5 +48,5 @@ def check_python(python: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"cannot start the test interpreter {python}: {exc}"
     if proc.returncode != 0:
-        return f"pytest is not installed in {python} (run: {python} -m pip install pytest)"
+        return no_pytest(python)
     return None

@@ -154,7 +154,12 @@ def plugin_env(env: dict[str, str] | None = None) -> dict[str, str]:
     # a pytest we run from inside another one's test (xdist worker, current test) is no part of it
     env = {k: v for k, v in (os.environ if env is None else env).items() if not k.startswith(PYTEST_OWN)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_DIR), env.get("PYTHONPATH", "")) if p)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    prefix = env.pop("TRACEFIX_BYTECODE", None)  # a cache folder bytecode.prepare made ready for this run
+    if prefix:
+        env["PYTHONPYCACHEPREFIX"] = prefix
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:  # never into the workspace
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.setdefault("PYTHONIOENCODING", "utf-8")
     return env
 

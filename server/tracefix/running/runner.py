@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tracefix.running.interpreter import no_pytest
 from tracefix.running.plugin import tracefix_records as records
 from tracefix.running.process import Limits, ProcessResult, Spawn, plugin_env, run_streaming, spawn_process
 from tracefix.running.results import (
@@ -233,7 +234,7 @@ def _not_finished(
         return
     if "No module named pytest" in proc.output:
         report.status = RunStatus.ERROR
-        report.message = f"pytest is not installed in {python} (run: {python} -m pip install pytest)"
+        report.message = no_pytest(python)
         return
     said, where = _pytest_says(proc.output, root)
     if said and not proc.signal and proc.returncode in PYTEST_STATUSES and not accepted:

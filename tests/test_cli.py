@@ -120,6 +120,17 @@ def test_bad_revision_and_bad_interpreter(repo):
     assert "tracefix.timeout = 'soon' is not a number" in proc.stderr
 
 
+def test_an_interpreter_without_pytest_is_a_setup_error_that_records_nothing(shop, tmp_path):
+    """Learnt from the run itself (no probe before it): exit 2, the remedy, and no results kept."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    bare = str(tmp_path / "bare" / "bin" / "python")
+    proc = tracefix("check", str(shop), "--python", bare, "--no-trace")
+    assert proc.returncode == 2
+    assert f"pytest is not installed in {bare} (run: {bare} -m pip install pytest)" in proc.stderr
+    code, data = check_json(shop)  # the next check with pytest runs everything, as a first run
+    assert code == 1 and len(data["selected"]) == 8
+
+
 def test_a_reader_that_leaves_early_ends_the_check_quietly(shop):
     """`tracefix check --all | head -1`: head leaves after one line; no traceback, and the exit
     status of a program that SIGPIPE ended, as other tools give (141)."""

@@ -29,6 +29,7 @@ WORK = RESULTS / "work"
 # same name (bench/testmon.py hid pytest-testmon's `testmon` package)
 PLUGINS = BENCH / "plugins"
 VENV = WORK / "venv"
+PYCACHE = WORK / "pycache"  # plain pytest's bytecode, outside the checkouts
 CHECKOUTS = Path(tempfile.gettempdir()) / "tracefix-bench"
 # the test interpreter's tools, pinned so reruns compare
 TEST_TOOLS = ("pytest==9.2.0", "pytest-testmon==2.2.0")
@@ -41,11 +42,15 @@ class RealProject:
     package: str  # the code mutants go into, relative to the checkout
     pythonpath: str = ""  # src layouts: where the package imports from, relative to the checkout
 
-    def env(self, root: Path, venv: Path = VENV) -> dict[str, str]:
+    def env(self, root: Path, venv: Path = VENV, bytecode: bool = False) -> dict[str, str]:
         """Environment for pytest and tracefix in a checkout: a bench venv (which tracefix picks as
-        the test interpreter through VIRTUAL_ENV) and the project's imports."""
+        the test interpreter through VIRTUAL_ENV) and the project's imports. No bytecode in the
+        checkout; bytecode: plain pytest keeps it in PYCACHE, as a developer's pytest keeps
+        __pycache__ (tracefix's runs keep theirs in its own cache folder either way)."""
         paths = [str(PLUGINS)] + ([str(root / self.pythonpath)] if self.pythonpath else [])
-        return dict(os.environ, VIRTUAL_ENV=str(venv), PYTHONPATH=os.pathsep.join(paths), PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, VIRTUAL_ENV=str(venv), PYTHONPATH=os.pathsep.join(paths))
+        env.update(PYTHONPYCACHEPREFIX=str(PYCACHE)) if bytecode else env.update(PYTHONDONTWRITEBYTECODE="1")
+        return env
 
 
 # Pure Python, tests shipped in the sdist; each suite passes in the bench venv with nothing but
@@ -152,6 +157,24 @@ def checkout(project: RealProject, purpose: str, tracefix_timeout: float | None 
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "baseline"], cwd=root, check=True)
     return root
+
+
+def write_source(path: Path, text: str) -> None:
+    """Write a source file with an mtime in a later whole second than its last: Python and older
+    pytest trust cached bytecode while the mtime's second and the size stay, and a mutant and its
+    revert are often the same size."""
+    last = path.stat().st_mtime_ns
+    path.write_text(text, encoding="utf-8")
+    later = max(time.time_ns(), (last // 10**9 + 1) * 10**9)
+    os.utime(path, ns=(later, later))
+
+
+def compile_tracefix() -> None:
+    """Bytecode for tracefix's own modules, as installing it writes: the checks run with
+    PYTHONDONTWRITEBYTECODE, which would compile them anew in each."""
+    import compileall
+
+    compileall.compile_dir(str(REPO / "server" / "tracefix"), quiet=1)
 
 
 def write_results(name: str, data: dict) -> Path:

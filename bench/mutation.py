@@ -41,6 +41,7 @@ from common import (
     machine,
     timed,
     write_results,
+    write_source,
 )
 
 FAILING = ("failed", "error", "timeout", "crashed")
@@ -170,7 +171,7 @@ def candidates(root: Path, package: str) -> list[Mutant]:
 def pytest_run(project: RealProject, root: Path, *extra: str, timeout: float) -> tuple[float, float, dict | None]:
     """(wall s, CPU s, {nodeid: outcome}); None outcomes when the run timed out (a looping mutant)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        env = dict(project.env(root), BENCH_OUTCOMES=out.name)
+        env = dict(project.env(root, bytecode=True), BENCH_OUTCOMES=out.name)
         argv = [
             str(ensure_venv()),
             "-m",
@@ -285,7 +286,7 @@ def killed(
             continue
         file = primed.root / mutant.path
         original = file.read_text(encoding="utf-8")
-        file.write_text(mutant.apply(original), encoding="utf-8")
+        write_source(file, mutant.apply(original))
         try:
             full_s, _, truth = pytest_run(project, primed.root, timeout=timeout)
             broken = failing(truth or {}) - primed.broken_before
@@ -296,7 +297,7 @@ def killed(
             found += 1
             yield mutant, full_s, truth, broken
         finally:
-            file.write_text(original, encoding="utf-8")
+            write_source(file, original)
 
 
 def shuffled_candidates(project: RealProject, primed: Primed, seed: int) -> list[Mutant]:

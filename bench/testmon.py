@@ -11,7 +11,11 @@ the next so that drift in the machine's load hits each arm alike:
   testmon            `pytest --testmon`, from its primed state
   tracefix_unprimed  `tracefix check --format json --no-trace` with no .tracefix at all, as in a fresh
                      clone: changes since git HEAD, selection by the static name graph alone
+  tracefix_daemon    `tracefix check --format json --no-trace --daemon`, from the primed state: the
+                     check served by the workspace's resident process (started by its first check)
 Before each arm the tools' state is copied back from the primed copy (or removed, unprimed).
+Bytecode: plain pytest (the full run, testmon) keeps it outside the checkout in PYCACHE, as a
+developer's pytest keeps __pycache__; tracefix keeps its own; mutants get a later mtime second.
 
 A failing test is *missed* by an arm when the full run failed it and the arm did not report it
 failing. Missed tests are rerun alone on the mutant (`pytest <ids>`), which tells a test that fails
@@ -38,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PROJECTS, RESULTS, RealProject, machine, write_results
+from common import PROJECTS, RESULTS, RealProject, compile_tracefix, machine, write_results
 from mutation import (
     Primed,
     copy_states,
@@ -52,8 +56,11 @@ from mutation import (
     tracefix_check,
 )
 
-ARMS = ("tracefix", "tracefix_trace", "testmon", "tracefix_unprimed")
-TRACEFIX_ARMS = ("tracefix", "tracefix_trace", "tracefix_unprimed")
+ARMS = ("tracefix", "tracefix_trace", "testmon", "tracefix_unprimed", "tracefix_daemon")
+TRACEFIX_ARMS = ("tracefix", "tracefix_trace", "tracefix_unprimed", "tracefix_daemon")
+RATIO_ARMS = ("tracefix", "tracefix_trace", "tracefix_daemon")  # primed, against testmon's primed wall
+NAMES = {"tracefix": "tracefix", "tracefix_trace": "+trace", "testmon": "testmon"}
+NAMES.update(tracefix_unprimed="unprimed", tracefix_daemon="daemon")
 
 
 def run_arm(arm: str, project: RealProject, primed: Primed, no_state: Path, timeout: float) -> dict:
@@ -69,7 +76,8 @@ def run_arm(arm: str, project: RealProject, primed: Primed, no_state: Path, time
             **({} if outcomes is not None else {"error": f"timed out after {timeout:g} s"}),
         }
     try:
-        wall, cpu, report = tracefix_check(project, root, trace=arm == "tracefix_trace")
+        extra = ("--daemon",) if arm == "tracefix_daemon" else ()
+        wall, cpu, report = tracefix_check(project, root, *extra, trace=arm == "tracefix_trace")
     except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:  # a crash is a finding, not the end
         return {"s": None, "cpu_s": None, "outcomes": {}, "error": str(exc)[-1000:]}
     return {
@@ -93,6 +101,7 @@ def measure(
 ) -> dict:
     """The result, saved after every mutant (finished: false until the last), so a stopped run keeps its rows."""
     at_start = machine()
+    compile_tracefix()
     primed = prime(project, "testmon", tracefix_timeout)
     suite = len(primed.baseline)
     timeout = max(60.0, 10 * primed.full_s)  # a mutant that loops
@@ -160,6 +169,7 @@ def measure(
             flush=True,
         )
         update(finished=False)
+    subprocess.run([sys.executable, "-m", "tracefix", "stop", str(primed.root)], check=False)
     shutil.rmtree(primed.keep)
     shutil.rmtree(no_state)
     update(finished=True)
@@ -176,7 +186,7 @@ def summarize(rows: list[dict], suite: int) -> dict:
         "full": {"wall_s_median": round(median(r["full"]["s"] for r in rows), 3)},
     }
     testmon_wall = median(r["testmon"]["s"] for r in rows)
-    for arm in ARMS:
+    for arm in arms_of(rows):
         ok = [r for r in rows if "error" not in r[arm]]
         share = [r[arm]["ran"] / suite for r in rows]
         s = summary[arm] = {
@@ -209,14 +219,25 @@ def summarize(rows: list[dict], suite: int) -> dict:
     return summary
 
 
+def arms_of(rows: list[dict]) -> tuple[str, ...]:
+    """The arms these rows ran (results from before the daemon arm have four)."""
+    return tuple(arm for arm in ARMS if arm in rows[0])
+
+
 def table(results: list[dict]) -> str:
     """The markdown table of docs/benchmarks.md: one column per project."""
+    arms = arms_of(results[0]["mutants"])
+    tracefix_arms = tuple(a for a in arms if a in TRACEFIX_ARMS)
+    ratio_arms = tuple(a for a in arms if a in RATIO_ARMS)
+
+    def names(of: tuple[str, ...]) -> str:
+        return " / ".join(NAMES[a] for a in of)
 
     def cells(f) -> str:
         return " | ".join(f(r, r["summary"]) for r in results)
 
-    def per_arm(key, fmt="{}", arms=ARMS):
-        return lambda r, s: " / ".join(fmt.format(s[a][key]) if key in s[a] else "–" for a in arms)
+    def per_arm(key, fmt="{}", of=arms):
+        return lambda r, s: " / ".join(fmt.format(s[a][key]) if key in s.get(a, {}) else "–" for a in of)
 
     lines = ["| | " + " | ".join(f"{r['project']}" for r in results) + " |", "|---|" + "---|" * len(results)]
     spec = [
@@ -227,37 +248,31 @@ def table(results: list[dict]) -> str:
         ),
         ("candidates / screened / killed", lambda r, s: f"{r['candidates']} / {r['screened']} / {s['mutants']}"),
         ("failing tests over all mutants", lambda r, s: f"{s['failing_tests']:,}"),
-        (
-            "**missed failing tests**: tracefix / +trace / testmon / tracefix unprimed",
-            per_arm("missed_failing_tests", "**{}**"),
-        ),
+        (f"**missed failing tests**: {names(arms)}", per_arm("missed_failing_tests", "**{}**")),
         ("… of them failing when rerun alone", per_arm("missed_failing_alone_too")),
         ("… of them in runs cut short (timeout, crash)", per_arm("missed_in_runs_cut_short")),
-        ("share of items run, median: tracefix / +trace / testmon / unprimed", per_arm("share_run_median", "{:.1%}")),
+        (f"share of items run, median: {names(arms)}", per_arm("share_run_median", "{:.1%}")),
         ("share of items run, mean", per_arm("share_run_mean", "{:.1%}")),
         ("wall per mutant, median (s): full suite", lambda r, s: f"{s['full']['wall_s_median']:.2f}"),
-        ("wall per mutant, median (s): tracefix / +trace / testmon / unprimed", per_arm("wall_s_median", "{:.2f}")),
-        ("CPU per mutant, median (s): tracefix / +trace / testmon / unprimed", per_arm("cpu_s_median", "{:.2f}")),
+        (f"wall per mutant, median (s): {names(arms)}", per_arm("wall_s_median", "{:.2f}")),
+        (f"CPU per mutant, median (s): {names(arms)}", per_arm("cpu_s_median", "{:.2f}")),
         (
-            "tracefix ÷ testmon wall, median of per-mutant ratios: tracefix / +trace",
-            per_arm("over_testmon_median_of_ratios", "{:.2f}", TRACEFIX_ARMS[:2]),
+            f"tracefix ÷ testmon wall, median of per-mutant ratios: {names(ratio_arms)}",
+            per_arm("over_testmon_median_of_ratios", "{:.2f}", ratio_arms),
         ),
         (
-            "tracefix ÷ testmon wall, ratio of medians: tracefix / +trace",
-            per_arm("over_testmon_ratio_of_medians", "{:.2f}", TRACEFIX_ARMS[:2]),
+            f"tracefix ÷ testmon wall, ratio of medians: {names(ratio_arms)}",
+            per_arm("over_testmon_ratio_of_medians", "{:.2f}", ratio_arms),
         ),
         (
-            "mutants where tracefix was slower than the full suite: tracefix / +trace",
-            per_arm("slower_than_full", "{}", TRACEFIX_ARMS[:2]),
+            f"mutants where tracefix was slower than the full suite: {names(ratio_arms)}",
+            per_arm("slower_than_full", "{}", ratio_arms),
         ),
         (
-            "runs cut short (status not ok: timeout, crash): tracefix / +trace / unprimed",
-            per_arm("cut_short", "{}", TRACEFIX_ARMS),
+            f"runs cut short (status not ok: timeout, crash): {names(tracefix_arms)}",
+            per_arm("cut_short", "{}", tracefix_arms),
         ),
-        (
-            "runs with no report (timeout of the bench, crash): tracefix / +trace / testmon / unprimed",
-            per_arm("errors"),
-        ),
+        (f"runs with no report (timeout of the bench, crash): {names(arms)}", per_arm("errors")),
     ]
     lines += [f"| {label} | {cells(f)} |" for label, f in spec]
     return "\n".join(lines)

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from tracefix import __version__
@@ -261,20 +262,24 @@ class Daemon:
         from tracefix.check import check
         from tracefix.cli import CLOSED_PIPE, parser
 
-        os.chdir(message["cwd"])
+        try:
+            os.chdir(message["cwd"])
+        except OSError as exc:
+            return {"error": f"cannot enter the client's working directory: {exc}"}
         os.environ.clear()
         os.environ.update(message["env"])
         out, err = (os.fdopen(os.dup(fd), "w", encoding="utf-8", errors="backslashreplace") for fd in fds)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         self.handler.setStream(err)
+        loop = asyncio.get_running_loop()
         try:
             args = parser().parse_args(["check", *message["argv"]])
             if args.path.resolve() != self.place.root:
                 print(f"tracefix: this daemon serves {self.place.root}, not {args.path}", file=err)
                 return {"exit": 2}
-            job = asyncio.get_running_loop().create_task(check(args, self.pool))
-            gone = asyncio.get_running_loop().create_task(_hung_up(conn))
+            job = loop.create_task(check(args, self.pool))
+            gone = loop.create_task(_hung_up(conn))
             await asyncio.wait([job, gone], return_when=asyncio.FIRST_COMPLETED)
             if not job.done():  # the client was interrupted or died: stop its tests
                 job.cancel()
@@ -282,16 +287,16 @@ class Daemon:
                     await job
                 return {"exit": 130}
             gone.cancel()
-            try:
-                status = job.result()
-                out.flush()
-            except BrokenPipeError:  # the reader of the client's output left (`| head -1`)
-                return {"exit": CLOSED_PIPE}
-            except SystemExit as exc:  # argparse on bad arguments (it printed why)
-                return {"exit": exc.code if isinstance(exc.code, int) else 2}
+            status = job.result()
+            out.flush()
             return {"exit": status}
-        except SystemExit as exc:
+        except SystemExit as exc:  # argparse, on bad arguments (it said why)
             return {"exit": exc.code if isinstance(exc.code, int) else 2}
+        except BrokenPipeError:  # the reader of the client's output left (`| head -1`)
+            return {"exit": CLOSED_PIPE}
+        except Exception:  # a bug: shown as the check without the daemon would show it
+            traceback.print_exc(file=err)
+            return {"exit": 1}
         finally:
             sys.stdout, sys.stderr = saved
             self.handler.setStream(sys.stderr)

@@ -36,7 +36,8 @@ def measure(name: str, rounds: int, base: str | None = None) -> dict:
     project = PROJECTS[name]
     root = checkout(project, "overhead")
     python = ensure_venv(base)
-    os.environ.update(project.env(root, python.parent.parent))  # the runner hands its own environment to pytest
+    # the runner hands its own environment to pytest; every arm with cached bytecode, as tracefix's runs have
+    os.environ.update(project.env(root, python.parent.parent, bytecode=True))
     python = str(python)
     tracefix = Project(root)
     nodeids = [t.nodeid for t in tracefix.index.tests()]

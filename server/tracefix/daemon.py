@@ -82,23 +82,22 @@ def _code_stamp() -> tuple:
 # ---- the client: `tracefix check --daemon` -------------------------------------------------------
 
 
-def request(root: Path, argv: list[str]) -> int:
+def request(root: Path, argv: list[str], retried: bool = False) -> int:
     """Run `tracefix check argv` in root's daemon, started if none answers; its exit status.
     DaemonError: no daemon could take it (nothing ran)."""
     place = Place(root)
-    for attempt in range(2):
-        sock = _connect(place) or _start(place)
-        with sock:
-            _send(sock, {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}, [1, 2])
-            reply = _reply(sock)
-        if reply.get("lost"):
-            print("tracefix: the daemon ended during the check; the run did not complete", file=sys.stderr)
-        if "exit" in reply:
-            return int(reply["exit"])
-        if "stale" not in reply or attempt:
-            raise DaemonError(f"the daemon answered {reply}")
-        _wait_gone(place)  # the daemon ends when its code changed: start the new code's
-    raise AssertionError("unreachable")
+    sock = _connect(place) or _start(place)
+    with sock:
+        _send(sock, {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}, [1, 2])
+        reply = _reply(sock)
+    if reply.get("lost"):
+        print("tracefix: the daemon ended during the check; the run did not complete", file=sys.stderr)
+    if "exit" in reply:
+        return int(reply["exit"])
+    if "stale" in reply and not retried:  # it ends, as its code changed on disk: start the new code's
+        _wait_gone(place)
+        return request(root, argv, retried=True)
+    raise DaemonError(f"the daemon answered {reply}")
 
 
 def stop(root: Path) -> bool:

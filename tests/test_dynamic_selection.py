@@ -164,6 +164,17 @@ IMPORT_TIME = {
         "@pytest.mark.parametrize('n', sizes())\ndef test_size(n):\n    assert n\n"
     ),
     "tests/registry.py": "from cases import known\n\nKNOWN = known()\n",
+    # a class made from a template string, as namedtuple does: the template calls back into cases.py
+    "tests/records.py": (
+        "def record(name):\n    def getter(i):\n        return lambda self: self[i]\n\n"
+        "    space = {'getter': getter}\n"
+        "    exec(f'class {name}(tuple):\\n    first = property(getter(0))\\n', space)\n"
+        "    return space[name]\n"
+    ),
+    "tests/test_records.py": (
+        "from records import record\n\nPair = record('Pair')\n\n\n"
+        "def test_pair():\n    assert Pair((1, 2)).first == 1\n"
+    ),
     "tests/test_registry.py": "from registry import KNOWN\n\n\ndef test_known():\n    assert 1 in KNOWN\n",
 }
 
@@ -194,6 +205,11 @@ def test_a_test_modules_own_helper_run_at_import_selects_that_modules_tests(impo
     reasons = chosen(import_time, edit(import_time, "tests/test_more_params.py", "[3]", "[4]"))
     why = "at import of tests/test_more_params.py, executed test_more_params.sizes (changed at tests/test_more_params.py:5)"
     assert reasons == {"tests/test_more_params.py::test_small": why, "tests/test_more_params.py::test_size": why}
+
+
+def test_code_a_template_string_runs_at_import_belongs_to_the_module_that_ran_it(import_time):
+    reasons = chosen(import_time, edit(import_time, "tests/records.py", "self[i]", "self[i + 0]"))
+    assert set(reasons) == {"tests/test_records.py::test_pair"}
 
 
 def test_code_another_module_runs_at_import_selects_every_test(import_time):

@@ -110,7 +110,7 @@ def _at_collection(filename, line, frame):
     if where is None or where[0] != "code":
         return
     body = frame
-    while body is not None and body.f_code.co_name != "<module>":
+    while body is not None and not _module_body(body.f_code):
         body = body.f_back
     owner = body.f_globals.get("__file__") if line and body is not None else None  # not module code itself
     if owner and (_classify(owner) or ("",))[0] == "code":
@@ -237,9 +237,9 @@ def _place(stats):
         if not isinstance(e.code, str):
             callees[e.code] = [c.code for c in e.calls or () if not isinstance(c.code, str)]
             called.update(callees[e.code])
-    bodies = [c for c in callees if c.co_name == "<module>" and (_classify(c.co_filename) or ("",))[0] == "code"]
+    bodies = [c for c in callees if _module_body(c) and (_classify(c.co_filename) or ("",))[0] == "code"]
     # everything else that started code: pytest's frames (no caller seen), other modules' bodies
-    others = [c for c in callees if c not in bodies and (c not in called or c.co_name == "<module>")]
+    others = [c for c in callees if c not in bodies and (c not in called or _module_body(c))]
     for source, start in [(b.co_filename, [b]) for b in bodies] + [(None, others)]:
         seen, todo = set(start), list(start)
         while todo:
@@ -248,10 +248,16 @@ def _place(stats):
                 used = _imports.setdefault(source, _Used()) if source else _session
                 used.code.add((code.co_filename, code.co_firstlineno))
             for callee in callees.get(code, ()):
-                if callee not in seen and callee.co_name != "<module>":
+                if callee not in seen and not _module_body(callee):
                     seen.add(callee)
                     todo.append(callee)
     _session.code.update((c.co_filename, 0) for c in bodies)  # module bodies themselves count for no module
+
+
+def _module_body(code):
+    """The body of a module file. Not a string exec() runs (namedtuple-style class templates): that
+    is part of whatever code ran it."""
+    return code.co_name == "<module>" and not code.co_filename.startswith("<")
 
 
 def _counted(profiler):

@@ -5,18 +5,22 @@ On a copy of examples/shop (bug fixed), or with --project on a real project from
 as bench/common.py makes them, primed by `tracefix check --all`), tests run by a plain project venv
 (pytest only: the bench venv; --python picks another, e.g. one with many auto-loaded pytest
 plugins), saves alternate: break one function (BREAKS: the example's bulk_discount `>= 50` →
-`> 50`; in each project one line that a few tests fail on), then fix it again. Per break save: the time from sending the save to the first `tracefix/testResults`
-notification with a failing test (sent together with its diagnostics), the tests' own time (their
-reported durations up to that result) and what is left: tracefix's overhead, split at the
-`tracefix/status` "running" notification the server sends just before it starts pytest:
+`> 50`; in each project one line that a few tests fail on), then fix it again. Per break save:
+the time from sending the save to the first `tracefix/testResults` notification with a failing
+test and to the first publishDiagnostics about a failed test (what the editor draws), the tests'
+own time (their reported durations up to that result) and what is left: tracefix's overhead,
+split at the `tracefix/status` "running" notification the server sends just before it starts
+pytest:
   before run  save → "running": the 50 ms save coalescing, parse, select, messages
   start       "running" → first failure, minus the tests' own time: pytest start and collection
 and, timed in-process with the calls the server makes on a save:
   parse       Project.changes_in + index update of the saved file (re-parse, outline, diff)
   select      Project.select on those changes
 
-    python bench/latency.py --saves 40 [--project tomlkit] [--python PATH] [--cold] [--profile FILE]
+    python bench/latency.py --saves 40 [--project tomlkit] [--python PATH] [--cold] [--pycache] [--profile FILE]
 
+--pycache: pytest runs once in the project's checkout with bytecode on before the session, as a
+developer's own runs leave it (tracefix's runs read pycs but write none).
 --profile FILE: py-spy (on PATH) samples the server and the processes it starts (warm worker, test
 runs) during the measured saves, and writes their stacks collapsed into FILE (flamegraph.pl's input).
 """
@@ -150,31 +154,30 @@ async def lsp_saves(
 ) -> list[dict]:
     client = await start_client(root, {"python": python, "warmRunner": warm}, env=env)
     try:
-        pricing = root / target.path
-        await open_file(client, pricing)
+        edited = root / target.path
+        await open_file(client, edited)
         client.tracefix_results = notes = Stamped()
         client.tracefix_status = statuses = Stamped()
         client.diagnostics = published = Published()
         rows: list[dict] = []
-        spy = contextlib.ExitStack()
-        for i in range(saves + 2):  # the first break/fix pair warms up the server and the OS caches
-            if i == 2:
-                spy.enter_context(profiled(profile))
-            breaking = i % 2 == 0
-            notes.clear()
-            statuses.clear()
-            published.stamps.clear()
-            sent = time.perf_counter()
-            change = (target.fixed, target.broken) if breaking else (target.broken, target.fixed)
-            await edit_and_save(client, pricing, *change, version=i + 2)
-            try:
-                await wait_until(lambda: any(n["done"] for _, n in notes), timeout=ANSWER_TIMEOUT, step=0.005)
-            except AssertionError:  # counted, not fatal: a save the server never answers is a finding
-                rows.append({"breaking": breaking, "unanswered": True})
-                continue
-            if i >= 2:
-                rows.append(_save_row(sent, notes, statuses, published.stamps, breaking))
-        spy.close()
+        with contextlib.ExitStack() as spy:
+            for i in range(saves + 2):  # the first break/fix pair warms up the server and the OS caches
+                if i == 2:
+                    spy.enter_context(profiled(profile))
+                breaking = i % 2 == 0
+                notes.clear()
+                statuses.clear()
+                published.stamps.clear()
+                sent = time.perf_counter()
+                change = (target.fixed, target.broken) if breaking else (target.broken, target.fixed)
+                await edit_and_save(client, edited, *change, version=i + 2)
+                try:
+                    await wait_until(lambda: any(n["done"] for _, n in notes), timeout=ANSWER_TIMEOUT, step=0.005)
+                except AssertionError:  # counted, not fatal: a save the server never answers is a finding
+                    rows.append({"breaking": breaking, "unanswered": True})
+                    continue
+                if i >= 2:
+                    rows.append(_save_row(sent, notes, statuses, published.stamps, breaking))
         return rows
     finally:
         await client.shutdown_session()
@@ -229,6 +232,8 @@ def main() -> int:
     )
     p.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the server and its processes")
     args = p.parse_args()
+    if args.pycache and not args.project:
+        p.error("--pycache needs --project")
     python = args.python or str(ensure_venv())
     name = args.project or EXAMPLE
     at_start = machine()

@@ -19,8 +19,9 @@ and, timed in-process with the calls the server makes on a save:
 
     python bench/latency.py --saves 40 [--project tomlkit] [--python PATH] [--cold] [--pycache] [--profile FILE]
 
---pycache: pytest runs once in the project's checkout with bytecode on before the session, as a
-developer's own runs leave it (tracefix's runs read pycs but write none).
+--pycache: before the session, pytest runs once in the project's checkout with bytecode on, and
+only the pycs of the test modules it rewrote are kept: what tracefix's runs (which read pycs but
+write none) would find if pytest cached its rewrites, which pytest 9.2 validates by source hash.
 --profile FILE: py-spy (on PATH) samples the server and the processes it starts (warm worker, test
 runs) during the measured saves, and writes their stacks collapsed into FILE (flamegraph.pl's input).
 """
@@ -103,9 +104,8 @@ def shop_copy(base: Path) -> Path:
 
 def project_checkout(name: str, pycache: bool) -> tuple[Path, dict[str, str], dict]:
     """(root, environment for the server, how priming went) of a fresh checkout whose store holds
-    a full run: what an editor finds in a project tracefix has run in before. pycache: pytest ran
-    there once with bytecode on, as a developer's own runs leave it: tracefix's runs (which write
-    none) then read the test modules' rewritten pycs that pytest left in __pycache__."""
+    a full run: what an editor finds in a project tracefix has run in before. pycache: with the
+    pycs of the test modules pytest rewrote, and no others (see --pycache)."""
     project = PROJECTS[name]
     root = checkout(project, "latency")
     env = project.env(root)
@@ -116,6 +116,9 @@ def project_checkout(name: str, pycache: bool) -> tuple[Path, dict[str, str], di
         pytest = [str(ensure_venv()), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         with_bytecode = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
         subprocess.run(pytest, cwd=root, env=with_bytecode, capture_output=True, check=False, timeout=600)
+        for pyc in root.rglob("__pycache__/*.pyc"):
+            if "-pytest-" not in pyc.name:  # CPython's own, validated by mtime: tracefix wants none
+                pyc.unlink()
     wall, _, report = tracefix_check(project, root, "--all")
     priming = {"s": round(wall, 2), "status": report["status"], "summary": report["summary"]}
     return root, env, priming
@@ -228,7 +231,7 @@ def main() -> int:
     p.add_argument("--python", help="the interpreter that runs the tests (default: the bench venv)")
     p.add_argument("--cold", action="store_true", help="tracefix.warmRunner off: every run starts a new interpreter")
     p.add_argument(
-        "--pycache", action="store_true", help="with --project: run pytest there once with bytecode on first"
+        "--pycache", action="store_true", help="with --project: with pytest's pycs of the rewritten test modules"
     )
     p.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the server and its processes")
     args = p.parse_args()

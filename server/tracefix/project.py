@@ -266,6 +266,12 @@ class Project:
             self._recorded = Recorded.load(*self.store.deps())
         return self._recorded
 
+    def prepare_diagnostics(self) -> None:
+        """Compute ahead what a failure's diagnostic reads from the records: the code each test
+        executed, recomputed over every record once a run's records change any (its cost grows
+        with the project). The server does it while pytest starts, off the first failure's path."""
+        self.recorded().executed  # noqa: B018  # the property computes it and keeps it
+
     def _installed(self) -> dict[str, str] | None:
         """Distribution versions in the test interpreter; None if nothing changed since the last run."""
         env = self.store.get("environment")

@@ -278,6 +278,8 @@ async def _run(session: Session, state: ProjectState, pending: Pending) -> None:
 
     try:
         plan = await state.call(project.plan, [s.nodeid for s in selected], False, started)
+        # queued on the folder's thread, which is idle while pytest starts and collects
+        session.spawn(state.call(project.prepare_diagnostics), "prepare diagnostics")
         report = await project.execute(plan, on_result, ls.log)
         gone = await state.call(project.conclude, plan, report)
         late = [r for r in report.results if r not in done]  # "not run" and killed tests

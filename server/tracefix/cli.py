@@ -10,10 +10,13 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracefix import __version__
 from tracefix.sanitize import Printable
+
+if TYPE_CHECKING:
+    from tracefix.running.warm import Pool
 
 CLOSED_PIPE = 128 + 13  # the exit status a shell reports for a process ended by SIGPIPE
 
@@ -95,13 +98,22 @@ def main(argv: list[str] | None = None) -> int:
         served = _through_daemon(args, sys.argv[2:] if argv is None else argv[1:])
         if served is not None:
             return served
+    pool = _prestarted(args)  # before the imports below: pytest starts while tracefix does
     from tracefix.check import check
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(Printable("tracefix: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
+
+    async def checked() -> int:
+        try:
+            return await check(args, pool)
+        finally:
+            if pool is not None:
+                pool.close()
+
     try:
-        status = asyncio.run(until_signalled(check(args)))
+        status = asyncio.run(until_signalled(checked()))
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader left (`tracefix check --all | head -1`): end quietly, with the status of a
@@ -109,6 +121,31 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
         return CLOSED_PIPE
     return status
+
+
+def _prestarted(args: argparse.Namespace) -> Pool | None:
+    """A warm pytest worker started for the check's run, which it forks from: starting pytest
+    overlaps tracefix's own imports, indexing and selection. None where the check will run no
+    tests with one (--no-run, --audit, warmRunner off, no usable interpreter)."""
+    from tracefix import settings
+    from tracefix.running import bytecode, warm
+    from tracefix.running.interpreter import InterpreterError, find_python
+    from tracefix.running.process import plugin_env
+
+    if args.no_run or args.audit or not args.path.is_dir() or not warm.supported():
+        return None
+    root = args.path.resolve()
+    chosen, _ = settings.load(root, {"python": args.python} if args.python else None)  # Project says its warnings
+    if not chosen.warm_runner:
+        return None
+    try:
+        python = find_python(root, chosen.python)
+    except InterpreterError:
+        return None
+    pool = warm.Pool(root)
+    # the environment Project.plan gives a run, as run_tests passes it on
+    pool.prestart(python, plugin_env(dict(os.environ, TRACEFIX_BYTECODE=str(bytecode.folder()))))
+    return pool
 
 
 def _through_daemon(args: argparse.Namespace, argv: list[str]) -> int | None:

@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import IO
 
 from tracefix.running.plugin import tracefix_records as records
 from tracefix.running.plugin.tracefix_warm import CHANGED, PULLED, UPDATED
@@ -56,6 +57,7 @@ class Worker:
         self.python, self.root, self.env = python, root, _startup_env(env)
         self.skip = skip  # modules not to import ahead of runs; the worker's own list when it quits
         self.process: subprocess.Popen | None = None
+        self.stderr: IO[bytes] | None = None  # the worker's, read if it does not start
         self.sock: socket.socket | None = None
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -68,35 +70,45 @@ class Worker:
         return self.python == python and self.env == _startup_env(env)
 
     async def start(self) -> None:
+        # on a thread: forking the server can take long enough to stall the event loop
+        await asyncio.to_thread(self.launch)
+        await self.connect()
+
+    def launch(self) -> None:
+        """Start the worker's process; connect() then waits until it is ready."""
         ours, theirs = socket.socketpair()
         # a file, not a pipe: warnings printed by imports must never fill a pipe nobody reads
-        with tempfile.TemporaryFile() as stderr:
-            try:
-                # on a thread: forking the server can take long enough to stall the event loop
-                self.process = await asyncio.to_thread(
-                    subprocess.Popen,
-                    [self.python, "-m", "tracefix_warm"],
-                    cwd=str(self.root),
-                    env=dict(self.env, TRACEFIX_WARM_FD=str(theirs.fileno()), TRACEFIX_WARM_SKIP=json.dumps(self.skip)),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
-                    pass_fds=(theirs.fileno(),),
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                ours.close()
-                self.dead = f"cannot start: {exc}"
-                return
-            finally:
-                theirs.close()
-            self.sock = ours
-            self.reader, self.writer = await asyncio.open_unix_connection(sock=ours)
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - read in connect(), which may come later
+        try:
+            self.process = subprocess.Popen(
+                [self.python, "-m", "tracefix_warm"],
+                cwd=str(self.root),
+                env=dict(self.env, TRACEFIX_WARM_FD=str(theirs.fileno()), TRACEFIX_WARM_SKIP=json.dumps(self.skip)),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self.stderr,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            ours.close()
+            self.stderr.close()
+            self.dead = f"cannot start: {exc}"
+            return
+        finally:
+            theirs.close()
+        self.sock = ours
+
+    async def connect(self) -> None:
+        if self.sock is None or self.stderr is None:  # launch failed: dead says why
+            return
+        with self.stderr:
+            self.reader, self.writer = await asyncio.open_unix_connection(sock=self.sock)
             try:
                 hello = await self._reply(START_TIMEOUT)
             except (TimeoutError, OSError, ValueError) as exc:
-                stderr.seek(0)
-                why = stderr.read()[-2000:].decode(errors="replace").strip() or repr(exc)
+                self.stderr.seek(0)
+                why = self.stderr.read()[-2000:].decode(errors="replace").strip() or repr(exc)
                 self.close(f"did not start: {why}")
                 return
         self.ready = "ready" in hello
@@ -145,6 +157,8 @@ class Worker:
             if why != "closed":
                 log.info("warm worker for %s: %s", self.root, why)
         self.ready = self.busy = False
+        if self.stderr is not None:
+            self.stderr.close()
         if self.writer is not None:
             self.writer.close()
         elif self.sock is not None:
@@ -208,6 +222,7 @@ class Pool:
         self.restarts = 0
         self.skip: list[str] = []  # what the last worker learnt not to import ahead of runs
         self.closed = False
+        self.prestarted: Worker | None = None  # started ahead of the run that will wait for it
         self._starting: asyncio.Task | None = None
 
     async def run(
@@ -228,6 +243,8 @@ class Pool:
         async def spawn(argv: list[str], cwd: Path, env: dict[str, str], limits: Limits, report_fd: int):
             worker, why = self._current(python, env)
             if worker is not None:
+                if worker is self.prestarted and not worker.ready and not worker.dead:
+                    await self._connect(worker)  # started for this run: sooner ready than a new interpreter
                 run = await worker.spawn(argv, cwd, env, limits, report_fd)
                 if run is not None:
                     forked.append((worker, run))
@@ -256,6 +273,21 @@ class Pool:
         if cold.status in COMPLETE and worker is self.worker:
             worker.close(f"a forked run failed where a new interpreter did not: {report.message}")
         return cold
+
+    def prestart(self, python: str, env: dict[str, str]) -> None:
+        """Start the worker now, with no event loop yet: a one-shot check starts pytest while it
+        imports, indexes and selects, and its run then waits for this worker instead of starting
+        a new interpreter. env: what the run's environment will be (as run_tests passes it)."""
+        if self.worker is not None:
+            self.worker.close()
+        self._starting = None
+        self.worker = self.prestarted = Worker(python, self.root, env, self.skip)
+        self.worker.launch()
+
+    async def _connect(self, worker: Worker) -> None:
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(worker.connect())
+        await self._starting
 
     def _current(self, python: str, env: dict[str, str]) -> tuple[Worker | None, str]:
         """The worker that fits, or None and why not."""

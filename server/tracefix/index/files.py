@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 from bisect import bisect_right
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -27,13 +28,13 @@ def _facts_to_json(f: Facts) -> str:
                 [s.qualname, s.kind, s.start_line, s.end_line, s.name_line, s.digest, s.decorators] for s in f.symbols
             ],
             "imports": [[i.module, i.names, i.level, i.alias] for i in f.imports],
-            "uses": {k: sorted(v) for k, v in f.uses.items()},
+            "uses": f.uses,
             "params": f.params,
-            "locals": {k: sorted(v) for k, v in f.locals.items()},
+            "locals": f.locals,
             "bases": f.bases,
-            "mentions": {k: sorted(v) for k, v in f.mentions.items()},
+            "mentions": f.mentions,
             "assigned": sorted(f.assigned),
-            "values": {k: sorted(v) for k, v in f.values.items()},
+            "values": f.values,
             "made": sorted(f.made),
             "exports": f.exports,
         }
@@ -52,22 +53,28 @@ def _facts_from_json(text: str) -> Facts:
     d = json.loads(text)
     return Facts(
         symbols=[
-            Symbol(q, k, start, end, name, digest, tuple(dec)) for q, k, start, end, name, digest, dec in d["symbols"]
+            Symbol(sys.intern(q), k, start, end, name, digest, tuple(dec))
+            for q, k, start, end, name, digest, dec in d["symbols"]
         ],
         imports=[
             Import(module, tuple((name, bound) for name, bound in names), level, alias)
             for module, names, level, alias in d["imports"]
         ],
-        uses={k: set(v) for k, v in d["uses"].items()},
+        uses=_names(d["uses"]),
         params={k: tuple(v) for k, v in d["params"].items()},
-        locals={k: set(v) for k, v in d["locals"].items()},
+        locals=_names(d["locals"]),
         bases={k: tuple(v) for k, v in d["bases"].items()},
-        mentions={k: set(v) for k, v in d["mentions"].items()},
+        mentions=_names(d["mentions"]),
         assigned=set(d["assigned"]),
-        values={k: set(v) for k, v in d["values"].items()},
+        values=_names(d["values"]),
         made=set(d["made"]),
         exports=None if d["exports"] is None else tuple(d["exports"]),
     )
+
+
+def _names(stored: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    """Names per symbol as Facts keeps them (parsing.symbols.name_table); stored sorted already."""
+    return {sys.intern(k): tuple(map(sys.intern, v)) for k, v in stored.items()}
 
 
 def digest_bytes(data: bytes) -> str:

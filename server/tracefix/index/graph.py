@@ -135,7 +135,7 @@ class ProjectIndex(TestDiscovery):
                 if parent:
                     edges.add((path, parent))  # the enclosing class's own code
             # a function's parameters and the names it assigns hide the module's names
-            local = set(f.params.get(s.qualname, ())) | f.locals.get(s.qualname, set())
+            local = set(f.params.get(s.qualname, ())).union(f.locals.get(s.qualname, ()))
             header = set(f.bases.get(s.qualname, ())) if s.kind == "class" else set()
             for how, names in (
                 (USE, f.uses.get(s.qualname, ())),

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.projects import index_of, static_selection, write
 
-from tracefix.index.graph import ROWS, ProjectIndex
+from tracefix.index.graph import ROWS, ProjectIndex, derived
 from tracefix.index.pytestconfig import PytestConfig, load
 from tracefix.index.store import Store
 from tracefix.parsing.symbols import MODULE
@@ -445,6 +445,9 @@ def test_graph_updated_for_edits_equals_a_graph_built_anew(tmp_path_factory, edi
         fresh = index_of(root)
         assert idx.graph() == fresh.graph()
         assert idx.reverse() == fresh.reverse()
+        for path in fresh.files:  # one file's own edges alone, as module-level names need them
+            own = {n: e for n, e in fresh.graph().items() if n[0] == path and not derived(n)}
+            assert idx.file_edges(path) == own
 
 
 @pytest.mark.parametrize(

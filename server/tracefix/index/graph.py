@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path, PurePosixPath
 
+from tracefix import __version__
 from tracefix.index.discovery import TestDiscovery, is_fixture
 from tracefix.index.files import FACTS_VERSION, Node, bindings_digest, uses_digest
 from tracefix.index.modules import MODULE_OBJECT, UNRESOLVED, Ref
@@ -100,7 +101,7 @@ class ProjectIndex(TestDiscovery):
         are the same): only those files' own nodes get new edges."""
         graph, reverse = self._graph, self._reverse
         assert graph is not None and reverse is not None
-        for node in [n for n in graph if n[0] in self._stale and not _derived(n)]:
+        for node in [n for n in graph if n[0] in self._stale and not derived(n)]:
             for dst in graph.pop(node):
                 reverse[dst].discard(node)
         fresh: dict[Node, set[Node]] = {}
@@ -417,7 +418,7 @@ class ProjectIndex(TestDiscovery):
 
     def _key(self) -> str:
         layout = (sys.byteorder, array("I").itemsize)
-        return repr((GRAPH_VERSION, FACTS_VERSION, sys.version_info[:2], layout, self.config))
+        return repr((__version__, GRAPH_VERSION, FACTS_VERSION, sys.version_info[:2], layout, self.config))
 
     def _sources(self) -> Callable[[Node], Iterable[Node]]:
         """The nodes with an edge to a node: from a saved graph that holds, without building one."""
@@ -562,7 +563,7 @@ class Fixtures:
     nodes: set[Node]
 
 
-def _derived(node: Node) -> bool:
+def derived(node: Node) -> bool:
     """A node the graph makes (an unresolved name, every symbol of a file), not one of a file's own."""
     return node[1] == ANY or node[1].startswith(MISSING)
 

@@ -313,9 +313,9 @@ def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result
     visited_children = False
     while (node := cursor.node) is not None:
         descend = not visited_children
-        if not visited_children:
-            kind = node.type
-            at.enter(node)
+        if not visited_children and (kind := node.type) in _WALKED:
+            if at.values:
+                at.enter(node)
             if kind == "identifier":
                 if _is_use(node):
                     _use(node, _dotted(node), owners, at, uses, result)
@@ -355,9 +355,9 @@ def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result
                 owner = _owner(node.start_point[0] + 1, owners)
                 if owner == MODULE or owner in result.params:  # not class bodies: dataclass fields
                     at.annotation(node)
-            if descend and cursor.goto_first_child():
-                visited_children = False
-                continue
+        if descend and cursor.goto_first_child():
+            visited_children = False
+            continue
         if cursor.goto_next_sibling():
             visited_children = False
         elif cursor.goto_parent():
@@ -368,6 +368,11 @@ def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result
         result.locals.get(owner, set()).difference_update(globals_)
     return exports
 
+
+# the node types _walk_names reads; it only descends through the others
+_WALKED = frozenset(
+    ("identifier", "attribute", "import_statement", "import_from_statement", *DEFS, "global_statement", "type")
+) | frozenset(_BINDERS)
 
 # node type → the field naming what it binds or names rather than reads
 _NAMING = {
@@ -382,13 +387,14 @@ _NAMING = {
     "class_definition": "name",
 }
 _PATTERNS = ("pattern_list", "tuple_pattern", "list_pattern", "tuple", "list", "expression_list")
+_GROUPING = frozenset((*_PATTERNS, "parenthesized_expression", "list_splat_pattern"))
 
 
 def _is_use(identifier: Node) -> bool:
     """Whether an identifier reads a name: not `x.name`'s attribute, `f(name=1)`'s keyword, a name
     an assignment or a def binds, or the names of `del`, `global` and `nonlocal` statements."""
     child, parent = identifier, identifier.parent
-    while parent is not None and parent.type in (*_PATTERNS, "parenthesized_expression", "list_splat_pattern"):
+    while parent is not None and parent.type in _GROUPING:
         child, parent = parent, parent.parent
     if parent is None:
         return True

@@ -414,7 +414,7 @@ class ProjectIndex(TestDiscovery):
             return None
         graph = self.graph()
         self._built = False
-        return Saved.of(self._key(), self.files, graph).dump()
+        return Saved.of(self._key(), self.files, graph, self.reverse()).dump()
 
     def _key(self) -> str:
         layout = (sys.byteorder, array("I").itemsize)
@@ -461,17 +461,11 @@ class Saved:
         self._numbers: dict[Node, int] | None = None
 
     @classmethod
-    def of(cls, key: str, files: dict, graph: dict[Node, set[Node]]) -> Saved:
+    def of(cls, key: str, files: dict, graph: dict[Node, set[Node]], reverse: dict[Node, set[Node]]) -> Saved:
         numbers = {n: i for i, n in enumerate(graph)}  # first the nodes graph() made entries for
-        for dsts in graph.values():
-            for dst in dsts:
-                numbers.setdefault(dst, len(numbers))
+        forward = [[numbers.setdefault(d, len(numbers)) for d in dsts] for dsts in graph.values()]
         nodes = list(numbers)
-        backward: list[list[int]] = [[] for _ in nodes]
-        for src, dsts in graph.items():
-            for dst in dsts:
-                backward[numbers[dst]].append(numbers[src])
-        forward = [[numbers[d] for d in dsts] for dsts in graph.values()]
+        backward = [[numbers[s] for s in reverse.get(n, ())] for n in nodes]
         stamps = {p: [e.digest, bindings_digest(e.facts), uses_digest(e.facts)] for p, e in files.items()}
         return cls(key, stamps, nodes, {**_rows("forward", forward), **_rows("backward", backward)})
 

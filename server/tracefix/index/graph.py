@@ -27,11 +27,14 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path, PurePosixPath
 
+import tree_sitter
+
 from tracefix import __version__
 from tracefix.index.discovery import TestDiscovery, is_fixture
 from tracefix.index.files import FACTS_VERSION, Node, bindings_digest, uses_digest
 from tracefix.index.modules import MODULE_OBJECT, UNRESOLVED, Ref
 from tracefix.index.pytestconfig import PytestConfig
+from tracefix.parsing.document import PYTHON
 from tracefix.parsing.symbols import MODULE
 
 MEMBERS = ".*"  # qualname suffix: (path, "Cls.*") stands for every member of a class
@@ -417,8 +420,10 @@ class ProjectIndex(TestDiscovery):
         return Saved.of(self._key(), self.files, graph, self.reverse()).dump()
 
     def _key(self) -> str:
+        # facts of the same bytes are the same for the same tracefix, parser and grammar
+        parser = (tree_sitter.__version__, PYTHON.semantic_version, FACTS_VERSION)
         layout = (sys.byteorder, array("I").itemsize)
-        return repr((__version__, GRAPH_VERSION, FACTS_VERSION, sys.version_info[:2], layout, self.config))
+        return repr((__version__, GRAPH_VERSION, parser, sys.version_info[:2], layout, self.config))
 
     def _sources(self) -> Callable[[Node], Iterable[Node]]:
         """The nodes with an edge to a node: from a saved graph that holds, without building one."""

@@ -15,6 +15,7 @@ from tracefix.index.pytestconfig import PytestConfig, load
 from tracefix.index.store import Store
 from tracefix.parsing.symbols import MODULE
 from tracefix.project import Project
+from tracefix.selection.select import select
 
 
 @pytest.mark.parametrize(
@@ -483,6 +484,22 @@ def test_a_saved_graph_is_the_graph_built_afresh(shop, old, new, reused):
         assert reverse == project.index.reverse()
     finally:
         project.close()
+    # a server's edit after the start: now one that changes what a function uses
+    project = Project(shop)
+    try:
+        cart = shop / "shop" / "cart.py"
+        text = cart.read_text().replace("return round(", "return with_tax(0) + round(", 1)
+        assert text != cart.read_text()
+        cart.write_text(text)
+        changes, _ = project.file_changed("shop/cart.py", text)
+        assert project.index.unsaved() is None  # still the saved graph, with cart.py's edges stale
+        selected = select(project.index, changes)
+        fresh = index_of(shop)
+        assert select(fresh, changes) == selected
+        assert project.index.graph() == fresh.graph()
+        assert project.index.reverse() == fresh.reverse()
+    finally:
+        project.close()
 
 
 def test_a_saved_graph_that_does_not_fit_is_ignored(shop):
@@ -491,7 +508,15 @@ def test_a_saved_graph_that_does_not_fit_is_ignored(shop):
     first.select([])
     parts = first.store.load_graph()
     first.close()
-    for broken in ({**parts, "head": b"{"}, {**parts, ROWS[1]: parts[ROWS[1]][:-4]}, {}):
+    head = json.loads(parts["head"])
+    for broken in (
+        {**parts, "head": b"{"},
+        {**parts, "head": json.dumps({**head, "files": {p: [1, 2] for p in head["files"]}}).encode()},
+        {**parts, "head": json.dumps({**head, "files": []}).encode()},
+        {**parts, "head": json.dumps({k: v for k, v in head.items() if k != "key"}).encode()},
+        {**parts, ROWS[1]: parts[ROWS[1]][:-4]},
+        {},
+    ):
         project = Project(shop)
         try:
             project.store.save_graph(broken)

@@ -43,7 +43,7 @@ ANY = "<any>"  # (path, ANY) reaches every symbol of the file
 ANY_NAME = "*"  # (path, MISSING + ANY_NAME): whichever name of a module code gets by getattr
 USE, MENTION, MAKE = "use", "mention", "make"  # how a symbol uses a name (see Facts)
 _FIXTURE_NAME = re.compile(r"""\bname\s*=\s*["']([^"']+)["']""")
-GRAPH_VERSION = 1  # a saved graph of another version, or of another Python or configuration, is built again
+GRAPH_VERSION = 1  # a saved graph of another version is built again (ProjectIndex._key)
 
 
 def missing_name(node: Node) -> str | None:
@@ -489,14 +489,17 @@ class Saved:
     def load(cls, parts: dict[str, bytes]) -> Saved | None:
         try:
             head = json.loads(parts["head"])
-            paths = head["paths"]
+            key, paths = head["key"], head["paths"]
             nodes = [(paths[p], q) for p, q in head["nodes"]]
+            files = {p: list(v) for p, v in head["files"].items()}
             rows = {}
             for name in ROWS:
                 rows[name] = array("I")
                 rows[name].frombytes(parts[name])
-            saved = cls(head["key"], {p: list(v) for p, v in head["files"].items()}, nodes, rows)
-        except (KeyError, ValueError, TypeError, IndexError):
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError):
+            return None
+        texts = [key, *(t for node in nodes for t in node), *files, *(x for v in files.values() for x in v)]
+        if not all(isinstance(t, str) for t in texts) or any(len(v) != 3 for v in files.values()):
             return None
         for way in ("forward", "backward"):
             ends, targets = rows[f"{way}_ends"], rows[way]
@@ -510,7 +513,7 @@ class Saved:
                 return None  # not one this code wrote
         if len(rows["backward_ends"]) != len(nodes) + 1:
             return None
-        return saved
+        return cls(key, files, nodes, rows)
 
     def sources(self, node: Node) -> list[Node]:
         return self._edges("backward", node)

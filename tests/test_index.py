@@ -10,10 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.projects import index_of, static_selection, write
 
-from tracefix.index.graph import ProjectIndex
+from tracefix.index.graph import ROWS, ProjectIndex, derived
 from tracefix.index.pytestconfig import PytestConfig, load
 from tracefix.index.store import Store
 from tracefix.parsing.symbols import MODULE
+from tracefix.project import Project
+from tracefix.selection.select import select
 
 
 @pytest.mark.parametrize(
@@ -444,3 +446,83 @@ def test_graph_updated_for_edits_equals_a_graph_built_anew(tmp_path_factory, edi
         fresh = index_of(root)
         assert idx.graph() == fresh.graph()
         assert idx.reverse() == fresh.reverse()
+        for path in fresh.files:  # one file's own edges alone, as module-level names need them
+            own = {n: e for n, e in fresh.graph().items() if n[0] == path and not derived(n)}
+            assert idx.file_edges(path) == own
+
+
+@pytest.mark.parametrize(
+    "old, new, reused",
+    [
+        ("return price * (1 - percent / 100)", "return price * (1 - percent / 100.0)", True),  # a body
+        ("percent = bulk_discount(quantity)", "percent = bulk_discount(quantity) + apply_discount(1, 0)", True),  # uses
+        ("def with_tax(amount):", "def tax_of(amount):\n    return amount\n\n\ndef with_tax(amount):", False),  # names
+    ],
+)
+def test_a_saved_graph_is_the_graph_built_afresh(shop, old, new, reused):
+    """A check or server start reuses the graph the store kept, for files edited since too: its
+    edges and selection are those of the graph built from scratch; an edit that changes the names
+    a file binds has it built anew."""
+    first = Project(shop)
+    first.baseline_everything()
+    first.select([])  # the first selection builds the graph and saves it
+    assert first.index.unsaved() is None
+    first.close()
+    pricing = shop / "shop" / "pricing.py"
+    pricing.write_text(pricing.read_text().replace(old, new))
+    project = Project(shop)
+    try:
+        changes = project.changes_since_snapshot()
+        assert changes
+        assert (project.index.unsaved() is None) == reused  # None: the store's graph holds
+        selected = project.select(changes)
+        graph = {n: set(e) for n, e in project.index.graph().items()}
+        reverse = {n: set(e) for n, e in project.index.reverse().items()}
+        project.index.invalidate()
+        assert project.select(changes) == selected
+        assert graph == project.index.graph()
+        assert reverse == project.index.reverse()
+    finally:
+        project.close()
+    # a server's edit after the start: now one that changes what a function uses
+    project = Project(shop)
+    try:
+        cart = shop / "shop" / "cart.py"
+        text = cart.read_text().replace("return round(", "return with_tax(0) + round(", 1)
+        assert text != cart.read_text()
+        cart.write_text(text)
+        changes, _ = project.file_changed("shop/cart.py", text)
+        assert project.index.unsaved() is None  # still the saved graph, with cart.py's edges stale
+        selected = select(project.index, changes)
+        fresh = index_of(shop)
+        assert select(fresh, changes) == selected
+        assert project.index.graph() == fresh.graph()
+        assert project.index.reverse() == fresh.reverse()
+    finally:
+        project.close()
+
+
+def test_a_saved_graph_that_does_not_fit_is_ignored(shop):
+    """Parts of a saved graph that are damaged or of another layout: the graph is built again."""
+    first = Project(shop)
+    first.select([])
+    parts = first.store.load_graph()
+    first.close()
+    head = json.loads(parts["head"])
+    for broken in (
+        {**parts, "head": b"{"},
+        {**parts, "head": json.dumps({**head, "files": {p: [1, 2] for p in head["files"]}}).encode()},
+        {**parts, "head": json.dumps({**head, "files": []}).encode()},
+        {**parts, "head": json.dumps({k: v for k, v in head.items() if k != "key"}).encode()},
+        {**parts, ROWS[1]: parts[ROWS[1]][:-4]},
+        {},
+    ):
+        project = Project(shop)
+        try:
+            project.store.save_graph(broken)
+            project.index.invalidate()
+            project.index.restore(project.store.load_graph())
+            assert project.index.unsaved() is not None  # built
+            assert project.index.tests_reaching({("shop/pricing.py", "apply_discount")})
+        finally:
+            project.close()

@@ -184,3 +184,33 @@ def test_an_unresolved_name_selects_conservatively(tmp_path, files, edit, reason
     selected = static_selection(tmp_path, *edit)
     assert set(selected) == {t.nodeid for t in index_of(tmp_path).tests("tests/test_a.py")}
     assert all(why.startswith(reason) for why in selected.values()), selected
+
+
+REGISTRY = {
+    "pkg/__init__.py": "",
+    "pkg/reg.py": (
+        "def build():\n    return {}\n\n\nREGISTRY = build()\nLIMIT = 3\n\n\n"
+        "def limit():\n    return LIMIT\n\n\ndef other():\n    return 1\n"
+    ),
+    "tests/test_reg.py": (
+        "from pkg.reg import limit, other\n\n\ndef test_limit():\n    assert limit() == 3\n\n\n"
+        "def test_other():\n    assert other() == 1\n"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        # its value runs the project's code at import: a change to the module's code
+        ("REGISTRY = build()", "REGISTRY = build() or {}", {"test_limit", "test_other"}),
+        ("LIMIT = 3", "LIMIT = 4", {"test_limit"}),  # a plain binding: what reads it
+    ],
+)
+def test_a_name_whose_value_runs_project_code_counts_as_module_code(tmp_path, old, new, expected):
+    write(tmp_path, REGISTRY)
+    with baselined(tmp_path) as project:
+        text = (tmp_path / "pkg/reg.py").read_text()
+        changes, _ = project.file_changed("pkg/reg.py", text.replace(old, new))
+        assert [c.kind for c in changes] == ["variable"]
+        assert {s.nodeid.rpartition("::")[2] for s in project.select(changes)} == expected

@@ -114,6 +114,7 @@ class Project:
         self.index = ProjectIndex(self.root, config)
         rows, removed = self.index.load(self.store.load_files())
         self.store.save_files(rows, removed)
+        self.index.restore(self.store.load_graph())
         self.snapshot: dict[str, list] = self.store.snapshot()
         self._recorded: Recorded | None = None
         self._versions: tuple[tuple | None, dict[str, str] | None] = (None, None)
@@ -254,7 +255,11 @@ class Project:
         mode = mode or self.settings.selection
         installed = self._installed if run_code else (lambda: None)
         evidence = dynamic.evidence_for(mode, self.recorded(), self.root, installed)
-        return select(self.index, bindings.with_fallbacks(self.index, changes), mode, evidence)
+        selected = select(self.index, bindings.with_fallbacks(self.index, changes), mode, evidence)
+        graph = self.index.unsaved()
+        if graph is not None:  # the next check or server start reuses it
+            self.store.save_graph(graph)
+        return selected
 
     def select_all(self) -> list[Selected]:
         return select(self.index, [], "all")

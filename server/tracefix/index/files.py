@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
+import sys
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
@@ -19,56 +20,81 @@ Node = tuple[str, str]  # (path relative to root, qualname)
 FACTS_VERSION = 8  # stored facts of another version are parsed again
 
 
-def _facts_to_json(f: Facts) -> dict:
-    return {
-        "symbols": [asdict(s) for s in f.symbols],
-        "imports": [asdict(i) for i in f.imports],
-        "uses": {k: sorted(v) for k, v in f.uses.items()},
-        "params": {k: list(v) for k, v in f.params.items()},
-        "locals": {k: sorted(v) for k, v in f.locals.items()},
-        "bases": {k: list(v) for k, v in f.bases.items()},
-        "mentions": {k: sorted(v) for k, v in f.mentions.items()},
-        "assigned": sorted(f.assigned),
-        "values": {k: sorted(v) for k, v in f.values.items()},
-        "made": sorted(f.made),
-        "exports": None if f.exports is None else list(f.exports),
-        "version": FACTS_VERSION,
-    }
+def _facts_to_json(f: Facts) -> str:
+    return json.dumps(
+        {
+            "version": FACTS_VERSION,  # first: `_current` reads it without decoding the rest
+            "symbols": [
+                [s.qualname, s.kind, s.start_line, s.end_line, s.name_line, s.digest, s.decorators] for s in f.symbols
+            ],
+            "imports": [[i.module, i.names, i.level, i.alias] for i in f.imports],
+            "uses": f.uses,
+            "params": f.params,
+            "locals": f.locals,
+            "bases": f.bases,
+            "mentions": f.mentions,
+            "assigned": sorted(f.assigned),
+            "values": f.values,
+            "made": sorted(f.made),
+            "exports": f.exports,
+        }
+    )
 
 
-def _facts_from_json(d: dict) -> Facts:
-    symbols = [Symbol(**{**s, "decorators": tuple(s["decorators"])}) for s in d["symbols"]]
-    imports = [
-        Import(i["module"], tuple((name, bound) for name, bound in i["names"]), i["level"], i["alias"])
-        for i in d["imports"]
-    ]
+_VERSION_PREFIX = json.dumps({"version": FACTS_VERSION})[:-1] + ","
+
+
+def _current(stored: str) -> bool:
+    """Whether stored facts are of this FACTS_VERSION."""
+    return stored.startswith(_VERSION_PREFIX)
+
+
+def _facts_from_json(text: str) -> Facts:
+    d = json.loads(text)
     return Facts(
-        symbols=symbols,
-        imports=imports,
-        uses={k: set(v) for k, v in d["uses"].items()},
+        symbols=[
+            Symbol(sys.intern(q), k, start, end, name, digest, tuple(dec))
+            for q, k, start, end, name, digest, dec in d["symbols"]
+        ],
+        imports=[
+            Import(module, tuple((name, bound) for name, bound in names), level, alias)
+            for module, names, level, alias in d["imports"]
+        ],
+        uses=_names(d["uses"]),
         params={k: tuple(v) for k, v in d["params"].items()},
-        locals={k: set(v) for k, v in d["locals"].items()},
+        locals=_names(d["locals"]),
         bases={k: tuple(v) for k, v in d["bases"].items()},
-        mentions={k: set(v) for k, v in d["mentions"].items()},
+        mentions=_names(d["mentions"]),
         assigned=set(d["assigned"]),
-        values={k: set(v) for k, v in d["values"].items()},
+        values=_names(d["values"]),
         made=set(d["made"]),
         exports=None if d["exports"] is None else tuple(d["exports"]),
     )
+
+
+def _names(stored: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    """Names per symbol as Facts keeps them (parsing.symbols.name_table); stored sorted already."""
+    return {sys.intern(k): tuple(map(sys.intern, v)) for k, v in stored.items()}
 
 
 def digest_bytes(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-@dataclass
 class FileEntry:
-    path: str
-    mtime_ns: int
-    size: int
-    digest: str
-    facts: Facts
-    by_start: dict[tuple[str, ...], list[Symbol]] = field(default_factory=dict, repr=False, compare=False)
+    """One file: its stat, its digest and its facts; facts read from the store are decoded when
+    first needed (a check uses few files' facts once the graph is saved)."""
+
+    def __init__(self, path: str, mtime_ns: int, size: int, digest: str, facts: Facts | str):
+        self.path, self.mtime_ns, self.size, self.digest = path, mtime_ns, size, digest
+        self._facts = facts  # str: as stored
+        self.by_start: dict[tuple[str, ...], list[Symbol]] = {}
+
+    @property
+    def facts(self) -> Facts:
+        if isinstance(self._facts, str):
+            self._facts = _facts_from_json(self._facts)
+        return self._facts
 
     @cached_property
     def symbols(self) -> dict[str, Symbol]:
@@ -119,7 +145,7 @@ class IndexFiles:
                         found[path.relative_to(self.root).as_posix()] = (st.st_mtime_ns, st.st_size)
         return found
 
-    def load(self, stored: dict[str, tuple[int, int, str, dict]]) -> tuple[list, list[str]]:
+    def load(self, stored: dict[str, tuple[int, int, str, str]]) -> tuple[list, list[str]]:
         """Reuse stored facts for files whose mtime and size match; parse the rest.
 
         Returns (rows to persist, removed paths)."""
@@ -127,8 +153,8 @@ class IndexFiles:
         rows = []
         for path, (mtime, size) in on_disk.items():
             old = stored.get(path)
-            if old and old[0] == mtime and old[1] == size and old[3].get("version") == FACTS_VERSION:
-                self.files[path] = FileEntry(path, mtime, size, old[2], _facts_from_json(old[3]))
+            if old and old[0] == mtime and old[1] == size and _current(old[3]):
+                self.files[path] = FileEntry(path, mtime, size, old[2], old[3])
                 continue
             entry = self.update_from_disk(path)
             if entry is not None:
@@ -166,7 +192,7 @@ class IndexFiles:
             self.invalidate()
 
     @staticmethod
-    def row(entry: FileEntry) -> tuple[str, int, int, str, dict]:
+    def row(entry: FileEntry) -> tuple[str, int, int, str, str]:
         return (entry.path, entry.mtime_ns, entry.size, entry.digest, _facts_to_json(entry.facts))
 
     def invalidate(self) -> None:
@@ -225,6 +251,16 @@ def _bindings(f: Facts) -> tuple:
         tuple(sorted(f.assigned)),
         f.exports,
     )
+
+
+def bindings_digest(f: Facts) -> str:
+    """A digest of what resolving names in any file depends on (`_bindings`)."""
+    return digest_bytes(repr(_bindings(f)).encode())
+
+
+def uses_digest(f: Facts) -> str:
+    """A digest of what only the file's own edges depend on (`_uses`)."""
+    return digest_bytes(repr(_uses(f)).encode())
 
 
 def _uses(f: Facts) -> tuple:

@@ -17,15 +17,24 @@ conservatively.
 
 from __future__ import annotations
 
+import json
 import re
+import sys
+from array import array
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from itertools import pairwise
+from pathlib import Path, PurePosixPath
 
+import tree_sitter
+
+from tracefix import __version__
 from tracefix.index.discovery import TestDiscovery, is_fixture
-from tracefix.index.files import Node
+from tracefix.index.files import FACTS_VERSION, Node, bindings_digest, uses_digest
 from tracefix.index.modules import MODULE_OBJECT, UNRESOLVED, Ref
+from tracefix.index.pytestconfig import PytestConfig
+from tracefix.parsing.document import PYTHON
 from tracefix.parsing.symbols import MODULE
 
 MEMBERS = ".*"  # qualname suffix: (path, "Cls.*") stands for every member of a class
@@ -34,6 +43,7 @@ ANY = "<any>"  # (path, ANY) reaches every symbol of the file
 ANY_NAME = "*"  # (path, MISSING + ANY_NAME): whichever name of a module code gets by getattr
 USE, MENTION, MAKE = "use", "mention", "make"  # how a symbol uses a name (see Facts)
 _FIXTURE_NAME = re.compile(r"""\bname\s*=\s*["']([^"']+)["']""")
+GRAPH_VERSION = 1  # a saved graph of another version is built again (ProjectIndex._key)
 
 
 def missing_name(node: Node) -> str | None:
@@ -46,7 +56,19 @@ def members(cls: Node) -> Node:
 
 
 class ProjectIndex(TestDiscovery):
+    def __init__(self, root: Path, config: PytestConfig):
+        super().__init__(root, config)
+        self._saved: Saved | None = None  # the graph as last saved, while it holds for the files
+        self._built = False  # graph() built the whole graph since unsaved() last returned it
+
+    def invalidate(self) -> None:
+        super().invalidate()
+        self._saved = None
+
     def graph(self) -> dict[Node, set[Node]]:
+        if self._graph is None and self._saved is not None:
+            self._graph, self._reverse = self._saved.forward(), self._saved.backward()
+            self._saved = None  # the dictionaries take over, _stale files included
         if self._graph is None:
             fixtures = self._fixtures()
             graph: dict[Node, set[Node]] = {}
@@ -59,9 +81,18 @@ class ProjectIndex(TestDiscovery):
                     reverse.setdefault(dst, set()).add(src)
             self._graph, self._reverse = graph, reverse
             self._stale.clear()
+            self._built = True
         elif self._stale:
             self._refresh()
         return self._graph
+
+    def file_edges(self, path: str) -> dict[Node, set[Node]]:
+        """The edges from one file's own nodes, as graph() has them, without building the rest:
+        a file's own edges depend on no other file's."""
+        edges: dict[Node, set[Node]] = {}
+        if path in self.files:
+            self._add_file(edges, path, self._fixtures())
+        return edges
 
     def reverse(self) -> dict[Node, set[Node]]:
         self.graph()
@@ -73,7 +104,7 @@ class ProjectIndex(TestDiscovery):
         are the same): only those files' own nodes get new edges."""
         graph, reverse = self._graph, self._reverse
         assert graph is not None and reverse is not None
-        for node in [n for n in graph if n[0] in self._stale and not _derived(n)]:
+        for node in [n for n in graph if n[0] in self._stale and not derived(n)]:
             for dst in graph.pop(node):
                 reverse[dst].discard(node)
         fresh: dict[Node, set[Node]] = {}
@@ -94,7 +125,7 @@ class ProjectIndex(TestDiscovery):
             del reverse[dst]
         self._stale.clear()
 
-    def _add_file(self, graph: dict[Node, set[Node]], path: str, fixtures: _Fixtures) -> None:
+    def _add_file(self, graph: dict[Node, set[Node]], path: str, fixtures: Fixtures) -> None:
         """The edges from a file's own nodes: its symbols, its classes' members, its variables."""
         f = self.files[path].facts
         module_node = (path, MODULE)
@@ -108,7 +139,7 @@ class ProjectIndex(TestDiscovery):
                 if parent:
                     edges.add((path, parent))  # the enclosing class's own code
             # a function's parameters and the names it assigns hide the module's names
-            local = set(f.params.get(s.qualname, ())) | f.locals.get(s.qualname, set())
+            local = set(f.params.get(s.qualname, ())).union(f.locals.get(s.qualname, ()))
             header = set(f.bases.get(s.qualname, ())) if s.kind == "class" else set()
             for how, names in (
                 (USE, f.uses.get(s.qualname, ())),
@@ -273,9 +304,14 @@ class ProjectIndex(TestDiscovery):
                 todo.extend(below.get(sub, ()))
         return found
 
-    def _fixtures(self) -> _Fixtures:
+    def _fixtures(self) -> Fixtures:
         """Every fixture of the project by the name tests request it by, and the autouse ones."""
-        found = _Fixtures({}, [], set())
+        if self._resolved.fixtures is None:  # from the symbols and decorators: bindings
+            self._resolved.fixtures = self._find_fixtures()
+        return self._resolved.fixtures
+
+    def _find_fixtures(self) -> Fixtures:
+        found = Fixtures({}, [], set())
         for path, entry in self.files.items():
             for s in entry.facts.symbols:
                 if s.kind in ("function", "method") and is_fixture(s):
@@ -287,7 +323,7 @@ class ProjectIndex(TestDiscovery):
                         found.autouse.append(node)
         return found
 
-    def _add_fixtures(self, graph: dict[Node, set[Node]], path: str, fixtures: _Fixtures) -> None:
+    def _add_fixtures(self, graph: dict[Node, set[Node]], path: str, fixtures: Fixtures) -> None:
         """pytest passes fixtures by parameter name: a test or fixture reaches every fixture of the
         name it can see. Tests reach the autouse fixtures, the module-level code and the pytest_*
         hooks of the conftests above them."""
@@ -355,14 +391,55 @@ class ProjectIndex(TestDiscovery):
                 todo.extend(self.imported(p))
         return found
 
+    def restore(self, parts: dict[str, bytes]) -> None:
+        """Take a graph the store kept (`unsaved`) if it holds for the files now: every file is the
+        same or was edited without changing the names it binds; the edges of files that now use
+        other names are built again (as after update()). Saved parts that do not fit are ignored."""
+        saved = Saved.load(parts)
+        if saved is None or saved.key != self._key() or saved.files.keys() != self.files.keys():
+            return
+        stale = set()
+        for path, (digest, binds, uses) in saved.files.items():
+            entry = self.files[path]
+            if entry.digest == digest:
+                continue
+            if bindings_digest(entry.facts) != binds:
+                return
+            if uses_digest(entry.facts) != uses:
+                stale.add(path)
+        self.invalidate()
+        self._saved, self._stale = saved, stale
+
+    def unsaved(self) -> dict[str, bytes] | None:
+        """The graph in the store's form (for `restore`), built whole if need be, unless the store
+        has one that holds (restored, or returned here since it was last built): then None."""
+        if self._saved is not None or (self._graph is not None and not self._built):
+            return None
+        graph = self.graph()
+        self._built = False
+        return Saved.of(self._key(), self.files, graph, self.reverse()).dump()
+
+    def _key(self) -> str:
+        # facts of the same bytes are the same for the same tracefix, parser and grammar
+        parser = (tree_sitter.__version__, PYTHON.semantic_version, FACTS_VERSION)
+        layout = (sys.byteorder, array("I").itemsize)
+        return repr((__version__, GRAPH_VERSION, parser, sys.version_info[:2], layout, self.config))
+
+    def _sources(self) -> Callable[[Node], Iterable[Node]]:
+        """The nodes with an edge to a node: from a saved graph that holds, without building one."""
+        if self._saved is not None and not self._stale:
+            return self._saved.sources
+        reverse = self.reverse()
+        return lambda node: reverse.get(node, ())
+
     def tests_reaching(self, targets: set[Node]) -> dict[str, list[Node]]:
         """nodeid → a path of nodes from the test to one of `targets` (for explanations)."""
-        reverse = self.reverse()
+        sources = self._sources()
         parent: dict[Node, Node | None] = dict.fromkeys(targets)
         queue = deque(targets)
         while queue:
             node = queue.popleft()
-            for src in reverse.get(node, ()):
+            for src in sources(node):
                 if src not in parent:
                     parent[src] = node
                     queue.append(src)
@@ -379,14 +456,116 @@ class ProjectIndex(TestDiscovery):
         return found
 
 
+class Saved:
+    """The graph as the store keeps it: each node once, in order, and its edges both ways as
+    compressed sparse rows of node numbers; `files`: path → (digest, bindings_digest, uses_digest)
+    of each file it was built from."""
+
+    def __init__(self, key: str, files: dict[str, list[str]], nodes: list[Node], rows: dict[str, array]):
+        self.key, self.files, self.nodes, self.rows = key, files, nodes, rows
+        self._numbers: dict[Node, int] | None = None
+
+    @classmethod
+    def of(cls, key: str, files: dict, graph: dict[Node, set[Node]], reverse: dict[Node, set[Node]]) -> Saved:
+        numbers = {n: i for i, n in enumerate(graph)}  # first the nodes graph() made entries for
+        forward = [[numbers.setdefault(d, len(numbers)) for d in dsts] for dsts in graph.values()]
+        nodes = list(numbers)
+        backward = [[numbers[s] for s in reverse.get(n, ())] for n in nodes]
+        stamps = {p: [e.digest, bindings_digest(e.facts), uses_digest(e.facts)] for p, e in files.items()}
+        return cls(key, stamps, nodes, {**_rows("forward", forward), **_rows("backward", backward)})
+
+    def dump(self) -> dict[str, bytes]:
+        paths = list(dict.fromkeys(p for p, _ in self.nodes))
+        number = {p: i for i, p in enumerate(paths)}
+        head = {
+            "key": self.key,
+            "files": self.files,
+            "paths": paths,
+            "nodes": [[number[p], q] for p, q in self.nodes],
+        }
+        return {"head": json.dumps(head).encode(), **{k: v.tobytes() for k, v in self.rows.items()}}
+
+    @classmethod
+    def load(cls, parts: dict[str, bytes]) -> Saved | None:
+        try:
+            head = json.loads(parts["head"])
+            key, paths = head["key"], head["paths"]
+            nodes = [(paths[p], q) for p, q in head["nodes"]]
+            files = {p: list(v) for p, v in head["files"].items()}
+            rows = {}
+            for name in ROWS:
+                rows[name] = array("I")
+                rows[name].frombytes(parts[name])
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError):
+            return None
+        texts = [key, *(t for node in nodes for t in node), *files, *(x for v in files.values() for x in v)]
+        if not all(isinstance(t, str) for t in texts) or any(len(v) != 3 for v in files.values()):
+            return None
+        for way in ("forward", "backward"):
+            ends, targets = rows[f"{way}_ends"], rows[way]
+            if not (
+                0 < len(ends) <= len(nodes) + 1
+                and ends[0] == 0
+                and ends[-1] == len(targets)
+                and all(a <= b for a, b in pairwise(ends))
+                and max(targets, default=0) < len(nodes)
+            ):
+                return None  # not one this code wrote
+        if len(rows["backward_ends"]) != len(nodes) + 1:
+            return None
+        return cls(key, files, nodes, rows)
+
+    def sources(self, node: Node) -> list[Node]:
+        return self._edges("backward", node)
+
+    def forward(self) -> dict[Node, set[Node]]:
+        return self._dict("forward")
+
+    def backward(self) -> dict[Node, set[Node]]:
+        return self._dict("backward")
+
+    def _edges(self, way: str, node: Node) -> list[Node]:
+        if self._numbers is None:
+            self._numbers = {n: i for i, n in enumerate(self.nodes)}
+        i = self._numbers.get(node)
+        if i is None:
+            return []
+        ends, targets = self.rows[f"{way}_ends"], self.rows[way]
+        if i + 1 >= len(ends):  # a node with no entry of that way
+            return []
+        return [self.nodes[j] for j in targets[ends[i] : ends[i + 1]]]
+
+    def _dict(self, way: str) -> dict[Node, set[Node]]:
+        ends, targets, nodes = self.rows[f"{way}_ends"], self.rows[way], self.nodes
+        # as graph() builds them: a forward entry for each node it made (the first ones), a
+        # backward one for each node with sources
+        return {
+            nodes[i]: {nodes[j] for j in targets[ends[i] : ends[i + 1]]}
+            for i in range(len(ends) - 1)
+            if way == "forward" or ends[i + 1] > ends[i]
+        }
+
+
+ROWS = ("forward_ends", "forward", "backward_ends", "backward")
+
+
+def _rows(way: str, lists: list[list[int]]) -> dict[str, array]:
+    ends = array("I", [0])
+    targets = array("I")
+    for items in lists:
+        targets.extend(items)
+        ends.append(len(targets))
+    return {f"{way}_ends": ends, way: targets}
+
+
 @dataclass
-class _Fixtures:
+class Fixtures:
     by_name: dict[str, list[Node]]  # the name tests request it by → fixtures
     autouse: list[Node]
     nodes: set[Node]
 
 
-def _derived(node: Node) -> bool:
+def derived(node: Node) -> bool:
     """A node the graph makes (an unresolved name, every symbol of a file), not one of a file's own."""
     return node[1] == ANY or node[1].startswith(MISSING)
 

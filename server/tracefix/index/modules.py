@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from tracefix.index.files import IndexFiles, Node
 from tracefix.index.pytestconfig import PytestConfig
 from tracefix.parsing.symbols import MODULE, STAR
+
+if TYPE_CHECKING:
+    from tracefix.index.graph import Fixtures
 
 NODE, MODULE_OBJECT, UNRESOLVED = "node", "module", "unresolved"
 # attributes every module has
@@ -350,3 +353,4 @@ class _Resolved:
         self.paths: dict[str, list[str]] = {}  # dotted name → the files of that module
         self.imported: dict[str, set[str]] = {}  # file → the project files it imports
         self.resolved: dict[tuple[str, str], list[Ref]] = {}  # (file, dotted name used there) → what it is
+        self.fixtures: Fixtures | None = None  # the project's fixtures, once found

@@ -26,6 +26,7 @@ create table if not exists meta (key text primary key, value text not null);
 create table if not exists files (
     path text primary key, mtime_ns integer, size integer, digest text, facts text not null);
 create table if not exists snapshot (path text primary key, symbols text not null);
+create table if not exists graph (part text primary key, data blob not null);
 create table if not exists results (
     nodeid text primary key, outcome text not null, duration real, data text not null, run_at real);
 create table if not exists kv (key text primary key, value text not null);
@@ -174,18 +175,26 @@ class Store:
         self._db.close()
 
     # file facts
-    def load_files(self) -> dict[str, tuple[int, int, str, dict]]:
+    def load_files(self) -> dict[str, tuple[int, int, str, str]]:
+        """path → (mtime_ns, size, digest, facts as JSON text: decoded by the index as needed)."""
         rows = self.db.execute("select path, mtime_ns, size, digest, facts from files")
-        return {p: (m, s, d, json.loads(f)) for p, m, s, d, f in rows}
+        return {p: (m, s, d, f) for p, m, s, d, f in rows}
 
-    def save_files(self, rows: list[tuple[str, int, int, str, dict]], removed: list[str]) -> None:
+    def save_files(self, rows: list[tuple[str, int, int, str, str]], removed: list[str]) -> None:
         with self.db:
             self.db.execute("begin")
-            self.db.executemany(
-                "insert or replace into files values (?, ?, ?, ?, ?)",
-                [(p, m, s, d, json.dumps(f)) for p, m, s, d, f in rows],
-            )
+            self.db.executemany("insert or replace into files values (?, ?, ?, ?, ?)", rows)
             self.db.executemany("delete from files where path = ?", [(p,) for p in removed])
+
+    # the static graph, saved whole: reused while it holds for the files (ProjectIndex.restore)
+    def load_graph(self) -> dict[str, bytes]:
+        return {part: bytes(data) for part, data in self.db.execute("select part, data from graph")}
+
+    def save_graph(self, parts: dict[str, bytes]) -> None:
+        with self.db:
+            self.db.execute("begin")
+            self.db.execute("delete from graph")
+            self.db.executemany("insert into graph values (?, ?)", list(parts.items()))
 
     # the symbols as they were when their tests last ran
     def snapshot(self) -> dict[str, list]:

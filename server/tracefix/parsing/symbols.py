@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tree_sitter import Node, Tree
@@ -22,7 +24,7 @@ CODE = ("function", "method", "class")  # the kinds of symbols whose code runs (
 _TARGETS = ("pattern_list", "tuple_pattern", "list_pattern", "list_splat_pattern", "parenthesized_expression")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Symbol:
     qualname: str  # "Cart.total"; MODULE for module-level statements; "LIMIT" for a module-level name
     kind: str  # module | class | function | method | variable
@@ -47,26 +49,47 @@ STAR = ("*", "*")  # the names of `from m import *`
 @dataclass
 class Facts:
     """What the index needs from one file: symbols, imports, the names each symbol uses and the
-    names the module itself binds."""
+    names the module itself binds. Each collection of names per symbol is a sorted tuple of
+    interned strings: a large project's facts stay small in memory."""
 
     symbols: list[Symbol]
     imports: list[Import]
     # qualname → the names it uses, as written: "x" for a name, "a.b.c" for a chain of attributes
     # of a name (an attribute of anything else is not recorded: `f().x` uses only "f")
-    uses: dict[str, set[str]] = field(default_factory=dict)
+    uses: dict[str, tuple[str, ...]] = field(default_factory=dict)
     params: dict[str, tuple[str, ...]] = field(default_factory=dict)  # function → parameter names
-    locals: dict[str, set[str]] = field(default_factory=dict)  # function → names its body assigns
+    locals: dict[str, tuple[str, ...]] = field(default_factory=dict)  # function → names its body assigns
     bases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class → base names as written
     # outside class bodies, names whose object's identity alone counts (annotations, isinstance's
     # class, except's type): they run nothing
-    mentions: dict[str, set[str]] = field(default_factory=dict)
+    mentions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Module-level code: `uses[MODULE]` is what import may run. A name only kept (in a variable, in
     # a literal, as an argument of a call whose result is kept: `f = wrap(g)`, as with decorators)
     # is not run by the import, and goes only into `values` of the variables it ends up in.
     assigned: set[str] = field(default_factory=set)  # module-level names bound other than by def, class, import
-    values: dict[str, set[str]] = field(default_factory=dict)  # module-level variable → names its values use
+    values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # module-level variable → names its values use
     made: set[str] = field(default_factory=set)  # module-level callees whose result is kept: their constructors run
     exports: tuple[str, ...] | None = None  # `__all__` when it is built from string literals only
+
+
+def name_table(found: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """Names per symbol as Facts keeps them: sorted, once each, interned (the same names recur
+    across a project's files)."""
+    return {sys.intern(k): tuple(sorted({sys.intern(n) for n in v})) for k, v in found.items()}
+
+
+@dataclass
+class _Found:
+    """What the walk of a file finds, in sets while it adds to them (then kept as Facts)."""
+
+    imports: list[Import] = field(default_factory=list)
+    params: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    locals: dict[str, set[str]] = field(default_factory=dict)
+    bases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    mentions: dict[str, set[str]] = field(default_factory=dict)
+    assigned: set[str] = field(default_factory=set)
+    values: dict[str, set[str]] = field(default_factory=dict)
+    made: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -239,7 +262,7 @@ def diff(old: list[Symbol], new: list[Symbol]) -> list[Change]:
 
 def facts(tree: Tree, source: bytes) -> Facts:
     symbols = outline(tree, source)
-    result = Facts(symbols=symbols, imports=[])
+    result = _Found()
     # 1-based line → the innermost symbol holding it: outer spans first, inner ones overwrite
     owners = [MODULE] * (tree.root_node.end_point[0] + 2)
     # (a module-level variable's lines stay the module's: what it reads is in `values`)
@@ -251,10 +274,19 @@ def facts(tree: Tree, source: bytes) -> Facts:
     for s in symbols:
         if s.kind == "variable":
             uses[s.qualname] |= result.values.get(s.qualname, set())
-    result.uses = uses
-    if "__all__" in result.assigned and exports is not None:
-        result.exports = tuple(dict.fromkeys(exports))
-    return result
+    return Facts(
+        symbols=symbols,
+        imports=result.imports,
+        uses=name_table(uses),
+        params=result.params,
+        locals=name_table(result.locals),
+        bases=result.bases,
+        mentions=name_table(result.mentions),
+        assigned=result.assigned,
+        values=name_table(result.values),
+        made=result.made,
+        exports=tuple(dict.fromkeys(exports)) if "__all__" in result.assigned and exports is not None else None,
+    )
 
 
 def _owner(line: int, owners: list[str]) -> str:
@@ -271,7 +303,7 @@ _BINDERS = {
 }
 
 
-def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result: Facts) -> list[str] | None:
+def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result: _Found) -> list[str] | None:
     """Fills uses, mentions, imports, params, locals, bases, assigned, values and made. Returns the names `__all__` lists, or None
     when something other than string literals goes into it."""
     exports: list[str] | None = []
@@ -281,9 +313,9 @@ def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result
     visited_children = False
     while (node := cursor.node) is not None:
         descend = not visited_children
-        if not visited_children:
-            kind = node.type
-            at.enter(node)
+        if not visited_children and (kind := node.type) in _WALKED:
+            if at.values:
+                at.enter(node)
             if kind == "identifier":
                 if _is_use(node):
                     _use(node, _dotted(node), owners, at, uses, result)
@@ -323,9 +355,9 @@ def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result
                 owner = _owner(node.start_point[0] + 1, owners)
                 if owner == MODULE or owner in result.params:  # not class bodies: dataclass fields
                     at.annotation(node)
-            if descend and cursor.goto_first_child():
-                visited_children = False
-                continue
+        if descend and cursor.goto_first_child():
+            visited_children = False
+            continue
         if cursor.goto_next_sibling():
             visited_children = False
         elif cursor.goto_parent():
@@ -336,6 +368,11 @@ def _walk_names(root: Node, owners: list[str], uses: dict[str, set[str]], result
         result.locals.get(owner, set()).difference_update(globals_)
     return exports
 
+
+# the node types _walk_names reads; it only descends through the others
+_WALKED = frozenset(
+    ("identifier", "attribute", "import_statement", "import_from_statement", *DEFS, "global_statement", "type")
+) | frozenset(_BINDERS)
 
 # node type → the field naming what it binds or names rather than reads
 _NAMING = {
@@ -350,13 +387,14 @@ _NAMING = {
     "class_definition": "name",
 }
 _PATTERNS = ("pattern_list", "tuple_pattern", "list_pattern", "tuple", "list", "expression_list")
+_GROUPING = frozenset((*_PATTERNS, "parenthesized_expression", "list_splat_pattern"))
 
 
 def _is_use(identifier: Node) -> bool:
     """Whether an identifier reads a name: not `x.name`'s attribute, `f(name=1)`'s keyword, a name
     an assignment or a def binds, or the names of `del`, `global` and `nonlocal` statements."""
     child, parent = identifier, identifier.parent
-    while parent is not None and parent.type in (*_PATTERNS, "parenthesized_expression", "list_splat_pattern"):
+    while parent is not None and parent.type in _GROUPING:
         child, parent = parent, parent.parent
     if parent is None:
         return True
@@ -365,7 +403,7 @@ def _is_use(identifier: Node) -> bool:
     return parent.type not in ("delete_statement", "global_statement", "nonlocal_statement", "as_pattern_target")
 
 
-def _bound(node: Node, names: list[str], owners: list[str], result: Facts) -> None:
+def _bound(node: Node, names: list[str], owners: list[str], result: _Found) -> None:
     """Names a statement binds: module-level names, or a function's locals."""
     owner = _owner(node.start_point[0] + 1, owners)
     if owner == MODULE:
@@ -398,7 +436,7 @@ class _Context:
         return [n for start, end, names in self.values if start <= node.start_byte < end for n in names]
 
 
-def _use(node: Node, name: str, owners: list[str], at: _Context, uses: dict[str, set[str]], result: Facts) -> None:
+def _use(node: Node, name: str, owners: list[str], at: _Context, uses: dict[str, set[str]], result: _Found) -> None:
     """Records a use of `name`: as a mention when only the object's identity counts, and at module
     level apart from what import runs (see Facts)."""
     owner = _owner(node.start_point[0] + 1, owners)
@@ -538,7 +576,7 @@ def _extended(exports: list[str], call: Node) -> list[str] | None:
     return None if added is None else exports + added
 
 
-def _params(node: Node, owners: list[str], result: Facts) -> None:
+def _params(node: Node, owners: list[str], result: _Found) -> None:
     params = node.child_by_field_name("parameters")
     if params is None:
         return
@@ -555,7 +593,7 @@ def _params(node: Node, owners: list[str], result: Facts) -> None:
     result.params.setdefault(_owner(node.start_point[0] + 1, owners), tuple(names))
 
 
-def _bases(node: Node, owners: list[str], result: Facts) -> None:
+def _bases(node: Node, owners: list[str], result: _Found) -> None:
     supers = node.child_by_field_name("superclasses")
     names = tuple(
         _dotted(a) for a in (supers.named_children if supers else ()) if a.type in ("identifier", "attribute")

@@ -13,12 +13,14 @@ from tracefix.selection.select import Changed
 def with_fallbacks(index: ProjectIndex, changes: list[Changed]) -> list[Changed]:
     """`changes`, plus a change to the module's code for each changed name whose value mentions
     the project's code."""
-    graph = index.graph()
+    edges: dict[str, dict] = {}  # path → its own nodes' edges
     added = []
     for c in changes:
         if c.kind != "variable" or c.what != "changed":
             continue
-        targets = graph.get((c.path, c.qualname), ())
+        if c.path not in edges:
+            edges[c.path] = index.file_edges(c.path)
+        targets = edges[c.path].get((c.path, c.qualname), ())
         if any((s := index.symbol(*t)) is not None and s.kind in CODE for t in targets if t[1] != MODULE):
             added.append(Changed(c.path, MODULE, "module", "changed", c.line))
     return changes + [c for c in dict.fromkeys(added) if c not in changes]

@@ -100,7 +100,7 @@ class Settings:
     debounce_ms: int = 300  # syntax diagnostics while typing
     offer_unverified: bool = False  # fix.offerUnverified
     sandbox: str = "auto"  # fix.sandbox: how candidate fixes are confined
-    warm_runner: bool = True  # runs fork a pre-started pytest worker (editor only)
+    warm_runner: bool = True  # runs fork a pre-started pytest worker
     parallel: str | int = "auto"  # pytest-xdist workers: "auto" for long runs, 0 never, N always
     llm: LLMSettings = field(default_factory=LLMSettings)
     review: dict = field(default_factory=dict)

@@ -120,6 +120,27 @@ def test_bad_revision_and_bad_interpreter(repo):
     assert "tracefix.timeout = 'soon' is not a number" in proc.stderr
 
 
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_checks_run_forks_from_the_worker_it_started_first(tmp_path, warm):
+    """The worker starts while tracefix indexes and selects; warmRunner = false runs a new interpreter."""
+    parent = tmp_path / "parent"
+    root = write(
+        tmp_path / "ws",
+        {
+            "pyproject.toml": f"[tool.tracefix]\nwarmRunner = {str(warm).lower()}\n",
+            "tests/test_where.py": (
+                "import os\n\n\ndef test_where():\n"
+                f"    with open('/proc/%d/cmdline' % os.getppid(), 'rb') as f, open({str(parent)!r}, 'wb') as out:\n"
+                "        out.write(f.read())\n"
+            ),
+        },
+    )
+    code, data = check_json(root)
+    assert code == 0 and [r["outcome"] for r in data["results"]] == ["passed"]
+    argv = parent.read_bytes().split(b"\0")
+    assert (b"tracefix_warm" in argv) is warm, argv
+
+
 def test_an_interpreter_without_pytest_is_a_setup_error_that_records_nothing(shop, tmp_path):
     """Learnt from the run itself (no probe before it): exit 2, the remedy, and no results kept."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)

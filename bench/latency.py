@@ -17,11 +17,8 @@ and, timed in-process with the calls the server makes on a save:
   parse       Project.changes_in + index update of the saved file (re-parse, outline, diff)
   select      Project.select on those changes
 
-    python bench/latency.py --saves 40 [--project tomlkit] [--python PATH] [--cold] [--pycache] [--profile FILE]
+    python bench/latency.py --saves 40 [--project tomlkit] [--python PATH] [--cold] [--profile FILE]
 
---pycache: before the session, pytest runs once in the project's checkout with bytecode on, and
-only the pycs of the test modules it rewrote are kept: what tracefix's runs (which read pycs but
-write none) would find if pytest cached its rewrites, which pytest 9.2 validates by source hash.
 --profile FILE: py-spy (on PATH) samples the server and the processes it starts (warm worker, test
 runs) during the measured saves, and writes their stacks collapsed into FILE (flamegraph.pl's input).
 """
@@ -102,23 +99,15 @@ def shop_copy(base: Path) -> Path:
     return root
 
 
-def project_checkout(name: str, pycache: bool) -> tuple[Path, dict[str, str], dict]:
+def project_checkout(name: str) -> tuple[Path, dict[str, str], dict]:
     """(root, environment for the server, how priming went) of a fresh checkout whose store holds
-    a full run: what an editor finds in a project tracefix has run in before. pycache: with the
-    pycs of the test modules pytest rewrote, and no others (see --pycache)."""
+    a full run: what an editor finds in a project tracefix has run in before."""
     project = PROJECTS[name]
     root = checkout(project, "latency")
     env = project.env(root)
     text = (root / BREAKS[name].path).read_text()
     if text.count(BREAKS[name].fixed) != 1:
         raise SystemExit(f"{name}: {BREAKS[name].path} does not hold {BREAKS[name].fixed!r} once")
-    if pycache:
-        pytest = [str(ensure_venv()), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        with_bytecode = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        subprocess.run(pytest, cwd=root, env=with_bytecode, capture_output=True, check=False, timeout=600)
-        for pyc in root.rglob("__pycache__/*.pyc"):
-            if "-pytest-" not in pyc.name:  # CPython's own, validated by mtime: tracefix wants none
-                pyc.unlink()
     wall, _, report = tracefix_check(project, root, "--all")
     priming = {"s": round(wall, 2), "status": report["status"], "summary": report["summary"]}
     return root, env, priming
@@ -230,20 +219,15 @@ def main() -> int:
     p.add_argument("--project", choices=sorted(set(BREAKS) - {EXAMPLE}), help="a real project (default: the example)")
     p.add_argument("--python", help="the interpreter that runs the tests (default: the bench venv)")
     p.add_argument("--cold", action="store_true", help="tracefix.warmRunner off: every run starts a new interpreter")
-    p.add_argument(
-        "--pycache", action="store_true", help="with --project: with pytest's pycs of the rewritten test modules"
-    )
     p.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the server and its processes")
     args = p.parse_args()
-    if args.pycache and not args.project:
-        p.error("--pycache needs --project")
     python = args.python or str(ensure_venv())
     name = args.project or EXAMPLE
     at_start = machine()
     with tempfile.TemporaryDirectory() as base:
         env, priming = None, None
         if args.project:
-            root, env, priming = project_checkout(args.project, args.pycache)
+            root, env, priming = project_checkout(args.project)
         else:
             root = shop_copy(Path(base))
         rows = asyncio.run(lsp_saves(root, BREAKS[name], args.saves, python, not args.cold, env, args.profile))
@@ -276,15 +260,13 @@ def main() -> int:
         "command": f"python bench/latency.py --saves {args.saves}"
         + (f" --project {args.project}" if args.project else "")
         + (f" --python {args.python}" if args.python else "")
-        + (" --cold" if args.cold else "")
-        + (" --pycache" if args.pycache else ""),
+        + (" --cold" if args.cold else ""),
     }
     stem = "-".join(
         [
             "latency",
             *([args.project] if args.project else []),
             *(["cold"] if args.cold else []),
-            *(["pycache"] if args.pycache else []),
         ]
     )
     path = write_results(stem, result)

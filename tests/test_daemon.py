@@ -118,8 +118,10 @@ def test_ctrl_c_stops_the_daemons_run_and_its_tests(tmp_path, env):
             "tests/test_quick.py": "def test_quick():\n    assert True\n",
         },
     )
+    # started as a shell's background job is (`tracefix check --daemon &`): with SIGINT ignored
+    ignoring_sigint = ["sh", "-c", 'trap "" INT; exec "$0" "$@"']
     client = subprocess.Popen(
-        [sys.executable, "-m", "tracefix", "check", str(root), "--daemon", "--no-trace"],
+        [*ignoring_sigint, sys.executable, "-m", "tracefix", "check", str(root), "--daemon", "--no-trace"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

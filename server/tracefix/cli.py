@@ -153,14 +153,29 @@ def _through_daemon(args: argparse.Namespace, argv: list[str]) -> int | None:
     it (said on stderr): then it runs here."""
     from tracefix import daemon
 
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stopped(signum)
+
+    # set, not inherited: a shell's background job starts with SIGINT ignored
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
     try:
         return daemon.request(args.path, argv)
     except (daemon.DaemonError, OSError) as exc:
         print(f"tracefix: warning: {exc}; checking without the daemon", file=sys.stderr)
         return None
-    except KeyboardInterrupt:  # the daemon sees the connection close and cancels the check
-        print("tracefix: stopped by SIGINT", file=sys.stderr)
-        return 128 + signal.SIGINT
+    except _Stopped as stopped:  # the daemon sees the connection close and cancels the check
+        print(f"tracefix: stopped by {signal.Signals(stopped.signum).name}", file=sys.stderr)
+        return 128 + stopped.signum
+    finally:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

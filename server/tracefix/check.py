@@ -70,7 +70,8 @@ def _changes(project: Project, args: Namespace) -> tuple[list[Changed] | None, s
 
 
 async def check(args: Namespace, pool: Pool | None = None) -> int:
-    """pool: a warm pytest worker that outlives the check (the daemon's, `--daemon`)."""
+    """pool: a warm pytest worker its caller made and closes (cli's, started before this check's
+    imports; the daemon's, kept between checks)."""
     say = Output(sys.stdout, args.format == "text" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     err = Output(sys.stderr)
     style = say.style

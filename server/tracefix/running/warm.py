@@ -275,12 +275,11 @@ class Pool:
         return cold
 
     def prestart(self, python: str, env: dict[str, str]) -> None:
-        """Start the worker now, with no event loop yet: a one-shot check starts pytest while it
-        imports, indexes and selects, and its run then waits for this worker instead of starting
-        a new interpreter. env: what the run's environment will be (as run_tests passes it)."""
-        if self.worker is not None:
-            self.worker.close()
-        self._starting = None
+        """Start the worker of a new pool now, with no event loop yet: a one-shot check starts
+        pytest while it imports, indexes and selects, and its run then waits for this worker
+        instead of starting a new interpreter. env: what the run's environment will be (as
+        run_tests passes it)."""
+        assert self.worker is None, "prestart is for a pool that has no worker yet"
         self.worker = self.prestarted = Worker(python, self.root, env, self.skip)
         self.worker.launch()
 

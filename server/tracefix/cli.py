@@ -101,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = _prestarted(args)  # before the imports below: pytest starts while tracefix does
     from tracefix.check import check
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(Printable("tracefix: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    log_warnings()
 
     async def checked() -> int:
         try:
@@ -121,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the flush at exit
         return CLOSED_PIPE
     return status
+
+
+def log_warnings() -> logging.StreamHandler:
+    """Warnings and errors to stderr, printable, as `tracefix: …` lines: what a check logs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Printable("tracefix: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    return handler
 
 
 def _prestarted(args: argparse.Namespace) -> Pool | None:

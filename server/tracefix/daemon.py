@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import socket
 import stat
 import struct
@@ -194,16 +193,14 @@ class Daemon:
         self.last = time.monotonic()
         self.idle = float(os.environ.get("TRACEFIX_DAEMON_IDLE", IDLE))
         self.done = asyncio.Event()
-        self.handler = logging.StreamHandler(sys.stderr)
         self.serving: set[asyncio.Task] = set()  # held: the loop keeps only weak references to tasks
 
     async def serve(self, server: socket.socket) -> None:
-        from tracefix.sanitize import Printable
+        from tracefix.cli import STOP_SIGNALS, log_warnings
 
-        self.handler.setFormatter(Printable("tracefix: %(message)s"))
-        logging.basicConfig(level=logging.WARNING, handlers=[self.handler], force=True)
+        self.handler = log_warnings()  # its stream is each check's client's stderr in turn
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.done.set)
         accepting = loop.create_task(self._accept(server))
         idle = loop.create_task(self._idle())

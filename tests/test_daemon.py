@@ -141,6 +141,28 @@ def test_ctrl_c_stops_the_daemons_run_and_its_tests(tmp_path, env):
     }
 
 
+def test_a_daemon_that_dies_during_the_check_is_a_run_that_did_not_complete(tmp_path, env):
+    started = tmp_path / "started"
+    root = write(
+        tmp_path / "ws",
+        {
+            "tests/test_slow.py": f"import time\n\n\ndef test_slow():\n    open({str(started)!r}, 'w').close()\n    time.sleep(120)\n"
+        },
+    )
+    client = subprocess.Popen(
+        [sys.executable, "-m", "tracefix", "check", str(root), "--daemon", "--no-trace"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert until(started.exists, timeout=120)
+    [pid] = daemons(root)
+    os.kill(pid, signal.SIGKILL)
+    _, err = client.communicate(timeout=60)
+    assert client.returncode == 3 and "the daemon ended during the check; the run did not complete" in err
+
+
 def test_a_socket_folder_others_can_enter_is_refused_and_the_check_runs_anyway(shop, env):
     folder = Path(env["XDG_RUNTIME_DIR"]) / "tracefix"
     folder.mkdir(mode=0o755)

@@ -49,7 +49,10 @@ class RealProject:
         __pycache__ (tracefix's runs keep theirs in its own cache folder either way)."""
         paths = [str(PLUGINS)] + ([str(root / self.pythonpath)] if self.pythonpath else [])
         env = dict(os.environ, VIRTUAL_ENV=str(venv), PYTHONPATH=os.pathsep.join(paths))
-        env.update(PYTHONPYCACHEPREFIX=str(PYCACHE)) if bytecode else env.update(PYTHONDONTWRITEBYTECODE="1")
+        if bytecode:
+            env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+        else:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
 
